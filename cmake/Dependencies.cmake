@@ -1,0 +1,85 @@
+# Finds every dependency once and records what was found for the configure summary.
+# Debian packages: fmt, GoogleTest, OpenBLAS, libjpeg-turbo, nlohmann-json, CLI11
+# (scripts/install-deps.sh installs them). CUDA toolkit: nvcc, cudart, cuBLAS, cuDNN 9, NCCL.
+
+find_package(fmt REQUIRED)
+find_package(Threads REQUIRED)
+find_package(OpenMP)
+
+# --- OpenBLAS (CPU GEMM through cblas) ---
+find_path(CBLAS_INCLUDE_DIR cblas.h
+  PATH_SUFFIXES openblas-pthread openblas x86_64-linux-gnu/openblas-pthread x86_64-linux-gnu)
+find_library(OPENBLAS_LIBRARY NAMES openblas)
+if(CBLAS_INCLUDE_DIR AND OPENBLAS_LIBRARY)
+  set(ENGINE_WITH_BLAS ON)
+  add_library(engine_blas INTERFACE)
+  target_include_directories(engine_blas INTERFACE ${CBLAS_INCLUDE_DIR})
+  target_link_libraries(engine_blas INTERFACE ${OPENBLAS_LIBRARY})
+  target_compile_definitions(engine_blas INTERFACE ENGINE_WITH_BLAS=1)
+else()
+  set(ENGINE_WITH_BLAS OFF)
+  message(WARNING "OpenBLAS not found: CPU matmul falls back to the naive reference loops "
+                  "(slow). Install it with scripts/install-deps.sh (libopenblas-dev).")
+endif()
+
+# --- libraries later issues need; found now so the summary tells a user what is missing ---
+find_package(PkgConfig QUIET)
+if(PkgConfig_FOUND)
+  pkg_check_modules(TURBOJPEG QUIET IMPORTED_TARGET libturbojpeg)
+endif()
+find_package(nlohmann_json QUIET)
+find_package(CLI11 QUIET)
+if(NOT CLI11_FOUND)
+  message(FATAL_ERROR "CLI11 not found (the moco command line needs it): run scripts/install-deps.sh "
+                      "or apt-get install libcli11-dev")
+endif()
+
+# --- CUDA toolkit ---
+set(ENGINE_WITH_CUDA OFF)
+set(ENGINE_WITH_CUDNN OFF)
+set(ENGINE_WITH_NCCL OFF)
+if(ENGINE_CUDA)
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    # Hopper (H100/H200) by default. Add others with -DCMAKE_CUDA_ARCHITECTURES="80;90".
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES 90)
+    endif()
+    enable_language(CUDA)
+    # CMake 3.25 does not know nvcc 13's flag for C++20: tell it.
+    set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+    set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+    set(CMAKE_CUDA_STANDARD 20)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+    # fmt 9 turns its constexpr off under nvcc and then fails to compile with g++ 12 as the host
+    # compiler; nvcc 13 handles it, so keep it on.
+    add_compile_definitions($<$<COMPILE_LANGUAGE:CUDA>:FMT_USE_CONSTEXPR=1>)
+    find_package(CUDAToolkit REQUIRED)
+    set(ENGINE_WITH_CUDA ON)
+
+    # cuDNN and NCCL ship with the toolkit on our machines; ENGINE_CUDNN_ROOT / ENGINE_NCCL_ROOT
+    # point elsewhere (for example at PyTorch's nvidia.cudnn / nvidia.nccl Python packages).
+    set(cuda_lib_dirs ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib
+                      ${CUDAToolkit_LIBRARY_ROOT}/lib64)
+    find_path(CUDNN_INCLUDE_DIR cudnn.h HINTS ${ENGINE_CUDNN_ROOT}/include ${CUDAToolkit_INCLUDE_DIRS})
+    find_library(CUDNN_LIBRARY NAMES cudnn libcudnn.so.9
+                 HINTS ${ENGINE_CUDNN_ROOT}/lib ${cuda_lib_dirs})
+    if(CUDNN_INCLUDE_DIR AND CUDNN_LIBRARY)
+      file(STRINGS ${CUDNN_INCLUDE_DIR}/cudnn_version.h cudnn_version_lines
+           REGEX "#define CUDNN_(MAJOR|MINOR|PATCHLEVEL) +[0-9]+")
+      string(REGEX REPLACE ".*MAJOR +([0-9]+).*MINOR +([0-9]+).*PATCHLEVEL +([0-9]+).*" "\\1.\\2.\\3"
+             CUDNN_VERSION "${cudnn_version_lines}")
+      set(ENGINE_WITH_CUDNN ON)
+    endif()
+    find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${ENGINE_NCCL_ROOT}/include ${CUDAToolkit_INCLUDE_DIRS})
+    find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ${ENGINE_NCCL_ROOT}/lib ${cuda_lib_dirs})
+    if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+      file(STRINGS ${NCCL_INCLUDE_DIR}/nccl.h nccl_version_lines
+           REGEX "#define NCCL_(MAJOR|MINOR|PATCH) +[0-9]+")
+      string(REGEX REPLACE ".*MAJOR +([0-9]+).*MINOR +([0-9]+).*PATCH +([0-9]+).*" "\\1.\\2.\\3"
+             NCCL_VERSION "${nccl_version_lines}")
+      set(ENGINE_WITH_NCCL ON)
+    endif()
+  endif()
+endif()

@@ -1,0 +1,144 @@
+// allocator.cpp - host allocation and the caching allocator's bookkeeping (no CUDA here).
+#include "engine/allocator.h"
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+
+#include "engine/check.h"
+
+namespace engine {
+
+std::string format_bytes(size_t nbytes) {
+  const double b = static_cast<double>(nbytes);
+  if (b >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GiB", b / (1024.0 * 1024 * 1024));
+  if (b >= 1024.0 * 1024) return fmt::format("{:.2f} MiB", b / (1024.0 * 1024));
+  if (b >= 1024.0) return fmt::format("{:.2f} KiB", b / 1024.0);
+  return fmt::format("{} B", nbytes);
+}
+
+void* host_allocate(size_t nbytes) {
+  if (nbytes == 0) return nullptr;
+  const size_t rounded = (nbytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
+  void* ptr = std::aligned_alloc(kHostAlignment, rounded);
+  ENGINE_CHECK(ptr != nullptr,
+               "host out of memory: asked for {} ({} bytes) of {}-byte aligned memory and the "
+               "system refused; reduce the batch size or the number of loader workers",
+               format_bytes(nbytes), nbytes, kHostAlignment);
+  return ptr;
+}
+
+void host_free(void* ptr) { std::free(ptr); }
+
+CachingAllocator::CachingAllocator(std::string name, std::unique_ptr<BackingAllocator> backing)
+    : name_(std::move(name)), backing_(std::move(backing)) {}
+
+CachingAllocator::~CachingAllocator() {
+  // Blocks still handed out belong to tensors that outlive us (static teardown); leave them.
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& [key, ptr] : cached_) backing_->deallocate(ptr);
+  cached_.clear();
+}
+
+void* CachingAllocator::allocate(size_t nbytes, void* stream) {
+  if (nbytes == 0) return nullptr;
+  const size_t size = (nbytes + kRounding - 1) / kRounding * kRounding;
+  std::lock_guard<std::mutex> lock(mutex_);
+  stats_.requests++;
+
+  // Best fit among this stream's free blocks: the smallest that is large enough and less than
+  // twice the request (so a huge block is never spent on a small tensor).
+  void* ptr = nullptr;
+  size_t block_size = size;
+  auto it = cached_.lower_bound({stream, size});
+  if (it != cached_.end() && it->first.first == stream && it->first.second < 2 * size) {
+    ptr = it->second;
+    block_size = it->first.second;
+    cached_.erase(it);
+    stats_.cache_hits++;
+  } else {
+    ptr = backing_->allocate(size);
+    if (ptr == nullptr) {  // out of memory: give the cache back and try once more
+      release_cached_locked();
+      ptr = backing_->allocate(size);
+    }
+    ENGINE_CHECK(ptr != nullptr,
+                 "out of memory: asked for {} ({} bytes) and {} could not provide it after "
+                 "releasing its cache. {}. {}. Reduce the batch size (-b) or the image size",
+                 format_bytes(nbytes), nbytes, name_, stats_string_locked(), backing_->describe());
+    stats_.backing_allocations++;
+    stats_.reserved_bytes += size;
+    stats_.peak_reserved_bytes = std::max(stats_.peak_reserved_bytes, stats_.reserved_bytes);
+  }
+  live_.emplace(ptr, Block{block_size, stream});
+  stats_.allocated_bytes += block_size;
+  stats_.peak_allocated_bytes = std::max(stats_.peak_allocated_bytes, stats_.allocated_bytes);
+  return ptr;
+}
+
+void CachingAllocator::deallocate(void* ptr) {
+  if (ptr == nullptr) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = live_.find(ptr);
+  ENGINE_CHECK(it != live_.end(),
+               "{}: deallocate({}) of a pointer it never handed out (or freed twice)", name_, ptr);
+  const Block block = it->second;
+  live_.erase(it);
+  stats_.allocated_bytes -= block.size;
+  cached_.emplace(std::make_pair(block.stream, block.size), ptr);
+}
+
+void CachingAllocator::empty_cache() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  release_cached_locked();
+}
+
+void CachingAllocator::release_cached_locked() {
+  if (cached_.empty()) return;
+  backing_->synchronize();
+  for (auto& [key, ptr] : cached_) {
+    backing_->deallocate(ptr);
+    stats_.backing_frees++;
+    stats_.reserved_bytes -= key.second;
+  }
+  cached_.clear();
+}
+
+AllocatorStats CachingAllocator::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
+}
+
+void CachingAllocator::reset_peak() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  stats_.peak_allocated_bytes = stats_.allocated_bytes;
+  stats_.peak_reserved_bytes = stats_.reserved_bytes;
+}
+
+std::string CachingAllocator::stats_string() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_string_locked();
+}
+
+std::string CachingAllocator::stats_string_locked() const {
+  return fmt::format(
+      "{} allocator: allocated {} (peak {}), reserved {} (peak {}), {} backing allocations, "
+      "{} backing frees, {} requests, {} cache hits",
+      name_, format_bytes(stats_.allocated_bytes), format_bytes(stats_.peak_allocated_bytes),
+      format_bytes(stats_.reserved_bytes), format_bytes(stats_.peak_reserved_bytes),
+      stats_.backing_allocations, stats_.backing_frees, stats_.requests, stats_.cache_hits);
+}
+
+#if !ENGINE_WITH_CUDA
+HostBuffer pinned_allocate(size_t nbytes) { return {host_allocate(nbytes), nbytes, false}; }
+void pinned_free(const HostBuffer& buffer) { host_free(buffer.data); }
+CachingAllocator& cuda_allocator(int device) {
+  ENGINE_THROW("cuda_allocator({}): this build has no CUDA backend (nvcc was not found when CMake "
+               "configured it); rebuild with the CUDA toolkit or use the CPU",
+               device);
+}
+void* cuda_allocate(int device, size_t) { return cuda_allocator(device).allocate(0, nullptr); }
+void cuda_free(int, void*) {}
+#endif
+
+}  // namespace engine

@@ -1,0 +1,117 @@
+// allocator.h - host memory, pinned host memory, and the stream-ordered caching allocator.
+//
+// Host memory is 64-byte aligned (a cache line, an AVX-512 vector). Pinned memory is page-locked
+// through cudaHostAlloc so copies to the GPU can be asynchronous; where no GPU is usable it falls
+// back to ordinary aligned memory and says so (HostBuffer::pinned is false).
+//
+// CachingAllocator keeps freed device blocks and hands them out again, so a training step that
+// asks for the same sizes every iteration stops calling cudaMalloc after the first one.
+// It is stream-ordered: a freed block goes back to the pool of the stream it was allocated for and
+// is reused only for that stream, where every later kernel runs after every earlier one, so no
+// synchronisation is needed. Its logic knows nothing of CUDA: it draws from a BackingAllocator
+// (cudaMalloc/cudaFree for the GPU; a plain host one in the tests).
+//
+// Size policy: requests are rounded up to 512 bytes; a free block of the same stream is reused
+// when it is at least the rounded size and less than twice it (best fit); otherwise a new block is
+// drawn. When the backing allocator fails, the cache is released and the request retried once;
+// if that fails too the error names the size asked for and every counter.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+namespace engine {
+
+constexpr size_t kHostAlignment = 64;
+
+// Aligned host memory; throws engine::Error naming the size when the machine has none left.
+void* host_allocate(size_t nbytes);
+void host_free(void* ptr);
+
+// Page-locked host memory when a GPU is usable, ordinary aligned memory otherwise.
+struct HostBuffer {
+  void* data = nullptr;
+  size_t nbytes = 0;
+  bool pinned = false;
+};
+HostBuffer pinned_allocate(size_t nbytes);
+void pinned_free(const HostBuffer& buffer);
+
+// Where a CachingAllocator draws its memory from.
+class BackingAllocator {
+ public:
+  virtual ~BackingAllocator() = default;
+  virtual void* allocate(size_t nbytes) = 0;  // nullptr when out of memory; never throws for that
+  virtual void deallocate(void* ptr) = 0;
+  // Waits until no queued work can still touch memory handed out (before blocks are released).
+  virtual void synchronize() = 0;
+  // Extra facts for the out-of-memory message, such as the device's free and total memory.
+  virtual std::string describe() const = 0;
+};
+
+struct AllocatorStats {
+  size_t allocated_bytes = 0;       // in blocks handed out now
+  size_t reserved_bytes = 0;        // drawn from the backing allocator now (handed out + cached)
+  size_t peak_allocated_bytes = 0;  // since creation or reset_peak()
+  size_t peak_reserved_bytes = 0;
+  int64_t backing_allocations = 0;  // cudaMalloc calls
+  int64_t backing_frees = 0;        // cudaFree calls
+  int64_t requests = 0;             // allocate() calls
+  int64_t cache_hits = 0;           // requests served from the cache
+};
+
+class CachingAllocator {
+ public:
+  static constexpr size_t kRounding = 512;
+
+  CachingAllocator(std::string name, std::unique_ptr<BackingAllocator> backing);
+  ~CachingAllocator();
+  CachingAllocator(const CachingAllocator&) = delete;
+  CachingAllocator& operator=(const CachingAllocator&) = delete;
+
+  // A block of at least nbytes for use on `stream` (an opaque handle: cudaStream_t on the GPU).
+  // Zero bytes gives nullptr.
+  void* allocate(size_t nbytes, void* stream);
+  // Returns a block to the cache of its stream. The pointer must come from allocate().
+  void deallocate(void* ptr);
+  // Gives every cached block back to the backing allocator (after synchronize()).
+  void empty_cache();
+
+  AllocatorStats stats() const;
+  void reset_peak();
+  // One line: "cuda:0 allocator: allocated 1.50 GiB (peak 2.00 GiB), reserved ..."
+  std::string stats_string() const;
+  const std::string& name() const { return name_; }
+
+ private:
+  struct Block {
+    size_t size;
+    void* stream;
+  };
+  void release_cached_locked();
+  std::string stats_string_locked() const;
+
+  std::string name_;
+  std::unique_ptr<BackingAllocator> backing_;
+  mutable std::mutex mutex_;
+  std::unordered_map<void*, Block> live_;                  // handed out: pointer -> block
+  std::multimap<std::pair<void*, size_t>, void*> cached_;  // free: (stream, size) -> pointer
+  AllocatorStats stats_;
+};
+
+// "1.50 GiB", "512 B": sizes as people read them.
+std::string format_bytes(size_t nbytes);
+
+// The caching allocator of a GPU (CUDA backend only; throws otherwise), and the two calls tensor
+// storage uses: a block for the device's engine stream, and its return to the cache.
+CachingAllocator& cuda_allocator(int device);
+void* cuda_allocate(int device, size_t nbytes);
+void cuda_free(int device, void* ptr);
+
+}  // namespace engine

@@ -1,0 +1,143 @@
+// context_cuda.cpp - per-GPU engine stream and library handles, created on first use.
+//
+// Contexts live until the process ends on purpose: destroying streams and handles from static
+// destructors races the CUDA driver's own shutdown.
+#include <fmt/format.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "engine/cuda_check.h"
+#include "engine/cuda_context.h"
+#include "engine/device.h"
+
+namespace engine {
+
+bool cuda_is_built() { return true; }
+
+int cuda_device_count() {
+  static const int count = [] {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      cudaGetLastError();  // no driver or no device: clear the sticky error, report zero GPUs
+      return 0;
+    }
+    return n;
+  }();
+  return count;
+}
+
+namespace detail {
+const char* cublas_status_string(cublasStatus_t status) { return cublasGetStatusString(status); }
+}  // namespace detail
+
+}  // namespace engine
+
+namespace engine::cuda {
+
+namespace {
+
+struct DeviceContext {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  bool cublas_tf32 = false;
+#if ENGINE_WITH_CUDNN
+  cudnnHandle_t cudnn = nullptr;
+#endif
+};
+
+std::atomic<bool> g_tf32{false};
+std::atomic<bool> g_deterministic{false};
+
+DeviceContext& context(int device) {
+  static std::mutex mutex;
+  static std::vector<std::unique_ptr<DeviceContext>> contexts;
+  require_cuda_device(Device::cuda(device), "the CUDA context");
+  std::lock_guard<std::mutex> lock(mutex);
+  if (contexts.empty()) contexts.resize(cuda_device_count());
+  auto& slot = contexts[device];
+  if (!slot) {
+    auto ctx = std::make_unique<DeviceContext>();
+    CUDA_CHECK(cudaSetDevice(device));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking));
+    CUBLAS_CHECK(cublasCreate(&ctx->cublas));
+    CUBLAS_CHECK(cublasSetStream(ctx->cublas, ctx->stream));
+    CUBLAS_CHECK(cublasSetMathMode(ctx->cublas, CUBLAS_DEFAULT_MATH));
+#if ENGINE_WITH_CUDNN
+    CUDNN_CHECK(cudnnCreate(&ctx->cudnn));
+    CUDNN_CHECK(cudnnSetStream(ctx->cudnn, ctx->stream));
+#endif
+    slot = std::move(ctx);
+  }
+  return *slot;
+}
+
+}  // namespace
+
+cudaStream_t stream(int device) {
+  DeviceContext& ctx = context(device);
+  CUDA_CHECK(cudaSetDevice(device));
+  return ctx.stream;
+}
+
+cublasHandle_t cublas_handle(int device) {
+  DeviceContext& ctx = context(device);
+  CUDA_CHECK(cudaSetDevice(device));
+  const bool want_tf32 = g_tf32.load();
+  if (ctx.cublas_tf32 != want_tf32) {
+    CUBLAS_CHECK(cublasSetMathMode(ctx.cublas, want_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    ctx.cublas_tf32 = want_tf32;
+  }
+  return ctx.cublas;
+}
+
+#if ENGINE_WITH_CUDNN
+cudnnHandle_t cudnn_handle(int device) {
+  DeviceContext& ctx = context(device);
+  CUDA_CHECK(cudaSetDevice(device));
+  return ctx.cudnn;
+}
+#endif
+
+void synchronize(int device) { CUDA_CHECK(cudaStreamSynchronize(stream(device))); }
+
+void set_tf32_enabled(bool enabled) { g_tf32 = enabled; }
+bool tf32_enabled() { return g_tf32; }
+void set_deterministic(bool enabled) { g_deterministic = enabled; }
+bool deterministic() { return g_deterministic; }
+
+std::string library_versions() {
+  int runtime = 0, driver = 0;
+  CUDA_CHECK(cudaRuntimeGetVersion(&runtime));
+  if (cudaDriverGetVersion(&driver) != cudaSuccess) driver = 0;
+  int cublas_major = 0, cublas_minor = 0, cublas_patch = 0;
+  CUBLAS_CHECK(cublasGetProperty(MAJOR_VERSION, &cublas_major));
+  CUBLAS_CHECK(cublasGetProperty(MINOR_VERSION, &cublas_minor));
+  CUBLAS_CHECK(cublasGetProperty(PATCH_LEVEL, &cublas_patch));
+  std::string text = fmt::format("CUDA runtime {}.{}, driver {}, cuBLAS {}.{}.{}", runtime / 1000,
+                                 (runtime % 1000) / 10,
+                                 driver ? fmt::format("{}.{}", driver / 1000, (driver % 1000) / 10)
+                                        : std::string("none"),
+                                 cublas_major, cublas_minor, cublas_patch);
+#if ENGINE_WITH_CUDNN
+  const size_t cudnn = cudnnGetVersion();  // major*10000 + minor*100 + patch in cuDNN 9
+  text += fmt::format(", cuDNN {}.{}.{}", cudnn / 10000, (cudnn % 10000) / 100, cudnn % 100);
+#endif
+#if ENGINE_WITH_NCCL
+  int nccl = 0;
+  NCCL_CHECK(ncclGetVersion(&nccl));  // major*10000 + minor*100 + patch since NCCL 2.9
+  text += fmt::format(", NCCL {}.{}.{}", nccl / 10000, (nccl % 10000) / 100, nccl % 100);
+#endif
+  text += fmt::format(", {} GPU(s) visible", cuda_device_count());
+  return text;
+}
+
+int elementwise_grid(int64_t n, int block) {
+  // Enough blocks to fill the GPU several times over; grid-stride loops cover the rest.
+  const int64_t blocks = (n + block - 1) / block;
+  return static_cast<int>(std::min<int64_t>(std::max<int64_t>(blocks, 1), 65536));
+}
+
+}  // namespace engine::cuda

@@ -1,0 +1,73 @@
+// cuda_check.h - checked wrappers for every CUDA, cuBLAS, cuDNN and NCCL call, and for launches.
+//
+// Each reports the call as written, file:line and the library's own error string, and throws
+// engine::Error. The *_WARN forms print instead of throwing, for destructors.
+//
+//   CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDefault, stream));
+//   my_kernel<<<grid, block, 0, stream>>>(...);
+//   CUDA_CHECK_LAUNCH("my_kernel");
+//
+// Only translation units of the CUDA backend include this header.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#if ENGINE_WITH_CUDNN
+#include <cudnn.h>
+#endif
+#if ENGINE_WITH_NCCL
+#include <nccl.h>
+#endif
+
+#include "engine/check.h"
+
+namespace engine::detail {
+const char* cublas_status_string(cublasStatus_t status);
+}  // namespace engine::detail
+
+#define ENGINE_LIBRARY_CHECK_(call, ok, error_string, hint)                                        \
+  do {                                                                                             \
+    const auto engine_status_ = (call);                                                            \
+    if (engine_status_ != (ok)) [[unlikely]]                                                       \
+      ::engine::detail::throw_error(__FILE__, __LINE__, #call,                                     \
+                                    ENGINE_FORMAT("returned {} ({}){}", static_cast<int>(engine_status_), \
+                                                  error_string(engine_status_), hint));            \
+  } while (0)
+
+#define ENGINE_LIBRARY_WARN_(call, ok, error_string)                                         \
+  do {                                                                                       \
+    const auto engine_status_ = (call);                                                      \
+    if (engine_status_ != (ok))                                                              \
+      ::engine::warn(__FILE__, __LINE__,                                                     \
+                     ENGINE_FORMAT("{} returned {} ({})", #call, static_cast<int>(engine_status_), \
+                                   error_string(engine_status_)));                          \
+  } while (0)
+
+#define CUDA_CHECK(call) ENGINE_LIBRARY_CHECK_(call, cudaSuccess, cudaGetErrorString, "")
+#define CUDA_WARN(call) ENGINE_LIBRARY_WARN_(call, cudaSuccess, cudaGetErrorString)
+#define CUBLAS_CHECK(call) \
+  ENGINE_LIBRARY_CHECK_(call, CUBLAS_STATUS_SUCCESS, ::engine::detail::cublas_status_string, "")
+#define CUBLAS_WARN(call) \
+  ENGINE_LIBRARY_WARN_(call, CUBLAS_STATUS_SUCCESS, ::engine::detail::cublas_status_string)
+#if ENGINE_WITH_CUDNN
+#define CUDNN_CHECK(call) ENGINE_LIBRARY_CHECK_(call, CUDNN_STATUS_SUCCESS, cudnnGetErrorString, "")
+#define CUDNN_WARN(call) ENGINE_LIBRARY_WARN_(call, CUDNN_STATUS_SUCCESS, cudnnGetErrorString)
+#endif
+#if ENGINE_WITH_NCCL
+#define NCCL_CHECK(call)                                                    \
+  ENGINE_LIBRARY_CHECK_(call, ncclSuccess, ncclGetErrorString,              \
+                        "; NCCL_DEBUG=INFO in the environment prints why")
+#define NCCL_WARN(call) ENGINE_LIBRARY_WARN_(call, ncclSuccess, ncclGetErrorString)
+#endif
+
+// After every kernel launch: catches bad launch configurations at once (asynchronous faults
+// surface at the next synchronising call, which is checked too).
+#define CUDA_CHECK_LAUNCH(kernel_name)                                                        \
+  do {                                                                                        \
+    const cudaError_t engine_status_ = cudaGetLastError();                                    \
+    if (engine_status_ != cudaSuccess) [[unlikely]]                                           \
+      ::engine::detail::throw_error(__FILE__, __LINE__, kernel_name,                          \
+                                    ENGINE_FORMAT("kernel launch failed: {} ({})",             \
+                                                  cudaGetErrorName(engine_status_),           \
+                                                  cudaGetErrorString(engine_status_)));       \
+  } while (0)

@@ -1,0 +1,68 @@
+// random_cuda.cu - the random fills (one thread per Philox block) and randperm (radix sort of the
+// per-index keys with CUB, stable, so ties keep index order exactly as the CPU's sort does).
+#include <cub/device/device_radix_sort.cuh>
+
+#include "engine/allocator.h"
+#include "engine/cuda_common.cuh"
+#include "engine/random_fill.h"
+
+namespace engine {
+
+namespace {
+
+template <typename T>
+__global__ void random_fill_kernel(T* out, int64_t n, RandomParams params) {
+  ENGINE_GRID_STRIDE_LOOP(block, (n + 3) / 4) { random_fill_block(out, n, block, params); }
+}
+
+__global__ void randperm_keys_kernel(uint64_t* keys, int64_t* indices, int64_t n, uint64_t seed, uint64_t stream,
+                                     uint64_t first_block) {
+  ENGINE_GRID_STRIDE_LOOP(i, n) {
+    keys[i] = randperm_key(i, seed, stream, first_block);
+    indices[i] = i;
+  }
+}
+
+// Device scratch memory from the caching allocator, returned when it goes out of scope.
+struct DeviceScratch {
+  int device;
+  void* ptr;
+  DeviceScratch(int device_, size_t nbytes) : device(device_), ptr(cuda_allocate(device_, nbytes)) {}
+  ~DeviceScratch() { cuda_free(device, ptr); }
+};
+
+}  // namespace
+
+void random_fill_cuda(int device, void* out, DType dtype, int64_t n, const RandomParams& params) {
+  if (n == 0) return;
+  cudaStream_t stream = cuda::stream(device);
+  const int64_t blocks = (n + 3) / 4;
+  dispatch_dtype(dtype, [&]<typename T>() {
+    random_fill_kernel<T><<<cuda::elementwise_grid(blocks, cuda::kBlock), cuda::kBlock, 0, stream>>>(
+        static_cast<T*>(out), n, params);
+    CUDA_CHECK_LAUNCH("random_fill_kernel");
+  });
+}
+
+void randperm_cuda(int device, int64_t* out, int64_t n, uint64_t seed, uint64_t stream_id, uint64_t first_block) {
+  if (n == 0) return;
+  ENGINE_CHECK(n < (int64_t{1} << 31), "randperm on CUDA supports n < 2^31, found {}", n);
+  cudaStream_t stream = cuda::stream(device);
+  DeviceScratch keys_in(device, n * sizeof(uint64_t)), keys_out(device, n * sizeof(uint64_t)),
+      indices_in(device, n * sizeof(int64_t));
+  randperm_keys_kernel<<<cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0, stream>>>(
+      static_cast<uint64_t*>(keys_in.ptr), static_cast<int64_t*>(indices_in.ptr), n, seed, stream_id, first_block);
+  CUDA_CHECK_LAUNCH("randperm_keys_kernel");
+  size_t temp_bytes = 0;
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, static_cast<uint64_t*>(keys_in.ptr),
+                                             static_cast<uint64_t*>(keys_out.ptr),
+                                             static_cast<int64_t*>(indices_in.ptr), out, static_cast<int>(n), 0, 64,
+                                             stream));
+  DeviceScratch temp(device, std::max<size_t>(temp_bytes, 1));
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.ptr, temp_bytes, static_cast<uint64_t*>(keys_in.ptr),
+                                             static_cast<uint64_t*>(keys_out.ptr),
+                                             static_cast<int64_t*>(indices_in.ptr), out, static_cast<int>(n), 0, 64,
+                                             stream));
+}
+
+}  // namespace engine
