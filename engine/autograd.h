@@ -36,6 +36,9 @@ struct Node {
   // Frees the saved context after backward has run (unless the graph is retained).
   virtual void release_saved() {}
 
+  // Whether input k needs a gradient (backward may skip computing the others).
+  bool needs_input_grad(size_t k) const { return inputs[k] != nullptr; }
+
   // Filled by record():
   std::vector<std::shared_ptr<AutogradMeta>> inputs;  // null where the input needs no gradient
   std::vector<Shape> input_shapes;                     // to check what backward returns

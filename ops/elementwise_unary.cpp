@@ -1,0 +1,106 @@
+// elementwise_unary.cpp - checks, dispatch and autograd for relu, exp, log and the scalar ops.
+#include "ops/elementwise_unary.h"
+
+#include "engine/autograd.h"
+
+namespace engine {
+
+namespace {
+
+const char* unary_name(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::Relu: return "relu";
+    case UnaryOp::Exp: return "exp";
+    case UnaryOp::Log: return "log";
+    case UnaryOp::AddScalar: return "add_scalar";
+    case UnaryOp::MulScalar: return "mul_scalar";
+  }
+  return "unary";
+}
+
+void unary_dispatch(UnaryOp op, const Tensor& out, const Tensor& x, double scalar) {
+  const char* name = unary_name(op);
+  dispatch_float(out.dtype(), name, [&]<typename T>() {
+    if (out.device().is_cpu()) {
+      unary_forward_cpu<T>(op, out.data<T>(), x.data<T>(), static_cast<T>(scalar), out.numel());
+    } else {
+      ENGINE_DISPATCH_CUDA(out.device(), name,
+                           unary_forward_cuda<T>(out.device().index, op, out.data<T>(), x.data<T>(),
+                                                 static_cast<T>(scalar), out.numel()));
+    }
+  });
+}
+
+struct UnaryBackward : Node {
+  UnaryOp op = UnaryOp::Relu;
+  double scalar = 0.0;
+  Tensor x, out;  // saved: out for relu and exp, x for log
+  const char* name() const override {
+    switch (op) {
+      case UnaryOp::Relu: return "ReluBackward";
+      case UnaryOp::Exp: return "ExpBackward";
+      case UnaryOp::Log: return "LogBackward";
+      case UnaryOp::AddScalar: return "AddScalarBackward";
+      case UnaryOp::MulScalar: return "MulScalarBackward";
+    }
+    return "UnaryBackward";
+  }
+  std::vector<Tensor> backward(const Tensor& dout_) override {
+    const Tensor dout = dout_.contiguous();
+    Tensor dx = Tensor::empty(dout.shape(), dout.dtype(), dout.device());
+    dispatch_float(dout.dtype(), name(), [&]<typename T>() {
+      const T* xp = x.defined() ? x.data<T>() : nullptr;
+      const T* op_out = out.defined() ? out.data<T>() : nullptr;
+      if (dout.device().is_cpu()) {
+        unary_backward_cpu<T>(op, dx.data<T>(), dout.data<T>(), xp, op_out, static_cast<T>(scalar), dout.numel());
+      } else {
+        ENGINE_DISPATCH_CUDA(dout.device(), name(),
+                             unary_backward_cuda<T>(dout.device().index, op, dx.data<T>(), dout.data<T>(), xp,
+                                                    op_out, static_cast<T>(scalar), dout.numel()));
+      }
+    });
+    return {dx};
+  }
+  void release_saved() override { x = out = Tensor(); }
+};
+
+Tensor unary(UnaryOp op, const Tensor& x, double scalar) {
+  const char* name = unary_name(op);
+  check_defined(x, name, "x");
+  const Tensor xc = x.detach().contiguous();
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  unary_dispatch(op, out, xc, scalar);
+  if (autograd::needs_grad({&x})) {
+    auto node = std::make_shared<UnaryBackward>();
+    node->op = op;
+    node->scalar = scalar;
+    if (op == UnaryOp::Relu || op == UnaryOp::Exp) node->out = out.detach();
+    if (op == UnaryOp::Log) node->x = xc;
+    autograd::record(node, out, {&x});
+  }
+  return out;
+}
+
+}  // namespace
+
+Tensor relu(const Tensor& x) { return unary(UnaryOp::Relu, x, 0.0); }
+Tensor exp(const Tensor& x) { return unary(UnaryOp::Exp, x, 0.0); }
+Tensor log(const Tensor& x) { return unary(UnaryOp::Log, x, 0.0); }
+Tensor add_scalar(const Tensor& x, double s) { return unary(UnaryOp::AddScalar, x, s); }
+Tensor mul_scalar(const Tensor& x, double s) { return unary(UnaryOp::MulScalar, x, s); }
+
+Tensor& mul_scalar_(Tensor& x, double s) {
+  check_defined(x, "mul_scalar_", "x");
+  ENGINE_CHECK(!(GradMode::enabled() && x.requires_grad()),
+               "mul_scalar_ on a tensor that requires grad ({}): in-place updates run under NoGradGuard", x.str());
+  if (x.is_contiguous()) {
+    unary_dispatch(UnaryOp::MulScalar, x, x, s);
+  } else {
+    Tensor result = Tensor::empty(x.shape(), x.dtype(), x.device());
+    unary_dispatch(UnaryOp::MulScalar, result, x.detach().contiguous(), s);
+    x.copy_(result);
+  }
+  return x;
+}
+
+}  // namespace engine

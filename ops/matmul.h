@@ -1,0 +1,38 @@
+// matmul.h - C = op(A) op(B) for 2-D matrices, op = identity or transpose.
+//
+// Contract (row-major, leading dimensions in elements):
+//     op(A) is (M, K): A is stored (M, K) with lda >= K, or (K, M) with lda >= M when trans_a;
+//     op(B) is (K, N): B is stored (K, N) with ldb >= N, or (N, K) with ldb >= K when trans_b;
+//     C (M, N), ldc >= N, is overwritten: C[m, n] = sum_k op(A)[m, k] op(B)[k, n].
+// Backward, with dC of C's shape (each written by one more matmul, no transposed copies):
+//     dA = dC op(B)^T        (stored as A: transposed when trans_a)
+//     dB = op(A)^T dC        (stored as B: transposed when trans_b)
+// The Tensor level folds a transposed view into the trans flag instead of copying it.
+//
+// Backends: matmul_forward_cpu is the naive triple loop, the specification; the CPU path of the
+// Tensor level uses OpenBLAS (cblas_?gemm) when the build has it, checked against the loop in the
+// tests. CUDA uses cuBLAS; f32 stays in full f32 unless TF32 is switched on (cuda_context.h).
+#pragma once
+
+#include <cstdint>
+
+#include "engine/tensor.h"
+
+namespace engine {
+
+// ---- raw level, T = float or double ----
+template <typename T>
+void matmul_forward_cpu(T* c, const T* a, const T* b, int64_t M, int64_t N, int64_t K, bool trans_a, bool trans_b,
+                        int64_t lda, int64_t ldb, int64_t ldc);
+// The same through OpenBLAS; false when this build has no BLAS (nothing is written then).
+template <typename T>
+bool matmul_forward_cpu_blas(T* c, const T* a, const T* b, int64_t M, int64_t N, int64_t K, bool trans_a,
+                             bool trans_b, int64_t lda, int64_t ldb, int64_t ldc);
+template <typename T>
+void matmul_forward_cuda(int device, T* c, const T* a, const T* b, int64_t M, int64_t N, int64_t K, bool trans_a,
+                         bool trans_b, int64_t lda, int64_t ldb, int64_t ldc);
+
+// ---- Tensor level ----
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
+
+}  // namespace engine

@@ -1,0 +1,8 @@
+// ops.h - every op of the engine in one include (the list itself is op_list.def).
+#pragma once
+
+#include "ops/elementwise_binary.h"
+#include "ops/elementwise_unary.h"
+#include "ops/matmul.h"
+#include "ops/op_registry.h"
+#include "ops/reduce_dim.h"

@@ -1,0 +1,81 @@
+// reduce_dim_cuda.cu - sum and mean over a dim.
+//
+// Two forward kernels for the two layouts that matter:
+//   I == 1 (reducing the innermost dim, rows are contiguous): one block per row, each thread
+//   strides over the row, then a block reduction;
+//   I > 1: one thread per output (o, i), looping over d; neighbouring threads read neighbouring
+//   addresses, so the loads coalesce.
+#include "engine/cuda_common.cuh"
+#include "ops/reduce_dim.h"
+
+namespace engine {
+
+namespace {
+
+template <typename T>
+__global__ void reduce_rows_kernel(T* out, const T* x, int64_t D, T scale) {
+  __shared__ T scratch[cuda::kBlock / cuda::kWarpSize];
+  const T* row = x + static_cast<int64_t>(blockIdx.x) * D;
+  T acc = T(0);
+  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) acc += row[d];
+  acc = cuda::block_sum(acc, scratch);
+  if (threadIdx.x == 0) out[blockIdx.x] = acc * scale;
+}
+
+template <typename T>
+__global__ void reduce_columns_kernel(T* out, const T* x, int64_t O, int64_t D, int64_t I, T scale) {
+  ENGINE_GRID_STRIDE_LOOP(idx, O * I) {
+    const int64_t o = idx / I, i = idx % I;
+    const T* column = x + o * D * I + i;
+    T acc = T(0);
+    for (int64_t d = 0; d < D; ++d) acc += column[d * I];
+    out[idx] = acc * scale;
+  }
+}
+
+template <typename T>
+__global__ void reduce_dim_backward_kernel(T* dx, const T* dout, int64_t D, int64_t I, int64_t n, T scale) {
+  ENGINE_GRID_STRIDE_LOOP(idx, n) {
+    const int64_t i = idx % I, o = idx / (D * I);
+    dx[idx] = dout[o * I + i] * scale;
+  }
+}
+
+template <typename T>
+T reduce_scale(ReduceOp op, int64_t D) {
+  return op == ReduceOp::Mean ? T(1) / static_cast<T>(D) : T(1);
+}
+
+}  // namespace
+
+template <typename T>
+void reduce_dim_forward_cuda(int device, ReduceOp op, T* out, const T* x, int64_t O, int64_t D, int64_t I) {
+  if (O * I == 0) return;
+  cudaStream_t stream = cuda::stream(device);
+  const T scale = reduce_scale<T>(op, D);
+  if (I == 1 && O <= 0x7fffffff) {
+    reduce_rows_kernel<T><<<static_cast<unsigned>(O), cuda::kBlock, 0, stream>>>(out, x, D, scale);
+    CUDA_CHECK_LAUNCH("reduce_rows_kernel");
+  } else {
+    reduce_columns_kernel<T><<<cuda::elementwise_grid(O * I, cuda::kBlock), cuda::kBlock, 0, stream>>>(out, x, O, D,
+                                                                                                      I, scale);
+    CUDA_CHECK_LAUNCH("reduce_columns_kernel");
+  }
+}
+
+template <typename T>
+void reduce_dim_backward_cuda(int device, ReduceOp op, T* dx, const T* dout, int64_t O, int64_t D, int64_t I) {
+  const int64_t n = O * D * I;
+  if (n == 0) return;
+  cudaStream_t stream = cuda::stream(device);
+  reduce_dim_backward_kernel<T><<<cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0, stream>>>(
+      dx, dout, D, I, n, reduce_scale<T>(op, D));
+  CUDA_CHECK_LAUNCH("reduce_dim_backward_kernel");
+}
+
+template void reduce_dim_forward_cuda<float>(int, ReduceOp, float*, const float*, int64_t, int64_t, int64_t);
+template void reduce_dim_forward_cuda<double>(int, ReduceOp, double*, const double*, int64_t, int64_t, int64_t);
+template void reduce_dim_backward_cuda<float>(int, ReduceOp, float*, const float*, int64_t, int64_t, int64_t);
+template void reduce_dim_backward_cuda<double>(int, ReduceOp, double*, const double*, int64_t, int64_t, int64_t);
+
+}  // namespace engine
