@@ -11,6 +11,7 @@ namespace engine {
 
 std::string format_bytes(size_t nbytes) {
   const double b = static_cast<double>(nbytes);
+  if (b >= 1024.0 * 1024 * 1024 * 1024) return fmt::format("{:.2f} TiB", b / (1024.0 * 1024 * 1024 * 1024));
   if (b >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GiB", b / (1024.0 * 1024 * 1024));
   if (b >= 1024.0 * 1024) return fmt::format("{:.2f} MiB", b / (1024.0 * 1024));
   if (b >= 1024.0) return fmt::format("{:.2f} KiB", b / 1024.0);
@@ -122,11 +123,11 @@ std::string CachingAllocator::stats_string() const {
 
 std::string CachingAllocator::stats_string_locked() const {
   return fmt::format(
-      "{} allocator: allocated {} (peak {}), reserved {} (peak {}), {} backing allocations, "
-      "{} backing frees, {} requests, {} cache hits",
+      "{} allocator: allocated {} (peak {}), reserved {} (peak {}), {} {} calls, {} {} calls, "
+      "{} requests, {} cache hits",
       name_, format_bytes(stats_.allocated_bytes), format_bytes(stats_.peak_allocated_bytes),
-      format_bytes(stats_.reserved_bytes), format_bytes(stats_.peak_reserved_bytes),
-      stats_.backing_allocations, stats_.backing_frees, stats_.requests, stats_.cache_hits);
+      format_bytes(stats_.reserved_bytes), format_bytes(stats_.peak_reserved_bytes), stats_.backing_allocations,
+      backing_->allocate_call(), stats_.backing_frees, backing_->free_call(), stats_.requests, stats_.cache_hits);
 }
 
 #if !ENGINE_WITH_CUDA

@@ -53,6 +53,9 @@ class BackingAllocator {
   virtual void synchronize() = 0;
   // Extra facts for the out-of-memory message, such as the device's free and total memory.
   virtual std::string describe() const = 0;
+  // The call that draws memory, for the counters' names ("cudaMalloc").
+  virtual const char* allocate_call() const = 0;
+  virtual const char* free_call() const = 0;
 };
 
 struct AllocatorStats {
@@ -85,7 +88,7 @@ class CachingAllocator {
 
   AllocatorStats stats() const;
   void reset_peak();
-  // One line: "cuda:0 allocator: allocated 1.50 GiB (peak 2.00 GiB), reserved ..."
+  // One line: "cuda:0 allocator: allocated 1.50 GiB (peak 2.00 GiB), reserved ..., 3 cudaMalloc calls, ..."
   std::string stats_string() const;
   const std::string& name() const { return name_; }
 

@@ -34,6 +34,8 @@ class CudaBacking final : public BackingAllocator {
     CUDA_WARN(cudaFree(ptr));
   }
   void synchronize() override { cuda::synchronize(device_); }
+  const char* allocate_call() const override { return "cudaMalloc"; }
+  const char* free_call() const override { return "cudaFree"; }
   std::string describe() const override {
     size_t free_bytes = 0, total_bytes = 0;
     if (cudaSetDevice(device_) != cudaSuccess || cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {

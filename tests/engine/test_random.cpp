@@ -1,0 +1,177 @@
+// test_random.cpp - Philox4x32-10 against the published known answers, the counter layout,
+// reproducibility, stream independence, the distributions' moments, randperm, and CPU == CUDA
+// bit for bit.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "engine/philox.h"
+#include "engine/random.h"
+#include "tests/common/test_helpers.h"
+
+namespace engine::testing {
+namespace {
+
+TEST(Philox, Random123KnownAnswers) {
+  struct Kat {
+    uint32_t counter[4], key[2], expected[4];
+  };
+  const Kat kats[] = {
+      {{0, 0, 0, 0}, {0, 0}, {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}},
+      {{0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
+       {0xffffffff, 0xffffffff},
+       {0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd}},
+      {{0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344},
+       {0xa4093822, 0x299f31d0},
+       {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}},
+  };
+  for (const Kat& k : kats) {
+    uint32_t out[4];
+    philox::philox4x32_10(k.counter, k.key, out);
+    for (int j = 0; j < 4; ++j) EXPECT_EQ(out[j], k.expected[j]) << "word " << j;
+  }
+}
+
+TEST(Philox, LogAndSinCosAreAccurate) {
+  for (double u : {1.0, 0.5, 0.999999, 1e-9, 0.1234567, 2.3283064365386963e-10}) {
+    EXPECT_NEAR(philox::log_unit(u), std::log(u), 4e-16 * std::max(1.0, std::fabs(std::log(u)))) << u;
+  }
+  for (double t = 0.0; t < 1.0; t += 0.0123) {
+    double s, c;
+    philox::sincos_turns(t, s, c);
+    EXPECT_NEAR(s, std::sin(2 * M_PI * t), 1e-15) << t;
+    EXPECT_NEAR(c, std::cos(2 * M_PI * t), 1e-15) << t;
+  }
+}
+
+TEST(Random, SameSeedSameNumbersAndDrawsAdvance) {
+  Generator g1(42), g2(42);
+  Tensor a = Tensor::empty({1001}), b = Tensor::empty({1001});
+  uniform_(a, g1);
+  uniform_(b, g2);
+  EXPECT_EQ(a.to_vector<float>(), b.to_vector<float>());
+  EXPECT_EQ(g1.offset(), 251u) << "1001 values use ceil(1001 / 4) Philox blocks";
+  uniform_(b, g2);
+  EXPECT_NE(a.to_vector<float>(), b.to_vector<float>()) << "the next draw continues the sequence";
+}
+
+TEST(Random, ElementsFollowTheDocumentedLayout) {
+  Generator g(7, 3);
+  Tensor t = Tensor::empty({6}, DType::f64);
+  uniform_(t, g);
+  uint32_t w[4];
+  philox::block_words(7, 3, 1, w);  // elements 4 and 5 come from block 1, words 0 and 1
+  EXPECT_EQ(t.to_vector<double>()[5], w[1] / 4294967296.0);
+}
+
+TEST(Random, StreamsAreIndependent) {
+  Generator a(5, 0), b(5, 1);
+  Tensor x = Tensor::empty({64}), y = Tensor::empty({64});
+  uniform_(x, a);
+  uniform_(y, b);
+  const std::vector<float> xv = x.to_vector<float>(), yv = y.to_vector<float>();
+  int equal = 0;
+  for (size_t i = 0; i < xv.size(); ++i) equal += xv[i] == yv[i];
+  EXPECT_EQ(equal, 0);
+}
+
+TEST(Random, UniformNormalBernoulliMoments) {
+  constexpr int64_t n = 200000;
+  Generator g(2024);
+  Tensor u = Tensor::empty({n});
+  uniform_(u, g, -2.0, 6.0);
+  const std::vector<float> uv = u.to_vector<float>();
+  const double umean = std::accumulate(uv.begin(), uv.end(), 0.0) / n;
+  EXPECT_NEAR(umean, 2.0, 0.03);
+  EXPECT_GE(*std::min_element(uv.begin(), uv.end()), -2.0f);
+  EXPECT_LT(*std::max_element(uv.begin(), uv.end()), 6.0f);
+
+  Tensor z = Tensor::empty({n}, DType::f64);
+  normal_(z, g, 1.0, 3.0);
+  const std::vector<double> zv = z.to_vector<double>();
+  double m = 0, m2 = 0, m4 = 0;
+  for (double v : zv) m += v;
+  m /= n;
+  for (double v : zv) {
+    m2 += (v - m) * (v - m);
+    m4 += std::pow((v - m) / 3.0, 4);
+  }
+  EXPECT_NEAR(m, 1.0, 0.03);
+  EXPECT_NEAR(std::sqrt(m2 / n), 3.0, 0.03);
+  EXPECT_NEAR(m4 / n, 3.0, 0.1) << "a normal's kurtosis is 3";
+  const double beyond_2sigma = std::count_if(zv.begin(), zv.end(), [](double v) { return std::fabs(v - 1.0) > 6.0; });
+  EXPECT_NEAR(beyond_2sigma / n, 0.0455, 0.003);
+
+  Tensor b = Tensor::empty({n}, DType::u8);
+  bernoulli_(b, g, 0.3);
+  const std::vector<uint8_t> bv = b.to_vector<uint8_t>();
+  EXPECT_TRUE(std::all_of(bv.begin(), bv.end(), [](uint8_t v) { return v <= 1; }));
+  EXPECT_NEAR(std::accumulate(bv.begin(), bv.end(), 0.0) / n, 0.3, 0.005);
+}
+
+TEST(Random, NonContiguousTargetsGetRowMajorValues) {
+  Generator g1(9), g2(9);
+  Tensor base = Tensor::zeros({4, 6});
+  Tensor view = base.transpose(0, 1);
+  uniform_(view, g1);
+  Tensor ref = Tensor::empty({6, 4});
+  uniform_(ref, g2);
+  EXPECT_EQ(view.to_vector<float>(), ref.to_vector<float>());
+}
+
+TEST(Random, RandpermIsAPermutationAndReproducible) {
+  Generator g(123), h(123);
+  const std::vector<int64_t> p = randperm(1000, g).to_vector<int64_t>();
+  EXPECT_EQ(p, randperm(1000, h).to_vector<int64_t>());
+  std::vector<int64_t> sorted = p;
+  std::sort(sorted.begin(), sorted.end());
+  for (int64_t i = 0; i < 1000; ++i) EXPECT_EQ(sorted[i], i);
+  int fixed = 0;
+  for (int64_t i = 0; i < 1000; ++i) fixed += p[i] == i;
+  EXPECT_LT(fixed, 10) << "a random permutation has about one fixed point";
+  EXPECT_TRUE(randperm(0, g).to_vector<int64_t>().empty());
+  std::vector<std::string> names = {"a", "b", "c", "d"};
+  Generator s(1);
+  shuffle(names, s);
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"a", "b", "c", "d"}));
+}
+
+TEST(Random, BadArgumentsAreRejected) {
+  Generator g(1);
+  Tensor t = Tensor::empty({4});
+  EXPECT_THROW(uniform_(t, g, 1.0, 0.0), Error);
+  EXPECT_THROW(normal_(t, g, 0.0, -1.0), Error);
+  EXPECT_THROW(bernoulli_(t, g, 1.5), Error);
+  Tensor i = Tensor::empty({4}, DType::i32);
+  EXPECT_THROW(normal_(i, g), Error);
+  EXPECT_THROW(randperm(-1, g), Error);
+}
+
+TEST(Random, CudaIsBitIdenticalToCpu) {
+  SKIP_WITHOUT_CUDA();
+  for (DType dtype : {DType::f32, DType::f64}) {
+    for (int64_t n : {1, 7, 1031, 1 << 20}) {
+      Generator gc(77, 2), gg(77, 2);
+      Tensor c = Tensor::empty({n}, dtype), d = Tensor::empty({n}, dtype, Device::cuda());
+      uniform_(c, gc, -1.0, 3.0);
+      uniform_(d, gg, -1.0, 3.0);
+      EXPECT_EQ(c.to_vector<double>(), d.to_vector<double>()) << "uniform " << dtype_name(dtype) << " n=" << n;
+      normal_(c, gc, 0.5, 2.0);
+      normal_(d, gg, 0.5, 2.0);
+      EXPECT_EQ(c.to_vector<double>(), d.to_vector<double>()) << "normal " << dtype_name(dtype) << " n=" << n;
+      bernoulli_(c, gc, 0.25);
+      bernoulli_(d, gg, 0.25);
+      EXPECT_EQ(c.to_vector<double>(), d.to_vector<double>()) << "bernoulli " << dtype_name(dtype) << " n=" << n;
+    }
+  }
+  for (int64_t n : {1, 2, 255, 4097, 100000}) {
+    Generator gc(31), gg(31);
+    EXPECT_EQ(randperm(n, gc).to_vector<int64_t>(), randperm(n, gg, Device::cuda()).to_vector<int64_t>()) << n;
+  }
+}
+
+}  // namespace
+}  // namespace engine::testing

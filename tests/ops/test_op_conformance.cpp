@@ -1,0 +1,68 @@
+// test_op_conformance.cpp - the shared op test: every case of op_cases.cpp, in every mode.
+//   GradCheck:     the CPU reference's gradients against float64 central finite differences;
+//   CudaMatchesCpu: the CUDA forward and backward against the CPU reference in f32 (skips without
+//                   a GPU);
+//   Coverage:      every op of ops/op_list.def has at least one case.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "engine/autograd.h"
+#include "ops/op_registry.h"
+#include "tests/ops/op_cases.h"
+
+namespace engine::testing {
+namespace {
+
+std::vector<Tensor> make_inputs(const OpCase& c, DType dtype, Device device) {
+  std::vector<Tensor> inputs;
+  for (size_t k = 0; k < c.inputs.size(); ++k) inputs.push_back(make_input(c.inputs[k], 100 + k, dtype, device));
+  return inputs;
+}
+
+class OpConformance : public ::testing::TestWithParam<OpCase> {};
+
+TEST_P(OpConformance, GradCheck) {
+  const OpCase& c = GetParam();
+  EXPECT_TRUE(gradcheck(c.run, make_inputs(c, DType::f64, Device::cpu()), 1e-6, c.grad_tol));
+}
+
+TEST_P(OpConformance, CudaMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  const OpCase& c = GetParam();
+  std::vector<Tensor> cpu = make_inputs(c, DType::f32, Device::cpu());
+  std::vector<Tensor> gpu = make_inputs(c, DType::f32, Device::cuda());
+  for (Tensor& x : cpu) x.requires_grad_(true);
+  for (Tensor& x : gpu) x.requires_grad_(true);
+  const Tensor out_cpu = c.run(cpu), out_gpu = c.run(gpu);
+  ASSERT_EQ(out_gpu.device(), Device::cuda());
+  EXPECT_TRUE(all_close(out_gpu, out_cpu, c.cuda_atol, c.cuda_rtol)) << "forward";
+
+  Tensor seed = Tensor::empty(out_cpu.shape(), DType::f32);
+  Generator gen(11, 0x5EED);
+  uniform_(seed, gen, -1.0, 1.0);
+  out_cpu.backward(seed);
+  out_gpu.backward(seed.to(Device::cuda()));
+  for (size_t k = 0; k < cpu.size(); ++k)
+    EXPECT_TRUE(all_close(gpu[k].grad(), cpu[k].grad(), c.cuda_atol, c.cuda_rtol)) << "gradient of input " << k;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllOps, OpConformance, ::testing::ValuesIn(all_op_cases()),
+                         [](const ::testing::TestParamInfo<OpCase>& info) {
+                           return info.param.op + "_" + info.param.label;
+                         });
+
+TEST(OpConformanceCoverage, EveryOpHasACase) {
+  std::set<std::string> covered;
+  for (const OpCase& c : all_op_cases()) {
+    covered.insert(c.op);
+    bool known = false;
+    for (std::string_view name : kOpNames) known |= name == c.op;
+    EXPECT_TRUE(known) << "case " << c.op << "_" << c.label << " names an op missing from ops/op_list.def";
+  }
+  for (std::string_view name : kOpNames)
+    EXPECT_TRUE(covered.count(std::string(name))) << "op '" << name << "' has no conformance case in tests/ops/op_cases.cpp";
+}
+
+}  // namespace
+}  // namespace engine::testing
