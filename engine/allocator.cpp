@@ -31,6 +31,26 @@ void* host_allocate(size_t nbytes) {
 
 void host_free(void* ptr) { std::free(ptr); }
 
+namespace {
+class HostBacking final : public BackingAllocator {
+ public:
+  void* allocate(size_t nbytes) override {
+    return std::aligned_alloc(kHostAlignment, (nbytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment);
+  }
+  void deallocate(void* ptr) override { std::free(ptr); }
+  void synchronize() override {}
+  std::string describe() const override { return "the host refused more memory"; }
+  const char* allocate_call() const override { return "aligned_alloc"; }
+  const char* free_call() const override { return "free"; }
+};
+}  // namespace
+
+CachingAllocator& host_allocator() {
+  // Never destroyed: tensors held in static objects may be freed after it would be.
+  static CachingAllocator* allocator = new CachingAllocator("cpu", std::make_unique<HostBacking>());
+  return *allocator;
+}
+
 CachingAllocator::CachingAllocator(std::string name, std::unique_ptr<BackingAllocator> backing)
     : name_(std::move(name)), backing_(std::move(backing)) {}
 

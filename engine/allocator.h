@@ -111,6 +111,10 @@ class CachingAllocator {
 // "1.50 GiB", "512 B": sizes as people read them.
 std::string format_bytes(size_t nbytes);
 
+// The caching allocator of host memory that CPU tensors use: a training step's buffers are
+// reused instead of being mapped and faulted in afresh (large allocations go to mmap in glibc).
+CachingAllocator& host_allocator();
+
 // The caching allocator of a GPU (CUDA backend only; throws otherwise), and the two calls tensor
 // storage uses: a block for the device's engine stream, and its return to the cache.
 CachingAllocator& cuda_allocator(int device);

@@ -111,7 +111,8 @@ ENGINE_HD inline double log_unit(double u) {
   const double f = div_rn(add_rn(m, -1.0), add_rn(m, 1.0));
   const double s = mul_rn(f, f);
   double poly = 1.0 / 25.0;
-  for (int k = 11; k >= 0; --k) poly = add_rn(div_rn(1.0, static_cast<double>(2 * k + 1)), mul_rn(s, poly));
+  // The coefficients 1 / (2k + 1) are correctly rounded constants, the same on host and device.
+  for (int k = 11; k >= 0; --k) poly = add_rn(1.0 / static_cast<double>(2 * k + 1), mul_rn(s, poly));
   return add_rn(mul_rn(static_cast<double>(e), 0.69314718055994530942), mul_rn(mul_rn(2.0, f), poly));
 }
 
@@ -119,9 +120,9 @@ ENGINE_HD inline double log_unit(double u) {
 ENGINE_HD inline void sincos_small(double y, double& s, double& c) {
   const double y2 = mul_rn(y, y);
   double ps = 1.0, pc = 1.0;
-  for (int k = 9; k >= 1; --k) {
-    ps = add_rn(1.0, mul_rn(div_rn(-y2, static_cast<double>((2 * k) * (2 * k + 1))), ps));
-    pc = add_rn(1.0, mul_rn(div_rn(-y2, static_cast<double>((2 * k - 1) * (2 * k))), pc));
+  for (int k = 9; k >= 1; --k) {  // 1 / ((2k)(2k+1)) and 1 / ((2k-1)(2k)): correctly rounded constants
+    ps = add_rn(1.0, mul_rn(mul_rn(-y2, 1.0 / static_cast<double>((2 * k) * (2 * k + 1))), ps));
+    pc = add_rn(1.0, mul_rn(mul_rn(-y2, 1.0 / static_cast<double>((2 * k - 1) * (2 * k))), pc));
   }
   s = mul_rn(y, ps);
   c = pc;

@@ -1,18 +1,40 @@
 // elementwise_binary_cpu.cpp - reference loops for add, sub, mul, div.
+//
+// The larger operand has the output's n elements and the smaller repeats every `inner` elements,
+// so the loop runs over (n / inner) repeats of `inner` elements: the flat contract
+// out[i] = a[i % na] (op) b[i % nb] without a division per element.
 #include "ops/elementwise_binary.h"
 
 namespace engine {
 
+namespace {
+
+template <BinaryOp Op, typename T>
+void binary_loop(T* out, const T* a, int64_t na, const T* b, int64_t nb, int64_t n) {
+  const int64_t inner = std::min(na, nb);
+  if (inner == 0) return;
+  for (int64_t start = 0; start < n; start += inner) {
+    const T* x = na == n ? a + start : a;
+    const T* y = nb == n ? b + start : b;
+    T* o = out + start;
+    for (int64_t j = 0; j < inner; ++j) {
+      if constexpr (Op == BinaryOp::Add) o[j] = x[j] + y[j];
+      if constexpr (Op == BinaryOp::Sub) o[j] = x[j] - y[j];
+      if constexpr (Op == BinaryOp::Mul) o[j] = x[j] * y[j];
+      if constexpr (Op == BinaryOp::Div) o[j] = x[j] / y[j];
+    }
+  }
+}
+
+}  // namespace
+
 template <typename T>
 void binary_forward_cpu(BinaryOp op, T* out, const T* a, int64_t na, const T* b, int64_t nb, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T x = a[i % na], y = b[i % nb];
-    switch (op) {
-      case BinaryOp::Add: out[i] = x + y; break;
-      case BinaryOp::Sub: out[i] = x - y; break;
-      case BinaryOp::Mul: out[i] = x * y; break;
-      case BinaryOp::Div: out[i] = x / y; break;
-    }
+  switch (op) {
+    case BinaryOp::Add: binary_loop<BinaryOp::Add>(out, a, na, b, nb, n); break;
+    case BinaryOp::Sub: binary_loop<BinaryOp::Sub>(out, a, na, b, nb, n); break;
+    case BinaryOp::Mul: binary_loop<BinaryOp::Mul>(out, a, na, b, nb, n); break;
+    case BinaryOp::Div: binary_loop<BinaryOp::Div>(out, a, na, b, nb, n); break;
   }
 }
 

@@ -1,17 +1,30 @@
 // reduce_dim_cpu.cpp - reference loops for sum and mean over a dim, accumulating in double.
+#include <algorithm>
+#include <vector>
+
 #include "ops/reduce_dim.h"
 
 namespace engine {
 
 template <typename T>
 void reduce_dim_forward_cpu(ReduceOp op, T* out, const T* x, int64_t O, int64_t D, int64_t I) {
-  for (int64_t o = 0; o < O; ++o) {
-    for (int64_t i = 0; i < I; ++i) {
+  if (I == 1) {  // reducing the innermost dim: each output is the sum of one contiguous row
+    for (int64_t o = 0; o < O; ++o) {
       double acc = 0.0;
-      for (int64_t d = 0; d < D; ++d) acc += static_cast<double>(x[(o * D + d) * I + i]);
-      if (op == ReduceOp::Mean) acc /= static_cast<double>(D);
-      out[o * I + i] = static_cast<T>(acc);
+      for (int64_t d = 0; d < D; ++d) acc += static_cast<double>(x[o * D + d]);
+      out[o] = static_cast<T>(op == ReduceOp::Mean ? acc / static_cast<double>(D) : acc);
     }
+    return;
+  }
+  std::vector<double> acc(I);
+  for (int64_t o = 0; o < O; ++o) {
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t d = 0; d < D; ++d) {  // row by row, so memory is read in order
+      const T* row = x + (o * D + d) * I;
+      for (int64_t i = 0; i < I; ++i) acc[i] += static_cast<double>(row[i]);
+    }
+    for (int64_t i = 0; i < I; ++i)
+      out[o * I + i] = static_cast<T>(op == ReduceOp::Mean ? acc[i] / static_cast<double>(D) : acc[i]);
   }
 }
 

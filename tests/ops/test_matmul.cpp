@@ -71,7 +71,9 @@ TEST(Ops, MismatchesGiveClearErrors) {
   EXPECT_THROW(mul(a, Tensor::zeros({2, 3}, DType::f64)), Error);
   EXPECT_THROW(sum(a, 2), Error);
   EXPECT_THROW(relu(Tensor::zeros({2}, DType::u8)), Error);
-  if (cuda_device_count() == 0) EXPECT_THROW(add(a, Tensor::zeros({3}, DType::f32, Device::cuda())), Error);
+  if (cuda_device_count() == 0) {
+    EXPECT_THROW(add(a, Tensor::zeros({3}, DType::f32, Device::cuda())), Error);
+  }
 }
 
 TEST(Matmul, CudaMatchesCpuAtSize) {

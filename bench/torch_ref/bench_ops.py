@@ -1,0 +1,85 @@
+"""PyTorch baseline for bench/ops/bench_ops.cpp: the same ops, sizes and method (one warm-up,
+then `repeats` calls between two synchronisations, median of 5 rounds), printed in the same table
+format so the two can be read side by side.
+
+    python3 bench/torch_ref/bench_ops.py [--device cpu|cuda|all] [--quick]
+"""
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def seconds_per_call(device, repeats, fn):
+    fn()
+    sync(device)
+    rounds = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        sync(device)
+        rounds.append((time.perf_counter() - start) / repeats)
+    return statistics.median(rounds)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_device(device, quick):
+    gpu = device.type == "cuda"
+    torch.backends.cuda.matmul.allow_tf32 = False
+    n = 1 << 20 if quick else (1 << 26 if gpu else 1 << 24)
+    repeats = 20 if gpu else 3
+    nbytes = n * 4
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    rand = lambda *shape: (torch.rand(*shape, generator=gen) + 0.5).to(device)
+    a, b = rand(n), rand(n)
+    rows = 1024 if quick else 4096
+    m = rand(rows, n // rows)
+    mm = 256 if quick else (8192 if gpu else 1024)
+    x, y = rand(mm, mm), rand(mm, mm)
+    fill = torch.empty(n, device=device)
+    table = []
+
+    def gbps(op, shape, nbytes_moved, fn):
+        table.append((op, shape, seconds_per_call(device, repeats, fn), nbytes_moved / 1e9, "GB/s"))
+
+    vec, mat = f"({n},)", f"({rows}, {n // rows})"
+    gbps("add", vec, 3 * nbytes, lambda: a + b)
+    gbps("mul", vec, 3 * nbytes, lambda: a * b)
+    gbps("mul_scalar", vec, 2 * nbytes, lambda: a * 0.5)
+    gbps("relu", vec, 2 * nbytes, lambda: torch.relu(a))
+    gbps("exp", vec, 2 * nbytes, lambda: torch.exp(a))
+    gbps("sum(dim=1)", mat, nbytes, lambda: m.sum(1))
+    gbps("sum(dim=0)", mat, nbytes, lambda: m.sum(0))
+    gbps("uniform_", vec, nbytes, lambda: fill.uniform_())
+    gbps("normal_", vec, nbytes, lambda: fill.normal_())
+    table.append(("matmul", f"({mm}, {mm}) @ ({mm}, {mm})",
+                  seconds_per_call(device, 10 if gpu else 2, lambda: x @ y), 2 * mm ** 3 / 1e12, "TFLOP/s"))
+
+    print(f"\ntorch {torch.__version__} {device} (f32{', TF32 off' if gpu else ''}, {torch.get_num_threads()} threads)")
+    print(f"{'op':<12} {'shape':<28} {'time (ms)':>12} {'rate':>12}")
+    for op, shape, s, amount, unit in table:
+        print(f"{op:<12} {shape:<28} {s * 1e3:>12.3f} {amount / s:>8.2f} {unit}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.device in ("cpu", "all"):
+        bench_device(torch.device("cpu"), args.quick)
+    if args.device in ("cuda", "all"):
+        if torch.cuda.is_available():
+            bench_device(torch.device("cuda"), args.quick)
+        else:
+            print("\ncuda: skipped (torch sees no GPU)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+// commands.h - the subcommands of the `moco` binary; each registers its flags and its action.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace moco_cli {
+
+void add_version_command(CLI::App& app);
+void add_demo_command(CLI::App& app);
+
+}  // namespace moco_cli

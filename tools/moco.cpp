@@ -1,0 +1,27 @@
+// moco.cpp - the `moco` command: one binary, one subcommand per job (see docs/ARCHITECTURE.md).
+// Errors from the engine are caught here and printed as one message, with exit status 1.
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "engine/check.h"
+#include "tools/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"moco: ResNet MoCo v2 with saliency-guided masking, in C++20 and CUDA"};
+  app.require_subcommand(1);
+  moco_cli::add_version_command(app);
+  moco_cli::add_demo_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const engine::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
