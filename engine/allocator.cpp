@@ -47,12 +47,15 @@ class HostBacking final : public BackingAllocator {
 
 CachingAllocator& host_allocator() {
   // Never destroyed: tensors held in static objects may be freed after it would be.
-  static CachingAllocator* allocator = new CachingAllocator("cpu", std::make_unique<HostBacking>());
+  constexpr size_t kMaxCachedHostBytes = size_t{2} << 30;  // 2 GiB
+  static CachingAllocator* allocator =
+      new CachingAllocator("cpu", std::make_unique<HostBacking>(), kMaxCachedHostBytes);
   return *allocator;
 }
 
-CachingAllocator::CachingAllocator(std::string name, std::unique_ptr<BackingAllocator> backing)
-    : name_(std::move(name)), backing_(std::move(backing)) {}
+CachingAllocator::CachingAllocator(std::string name, std::unique_ptr<BackingAllocator> backing,
+                                   size_t max_cached_bytes)
+    : name_(std::move(name)), backing_(std::move(backing)), max_cached_bytes_(max_cached_bytes) {}
 
 CachingAllocator::~CachingAllocator() {
   // Blocks still handed out belong to tensors that outlive us (static teardown); leave them.
@@ -107,6 +110,7 @@ void CachingAllocator::deallocate(void* ptr) {
   live_.erase(it);
   stats_.allocated_bytes -= block.size;
   cached_.emplace(std::make_pair(block.stream, block.size), ptr);
+  if (stats_.reserved_bytes - stats_.allocated_bytes > max_cached_bytes_) release_cached_locked();
 }
 
 void CachingAllocator::empty_cache() {

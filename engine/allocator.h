@@ -14,7 +14,9 @@
 // Size policy: requests are rounded up to 512 bytes; a free block of the same stream is reused
 // when it is at least the rounded size and less than twice it (best fit); otherwise a new block is
 // drawn. When the backing allocator fails, the cache is released and the request retried once;
-// if that fails too the error names the size asked for and every counter.
+// if that fails too the error names the size asked for and every counter. An optional cap on the
+// cached (free but held) bytes releases the cache whenever a free would exceed it: the host
+// allocator uses one, since images of many sizes would otherwise pile up.
 #pragma once
 
 #include <cstddef>
@@ -73,7 +75,9 @@ class CachingAllocator {
  public:
   static constexpr size_t kRounding = 512;
 
-  CachingAllocator(std::string name, std::unique_ptr<BackingAllocator> backing);
+  static constexpr size_t kNoCap = ~size_t{0};
+
+  CachingAllocator(std::string name, std::unique_ptr<BackingAllocator> backing, size_t max_cached_bytes = kNoCap);
   ~CachingAllocator();
   CachingAllocator(const CachingAllocator&) = delete;
   CachingAllocator& operator=(const CachingAllocator&) = delete;
@@ -102,6 +106,7 @@ class CachingAllocator {
 
   std::string name_;
   std::unique_ptr<BackingAllocator> backing_;
+  size_t max_cached_bytes_;
   mutable std::mutex mutex_;
   std::unordered_map<void*, Block> live_;                  // handed out: pointer -> block
   std::multimap<std::pair<void*, size_t>, void*> cached_;  // free: (stream, size) -> pointer

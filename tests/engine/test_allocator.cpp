@@ -125,6 +125,18 @@ TEST(CachingAllocator, ReleasesItsCacheBeforeReportingOutOfMemory) {
   alloc.deallocate(b);
 }
 
+TEST(CachingAllocator, ACapOnCachedBytesReleasesTheCache) {
+  int syncs = 0;
+  CachingAllocator alloc("fake", std::make_unique<FakeBacking>(1 << 20, &syncs), /*max_cached_bytes=*/4096);
+  void* a = alloc.allocate(3072, kStreamA);
+  void* b = alloc.allocate(2048, kStreamA);
+  alloc.deallocate(a);  // 3072 cached: under the cap
+  EXPECT_EQ(alloc.stats().reserved_bytes, 5120u);
+  alloc.deallocate(b);  // 5120 cached: over it, so everything cached goes back
+  EXPECT_EQ(alloc.stats().reserved_bytes, 0u);
+  EXPECT_EQ(alloc.stats().backing_frees, 2);
+}
+
 TEST(CachingAllocator, RejectsForeignPointersAndZeroSizes) {
   int syncs = 0;
   CachingAllocator alloc("fake", std::make_unique<FakeBacking>(4096, &syncs));
@@ -134,6 +146,14 @@ TEST(CachingAllocator, RejectsForeignPointersAndZeroSizes) {
   void* p = alloc.allocate(10, kStreamA);
   alloc.deallocate(p);
   EXPECT_THROW(alloc.deallocate(p), Error) << "a double free is caught";
+}
+
+TEST(HostMemory, CpuTensorsReuseCachedBlocks) {
+  { Tensor warm = Tensor::empty({12345}); }
+  const AllocatorStats before = host_allocator().stats();
+  for (int i = 0; i < 5; ++i) Tensor t = Tensor::empty({12345});
+  EXPECT_EQ(host_allocator().stats().backing_allocations, before.backing_allocations);
+  EXPECT_EQ(host_allocator().stats().cache_hits - before.cache_hits, 5);
 }
 
 TEST(HostMemory, AlignedAndPinnedFallback) {

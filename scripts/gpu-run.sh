@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (through the device tool, with .devdeps carried): unpacks our Debian
+# libraries into a private prefix, builds with all cores, runs every test (CUDA cases included)
+# and the op benchmarks next to their PyTorch baselines, and leaves the logs in $OUT.
+#
+#   device run: bash scripts/gpu-run.sh        carry: [".devdeps"]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-out}
+mkdir -p "$OUT"
+P=/opt/devdeps
+mkdir -p $P
+for f in .devdeps/*.deb; do dpkg -x "$f" $P; done
+source scripts/env.sh
+{
+  date -u; git rev-parse HEAD 2>/dev/null || true
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  nvcc --version | tail -1
+} 2>&1 | tee "$OUT/device.txt"
+
+# cuDNN and NCCL come with the toolkit there too; when they are only in PyTorch's Python packages,
+# point CMake at those.
+hints=()
+if ! ls /usr/local/cuda/include/cudnn.h >/dev/null 2>&1; then
+  root=$(python3 -c "import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__))" 2>/dev/null) && hints+=(-DENGINE_CUDNN_ROOT="$root")
+fi
+if ! ls /usr/local/cuda/include/nccl.h >/dev/null 2>&1; then
+  root=$(python3 -c "import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__))" 2>/dev/null) && hints+=(-DENGINE_NCCL_ROOT="$root")
+fi
+export CMAKE_PREFIX_PATH=$P/usr
+export LD_LIBRARY_PATH=$P/usr/lib/x86_64-linux-gnu:$P/usr/lib/x86_64-linux-gnu/openblas-pthread:${LD_LIBRARY_PATH:-}
+for lib in "${hints[@]}"; do export LD_LIBRARY_PATH="${lib#*=}/lib:$LD_LIBRARY_PATH"; done
+
+BUILD_DIR=build-gpu
+cmake -S . -B $BUILD_DIR -G Ninja -DCMAKE_BUILD_TYPE=Release -DCBLAS_INCLUDE_DIR=$P/usr/include/x86_64-linux-gnu/openblas-pthread -DOPENBLAS_LIBRARY=$P/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so "${hints[@]}" 2>&1 | tee "$OUT/configure.log"
+cmake --build $BUILD_DIR -j "$(nproc)" 2>&1 | tail -50 > "$OUT/build.log"
+ctest --test-dir $BUILD_DIR --output-on-failure -j 8 2>&1 | tee "$OUT/ctest.log" | tail -30
+$BUILD_DIR/tools/moco version 2>&1 | tee -a "$OUT/device.txt"
+$BUILD_DIR/tools/moco demo --device cuda 2>&1 | tee "$OUT/demo.log" | tail -3
+{
+  echo "== engine =="; $BUILD_DIR/bench/bench_ops --device all
+  echo; echo "== PyTorch baseline =="; python3 bench/torch_ref/bench_ops.py --device all
+} 2>&1 | tee "$OUT/bench.log"
+grep -E "tests passed|tests failed" "$OUT/ctest.log"
