@@ -3,6 +3,9 @@
 # (scripts/install-deps.sh installs them). CUDA toolkit: nvcc, cudart, cuBLAS, cuDNN 9, NCCL.
 
 find_package(fmt REQUIRED)
+if(ENGINE_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()
 find_package(Threads REQUIRED)
 find_package(OpenMP)
 

@@ -5,6 +5,7 @@ format so the two can be read side by side.
     python3 bench/torch_ref/bench_ops.py [--device cpu|cuda|all] [--quick]
 """
 import argparse
+import os
 import statistics
 import time
 
@@ -72,6 +73,7 @@ def main():
     parser.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count())  # PyTorch at its best on this machine's cores
     if args.device in ("cpu", "all"):
         bench_device(torch.device("cpu"), args.quick)
     if args.device in ("cuda", "all"):

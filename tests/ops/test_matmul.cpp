@@ -76,6 +76,23 @@ TEST(Ops, MismatchesGiveClearErrors) {
   }
 }
 
+TEST(Ops, DeviceMismatchIsCaughtBeforeAnyWork) {
+  // A tensor that claims to live on cuda:0 (over host memory it never touches): the check at the
+  // op boundary must refuse it before any kernel or copy runs, on machines with or without a GPU.
+  float host[3] = {1, 2, 3};
+  Tensor fake_gpu = Tensor::from_storage(Storage::wrap(host, sizeof(host), Device::cuda(), {}), {3}, {1}, 0, DType::f32);
+  try {
+    add(Tensor::zeros({3}), fake_gpu);
+    FAIL() << "cpu + cuda must be refused";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("one device"), std::string::npos) << what;
+    EXPECT_NE(what.find("cuda:0"), std::string::npos) << what;
+    EXPECT_NE(what.find(".to(device)"), std::string::npos) << "says how to fix it: " << what;
+  }
+  EXPECT_THROW(matmul(Tensor::zeros({3, 1}), fake_gpu.view({1, 3})), Error);
+}
+
 TEST(Matmul, CudaMatchesCpuAtSize) {
   SKIP_WITHOUT_CUDA();
   Tensor a = make_input({{257, 129}}, 5, DType::f32, Device::cpu());
