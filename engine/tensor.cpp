@@ -167,10 +167,14 @@ Storage::~Storage() {
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device, MemoryFormat format) {
   ENGINE_CHECK(shape.size() <= static_cast<size_t>(kMaxDims), "tensors have at most {} dims, asked for {}: {}",
                kMaxDims, shape.size(), shape_str(shape));
-  for (int64_t s : shape)
+  int64_t nbytes = dtype_size(dtype);
+  for (int64_t s : shape) {
     ENGINE_CHECK(s >= 0, "negative size in shape {}", shape_str(shape));
+    ENGINE_CHECK(!__builtin_mul_overflow(nbytes, s, &nbytes), "shape {} of {} needs more than 2^63 bytes",
+                 shape_str(shape), dtype_name(dtype));
+  }
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(static_cast<size_t>(shape_numel(shape) * dtype_size(dtype)), device);
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(nbytes), device);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape, format);
   impl->dtype = dtype;

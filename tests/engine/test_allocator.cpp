@@ -156,6 +156,20 @@ TEST(HostMemory, CpuTensorsReuseCachedBlocks) {
   EXPECT_EQ(host_allocator().stats().cache_hits - before.cache_hits, 5);
 }
 
+TEST(HostMemory, OutOfMemoryNamesTheSize) {
+  try {
+    Tensor::empty({int64_t{1} << 50});  // 4 PiB
+    FAIL() << "4 PiB of host memory cannot be allocated";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("out of memory"), std::string::npos) << what;
+    EXPECT_NE(what.find("4096.00 TiB"), std::string::npos) << what;
+    EXPECT_NE(what.find("aligned_alloc calls"), std::string::npos) << what;
+  }
+  EXPECT_THROW(Tensor::empty({int64_t{1} << 40, int64_t{1} << 40}), Error) << "the byte count overflows";
+  EXPECT_NO_THROW(Tensor::zeros({16})) << "the allocator works after an OOM";
+}
+
 TEST(HostMemory, AlignedAndPinnedFallback) {
   void* p = host_allocate(100);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % kHostAlignment, 0u);
