@@ -40,11 +40,12 @@ namespace engine::cuda {
 namespace {
 
 struct DeviceContext {
+  std::mutex mutex;  // guards the lazily set fields below
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
   bool cublas_tf32 = false;
 #if ENGINE_WITH_CUDNN
-  cudnnHandle_t cudnn = nullptr;
+  cudnnHandle_t cudnn = nullptr;  // created on first use: nothing loads cuDNN until a conv needs it
 #endif
 };
 
@@ -65,10 +66,6 @@ DeviceContext& context(int device) {
     CUBLAS_CHECK(cublasCreate(&ctx->cublas));
     CUBLAS_CHECK(cublasSetStream(ctx->cublas, ctx->stream));
     CUBLAS_CHECK(cublasSetMathMode(ctx->cublas, CUBLAS_DEFAULT_MATH));
-#if ENGINE_WITH_CUDNN
-    CUDNN_CHECK(cudnnCreate(&ctx->cudnn));
-    CUDNN_CHECK(cudnnSetStream(ctx->cudnn, ctx->stream));
-#endif
     slot = std::move(ctx);
   }
   return *slot;
@@ -86,6 +83,7 @@ cublasHandle_t cublas_handle(int device) {
   DeviceContext& ctx = context(device);
   CUDA_CHECK(cudaSetDevice(device));
   const bool want_tf32 = g_tf32.load();
+  std::lock_guard<std::mutex> lock(ctx.mutex);
   if (ctx.cublas_tf32 != want_tf32) {
     CUBLAS_CHECK(cublasSetMathMode(ctx.cublas, want_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     ctx.cublas_tf32 = want_tf32;
@@ -97,6 +95,11 @@ cublasHandle_t cublas_handle(int device) {
 cudnnHandle_t cudnn_handle(int device) {
   DeviceContext& ctx = context(device);
   CUDA_CHECK(cudaSetDevice(device));
+  std::lock_guard<std::mutex> lock(ctx.mutex);
+  if (ctx.cudnn == nullptr) {
+    CUDNN_CHECK(cudnnCreate(&ctx.cudnn));
+    CUDNN_CHECK(cudnnSetStream(ctx.cudnn, ctx.stream));
+  }
   return ctx.cudnn;
 }
 #endif

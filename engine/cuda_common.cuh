@@ -24,7 +24,9 @@ __device__ inline T warp_sum(T v) {
   return v;
 }
 
-// Sum over the block; the result is valid in thread 0. `scratch` holds blockDim.x / 32 values.
+// Sum over the block; the result is valid in thread 0. `scratch` holds blockDim.x / 32 values and
+// may be reused by a later call: the final barrier keeps the next call's writes behind this one's
+// reads.
 template <typename T>
 __device__ inline T block_sum(T v, T* scratch) {
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
@@ -34,6 +36,7 @@ __device__ inline T block_sum(T v, T* scratch) {
   const int warps = (blockDim.x + kWarpSize - 1) / kWarpSize;
   v = threadIdx.x < warps ? scratch[threadIdx.x] : T(0);
   if (warp == 0) v = warp_sum(v);
+  __syncthreads();
   return v;
 }
 

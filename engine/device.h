@@ -6,6 +6,7 @@
 // without CUDA, throws one clear engine::Error that says which of the two is missing.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace engine {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string_view>
 #include <type_traits>
 
@@ -54,8 +55,10 @@ struct bf16 {
   }
 };
 
-// Converts between any two element types: through float for bf16, static_cast otherwise
-// (float to integer truncates toward zero, as PyTorch does).
+// Converts between any two element types, with the same result on the host and in kernels.
+// bf16 goes through float. Floating to integer truncates toward zero and saturates: values below
+// or above the integer type's range become its minimum or maximum and NaN becomes 0 (a plain cast
+// is undefined there, and x86 and the GPU disagree on it).
 template <typename Dst, typename Src>
 ENGINE_HD inline Dst convert_element(Src v) {
   if constexpr (std::is_same_v<Dst, Src>) {
@@ -63,7 +66,15 @@ ENGINE_HD inline Dst convert_element(Src v) {
   } else if constexpr (std::is_same_v<Dst, bf16>) {
     return bf16::from_float(static_cast<float>(v));
   } else if constexpr (std::is_same_v<Src, bf16>) {
-    return static_cast<Dst>(v.to_float());
+    return convert_element<Dst>(v.to_float());
+  } else if constexpr (std::is_integral_v<Dst> && std::is_floating_point_v<Src>) {
+    constexpr double lowest = static_cast<double>(std::numeric_limits<Dst>::lowest());
+    constexpr double highest = static_cast<double>(std::numeric_limits<Dst>::max());
+    const double d = static_cast<double>(v);
+    if (!(d == d)) return Dst(0);  // NaN
+    if (d <= lowest) return std::numeric_limits<Dst>::lowest();
+    if (d >= highest) return std::numeric_limits<Dst>::max();
+    return static_cast<Dst>(d);
   } else {
     return static_cast<Dst>(v);
   }

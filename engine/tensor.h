@@ -138,7 +138,9 @@ class Tensor {
   // --- copies ---
   Tensor contiguous(MemoryFormat format = MemoryFormat::NCHW) const;  // self if already so
   Tensor clone() const;                                              // always a new copy
-  Tensor to(Device device) const;                                    // self if already there
+  // Self if already there. From the host the copy is done when to() returns (host tensors are
+  // pageable, staged by the driver); to the host it synchronises the GPU's stream.
+  Tensor to(Device device) const;
   Tensor to(DType dtype) const;                                      // self if already so
   // In place, not recorded by autograd (like PyTorch's no_grad-only in-place ops):
   Tensor& fill_(double value);

@@ -19,9 +19,12 @@ struct GemmOperand {
 // Row-major views are used as they are; a transposed view (strides (1, s)) is the row-major
 // transpose of its storage, so it flips the flag instead of being copied; anything else is copied.
 GemmOperand gemm_operand(const Tensor& x, bool trans) {
+  constexpr int64_t kMaxLd = std::numeric_limits<int>::max();  // BLAS leading dimensions are 32-bit
   const int64_t rows = x.size(0), cols = x.size(1);
-  if (x.stride(1) == 1 && x.stride(0) >= std::max<int64_t>(cols, 1)) return {x, trans, x.stride(0)};
-  if (x.stride(0) == 1 && x.stride(1) >= std::max<int64_t>(rows, 1)) return {x, !trans, x.stride(1)};
+  if (x.stride(1) == 1 && x.stride(0) >= std::max<int64_t>(cols, 1) && x.stride(0) <= kMaxLd)
+    return {x, trans, x.stride(0)};
+  if (x.stride(0) == 1 && x.stride(1) >= std::max<int64_t>(rows, 1) && x.stride(1) <= kMaxLd)
+    return {x, !trans, x.stride(1)};
   return {x.contiguous(), trans, std::max<int64_t>(cols, 1)};
 }
 

@@ -15,30 +15,40 @@ source scripts/env.sh
 {
   date -u; git rev-parse HEAD 2>/dev/null || true
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  nvcc --version | tail -1
+  nvcc --version | tail -1; which nvcc; g++ --version | head -1
+  ls /usr/local/cuda/lib64/libcublas.so /usr/local/cuda/lib64/libcudart_static.a
 } 2>&1 | tee "$OUT/device.txt"
 
 # cuDNN and NCCL come with the toolkit there too; when they are only in PyTorch's Python packages,
 # point CMake at those.
 hints=()
 if ! ls /usr/local/cuda/include/cudnn.h >/dev/null 2>&1; then
-  root=$(python3 -c "import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__))" 2>/dev/null) && hints+=(-DENGINE_CUDNN_ROOT="$root")
+  root=$(python3 -c "import nvidia.cudnn as m; print(list(m.__path__)[0])" 2>/dev/null) && hints+=(-DENGINE_CUDNN_ROOT="$root")
 fi
 if ! ls /usr/local/cuda/include/nccl.h >/dev/null 2>&1; then
-  root=$(python3 -c "import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__))" 2>/dev/null) && hints+=(-DENGINE_NCCL_ROOT="$root")
+  root=$(python3 -c "import nvidia.nccl as m; print(list(m.__path__)[0])" 2>/dev/null) && hints+=(-DENGINE_NCCL_ROOT="$root")
 fi
 export CMAKE_PREFIX_PATH=$P/usr
-export LD_LIBRARY_PATH=$P/usr/lib/x86_64-linux-gnu:$P/usr/lib/x86_64-linux-gnu/openblas-pthread:${LD_LIBRARY_PATH:-}
-for lib in "${hints[@]}"; do export LD_LIBRARY_PATH="${lib#*=}/lib:$LD_LIBRARY_PATH"; done
+# Our libraries for our binaries only: PyTorch keeps its own (see the baseline run below).
+ENGINE_LD=$P/usr/lib/x86_64-linux-gnu:$P/usr/lib/x86_64-linux-gnu/openblas-pthread
+for lib in "${hints[@]}"; do ENGINE_LD="${lib#*=}/lib:$ENGINE_LD"; done
+ORIGINAL_LD=${LD_LIBRARY_PATH:-}
+export LD_LIBRARY_PATH=$ENGINE_LD:$ORIGINAL_LD
 
 BUILD_DIR=build-gpu
 cmake -S . -B $BUILD_DIR -G Ninja -DCMAKE_BUILD_TYPE=Release -DCBLAS_INCLUDE_DIR=$P/usr/include/x86_64-linux-gnu/openblas-pthread -DOPENBLAS_LIBRARY=$P/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so "${hints[@]}" 2>&1 | tee "$OUT/configure.log"
-cmake --build $BUILD_DIR -j "$(nproc)" 2>&1 | tail -50 > "$OUT/build.log"
+cmake --build $BUILD_DIR -j "$(nproc)" > "$OUT/build-full.log" 2>&1; rc=$?
+tail -50 "$OUT/build-full.log" > "$OUT/build.log"
+if [ $rc -ne 0 ]; then tail -50 "$OUT/build.log"; exit $rc; fi
 ctest --test-dir $BUILD_DIR --output-on-failure -j 8 2>&1 | tee "$OUT/ctest.log" | tail -30
+# Out-of-bounds and race checks of every CUDA case, once.
+for suite in test_engine test_ops; do
+  compute-sanitizer --tool memcheck --error-exitcode 1 $BUILD_DIR/tests/$suite --gtest_filter='*Cuda*' 2>&1 | tail -5
+done | tee "$OUT/sanitizer.log"
 $BUILD_DIR/tools/moco version 2>&1 | tee -a "$OUT/device.txt"
 $BUILD_DIR/tools/moco demo --device cuda 2>&1 | tee "$OUT/demo.log" | tail -3
 {
   echo "== engine =="; $BUILD_DIR/bench/bench_ops --device all
-  echo; echo "== PyTorch baseline =="; python3 bench/torch_ref/bench_ops.py --device all
+  echo; echo "== PyTorch baseline =="; LD_LIBRARY_PATH=$ORIGINAL_LD python3 bench/torch_ref/bench_ops.py --device all
 } 2>&1 | tee "$OUT/bench.log"
 grep -E "tests passed|tests failed" "$OUT/ctest.log"

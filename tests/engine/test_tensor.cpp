@@ -116,6 +116,9 @@ TEST(Tensor, MemoryFormatNHWC) {
 TEST(Tensor, DtypeConversions) {
   Tensor f = Tensor::from_vector<float>({-2.7f, 0.5f, 1.0f, 255.9f}, {4});
   EXPECT_EQ(f.to(DType::i32).to_vector<int32_t>(), (std::vector<int32_t>{-2, 0, 1, 255})) << "truncates toward zero";
+  Tensor wild = Tensor::from_vector<float>({-1.0f, 300.0f, std::nanf(""), 1e20f}, {4});
+  EXPECT_EQ(wild.to(DType::u8).to_vector<uint8_t>(), (std::vector<uint8_t>{0, 255, 0, 255})) << "saturates, NaN to 0";
+  EXPECT_EQ(wild.to(DType::i32).to_vector<int32_t>()[3], std::numeric_limits<int32_t>::max());
   EXPECT_EQ(f.to(DType::f64).to_vector<double>()[1], 0.5);
   Tensor u8 = Tensor::from_vector<uint8_t>({0, 17, 255}, {3});
   EXPECT_EQ(u8.to(DType::f32).to_vector<float>(), (std::vector<float>{0, 17, 255}));
@@ -210,6 +213,9 @@ TEST(Tensor, CudaRoundTripKeepsValuesAndViews) {
   t.slice(1, 1, 3).fill_(-1.0);
   EXPECT_EQ(g.to_vector<float>(), t.to_vector<float>());
   EXPECT_EQ(g.to(DType::bf16).to(DType::f64).to_vector<double>(), t.to(DType::bf16).to(DType::f64).to_vector<double>());
+  Tensor wild = Tensor::from_vector<float>({-1.0f, 300.0f, std::nanf(""), 7.9f}, {4});
+  EXPECT_EQ(wild.to(Device::cuda()).to(DType::u8).to_vector<uint8_t>(), wild.to(DType::u8).to_vector<uint8_t>())
+      << "float to integer saturates the same way on both devices";
   Tensor nhwc = arange_f32({2, 3, 4, 5}).to(Device::cuda()).contiguous(MemoryFormat::NHWC);
   EXPECT_EQ(nhwc.to_vector<float>(), arange_f32({2, 3, 4, 5}).to_vector<float>());
 }
