@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "engine/check.h"
+#include "engine/device.h"
 
 namespace engine {
 
@@ -155,14 +156,17 @@ std::string CachingAllocator::stats_string_locked() const {
 }
 
 #if !ENGINE_WITH_CUDA
+// A build without CUDA: pinned memory is ordinary memory, and asking for GPU memory is an error.
 HostBuffer pinned_allocate(size_t nbytes) { return {host_allocate(nbytes), nbytes, false}; }
 void pinned_free(const HostBuffer& buffer) { host_free(buffer.data); }
 CachingAllocator& cuda_allocator(int device) {
-  ENGINE_THROW("cuda_allocator({}): this build has no CUDA backend (nvcc was not found when CMake "
-               "configured it); rebuild with the CUDA toolkit or use the CPU",
-               device);
+  require_cuda_device(Device::cuda(device), "the CUDA allocator");  // throws: no CUDA backend
+  std::abort();
 }
-void* cuda_allocate(int device, size_t) { return cuda_allocator(device).allocate(0, nullptr); }
+void* cuda_allocate(int device, size_t) {
+  require_cuda_device(Device::cuda(device), "allocating GPU memory");  // throws: no CUDA backend
+  return nullptr;
+}
 void cuda_free(int, void*) {}
 #endif
 

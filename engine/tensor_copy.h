@@ -38,9 +38,6 @@ void fill_strided_cuda(int device, void* dst, DType dtype, const StridedGeometry
 // the host so the data can be read at once.
 void memcpy_cuda(void* dst, bool dst_is_host, const void* src, bool src_is_host, size_t nbytes, int device);
 
-}  // namespace engine
-
-namespace engine {
 // out[i] = a[i] + b[i] over n contiguous elements of a floating dtype (out may be a): how the
 // autograd engine sums the gradients that reach one tensor along several paths.
 void add_contiguous_cpu(void* out, const void* a, const void* b, DType dtype, int64_t n);

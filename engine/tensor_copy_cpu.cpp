@@ -49,9 +49,6 @@ void fill_strided_cpu(void* dst, DType dtype, const StridedGeometry& geometry, d
   });
 }
 
-}  // namespace engine
-
-namespace engine {
 void add_contiguous_cpu(void* out, const void* a, const void* b, DType dtype, int64_t n) {
   dispatch_dtype(dtype, [&]<typename T>() {
     T* o = static_cast<T*>(out);

@@ -27,6 +27,13 @@ __global__ void fill_strided_kernel(T* dst, StridedGeometry g, T value, int64_t 
   ENGINE_GRID_STRIDE_LOOP(i, n) { dst[strided_offset(i, g)] = value; }
 }
 
+template <typename T>
+__global__ void add_contiguous_kernel(T* out, const T* a, const T* b, int64_t n) {
+  ENGINE_GRID_STRIDE_LOOP(i, n) {
+    out[i] = convert_element<T>(convert_element<double>(a[i]) + convert_element<double>(b[i]));
+  }
+}
+
 }  // namespace
 
 void copy_strided_cuda(int device, void* dst, DType dst_dtype, const StridedGeometry& dst_geometry,
@@ -63,18 +70,6 @@ void memcpy_cuda(void* dst, bool dst_is_host, const void* src, bool src_is_host,
   if (dst_is_host) CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
-}  // namespace engine
-
-namespace engine {
-namespace {
-template <typename T>
-__global__ void add_contiguous_kernel(T* out, const T* a, const T* b, int64_t n) {
-  ENGINE_GRID_STRIDE_LOOP(i, n) {
-    out[i] = convert_element<T>(convert_element<double>(a[i]) + convert_element<double>(b[i]));
-  }
-}
-}  // namespace
-
 void add_contiguous_cuda(int device, void* out, const void* a, const void* b, DType dtype, int64_t n) {
   if (n == 0) return;
   cudaStream_t stream = cuda::stream(device);
@@ -84,4 +79,5 @@ void add_contiguous_cuda(int device, void* out, const void* a, const void* b, DT
     CUDA_CHECK_LAUNCH("add_contiguous_kernel");
   });
 }
+
 }  // namespace engine
