@@ -38,6 +38,25 @@ if(NOT CLI11_FOUND)
 endif()
 
 # --- CUDA toolkit ---
+# engine_find_toolkit_library(PREFIX HEADER VERSION_HEADER ROOT NAMES...): finds a library that
+# ships with the CUDA toolkit (or under ROOT) and sets PREFIX_INCLUDE_DIR, PREFIX_LIBRARY,
+# PREFIX_FOUND and PREFIX_VERSION, the version read from PREFIX_MAJOR/MINOR/PATCH(LEVEL) defines.
+function(engine_find_toolkit_library prefix header version_header root)
+  set(lib_dirs ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib ${CUDAToolkit_LIBRARY_ROOT}/lib64)
+  find_path(${prefix}_INCLUDE_DIR ${header} HINTS ${root}/include ${CUDAToolkit_INCLUDE_DIRS})
+  find_library(${prefix}_LIBRARY NAMES ${ARGN} HINTS ${root}/lib ${lib_dirs})
+  if(${prefix}_INCLUDE_DIR AND ${prefix}_LIBRARY)
+    file(STRINGS ${${prefix}_INCLUDE_DIR}/${version_header} lines
+         REGEX "#define ${prefix}_(MAJOR|MINOR|PATCH|PATCHLEVEL) +[0-9]+")
+    string(REGEX REPLACE ".*MAJOR +([0-9]+).*MINOR +([0-9]+).*PATCH[A-Z]* +([0-9]+).*" "\\1.\\2.\\3"
+           version "${lines}")
+    set(${prefix}_VERSION ${version} PARENT_SCOPE)
+    set(${prefix}_FOUND ON PARENT_SCOPE)
+  else()
+    set(${prefix}_FOUND OFF PARENT_SCOPE)
+  endif()
+endfunction()
+
 set(ENGINE_WITH_CUDA OFF)
 set(ENGINE_WITH_CUDNN OFF)
 set(ENGINE_WITH_NCCL OFF)
@@ -63,26 +82,9 @@ if(ENGINE_CUDA)
 
     # cuDNN and NCCL ship with the toolkit on our machines; ENGINE_CUDNN_ROOT / ENGINE_NCCL_ROOT
     # point elsewhere (for example at PyTorch's nvidia.cudnn / nvidia.nccl Python packages).
-    set(cuda_lib_dirs ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib
-                      ${CUDAToolkit_LIBRARY_ROOT}/lib64)
-    find_path(CUDNN_INCLUDE_DIR cudnn.h HINTS ${ENGINE_CUDNN_ROOT}/include ${CUDAToolkit_INCLUDE_DIRS})
-    find_library(CUDNN_LIBRARY NAMES cudnn libcudnn.so.9
-                 HINTS ${ENGINE_CUDNN_ROOT}/lib ${cuda_lib_dirs})
-    if(CUDNN_INCLUDE_DIR AND CUDNN_LIBRARY)
-      file(STRINGS ${CUDNN_INCLUDE_DIR}/cudnn_version.h cudnn_version_lines
-           REGEX "#define CUDNN_(MAJOR|MINOR|PATCHLEVEL) +[0-9]+")
-      string(REGEX REPLACE ".*MAJOR +([0-9]+).*MINOR +([0-9]+).*PATCHLEVEL +([0-9]+).*" "\\1.\\2.\\3"
-             CUDNN_VERSION "${cudnn_version_lines}")
-      set(ENGINE_WITH_CUDNN ON)
-    endif()
-    find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${ENGINE_NCCL_ROOT}/include ${CUDAToolkit_INCLUDE_DIRS})
-    find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ${ENGINE_NCCL_ROOT}/lib ${cuda_lib_dirs})
-    if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
-      file(STRINGS ${NCCL_INCLUDE_DIR}/nccl.h nccl_version_lines
-           REGEX "#define NCCL_(MAJOR|MINOR|PATCH) +[0-9]+")
-      string(REGEX REPLACE ".*MAJOR +([0-9]+).*MINOR +([0-9]+).*PATCH +([0-9]+).*" "\\1.\\2.\\3"
-             NCCL_VERSION "${nccl_version_lines}")
-      set(ENGINE_WITH_NCCL ON)
-    endif()
+    engine_find_toolkit_library(CUDNN cudnn.h cudnn_version.h "${ENGINE_CUDNN_ROOT}" cudnn libcudnn.so.9)
+    engine_find_toolkit_library(NCCL nccl.h nccl.h "${ENGINE_NCCL_ROOT}" nccl libnccl.so.2)
+    set(ENGINE_WITH_CUDNN ${CUDNN_FOUND})
+    set(ENGINE_WITH_NCCL ${NCCL_FOUND})
   endif()
 endif()

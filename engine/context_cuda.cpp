@@ -50,7 +50,6 @@ struct DeviceContext {
 };
 
 std::atomic<bool> g_tf32{false};
-std::atomic<bool> g_deterministic{false};
 
 DeviceContext& context(int device) {
   static std::mutex mutex;
@@ -108,8 +107,6 @@ void synchronize(int device) { CUDA_CHECK(cudaStreamSynchronize(stream(device)))
 
 void set_tf32_enabled(bool enabled) { g_tf32 = enabled; }
 bool tf32_enabled() { return g_tf32; }
-void set_deterministic(bool enabled) { g_deterministic = enabled; }
-bool deterministic() { return g_deterministic; }
 
 std::string library_versions() {
   int runtime = 0, driver = 0;

@@ -1,5 +1,6 @@
 // cuda_context.h - the per-GPU context: the stream all engine work runs on, library handles, and
-// the numeric switches (TF32, deterministic algorithms). CUDA backend only.
+// the TF32 switch. CUDA backend only. (The deterministic-algorithms switch comes with cuDNN's
+// algorithm choice, where it has something to decide.)
 //
 // Ordering model: every op on a device is enqueued on that device's one engine stream, so ops run
 // in program order without host synchronisation; copies to the host synchronise that stream.
@@ -29,9 +30,6 @@ void synchronize(int device);
 // so f32 results match the CPU reference to f32 rounding.
 void set_tf32_enabled(bool enabled);
 bool tf32_enabled();
-// Deterministic algorithm choice (for cuDNN later): same bits run to run.
-void set_deterministic(bool enabled);
-bool deterministic();
 
 // Versions of the runtime and libraries actually loaded, for `moco version` and logs.
 std::string library_versions();

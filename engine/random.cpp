@@ -5,7 +5,6 @@
 #include <numeric>
 #include <utility>
 
-#include "engine/autograd.h"
 #include "engine/random_fill.h"
 
 namespace engine {
@@ -27,8 +26,7 @@ namespace {
 
 void fill_random(Tensor& t, Generator& gen, RandomParams params, const char* what) {
   check_defined(t, what, "t");
-  ENGINE_CHECK(!(GradMode::enabled() && t.requires_grad()),
-               "{} on a tensor that requires grad ({}): initialise parameters under NoGradGuard", what, t.str());
+  check_inplace_allowed(t, what);
   const bool integer_ok = params.kind == RandomKind::Bernoulli;
   ENGINE_CHECK(t.dtype() == DType::f32 || t.dtype() == DType::f64 || (integer_ok && t.dtype() != DType::bf16),
                "{}: expected a tensor of dtype f32 or f64{}, found {}", what, integer_ok ? " (or u8/i32/i64)" : "",

@@ -69,13 +69,6 @@ int64_t normalize_dim(int64_t d, int64_t ndim, const char* what) {
   return wrapped;
 }
 
-void check_inplace_allowed(const Tensor& t, const char* what) {
-  ENGINE_CHECK(!(GradMode::enabled() && t.requires_grad()),
-               "{} on a tensor that requires grad ({}) would silently break its gradient; do it "
-               "under NoGradGuard (as optimizer steps do) or on detach()",
-               what, t.str());
-}
-
 // Copies between tensors of the same shape and device (any dtypes, any strides).
 void copy_same_device(const Tensor& dst, const Tensor& src) {
   if (dst.device().is_cpu()) {
@@ -482,6 +475,13 @@ void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
   ENGINE_CHECK(a.dtype() == b.dtype(), "{}: expected tensors of one dtype, found {} and {}; convert with .to(dtype)",
                op, a.str(), b.str());
+}
+
+void check_inplace_allowed(const Tensor& t, const char* op) {
+  ENGINE_CHECK(!(GradMode::enabled() && t.requires_grad()),
+               "{} on a tensor that requires grad ({}) would silently break its gradient; do it "
+               "under NoGradGuard (as optimizer steps do) or on detach()",
+               op, t.str());
 }
 
 void check_same_shape(const Tensor& a, const Tensor& b, const char* op) {

@@ -183,6 +183,9 @@ void check_defined(const Tensor& t, const char* op, const char* arg);
 void check_same_device(const Tensor& a, const Tensor& b, const char* op);
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op);
 void check_same_shape(const Tensor& a, const Tensor& b, const char* op);
+// In-place writes are not recorded by autograd, so they are refused on a tensor that requires grad
+// while recording is on (optimizer steps and initialisation run under NoGradGuard).
+void check_inplace_allowed(const Tensor& t, const char* op);
 
 // ---- templates ----
 

@@ -122,8 +122,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
 Tensor& binary_inplace(BinaryOp op, Tensor& a, const Tensor& b) {
   const char* name = op == BinaryOp::Add ? "add_" : "mul_";
   check_binary_operands(a, b, name);
-  ENGINE_CHECK(!(GradMode::enabled() && a.requires_grad()),
-               "{} on a tensor that requires grad ({}): in-place updates run under NoGradGuard", name, a.str());
+  check_inplace_allowed(a, name);
   ENGINE_CHECK(broadcast_shape(a, b, name) == a.shape(),
                "{}: the result of shape {} (with {}) does not fit in place into {}", name,
                shape_str(broadcast_shape(a, b, name)), shape_str(b.shape()), shape_str(a.shape()));

@@ -91,8 +91,7 @@ Tensor mul_scalar(const Tensor& x, double s) { return unary(UnaryOp::MulScalar, 
 
 Tensor& mul_scalar_(Tensor& x, double s) {
   check_defined(x, "mul_scalar_", "x");
-  ENGINE_CHECK(!(GradMode::enabled() && x.requires_grad()),
-               "mul_scalar_ on a tensor that requires grad ({}): in-place updates run under NoGradGuard", x.str());
+  check_inplace_allowed(x, "mul_scalar_");
   if (x.is_contiguous()) {
     unary_dispatch(UnaryOp::MulScalar, x, x, s);
   } else {
