@@ -31,6 +31,10 @@ if(PkgConfig_FOUND)
   pkg_check_modules(TURBOJPEG QUIET IMPORTED_TARGET libturbojpeg)
 endif()
 find_package(nlohmann_json QUIET)
+if(NOT nlohmann_json_FOUND)
+  message(FATAL_ERROR "nlohmann-json not found (safetensors headers need it): run scripts/install-deps.sh "
+                      "or apt-get install nlohmann-json3-dev")
+endif()
 find_package(CLI11 QUIET)
 if(NOT CLI11_FOUND)
   message(FATAL_ERROR "CLI11 not found (the moco command line needs it): run scripts/install-deps.sh "
