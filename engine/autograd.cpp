@@ -25,6 +25,19 @@ Tensor add_gradients(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+// target += g in place, for a contiguous leaf gradient (a parameter's view of its model's flat
+// gradient buffer stays that view, so one optimizer launch over the buffer sees every gradient).
+void accumulate_into(Tensor& target, const Tensor& g) {
+  const Tensor y = g.contiguous();
+  if (target.device().is_cpu()) {
+    add_contiguous_cpu(target.data_ptr(), target.data_ptr(), y.data_ptr(), target.dtype(), target.numel());
+  } else {
+    ENGINE_DISPATCH_CUDA(target.device(), "gradient accumulation",
+                         add_contiguous_cuda(target.device().index, target.data_ptr(), target.data_ptr(),
+                                             y.data_ptr(), target.dtype(), target.numel()));
+  }
+}
+
 // Inputs before the nodes that use them: depth-first search from the root, iterative so a deep
 // network cannot overflow the stack.
 std::vector<AutogradMeta*> topological_order(AutogradMeta* root) {
@@ -153,7 +166,12 @@ void Tensor::backward(const Tensor& seed, bool retain_graph) const {
     pending.erase(found);
 
     if (!meta->grad_fn) {  // a leaf: accumulate, then tell whoever waits for this gradient
-      meta->grad = meta->grad.defined() ? add_gradients(meta->grad, grad) : grad.clone();
+      if (!meta->grad.defined())
+        meta->grad = grad.clone();
+      else if (meta->grad.is_contiguous())
+        accumulate_into(meta->grad, grad);  // in place: grad may be a view of a flat buffer
+      else
+        meta->grad = add_gradients(meta->grad, grad);
       for (auto& hook : meta->grad_ready_hooks) hook(meta->grad);
       continue;
     }

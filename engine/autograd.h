@@ -13,7 +13,8 @@
 // Walking. Tensor::backward() sorts the graph by depth-first search from the output (inputs
 // before users), then walks it in reverse: each node receives the sum of the gradients of all its
 // users, computes its inputs' gradients, and passes them on. Leaves add (+=) what reaches them to
-// grad(); their grad-ready hooks fire once the leaf's gradient is final for this backward.
+// grad(), in place when grad() is contiguous (so a gradient set to a view of a flat buffer stays
+// that view); their grad-ready hooks fire once the leaf's gradient is final for this backward.
 // Without retain_graph, each node frees its saved context as soon as it has run; walking it again
 // is an error that says so.
 //

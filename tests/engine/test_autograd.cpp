@@ -45,6 +45,16 @@ TEST(Autograd, GradientsSumOverPathsAndAccumulateOverBackwards) {
   EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{1.0, 1.0, 1.0}));
 }
 
+TEST(Autograd, LeafGradientSetToAViewOfAFlatBufferIsAccumulatedInPlace) {
+  Tensor flat_grad = Tensor::zeros({5}, DType::f64);  // as a model's flat gradient buffer
+  Tensor x = Tensor::from_vector<double>({1.0, 2.0}, {2}).requires_grad_();
+  x.set_grad(flat_grad.slice(0, 1, 3));
+  sum(x * 3.0).backward();
+  sum(x * x).backward();
+  EXPECT_EQ(flat_grad.to_vector<double>(), (std::vector<double>{0.0, 5.0, 7.0, 0.0, 0.0}));
+  EXPECT_EQ(x.grad().data_ptr(), flat_grad.slice(0, 1, 3).data_ptr()) << "the gradient stays the buffer's view";
+}
+
 TEST(Autograd, GradientFlowsThroughViews) {
   Tensor x = Tensor::from_vector<double>({1, 2, 3, 4, 5, 6}, {2, 3}).requires_grad_();
   // y = sum over the transposed middle column, doubled, plus everything reshaped
