@@ -1,8 +1,12 @@
 // ops.h - every op of the engine in one include (the list itself is op_list.def).
 #pragma once
 
+#include "ops/batchnorm2d.h"
+#include "ops/conv2d.h"
 #include "ops/elementwise_binary.h"
 #include "ops/elementwise_unary.h"
+#include "ops/linear.h"
 #include "ops/matmul.h"
 #include "ops/op_registry.h"
+#include "ops/pooling.h"
 #include "ops/reduce_dim.h"

@@ -53,6 +53,7 @@ Tensor make_input(const InputSpec& spec, uint64_t seed, DType dtype, Device devi
     case Layout::Contiguous: return stored;
     case Layout::Transposed: return stored.transpose(-1, -2);
     case Layout::Strided: return stored.slice(0, 0, storage_shape[0], 2);
+    case Layout::ChannelsLast: return stored.contiguous(MemoryFormat::NHWC);
   }
   return stored;
 }

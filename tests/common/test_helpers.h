@@ -30,6 +30,7 @@ enum class Layout {
   Contiguous,
   Transposed,  // the last two dims swapped in storage: a transpose() view of a contiguous tensor
   Strided,     // every other element of dim 0 of a tensor twice as long: a slice(0, ..., step 2)
+  ChannelsLast,  // a 4-D (N, C, H, W) tensor stored NHWC
 };
 
 struct InputSpec {

@@ -10,7 +10,7 @@ namespace engine::testing {
 namespace {
 
 using Inputs = std::vector<Tensor>;
-constexpr Layout C = Layout::Contiguous, T = Layout::Transposed, S = Layout::Strided;
+constexpr Layout C = Layout::Contiguous, T = Layout::Transposed, S = Layout::Strided, CL = Layout::ChannelsLast;
 
 InputSpec in(Shape shape, Layout layout = C, double low = -1.0, double high = 1.0) {
   return InputSpec{std::move(shape), low, high, layout, 0.0};
@@ -29,6 +29,58 @@ void binary_cases(std::vector<OpCase>& cases, const std::string& op, Tensor (*fn
 void unary_case(std::vector<OpCase>& cases, const std::string& op, const std::string& label, InputSpec spec,
                 std::function<Tensor(const Tensor&)> fn) {
   cases.push_back({op, label, {std::move(spec)}, [fn](const Inputs& x) { return fn(x[0]); }});
+}
+
+// conv2d: inputs x, weight[, bias]. f32 CUDA against CPU: cuDNN sums in another order (and its
+// Winograd/FFT algorithms transform the data), so a few f32 ulps of sums of up to ~50 terms of
+// size ~1: 1e-4. bf16: outputs and gradients are rounded to bf16 (8 significant bits, a relative
+// error up to 2^-9 = 0.2%) after f32 accumulation: 2e-2 absolute and relative covers it with margin.
+void conv_case(std::vector<OpCase>& cases, const std::string& label, std::vector<InputSpec> inputs,
+               Conv2dOptions opt) {
+  OpCase c{"conv2d", label, std::move(inputs), [opt](const Inputs& x) {
+             return conv2d(x[0], x[1], x.size() > 2 ? x[2] : Tensor(), opt);
+           }};
+  c.cuda_atol = c.cuda_rtol = 1e-4;
+  c.bf16_atol = c.bf16_rtol = 2e-2;
+  cases.push_back(std::move(c));
+}
+
+// Running statistics for a batchnorm2d case: deterministic, not trivial (so eval mode is tested
+// with a real shift and scale), in gamma's dtype and on its device.
+std::pair<Tensor, Tensor> running_stats(const Tensor& gamma) {
+  const int64_t C = gamma.size(0);
+  std::vector<double> mean(C), var(C);
+  for (int64_t c = 0; c < C; ++c) {
+    mean[c] = 0.1 * static_cast<double>(c) - 0.2;
+    var[c] = 0.5 + 0.25 * static_cast<double>(c);
+  }
+  return {Tensor::from_vector(mean, {C}).to(gamma.dtype()).to(gamma.device()),
+          Tensor::from_vector(var, {C}).to(gamma.dtype()).to(gamma.device())};
+}
+
+// batchnorm2d: inputs x, gamma, beta. bf16: y and dx are rounded to bf16 (0.2% relative) and xhat
+// reaches ~3 in size: 2e-2.
+void batchnorm_case(std::vector<OpCase>& cases, const std::string& label, InputSpec x, bool training,
+                    double cuda_tol = 1e-5) {
+  const int64_t channels = x.shape[1];
+  OpCase c{"batchnorm2d", label, {std::move(x), in({channels}, C, 0.5, 1.5), in({channels}, C, -0.5, 0.5)},
+           [training](const Inputs& t) {
+             auto [running_mean, running_var] = running_stats(t[1]);
+             BatchNormOptions opt;
+             opt.training = training;
+             return batchnorm2d(t[0], t[1], t[2], running_mean, running_var, opt);
+           }};
+  c.cuda_atol = c.cuda_rtol = cuda_tol;
+  c.bf16_atol = c.bf16_rtol = 2e-2;
+  cases.push_back(std::move(c));
+}
+
+// Pooling moves or averages values: bf16 only adds the rounding of an average (0.2%).
+void pooling_case(std::vector<OpCase>& cases, const std::string& op, const std::string& label, InputSpec x,
+                  std::function<Tensor(const Tensor&)> fn) {
+  OpCase c{op, label, {std::move(x)}, [fn](const Inputs& t) { return fn(t[0]); }};
+  c.bf16_atol = c.bf16_rtol = 1e-2;
+  cases.push_back(std::move(c));
 }
 
 }  // namespace
@@ -83,6 +135,42 @@ std::vector<OpCase> all_op_cases() {
   cases.push_back({"matmul", "odd_17x33x9", {in({17, 33}), in({33, 9})}, mm(false, false)});
   cases.push_back({"matmul", "vector_row", {in({1, 6}), in({6, 1})}, mm(false, false)});
   cases.push_back({"matmul", "outer_k1", {in({5, 1}), in({1, 4})}, mm(false, false)});
+
+  conv_case(cases, "3x3_pad1_bias", {in({2, 3, 7, 6}), in({4, 3, 3, 3}), in({4})}, Conv2dOptions::square(1, 1));
+  conv_case(cases, "7x7_stride2_pad3", {in({1, 2, 11, 11}), in({3, 2, 7, 7})}, Conv2dOptions::square(2, 3));
+  conv_case(cases, "pointwise", {in({2, 5, 4, 3}), in({6, 5, 1, 1})}, {});
+  conv_case(cases, "pointwise_stride2", {in({2, 4, 5, 5}), in({3, 4, 1, 1})}, Conv2dOptions::square(2, 0));
+  conv_case(cases, "dilation2_groups2_bias", {in({2, 4, 8, 7}), in({6, 2, 3, 3}), in({6})},
+            Conv2dOptions::square(1, 2, 2, 2));
+  conv_case(cases, "channels_last_stride2", {in({2, 3, 6, 5}, CL), in({4, 3, 3, 3})}, Conv2dOptions::square(2, 1));
+  conv_case(cases, "channels_last_weight", {in({1, 3, 5, 5}, CL), in({2, 3, 3, 3}, CL), in({2})},
+            Conv2dOptions::square(1, 1));
+  conv_case(cases, "rect_kernel_1x3", {in({1, 2, 5, 6}), in({3, 2, 1, 3})}, {1, 1, 0, 1, 1, 1, 1});
+  conv_case(cases, "strided_input", {in({2, 2, 5, 5}, S), in({2, 2, 3, 3})}, Conv2dOptions::square(1, 0));
+
+  batchnorm_case(cases, "train", in({3, 4, 5, 6}), true);
+  batchnorm_case(cases, "train_channels_last", in({2, 5, 3, 4}, CL), true);
+  batchnorm_case(cases, "train_batch_of_one", in({1, 3, 4, 4}), true);
+  // |mean| = 50 >> std = 0.3: a one-pass E[x^2] - E[x]^2 would cancel in f32. The f32 inputs
+  // themselves carry ulps of 50 (4e-6), a 1e-5 relative error once divided by std: 1e-4.
+  batchnorm_case(cases, "train_large_mean", in({2, 3, 4, 4}, C, 49.5, 50.5), true, 1e-4);
+  batchnorm_case(cases, "eval", in({2, 3, 4, 5}), false);
+  batchnorm_case(cases, "eval_channels_last", in({2, 4, 3, 3}, CL), false);
+
+  pooling_case(cases, "maxpool2d", "k3_s2_p1", in({2, 3, 7, 8}), [](const Tensor& x) { return maxpool2d(x); });
+  pooling_case(cases, "maxpool2d", "channels_last", in({2, 4, 6, 5}, CL), [](const Tensor& x) { return maxpool2d(x); });
+  pooling_case(cases, "maxpool2d", "k2_s2_p0", in({1, 2, 5, 5}), [](const Tensor& x) { return maxpool2d(x, 2, 2, 0); });
+  pooling_case(cases, "maxpool2d", "k3_s1_overlapping", in({1, 2, 4, 5}),
+               [](const Tensor& x) { return maxpool2d(x, 3, 1, 1); });
+  pooling_case(cases, "avgpool_global", "nchw", in({2, 3, 4, 5}), [](const Tensor& x) { return avgpool_global(x); });
+  pooling_case(cases, "avgpool_global", "channels_last", in({2, 5, 3, 3}, CL),
+               [](const Tensor& x) { return avgpool_global(x); });
+  pooling_case(cases, "avgpool_global", "1x1", in({3, 4, 1, 1}), [](const Tensor& x) { return avgpool_global(x); });
+
+  auto lin = [](const Inputs& x) { return linear(x[0], x[1], x.size() > 2 ? x[2] : Tensor()); };
+  cases.push_back({"linear", "bias", {in({4, 6}), in({3, 6}), in({3})}, lin});
+  cases.push_back({"linear", "no_bias", {in({5, 2}), in({7, 2})}, lin});
+  cases.push_back({"linear", "transposed_input", {in({4, 6}, T), in({3, 6}), in({3})}, lin});
   return cases;
 }
 

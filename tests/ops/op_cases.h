@@ -20,6 +20,9 @@ struct OpCase {
   // CUDA f32 against CPU f32, forward and backward: |cuda - cpu| <= atol + rtol |cpu|.
   // The default allows a few ulps of f32 (different rounding of exp/log, summation order).
   double cuda_atol = 1e-5, cuda_rtol = 1e-5;
+  // CUDA with bf16 storage against the CPU in f32 on the same (bf16-rounded) inputs; 0 = the op
+  // has no bf16 path. Each case that sets it says why its tolerance is what it is.
+  double bf16_atol = 0, bf16_rtol = 0;
 };
 
 std::vector<OpCase> all_op_cases();

@@ -47,6 +47,34 @@ TEST_P(OpConformance, CudaMatchesCpu) {
     EXPECT_TRUE(all_close(gpu[k].grad(), cpu[k].grad(), c.cuda_atol, c.cuda_rtol)) << "gradient of input " << k;
 }
 
+TEST_P(OpConformance, CudaBf16MatchesCpu) {
+  const OpCase& c = GetParam();
+  if (c.bf16_atol == 0) GTEST_SKIP() << c.op << " has no bf16 path";
+  SKIP_WITHOUT_CUDA();
+  // Both sides see the same bf16-rounded values; the CPU computes in f32 from them, so the
+  // difference is the op's own bf16 rounding of its outputs.
+  std::vector<Tensor> gpu = make_inputs(c, DType::bf16, Device::cuda()), cpu;
+  for (size_t k = 0; k < gpu.size(); ++k) {
+    // Per-channel parameters of batchnorm2d stay f32 on CUDA (see batchnorm2d.h).
+    if (c.op == "batchnorm2d" && k > 0) gpu[k] = make_input(c.inputs[k], 100 + k, DType::f32, Device::cuda());
+    cpu.push_back(gpu[k].to(Device::cpu()).to(DType::f32));
+  }
+  for (Tensor& x : cpu) x.requires_grad_(true);
+  for (Tensor& x : gpu) x.requires_grad_(true);
+  const Tensor out_cpu = c.run(cpu), out_gpu = c.run(gpu);
+  EXPECT_TRUE(all_close(out_gpu.to(DType::f32), out_cpu, c.bf16_atol, c.bf16_rtol)) << "forward";
+
+  Tensor seed = Tensor::empty(out_cpu.shape(), DType::f32);
+  Generator gen(11, 0x5EED);
+  uniform_(seed, gen, -1.0, 1.0);
+  seed = seed.to(DType::bf16).to(DType::f32);
+  out_cpu.backward(seed);
+  out_gpu.backward(seed.to(out_gpu.dtype()).to(Device::cuda()));
+  for (size_t k = 0; k < cpu.size(); ++k)
+    EXPECT_TRUE(all_close(gpu[k].grad().to(DType::f32), cpu[k].grad(), c.bf16_atol, c.bf16_rtol))
+        << "gradient of input " << k;
+}
+
 INSTANTIATE_TEST_SUITE_P(AllOps, OpConformance, ::testing::ValuesIn(all_op_cases()),
                          [](const ::testing::TestParamInfo<OpCase>& info) {
                            return info.param.op + "_" + info.param.label;

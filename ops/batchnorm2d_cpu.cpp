@@ -1,0 +1,103 @@
+// batchnorm2d_cpu.cpp - the CPU reference of batchnorm2d: plain loops, double accumulators,
+// parallel over channels (each channel's sums belong to one thread).
+#include <cmath>
+
+#include "ops/batchnorm2d.h"
+
+namespace engine {
+
+namespace {
+
+// Calls fn(offset) for every element of channel c.
+template <typename Fn>
+inline void for_channel(const ChannelLayout& l, int64_t c, Fn&& fn) {
+  for (int64_t n = 0; n < l.N; ++n)
+    for (int64_t i = 0; i < l.HW; ++i) fn(l.offset(n, c, i));
+}
+
+template <typename T>
+void normalize(T* y, const T* x, const T* gamma, const T* beta, const ChannelLayout& l, int64_t c, double mean,
+               double invstd) {
+  const double scale = static_cast<double>(gamma[c]) * invstd;
+  const double shift = static_cast<double>(beta[c]) - mean * scale;
+  for_channel(l, c, [&](int64_t o) { y[o] = static_cast<T>(static_cast<double>(x[o]) * scale + shift); });
+}
+
+}  // namespace
+
+template <typename T>
+void batchnorm2d_forward_train_cpu(T* y, T* save_mean, T* save_invstd, T* running_mean, T* running_var, const T* x,
+                                   const T* gamma, const T* beta, ChannelLayout l, double momentum, double eps) {
+  const double M = static_cast<double>(l.N * l.HW);
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < l.C; ++c) {
+    double sum = 0.0;
+    for_channel(l, c, [&](int64_t o) { sum += static_cast<double>(x[o]); });
+    const double mean = sum / M;
+    double sq = 0.0;  // second pass: no cancellation from subtracting two large sums
+    for_channel(l, c, [&](int64_t o) {
+      const double d = static_cast<double>(x[o]) - mean;
+      sq += d * d;
+    });
+    const double var = sq / M, invstd = 1.0 / std::sqrt(var + eps);
+    save_mean[c] = static_cast<T>(mean);
+    save_invstd[c] = static_cast<T>(invstd);
+    if (running_mean) running_mean[c] = static_cast<T>((1.0 - momentum) * running_mean[c] + momentum * mean);
+    if (running_var)
+      running_var[c] = static_cast<T>((1.0 - momentum) * running_var[c] + momentum * var * M / (M - 1.0));
+    normalize(y, x, gamma, beta, l, c, mean, invstd);
+  }
+}
+
+template <typename T>
+void batchnorm2d_forward_eval_cpu(T* y, T* save_invstd, const T* x, const T* gamma, const T* beta,
+                                  const T* running_mean, const T* running_var, ChannelLayout l, double eps) {
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < l.C; ++c) {
+    const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
+    save_invstd[c] = static_cast<T>(invstd);
+    normalize(y, x, gamma, beta, l, c, static_cast<double>(running_mean[c]), invstd);
+  }
+}
+
+template <typename T>
+void batchnorm2d_backward_cpu(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* gamma, const T* mean,
+                              const T* invstd, ChannelLayout l, bool training) {
+  const double M = static_cast<double>(l.N * l.HW);
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < l.C; ++c) {
+    const double mu = static_cast<double>(mean[c]), is = static_cast<double>(invstd[c]);
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    for_channel(l, c, [&](int64_t o) {
+      const double g = static_cast<double>(dy[o]);
+      sum_dy += g;
+      sum_dy_xhat += g * (static_cast<double>(x[o]) - mu) * is;
+    });
+    if (dbeta) dbeta[c] = static_cast<T>(sum_dy);
+    if (dgamma) dgamma[c] = static_cast<T>(sum_dy_xhat);
+    if (!dx) continue;
+    const double k = static_cast<double>(gamma[c]) * is;
+    if (training) {
+      const double mean_dy = sum_dy / M, mean_dy_xhat = sum_dy_xhat / M;
+      for_channel(l, c, [&](int64_t o) {
+        const double xhat = (static_cast<double>(x[o]) - mu) * is;
+        dx[o] = static_cast<T>(k * (static_cast<double>(dy[o]) - mean_dy - xhat * mean_dy_xhat));
+      });
+    } else {
+      for_channel(l, c, [&](int64_t o) { dx[o] = static_cast<T>(k * static_cast<double>(dy[o])); });
+    }
+  }
+}
+
+#define ENGINE_INSTANTIATE_BATCHNORM2D_CPU(T)                                                                 \
+  template void batchnorm2d_forward_train_cpu<T>(T*, T*, T*, T*, T*, const T*, const T*, const T*,           \
+                                                 ChannelLayout, double, double);                            \
+  template void batchnorm2d_forward_eval_cpu<T>(T*, T*, const T*, const T*, const T*, const T*, const T*,     \
+                                                ChannelLayout, double);                                     \
+  template void batchnorm2d_backward_cpu<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*,     \
+                                            ChannelLayout, bool);
+ENGINE_INSTANTIATE_BATCHNORM2D_CPU(float)
+ENGINE_INSTANTIATE_BATCHNORM2D_CPU(double)
+#undef ENGINE_INSTANTIATE_BATCHNORM2D_CPU
+
+}  // namespace engine

@@ -1,0 +1,48 @@
+// channel_reduce.cuh - per-channel sums over (N, H*W) on CUDA, the reduction behind the conv bias
+// gradient and batchnorm2d's statistics and backward.
+//
+// One block per channel; its threads stride over the channel's N*HW elements and a block
+// reduction adds their partial sums, in float (f32 accumulation of at most a few million terms
+// per channel, each thread first summing its own share). In NHWC a channel's elements are C apart,
+// so these loads do not coalesce: correct, not yet fast (a tiled NHWC kernel is future work).
+#pragma once
+
+#include "engine/allocator.h"
+#include "engine/cuda_common.cuh"
+#include "ops/channel_layout.h"
+
+namespace engine::cuda {
+
+// What a per-channel term returns: M floats to be summed.
+template <int M>
+struct ChannelTerms {
+  float v[M];
+  __device__ float operator[](int m) const { return v[m]; }
+};
+
+// For each channel c and each of the M values term(c, offset) returns (as a float array):
+// sums[m][c] = sum over the channel's elements. M is 1 or 2.
+template <int M, typename Term>
+__global__ void channel_sums_kernel(float* sums, ChannelLayout layout, Term term) {
+  __shared__ float scratch[kBlock / kWarpSize];
+  const int64_t c = blockIdx.x, per_channel = layout.N * layout.HW;
+  float acc[M] = {};
+  for (int64_t j = threadIdx.x; j < per_channel; j += blockDim.x) {
+    const int64_t n = j / layout.HW, i = j % layout.HW;
+    const auto v = term(c, layout.offset(n, c, i));
+#pragma unroll
+    for (int m = 0; m < M; ++m) acc[m] += v[m];
+  }
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    const float total = block_sum(acc[m], scratch);
+    if (threadIdx.x == 0) sums[m * layout.C + c] = total;
+  }
+}
+
+template <typename T>
+__device__ inline float load_float(const T* p, int64_t i) {
+  return convert_element<float>(p[i]);
+}
+
+}  // namespace engine::cuda

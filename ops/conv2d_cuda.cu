@@ -1,0 +1,70 @@
+// conv2d_cuda.cu - the conv2d bias on CUDA: added after cuDNN's convolution, reduced for its
+// gradient. (The convolutions themselves are cuDNN calls, in conv2d_cudnn.cpp.)
+#include "ops/channel_reduce.cuh"
+#include "ops/conv2d.h"
+
+namespace engine {
+
+namespace {
+
+template <typename T>
+__global__ void bias_forward_kernel(T* y, const T* bias, ChannelLayout layout) {
+  ENGINE_GRID_STRIDE_LOOP(idx, layout.numel()) {
+    const float v = convert_element<float>(y[idx]) + convert_element<float>(bias[layout.channel(idx)]);
+    y[idx] = convert_element<T>(v);
+  }
+}
+
+template <typename T>
+struct DyTerm {
+  const T* dy;
+  __device__ cuda::ChannelTerms<1> operator()(int64_t, int64_t offset) const { return {{cuda::load_float(dy, offset)}}; }
+};
+
+template <typename T>
+__global__ void store_channel_sums_kernel(T* out, const float* sums, int64_t C) {
+  ENGINE_GRID_STRIDE_LOOP(c, C) out[c] = convert_element<T>(sums[c]);
+}
+
+template <typename Fn>
+void dispatch_conv_dtype(DType dtype, Fn&& fn) {
+  ENGINE_CHECK(dtype == DType::f32 || dtype == DType::bf16, "conv2d bias on CUDA takes f32 or bf16, found {}",
+               dtype_name(dtype));
+  if (dtype == DType::f32)
+    fn.template operator()<float>();
+  else
+    fn.template operator()<bf16>();
+}
+
+}  // namespace
+
+void conv2d_bias_forward_cuda(int device, void* y, const void* bias, DType dtype, bool channels_last, int64_t N,
+                              int64_t K, int64_t PQ) {
+  const ChannelLayout layout{N, K, PQ, channels_last};
+  if (layout.numel() == 0) return;
+  cudaStream_t stream = cuda::stream(device);
+  dispatch_conv_dtype(dtype, [&]<typename T>() {
+    bias_forward_kernel<T><<<cuda::elementwise_grid(layout.numel(), cuda::kBlock), cuda::kBlock, 0, stream>>>(
+        static_cast<T*>(y), static_cast<const T*>(bias), layout);
+    CUDA_CHECK_LAUNCH("bias_forward_kernel");
+  });
+}
+
+void conv2d_bias_backward_cuda(int device, void* dbias, const void* dy, DType dtype, bool channels_last, int64_t N,
+                               int64_t K, int64_t PQ) {
+  if (K == 0) return;
+  const ChannelLayout layout{N, K, PQ, channels_last};
+  cudaStream_t stream = cuda::stream(device);
+  float* sums = static_cast<float*>(cuda_allocate(device, K * sizeof(float)));
+  dispatch_conv_dtype(dtype, [&]<typename T>() {
+    cuda::channel_sums_kernel<1><<<static_cast<unsigned>(K), cuda::kBlock, 0, stream>>>(
+        sums, layout, DyTerm<T>{static_cast<const T*>(dy)});
+    CUDA_CHECK_LAUNCH("channel_sums_kernel");
+    store_channel_sums_kernel<T><<<cuda::elementwise_grid(K, cuda::kBlock), cuda::kBlock, 0, stream>>>(
+        static_cast<T*>(dbias), sums, K);
+    CUDA_CHECK_LAUNCH("store_channel_sums_kernel");
+  });
+  cuda_free(device, sums);
+}
+
+}  // namespace engine

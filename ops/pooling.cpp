@@ -1,0 +1,128 @@
+// pooling.cpp - checks, dispatch and autograd for maxpool2d and avgpool_global.
+#include <limits>
+
+#include "engine/autograd.h"
+#include "ops/pooling.h"
+
+namespace engine {
+
+MaxPool2dGeometry MaxPool2dGeometry::make(const Shape& x, int64_t kernel, int64_t stride, int64_t padding,
+                                          bool channels_last) {
+  ENGINE_CHECK(x.size() == 4, "maxpool2d: expected x (N, C, H, W), found {}", shape_str(x));
+  ENGINE_CHECK(kernel > 0 && stride > 0 && padding >= 0 && 2 * padding <= kernel,
+               "maxpool2d: kernel {} and stride {} must be positive and padding {} at most half the kernel", kernel,
+               stride, padding);
+  ENGINE_CHECK(x[2] + 2 * padding >= kernel && x[3] + 2 * padding >= kernel,
+               "maxpool2d: the {}x{} window does not fit the input {} padded by {}", kernel, kernel, shape_str(x),
+               padding);
+  ENGINE_CHECK(x[2] * x[3] <= std::numeric_limits<int32_t>::max(),
+               "maxpool2d: a {}x{} plane is too large for the 32-bit argmax", x[2], x[3]);
+  return {x[0], x[1], x[2], x[3], (x[2] + 2 * padding - kernel) / stride + 1, (x[3] + 2 * padding - kernel) / stride + 1,
+          kernel, stride, padding, channels_last};
+}
+
+namespace {
+
+ChannelLayout layout_of(const Tensor& x) {
+  return {x.size(0), x.size(1), x.size(2) * x.size(3), x.memory_format() == MemoryFormat::NHWC};
+}
+
+struct MaxPool2dBackward : Node {
+  Tensor argmax;
+  MaxPool2dGeometry geometry{};
+  DType dtype = DType::f32;
+  Device device = Device::cpu();
+  const char* name() const override { return "MaxPool2dBackward"; }
+  std::vector<Tensor> backward(const Tensor& dout) override {
+    const MaxPool2dGeometry& g = geometry;
+    const MemoryFormat format = g.channels_last ? MemoryFormat::NHWC : MemoryFormat::NCHW;
+    const Tensor dy = dout.contiguous(format);
+    Tensor dx = Tensor::empty({g.N, g.C, g.H, g.W}, dtype, device, format);
+    if (device.is_cpu()) {
+      dispatch_float(dtype, "maxpool2d backward", [&]<typename T>() {
+        maxpool2d_backward_cpu<T>(dx.data<T>(), dy.data<T>(), argmax.data<int32_t>(), g);
+      });
+    } else {
+      ENGINE_DISPATCH_CUDA(device, "maxpool2d backward",
+                           maxpool2d_backward_cuda(device.index, dx.data_ptr(), dy.data_ptr(),
+                                                   argmax.data<int32_t>(), dtype, g));
+    }
+    return {dx};
+  }
+  void release_saved() override { argmax = Tensor(); }
+};
+
+struct AvgPoolGlobalBackward : Node {
+  Shape shape;
+  MemoryFormat format = MemoryFormat::NCHW;
+  const char* name() const override { return "AvgPoolGlobalBackward"; }
+  std::vector<Tensor> backward(const Tensor& dout) override {
+    const Tensor dy = dout.contiguous();
+    Tensor dx = Tensor::empty(shape, dy.dtype(), dy.device(), format);
+    const ChannelLayout l = layout_of(dx);
+    if (dy.device().is_cpu()) {
+      dispatch_float(dy.dtype(), "avgpool_global backward",
+                     [&]<typename T>() { avgpool_global_backward_cpu<T>(dx.data<T>(), dy.data<T>(), l); });
+    } else {
+      ENGINE_DISPATCH_CUDA(dy.device(), "avgpool_global backward",
+                           avgpool_global_backward_cuda(dy.device().index, dx.data_ptr(), dy.data_ptr(), dy.dtype(), l));
+    }
+    return {dx};
+  }
+};
+
+}  // namespace
+
+Tensor maxpool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
+  check_defined(x, "maxpool2d", "x");
+  const bool cl = x.dim() == 4 && x.memory_format() == MemoryFormat::NHWC;
+  const MaxPool2dGeometry g = MaxPool2dGeometry::make(x.shape(), kernel, stride, padding, cl);
+  const MemoryFormat format = cl ? MemoryFormat::NHWC : MemoryFormat::NCHW;
+  const Tensor xc = x.detach().contiguous(format);
+  Tensor y = Tensor::empty({g.N, g.C, g.P, g.Q}, x.dtype(), x.device(), format);
+  Tensor argmax = Tensor::empty({g.N, g.C, g.P, g.Q}, DType::i32, x.device(), format);
+  if (x.device().is_cpu()) {
+    dispatch_float(x.dtype(), "maxpool2d", [&]<typename T>() {
+      maxpool2d_forward_cpu<T>(y.data<T>(), argmax.data<int32_t>(), xc.data<T>(), g);
+    });
+  } else {
+    ENGINE_DISPATCH_CUDA(x.device(), "maxpool2d",
+                         maxpool2d_forward_cuda(x.device().index, y.data_ptr(), argmax.data<int32_t>(), xc.data_ptr(),
+                                                x.dtype(), g));
+  }
+  if (autograd::needs_grad({&x})) {
+    auto node = std::make_shared<MaxPool2dBackward>();
+    node->argmax = argmax;
+    node->geometry = g;
+    node->dtype = x.dtype();
+    node->device = x.device();
+    autograd::record(node, y, {&x});
+  }
+  return y;
+}
+
+Tensor avgpool_global(const Tensor& x) {
+  check_defined(x, "avgpool_global", "x");
+  ENGINE_CHECK(x.dim() == 4 && x.size(2) * x.size(3) > 0,
+               "avgpool_global: expected x (N, C, H, W) with H, W > 0, found {}", x.str());
+  const MemoryFormat format = x.memory_format();
+  const Tensor xc = x.detach().contiguous(format);
+  const ChannelLayout l = layout_of(xc);
+  Tensor y = Tensor::empty({l.N, l.C}, x.dtype(), x.device());
+  if (x.device().is_cpu()) {
+    dispatch_float(x.dtype(), "avgpool_global",
+                   [&]<typename T>() { avgpool_global_forward_cpu<T>(y.data<T>(), xc.data<T>(), l); });
+  } else {
+    ENGINE_DISPATCH_CUDA(x.device(), "avgpool_global",
+                         avgpool_global_forward_cuda(x.device().index, y.data_ptr(), xc.data_ptr(), x.dtype(), l));
+  }
+  if (autograd::needs_grad({&x})) {
+    auto node = std::make_shared<AvgPoolGlobalBackward>();
+    node->shape = x.shape();
+    node->format = format;
+    autograd::record(node, y, {&x});
+  }
+  return y;
+}
+
+}  // namespace engine
