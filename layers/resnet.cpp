@@ -1,0 +1,145 @@
+// resnet.cpp - BasicBlock, Bottleneck and ResNet, built and named as torchvision builds them.
+#include "layers/resnet.h"
+
+#include "ops/elementwise_binary.h"
+#include "ops/elementwise_unary.h"
+
+namespace engine::nn {
+
+namespace {
+
+template <typename M, typename... Args>
+std::shared_ptr<Module> make(Args&&... args) {
+  return std::make_shared<M>(std::forward<Args>(args)...);
+}
+
+struct ArchSpec {
+  const char* name;
+  bool bottleneck;
+  int64_t blocks[4];
+};
+constexpr ArchSpec kArchs[] = {
+    {"resnet18", false, {2, 2, 2, 2}},
+    {"resnet34", false, {3, 4, 6, 3}},
+    {"resnet50", true, {3, 4, 6, 3}},
+};
+
+const ArchSpec& find_arch(const std::string& name) {
+  for (const ArchSpec& a : kArchs)
+    if (name == a.name) return a;
+  ENGINE_THROW("unknown architecture '{}'; choose one of: resnet18, resnet34, resnet50", name);
+}
+
+}  // namespace
+
+BasicBlock::BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> downsample,
+                       Generator& gen)
+    : conv1_(make<Conv2d>(inplanes, planes, 3, stride, 1, gen)),
+      bn1_(make<BatchNorm2d>(planes)),
+      relu_(make<ReLU>()),
+      conv2_(make<Conv2d>(planes, planes, 3, 1, 1, gen)),
+      bn2_(make<BatchNorm2d>(planes)),
+      downsample_(std::move(downsample)) {
+  register_module("conv1", conv1_);
+  register_module("bn1", bn1_);
+  register_module("relu", relu_);
+  register_module("conv2", conv2_);
+  register_module("bn2", bn2_);
+  if (downsample_) register_module("downsample", downsample_);
+}
+
+Tensor BasicBlock::forward(const Tensor& x) {
+  Tensor out = (*relu_)((*bn1_)((*conv1_)(x)));  // (N, planes, H/stride, W/stride)
+  out = (*bn2_)((*conv2_)(out));
+  const Tensor identity = downsample_ ? (*downsample_)(x) : x;
+  return (*relu_)(add(out, identity));
+}
+
+Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> downsample,
+                       Generator& gen)
+    : conv1_(make<Conv2d>(inplanes, planes, 1, 1, 0, gen)),
+      bn1_(make<BatchNorm2d>(planes)),
+      conv2_(make<Conv2d>(planes, planes, 3, stride, 1, gen)),
+      bn2_(make<BatchNorm2d>(planes)),
+      conv3_(make<Conv2d>(planes, planes * kExpansion, 1, 1, 0, gen)),
+      bn3_(make<BatchNorm2d>(planes * kExpansion)),
+      relu_(make<ReLU>()),
+      downsample_(std::move(downsample)) {
+  register_module("conv1", conv1_);
+  register_module("bn1", bn1_);
+  register_module("conv2", conv2_);
+  register_module("bn2", bn2_);
+  register_module("conv3", conv3_);
+  register_module("bn3", bn3_);
+  register_module("relu", relu_);
+  if (downsample_) register_module("downsample", downsample_);
+}
+
+Tensor Bottleneck::forward(const Tensor& x) {
+  Tensor out = (*relu_)((*bn1_)((*conv1_)(x)));  // (N, planes, H, W)
+  out = (*relu_)((*bn2_)((*conv2_)(out)));        // (N, planes, H/stride, W/stride)
+  out = (*bn3_)((*conv3_)(out));                  // (N, 4 planes, H/stride, W/stride)
+  const Tensor identity = downsample_ ? (*downsample_)(x) : x;
+  return (*relu_)(add(out, identity));
+}
+
+ResNet::ResNet(const ResNetConfig& config, Generator& gen) : config_(config) {
+  const ArchSpec& arch = find_arch(config.arch);
+  ENGINE_CHECK(config.num_classes > 0, "ResNet: num_classes must be positive, found {}", config.num_classes);
+  const int64_t expansion = arch.bottleneck ? Bottleneck::kExpansion : BasicBlock::kExpansion;
+  if (config.stem == ResNetStem::ImageNet)
+    register_module("conv1", make<Conv2d>(3, 64, 7, 2, 3, gen));
+  else
+    register_module("conv1", make<Conv2d>(3, 64, 3, 1, 1, gen));
+  register_module("bn1", make<BatchNorm2d>(64));
+  register_module("relu", make<ReLU>());
+  if (config.stem == ResNetStem::ImageNet) register_module("maxpool", make<MaxPool2d>(3, 2, 1));
+
+  int64_t inplanes = 64;
+  const int64_t widths[4] = {64, 128, 256, 512}, strides[4] = {1, 2, 2, 2};
+  for (int stage = 0; stage < 4; ++stage) {
+    auto layer = std::make_shared<Sequential>();
+    const int64_t planes = widths[stage];
+    for (int64_t b = 0; b < arch.blocks[stage]; ++b) {
+      const int64_t stride = b == 0 ? strides[stage] : 1;
+      std::shared_ptr<Module> downsample;
+      if (b == 0 && (stride != 1 || inplanes != planes * expansion))
+        downsample = std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
+            make<Conv2d>(inplanes, planes * expansion, 1, stride, 0, gen), make<BatchNorm2d>(planes * expansion)});
+      if (arch.bottleneck)
+        layer->append(make<Bottleneck>(inplanes, planes, stride, downsample, gen));
+      else
+        layer->append(make<BasicBlock>(inplanes, planes, stride, downsample, gen));
+      inplanes = planes * expansion;
+    }
+    register_module("layer" + std::to_string(stage + 1), layer);
+  }
+  feature_dim_ = inplanes;
+  register_module("avgpool", make<GlobalAvgPool2d>());
+  register_module("fc", make<Linear>(feature_dim_, config.num_classes, gen));
+}
+
+Tensor ResNet::features(const Tensor& x) {
+  ENGINE_CHECK(x.dim() == 4 && x.size(1) == 3, "ResNet: expected images (N, 3, H, W), found {}", x.str());
+  Tensor h = child("relu")(child("bn1")(child("conv1")(x)));  // (N, 64, H/2, W/2), or (N, 64, H, W) small stem
+  if (config_.stem == ResNetStem::ImageNet) h = child("maxpool")(h);  // (N, 64, H/4, W/4)
+  for (const char* stage : {"layer1", "layer2", "layer3", "layer4"}) h = child(stage)(h);
+  h = child("avgpool")(h);                 // (N, feature_dim, 1, 1)
+  return h.view({h.size(0), h.size(1)});  // (N, feature_dim)
+}
+
+Tensor ResNet::forward(const Tensor& x) { return child("fc")(features(x)); }  // (N, num_classes)
+
+void ResNet::replace_head(std::shared_ptr<Module> head) { replace_module("fc", std::move(head)); }
+
+const std::vector<std::string>& resnet_arch_names() {
+  static const std::vector<std::string> names = {"resnet18", "resnet34", "resnet50"};
+  return names;
+}
+
+std::shared_ptr<ResNet> make_resnet(const ResNetConfig& config, uint64_t seed) {
+  Generator gen(seed, /*stream=*/0x5E5E7);
+  return std::make_shared<ResNet>(config, gen);
+}
+
+}  // namespace engine::nn

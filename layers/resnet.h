@@ -1,0 +1,81 @@
+// resnet.h - ResNet-18/34/50 exactly as torchvision builds them (ResNet v1.5: in a Bottleneck the
+// stride sits in the 3x3 convolution), with torchvision's module names, so state dicts load both
+// ways with strict checking.
+//
+//   conv1 (7x7/2, pad 3) - bn1 - relu - maxpool (3/2, pad 1)       stem, 224 -> 56
+//   layer1..layer4: blocks of `planes` 64, 128, 256, 512; strides 1, 2, 2, 2
+//   avgpool (global) - flatten - fc (Linear(512 * expansion, num_classes))
+// BasicBlock (ResNet-18/34, expansion 1): conv3x3(stride) bn relu conv3x3 bn, + identity, relu.
+// Bottleneck (ResNet-50, expansion 4): conv1x1 bn relu conv3x3(stride) bn relu conv1x1 bn,
+//   + identity, relu. A block whose stride or width changes gets downsample = conv1x1(stride) bn.
+//
+// The small-image stem (SmallStem) replaces conv1 by a 3x3 stride-1 convolution and drops the
+// max-pool, for 32-96 pixel inputs (the CIFAR-style variant); its state dict then differs from
+// torchvision's only in conv1.weight's shape.
+//
+// Initialisation as torchvision: convolutions Kaiming normal (fan_out), BatchNorm weight 1 and
+// bias 0, fc PyTorch's Linear default. zero_init_residual is off, as torchvision's default.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "layers/layers.h"
+
+namespace engine::nn {
+
+class BasicBlock : public Module {
+ public:
+  static constexpr int64_t kExpansion = 1;
+  BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> downsample, Generator& gen);
+  const char* type_name() const override { return "BasicBlock"; }
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  std::shared_ptr<Module> conv1_, bn1_, relu_, conv2_, bn2_, downsample_;
+};
+
+class Bottleneck : public Module {
+ public:
+  static constexpr int64_t kExpansion = 4;
+  Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> downsample, Generator& gen);
+  const char* type_name() const override { return "Bottleneck"; }
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  std::shared_ptr<Module> conv1_, bn1_, conv2_, bn2_, conv3_, bn3_, relu_, downsample_;
+};
+
+enum class ResNetStem { ImageNet, SmallImage };
+
+struct ResNetConfig {
+  std::string arch = "resnet50";  // resnet18, resnet34, resnet50
+  int64_t num_classes = 1000;
+  ResNetStem stem = ResNetStem::ImageNet;
+};
+
+class ResNet : public Module {
+ public:
+  ResNet(const ResNetConfig& config, Generator& gen);
+  const char* type_name() const override { return "ResNet"; }
+  Tensor forward(const Tensor& x) override;
+  // The pooled features before the head: (N, feature_dim()).
+  Tensor features(const Tensor& x);
+  int64_t feature_dim() const { return feature_dim_; }
+  // Swaps the classifier `fc` for another module taking (N, feature_dim()) (MoCo's MLP head);
+  // its parameters then appear under "fc." as in the reference.
+  void replace_head(std::shared_ptr<Module> head);
+  const ResNetConfig& config() const { return config_; }
+
+ private:
+  ResNetConfig config_;
+  int64_t feature_dim_ = 0;
+};
+
+// The architectures `moco` accepts, for messages and --help.
+const std::vector<std::string>& resnet_arch_names();
+// Builds the model with the engine's initialisation from `seed`, on the CPU.
+std::shared_ptr<ResNet> make_resnet(const ResNetConfig& config, uint64_t seed);
+
+}  // namespace engine::nn
