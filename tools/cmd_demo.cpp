@@ -10,6 +10,7 @@
 #include "engine/autograd.h"
 #include "engine/random.h"
 #include "ops/ops.h"
+#include "tools/cli_common.h"
 #include "tools/commands.h"
 
 namespace moco_cli {
@@ -39,9 +40,7 @@ Tensor mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2
 }
 
 void run_demo(const DemoOptions& opt) {
-  const engine::Device device = opt.device == "auto"
-                                    ? (engine::cuda_device_count() > 0 ? engine::Device::cuda() : engine::Device::cpu())
-                                    : engine::Device::parse(opt.device);
+  const engine::Device device = resolve_device(opt.device);
   engine::Generator gen(opt.seed, /*stream=*/1);
   constexpr int64_t kIn = 16, kOut = 4, kTeacherHidden = 32;
 

@@ -7,5 +7,7 @@ namespace moco_cli {
 
 void add_version_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
+void add_info_command(CLI::App& app);
+void add_inspect_command(CLI::App& app);
 
 }  // namespace moco_cli

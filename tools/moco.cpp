@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   moco_cli::add_version_command(app);
   moco_cli::add_demo_command(app);
+  moco_cli::add_info_command(app);
+  moco_cli::add_inspect_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
