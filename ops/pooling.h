@@ -25,8 +25,8 @@ struct MaxPool2dGeometry {
   int64_t N, C, H, W, P, Q;
   int64_t kernel, stride, padding;
   bool channels_last;
-  ChannelLayout input() const { return {N, C, H * W, channels_last}; }
-  ChannelLayout output() const { return {N, C, P * Q, channels_last}; }
+  ENGINE_HD ChannelLayout input() const { return {N, C, H * W, channels_last}; }
+  ENGINE_HD ChannelLayout output() const { return {N, C, P * Q, channels_last}; }
   static MaxPool2dGeometry make(const Shape& x, int64_t kernel, int64_t stride, int64_t padding, bool channels_last);
 };
 

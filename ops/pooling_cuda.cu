@@ -47,6 +47,9 @@ __global__ void maxpool_forward_kernel(T* y, int32_t* argmax, const T* x, MaxPoo
   }
 }
 
+__device__ inline int64_t clamp_low(int64_t low, int64_t v) { return v < low ? low : v; }
+__device__ inline int64_t clamp_high(int64_t high, int64_t v) { return v > high ? high : v; }
+
 // For input pixel (h, w): the outputs whose window covers it are rows i with
 // i s - p <= h <= i s - p + k - 1, i.e. ceil((h + p - k + 1) / s) <= i <= floor((h + p) / s).
 template <typename T>
@@ -55,10 +58,10 @@ __global__ void maxpool_backward_kernel(T* dx, const T* dy, const int32_t* argma
   ENGINE_GRID_STRIDE_LOOP(o, in.numel()) {
     const Position at = position(in, o);
     const int64_t h = at.i / g.W, w = at.i % g.W;
-    const int64_t i_lo = max<int64_t>(0, (h + g.padding - g.kernel + g.stride) / g.stride);
-    const int64_t i_hi = min<int64_t>(g.P - 1, (h + g.padding) / g.stride);
-    const int64_t j_lo = max<int64_t>(0, (w + g.padding - g.kernel + g.stride) / g.stride);
-    const int64_t j_hi = min<int64_t>(g.Q - 1, (w + g.padding) / g.stride);
+    const int64_t i_lo = clamp_low(0, (h + g.padding - g.kernel + g.stride) / g.stride);
+    const int64_t i_hi = clamp_high(g.P - 1, (h + g.padding) / g.stride);
+    const int64_t j_lo = clamp_low(0, (w + g.padding - g.kernel + g.stride) / g.stride);
+    const int64_t j_hi = clamp_high(g.Q - 1, (w + g.padding) / g.stride);
     float sum = 0.f;
     for (int64_t i = i_lo; i <= i_hi; ++i)
       for (int64_t j = j_lo; j <= j_hi; ++j) {
