@@ -110,16 +110,6 @@ void dispatch_activation(DType dtype, Fn&& fn) {
     fn.template operator()<bf16>();
 }
 
-// Per-channel float scratch from the caching allocator.
-struct ChannelScratch {
-  int device;
-  float* ptr;
-  ChannelScratch(int dev, int64_t n) : device(dev), ptr(static_cast<float*>(cuda_allocate(dev, n * sizeof(float)))) {}
-  ~ChannelScratch() { cuda_free(device, ptr); }
-  ChannelScratch(const ChannelScratch&) = delete;
-  ChannelScratch& operator=(const ChannelScratch&) = delete;
-};
-
 unsigned channel_blocks(const ChannelLayout& l) { return static_cast<unsigned>(l.C); }
 
 }  // namespace
@@ -131,7 +121,7 @@ void batchnorm2d_forward_train_cuda(int device, void* y, float* save_mean, float
   cudaStream_t stream = cuda::stream(device);
   const int64_t M = l.N * l.HW;
   const int small_grid = cuda::elementwise_grid(l.C, cuda::kBlock);
-  ChannelScratch sums(device, l.C);
+  cuda::ChannelScratch sums(device, l.C);
   dispatch_activation(dtype, [&]<typename T>() {
     const T* xt = static_cast<const T*>(x);
     cuda::channel_sums_kernel<1><<<channel_blocks(l), cuda::kBlock, 0, stream>>>(sums.ptr, l, SumX<T>{xt});
@@ -171,7 +161,7 @@ void batchnorm2d_backward_cuda(int device, void* dx, float* dgamma, float* dbeta
                                ChannelLayout l, bool training) {
   if (l.C == 0) return;
   cudaStream_t stream = cuda::stream(device);
-  ChannelScratch sums(device, 2 * l.C);
+  cuda::ChannelScratch sums(device, 2 * l.C);
   dispatch_activation(dtype, [&]<typename T>() {
     const T* dyt = static_cast<const T*>(dy);
     const T* xt = static_cast<const T*>(x);

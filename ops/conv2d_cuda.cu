@@ -55,16 +55,15 @@ void conv2d_bias_backward_cuda(int device, void* dbias, const void* dy, DType dt
   if (K == 0) return;
   const ChannelLayout layout{N, K, PQ, channels_last};
   cudaStream_t stream = cuda::stream(device);
-  float* sums = static_cast<float*>(cuda_allocate(device, K * sizeof(float)));
+  cuda::ChannelScratch sums(device, K);
   dispatch_conv_dtype(dtype, [&]<typename T>() {
     cuda::channel_sums_kernel<1><<<static_cast<unsigned>(K), cuda::kBlock, 0, stream>>>(
-        sums, layout, DyTerm<T>{static_cast<const T*>(dy)});
+        sums.ptr, layout, DyTerm<T>{static_cast<const T*>(dy)});
     CUDA_CHECK_LAUNCH("channel_sums_kernel");
     store_channel_sums_kernel<T><<<cuda::elementwise_grid(K, cuda::kBlock), cuda::kBlock, 0, stream>>>(
-        static_cast<T*>(dbias), sums, K);
+        static_cast<T*>(dbias), sums.ptr, K);
     CUDA_CHECK_LAUNCH("store_channel_sums_kernel");
   });
-  cuda_free(device, sums);
 }
 
 }  // namespace engine

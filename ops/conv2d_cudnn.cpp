@@ -43,26 +43,35 @@ struct ConvDescriptors {
   cudnnConvolutionDescriptor_t conv = nullptr;
 
   ConvDescriptors(const Conv2dGeometry& g, DType dtype, bool channels_last) {
-    const cudnnDataType_t dt = cudnn_dtype(dtype);
-    const cudnnTensorFormat_t format = channels_last ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
-    CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
-    CUDNN_CHECK(cudnnCreateTensorDescriptor(&y));
-    CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
-    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, format, dt, int(g.N), int(g.C), int(g.H), int(g.W)));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, format, dt, int(g.N), int(g.K), int(g.P), int(g.Q)));
-    CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, dt, format, int(g.K), int(g.c_per_group()), int(g.R), int(g.S)));
-    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv, int(g.opt.pad_h), int(g.opt.pad_w), int(g.opt.stride_h),
-                                                int(g.opt.stride_w), int(g.opt.dilation_h), int(g.opt.dilation_w),
-                                                CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    CUDNN_CHECK(cudnnSetConvolutionGroupCount(conv, int(g.groups())));
-    CUDNN_CHECK(cudnnSetConvolutionMathType(conv, math_type(dtype)));
+    try {
+      const cudnnDataType_t dt = cudnn_dtype(dtype);
+      const cudnnTensorFormat_t format = channels_last ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+      CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
+      CUDNN_CHECK(cudnnCreateTensorDescriptor(&y));
+      CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
+      CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
+      CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, format, dt, int(g.N), int(g.C), int(g.H), int(g.W)));
+      CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, format, dt, int(g.N), int(g.K), int(g.P), int(g.Q)));
+      CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, dt, format, int(g.K), int(g.c_per_group()), int(g.R), int(g.S)));
+      CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv, int(g.opt.pad_h), int(g.opt.pad_w), int(g.opt.stride_h),
+                                                  int(g.opt.stride_w), int(g.opt.dilation_h), int(g.opt.dilation_w),
+                                                  CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+      CUDNN_CHECK(cudnnSetConvolutionGroupCount(conv, int(g.groups())));
+      CUDNN_CHECK(cudnnSetConvolutionMathType(conv, math_type(dtype)));
+    } catch (...) {
+      destroy();  // a destructor does not run when the constructor throws
+      throw;
+    }
   }
-  ~ConvDescriptors() {
-    CUDNN_WARN(cudnnDestroyTensorDescriptor(x));
-    CUDNN_WARN(cudnnDestroyTensorDescriptor(y));
-    CUDNN_WARN(cudnnDestroyFilterDescriptor(w));
-    CUDNN_WARN(cudnnDestroyConvolutionDescriptor(conv));
+  ~ConvDescriptors() { destroy(); }
+  void destroy() {
+    if (x) CUDNN_WARN(cudnnDestroyTensorDescriptor(x));
+    if (y) CUDNN_WARN(cudnnDestroyTensorDescriptor(y));
+    if (w) CUDNN_WARN(cudnnDestroyFilterDescriptor(w));
+    if (conv) CUDNN_WARN(cudnnDestroyConvolutionDescriptor(conv));
+    x = y = nullptr;
+    w = nullptr;
+    conv = nullptr;
   }
   ConvDescriptors(const ConvDescriptors&) = delete;
   ConvDescriptors& operator=(const ConvDescriptors&) = delete;
@@ -123,9 +132,9 @@ std::map<AlgoKey, AlgoChoice> g_algo_cache;
 size_t search_workspace_bytes(cudnnHandle_t handle, const ConvDescriptors& d, ConvPass pass) {
   constexpr size_t kCap = size_t(1) << 30;
   size_t largest = 0;
-  const int count = pass == ConvPass::Forward        ? CUDNN_CONVOLUTION_FWD_ALGO_COUNT
-                    : pass == ConvPass::BackwardData ? CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT
-                                                     : CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
+  const int count = pass == ConvPass::Forward        ? int(CUDNN_CONVOLUTION_FWD_ALGO_COUNT)
+                    : pass == ConvPass::BackwardData ? int(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT)
+                                                     : int(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
   for (int a = 0; a < count; ++a) {
     size_t bytes = 0;
     cudnnStatus_t st;
@@ -178,6 +187,8 @@ AlgoChoice choose_algorithm(int device, const AlgoKey& key, const ConvDescriptor
   for (const Candidate& c : found) {
     if (c.status != CUDNN_STATUS_SUCCESS || c.memory > ws.bytes) continue;
     if (key.deterministic && c.determinism != CUDNN_DETERMINISTIC) continue;
+    // f32 without TF32 must stay in f32 FMA math, whatever cuDNN would otherwise prefer.
+    if (key.dtype == DType::f32 && !key.tf32 && c.math != CUDNN_FMA_MATH) continue;
     const AlgoChoice choice{c.algo, c.math, c.memory};
     std::lock_guard<std::mutex> lock(g_cache_mutex);
     g_algo_cache.emplace(key, choice);
@@ -198,9 +209,10 @@ AlgoKey make_key(int device, ConvPass pass, const Conv2dGeometry& g, DType dtype
 
 void check_cudnn_sizes(const Conv2dGeometry& g) {
   constexpr int64_t kMax = std::numeric_limits<int>::max();
-  ENGINE_CHECK(g.N * g.C * g.H * g.W <= kMax && g.N * g.K * g.P * g.Q <= kMax,
-               "conv2d on CUDA: x ({}, {}, {}, {}) or y ({}, {}, {}, {}) has more elements than cuDNN's 32-bit "
-               "descriptors address; split the batch",
+  ENGINE_CHECK(g.N * g.C * g.H * g.W <= kMax && g.N * g.K * g.P * g.Q <= kMax &&
+                   g.K * g.c_per_group() * g.R * g.S <= kMax,
+               "conv2d on CUDA: x ({}, {}, {}, {}), y ({}, {}, {}, {}) or the weight has more elements than cuDNN's "
+               "32-bit descriptors address; split the batch",
                g.N, g.C, g.H, g.W, g.N, g.K, g.P, g.Q);
 }
 
@@ -208,6 +220,7 @@ void check_cudnn_sizes(const Conv2dGeometry& g) {
 
 void conv2d_forward_cuda(int device, void* y, const void* x, const void* weight, const void* bias, DType dtype,
                          bool channels_last, const Conv2dGeometry& g) {
+  if (g.N * g.K * g.P * g.Q == 0) return;  // nothing to write; cuDNN refuses empty descriptors
   check_cudnn_sizes(g);
   const ConvDescriptors d(g, dtype, channels_last);
   const AlgoChoice choice =
@@ -222,6 +235,11 @@ void conv2d_forward_cuda(int device, void* y, const void* x, const void* weight,
 
 void conv2d_backward_data_cuda(int device, void* dx, const void* dy, const void* weight, DType dtype,
                                bool channels_last, const Conv2dGeometry& g) {
+  if (g.N * g.C * g.H * g.W == 0) return;
+  if (g.K == 0) {  // no output channel reaches x: its gradient is zero
+    CUDA_CHECK(cudaMemsetAsync(dx, 0, g.N * g.C * g.H * g.W * dtype_size(dtype), cuda::stream(device)));
+    return;
+  }
   check_cudnn_sizes(g);
   const ConvDescriptors d(g, dtype, channels_last);
   const AlgoChoice choice = choose_algorithm(device, make_key(device, ConvPass::BackwardData, g, dtype, channels_last),
@@ -236,6 +254,13 @@ void conv2d_backward_data_cuda(int device, void* dx, const void* dy, const void*
 
 void conv2d_backward_filter_cuda(int device, void* dweight, void* dbias, const void* dy, const void* x, DType dtype,
                                  bool channels_last, const Conv2dGeometry& g) {
+  if (g.N * g.P * g.Q == 0) {  // an empty sum: the gradients are zero
+    cudaStream_t stream = cuda::stream(device);
+    CUDA_CHECK(cudaMemsetAsync(dweight, 0, g.K * g.c_per_group() * g.R * g.S * dtype_size(dtype), stream));
+    if (dbias) CUDA_CHECK(cudaMemsetAsync(dbias, 0, g.K * dtype_size(dtype), stream));
+    return;
+  }
+  if (g.K == 0) return;
   check_cudnn_sizes(g);
   const ConvDescriptors d(g, dtype, channels_last);
   const AlgoChoice choice = choose_algorithm(
