@@ -22,36 +22,13 @@
 
 #include "engine/autograd.h"
 #include "engine/random.h"
+#include "bench/ops/bench_timing.h"
 #include "ops/ops.h"
-#if ENGINE_WITH_CUDA
-#include "engine/cuda_context.h"
-#endif
 
 using namespace engine;
+using bench::median_seconds_per_call;
 
 namespace {
-
-void synchronize(Device device) {
-#if ENGINE_WITH_CUDA
-  if (device.is_cuda()) cuda::synchronize(device.index);
-#else
-  (void)device;
-#endif
-}
-
-double median_seconds_per_call(Device device, int repeats, const std::function<void()>& fn) {
-  fn();
-  synchronize(device);
-  std::vector<double> rounds;
-  for (int r = 0; r < 5; ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < repeats; ++i) fn();
-    synchronize(device);
-    rounds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / repeats);
-  }
-  std::sort(rounds.begin(), rounds.end());
-  return rounds[2];
-}
 
 Tensor random_tensor(const Shape& shape, Device device, DType dtype, MemoryFormat format, uint64_t seed) {
   Tensor t = Tensor::empty(shape, DType::f32, device);
