@@ -11,32 +11,28 @@ namespace engine {
 namespace {
 thread_local bool g_grad_enabled = true;
 
+// out = a + b over contiguous tensors of one shape (out may be a).
+void add_contiguous(const Tensor& out, const Tensor& a, const Tensor& b) {
+  if (out.device().is_cpu()) {
+    add_contiguous_cpu(out.data_ptr(), a.data_ptr(), b.data_ptr(), out.dtype(), out.numel());
+  } else {
+    ENGINE_DISPATCH_CUDA(out.device(), "gradient accumulation",
+                         add_contiguous_cuda(out.device().index, out.data_ptr(), a.data_ptr(), b.data_ptr(),
+                                             out.dtype(), out.numel()));
+  }
+}
+
 // a + b for two gradients of the same tensor (a fresh tensor: either may alias other data).
 Tensor add_gradients(const Tensor& a, const Tensor& b) {
   const Tensor x = a.contiguous(), y = b.contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  if (out.device().is_cpu()) {
-    add_contiguous_cpu(out.data_ptr(), x.data_ptr(), y.data_ptr(), out.dtype(), out.numel());
-  } else {
-    ENGINE_DISPATCH_CUDA(out.device(), "gradient accumulation",
-                         add_contiguous_cuda(out.device().index, out.data_ptr(), x.data_ptr(),
-                                             y.data_ptr(), out.dtype(), out.numel()));
-  }
+  add_contiguous(out, x, y);
   return out;
 }
 
 // target += g in place, for a contiguous leaf gradient (a parameter's view of its model's flat
 // gradient buffer stays that view, so one optimizer launch over the buffer sees every gradient).
-void accumulate_into(Tensor& target, const Tensor& g) {
-  const Tensor y = g.contiguous();
-  if (target.device().is_cpu()) {
-    add_contiguous_cpu(target.data_ptr(), target.data_ptr(), y.data_ptr(), target.dtype(), target.numel());
-  } else {
-    ENGINE_DISPATCH_CUDA(target.device(), "gradient accumulation",
-                         add_contiguous_cuda(target.device().index, target.data_ptr(), target.data_ptr(),
-                                             y.data_ptr(), target.dtype(), target.numel()));
-  }
-}
+void accumulate_into(const Tensor& target, const Tensor& g) { add_contiguous(target, target, g.contiguous()); }
 
 // Inputs before the nodes that use them: depth-first search from the root, iterative so a deep
 // network cannot overflow the stack.

@@ -9,10 +9,6 @@ namespace {
 // The dtype of gamma, beta and the statistics: the activation's on the CPU, f32 on CUDA.
 DType parameter_dtype(const Tensor& x) { return x.device().is_cuda() ? DType::f32 : x.dtype(); }
 
-ChannelLayout layout_of(const Tensor& x) {
-  return {x.size(0), x.size(1), x.size(2) * x.size(3), x.memory_format() == MemoryFormat::NHWC};
-}
-
 void check_parameter(const Tensor& p, const Tensor& x, const char* what) {
   check_defined(p, "batchnorm2d", what);
   check_same_device(x, p, "batchnorm2d");
@@ -29,7 +25,7 @@ struct BatchNorm2dBackward : Node {
   bool training = true;
   const char* name() const override { return "BatchNorm2dBackward"; }
   std::vector<Tensor> backward(const Tensor& dout) override {
-    const ChannelLayout l = layout_of(x);
+    const ChannelLayout l = channel_layout_of(x);
     const Tensor dy = dout.contiguous(x.memory_format());
     Tensor dx = needs_input_grad(0) ? Tensor::empty(x.shape(), x.dtype(), x.device(), x.memory_format()) : Tensor();
     Tensor dgamma = Tensor::empty(gamma.shape(), gamma.dtype(), gamma.device());
@@ -80,7 +76,7 @@ Tensor batchnorm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Ten
   const MemoryFormat format = x.memory_format();
   const Tensor xc = x.detach().contiguous(format);
   const Tensor g = gamma.detach().contiguous(), b = beta.detach().contiguous();
-  const ChannelLayout l = layout_of(xc);
+  const ChannelLayout l = channel_layout_of(xc);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device(), format);
   Tensor mean = opt.training ? Tensor::empty({l.C}, g.dtype(), x.device()) : running_mean.detach();
   Tensor invstd = Tensor::empty({l.C}, g.dtype(), x.device());

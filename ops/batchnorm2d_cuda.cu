@@ -100,16 +100,6 @@ __global__ void copy_channel_sums_kernel(float* dgamma, float* dbeta, const floa
   }
 }
 
-template <typename Fn>
-void dispatch_activation(DType dtype, Fn&& fn) {
-  ENGINE_CHECK(dtype == DType::f32 || dtype == DType::bf16, "batchnorm2d on CUDA takes f32 or bf16, found {}",
-               dtype_name(dtype));
-  if (dtype == DType::f32)
-    fn.template operator()<float>();
-  else
-    fn.template operator()<bf16>();
-}
-
 unsigned channel_blocks(const ChannelLayout& l) { return static_cast<unsigned>(l.C); }
 
 }  // namespace
@@ -122,7 +112,7 @@ void batchnorm2d_forward_train_cuda(int device, void* y, float* save_mean, float
   const int64_t M = l.N * l.HW;
   const int small_grid = cuda::elementwise_grid(l.C, cuda::kBlock);
   cuda::ChannelScratch sums(device, l.C);
-  dispatch_activation(dtype, [&]<typename T>() {
+  cuda::dispatch_activation(dtype, "batchnorm2d", [&]<typename T>() {
     const T* xt = static_cast<const T*>(x);
     cuda::channel_sums_kernel<1><<<channel_blocks(l), cuda::kBlock, 0, stream>>>(sums.ptr, l, SumX<T>{xt});
     CUDA_CHECK_LAUNCH("channel_sums_kernel (mean)");
@@ -149,7 +139,7 @@ void batchnorm2d_forward_eval_cuda(int device, void* y, float* save_invstd, cons
       save_invstd, running_var, l.C, eps);
   CUDA_CHECK_LAUNCH("invstd_from_running_var_kernel");
   if (l.numel() == 0) return;
-  dispatch_activation(dtype, [&]<typename T>() {
+  cuda::dispatch_activation(dtype, "batchnorm2d", [&]<typename T>() {
     normalize_kernel<T><<<cuda::elementwise_grid(l.numel(), cuda::kBlock), cuda::kBlock, 0, stream>>>(
         static_cast<T*>(y), static_cast<const T*>(x), gamma, beta, running_mean, save_invstd, l);
     CUDA_CHECK_LAUNCH("normalize_kernel");
@@ -162,7 +152,7 @@ void batchnorm2d_backward_cuda(int device, void* dx, float* dgamma, float* dbeta
   if (l.C == 0) return;
   cudaStream_t stream = cuda::stream(device);
   cuda::ChannelScratch sums(device, 2 * l.C);
-  dispatch_activation(dtype, [&]<typename T>() {
+  cuda::dispatch_activation(dtype, "batchnorm2d", [&]<typename T>() {
     const T* dyt = static_cast<const T*>(dy);
     const T* xt = static_cast<const T*>(x);
     cuda::channel_sums_kernel<2>

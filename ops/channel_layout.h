@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "engine/dtype.h"
+#include "engine/tensor.h"
 
 namespace engine {
 
@@ -19,5 +20,11 @@ struct ChannelLayout {
   ENGINE_HD int64_t channel(int64_t offset) const { return channels_last ? offset % C : offset / HW % C; }
   ENGINE_HD int64_t numel() const { return N * C * HW; }
 };
+
+// The layout of a 4-D activation as stored: NHWC when its strides say so, else NCHW (the caller
+// has made it contiguous in one of the two).
+inline ChannelLayout channel_layout_of(const Tensor& x) {
+  return {x.size(0), x.size(1), x.size(2) * x.size(3), x.memory_format() == MemoryFormat::NHWC};
+}
 
 }  // namespace engine

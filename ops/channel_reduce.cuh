@@ -40,6 +40,17 @@ __global__ void channel_sums_kernel(float* sums, ChannelLayout layout, Term term
   }
 }
 
+// The activation types the per-channel CUDA ops store: f32, or bf16 computed in f32.
+template <typename Fn>
+void dispatch_activation(DType dtype, const char* op, Fn&& fn) {
+  ENGINE_CHECK(dtype == DType::f32 || dtype == DType::bf16, "{} on CUDA takes f32 or bf16, found {}", op,
+               dtype_name(dtype));
+  if (dtype == DType::f32)
+    fn.template operator()<float>();
+  else
+    fn.template operator()<bf16>();
+}
+
 // Per-channel float scratch from the caching allocator, returned (stream-ordered, so after the
 // kernels that use it) at scope end.
 struct ChannelScratch {

@@ -26,16 +26,6 @@ __global__ void store_channel_sums_kernel(T* out, const float* sums, int64_t C) 
   ENGINE_GRID_STRIDE_LOOP(c, C) out[c] = convert_element<T>(sums[c]);
 }
 
-template <typename Fn>
-void dispatch_conv_dtype(DType dtype, Fn&& fn) {
-  ENGINE_CHECK(dtype == DType::f32 || dtype == DType::bf16, "conv2d bias on CUDA takes f32 or bf16, found {}",
-               dtype_name(dtype));
-  if (dtype == DType::f32)
-    fn.template operator()<float>();
-  else
-    fn.template operator()<bf16>();
-}
-
 }  // namespace
 
 void conv2d_bias_forward_cuda(int device, void* y, const void* bias, DType dtype, bool channels_last, int64_t N,
@@ -43,7 +33,7 @@ void conv2d_bias_forward_cuda(int device, void* y, const void* bias, DType dtype
   const ChannelLayout layout{N, K, PQ, channels_last};
   if (layout.numel() == 0) return;
   cudaStream_t stream = cuda::stream(device);
-  dispatch_conv_dtype(dtype, [&]<typename T>() {
+  cuda::dispatch_activation(dtype, "conv2d bias", [&]<typename T>() {
     bias_forward_kernel<T><<<cuda::elementwise_grid(layout.numel(), cuda::kBlock), cuda::kBlock, 0, stream>>>(
         static_cast<T*>(y), static_cast<const T*>(bias), layout);
     CUDA_CHECK_LAUNCH("bias_forward_kernel");
@@ -56,7 +46,7 @@ void conv2d_bias_backward_cuda(int device, void* dbias, const void* dy, DType dt
   const ChannelLayout layout{N, K, PQ, channels_last};
   cudaStream_t stream = cuda::stream(device);
   cuda::ChannelScratch sums(device, K);
-  dispatch_conv_dtype(dtype, [&]<typename T>() {
+  cuda::dispatch_activation(dtype, "conv2d bias", [&]<typename T>() {
     cuda::channel_sums_kernel<1><<<static_cast<unsigned>(K), cuda::kBlock, 0, stream>>>(
         sums.ptr, layout, DyTerm<T>{static_cast<const T*>(dy)});
     CUDA_CHECK_LAUNCH("channel_sums_kernel");

@@ -23,10 +23,6 @@ MaxPool2dGeometry MaxPool2dGeometry::make(const Shape& x, int64_t kernel, int64_
 
 namespace {
 
-ChannelLayout layout_of(const Tensor& x) {
-  return {x.size(0), x.size(1), x.size(2) * x.size(3), x.memory_format() == MemoryFormat::NHWC};
-}
-
 struct MaxPool2dBackward : Node {
   Tensor argmax;
   MaxPool2dGeometry geometry{};
@@ -59,7 +55,7 @@ struct AvgPoolGlobalBackward : Node {
   std::vector<Tensor> backward(const Tensor& dout) override {
     const Tensor dy = dout.contiguous();
     Tensor dx = Tensor::empty(shape, dy.dtype(), dy.device(), format);
-    const ChannelLayout l = layout_of(dx);
+    const ChannelLayout l = channel_layout_of(dx);
     if (dy.device().is_cpu()) {
       dispatch_float(dy.dtype(), "avgpool_global backward",
                      [&]<typename T>() { avgpool_global_backward_cpu<T>(dx.data<T>(), dy.data<T>(), l); });
@@ -107,7 +103,7 @@ Tensor avgpool_global(const Tensor& x) {
                "avgpool_global: expected x (N, C, H, W) with H, W > 0, found {}", x.str());
   const MemoryFormat format = x.memory_format();
   const Tensor xc = x.detach().contiguous(format);
-  const ChannelLayout l = layout_of(xc);
+  const ChannelLayout l = channel_layout_of(xc);
   Tensor y = Tensor::empty({l.N, l.C}, x.dtype(), x.device());
   if (x.device().is_cpu()) {
     dispatch_float(x.dtype(), "avgpool_global",

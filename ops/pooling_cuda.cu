@@ -91,16 +91,6 @@ __global__ void avgpool_backward_kernel(T* dx, const T* dy, ChannelLayout l) {
   }
 }
 
-template <typename Fn>
-void dispatch_pool(DType dtype, const char* op, Fn&& fn) {
-  ENGINE_CHECK(dtype == DType::f32 || dtype == DType::bf16, "{} on CUDA takes f32 or bf16, found {}", op,
-               dtype_name(dtype));
-  if (dtype == DType::f32)
-    fn.template operator()<float>();
-  else
-    fn.template operator()<bf16>();
-}
-
 int grid_for(int64_t n) { return cuda::elementwise_grid(n, cuda::kBlock); }
 
 }  // namespace
@@ -110,7 +100,7 @@ void maxpool2d_forward_cuda(int device, void* y, int32_t* argmax, const void* x,
   const int64_t n = g.output().numel();
   if (n == 0) return;
   cudaStream_t stream = cuda::stream(device);
-  dispatch_pool(dtype, "maxpool2d", [&]<typename T>() {
+  cuda::dispatch_activation(dtype, "maxpool2d", [&]<typename T>() {
     maxpool_forward_kernel<T><<<grid_for(n), cuda::kBlock, 0, stream>>>(static_cast<T*>(y), argmax,
                                                                          static_cast<const T*>(x), g);
     CUDA_CHECK_LAUNCH("maxpool_forward_kernel");
@@ -122,7 +112,7 @@ void maxpool2d_backward_cuda(int device, void* dx, const void* dy, const int32_t
   const int64_t n = g.input().numel();
   if (n == 0) return;
   cudaStream_t stream = cuda::stream(device);
-  dispatch_pool(dtype, "maxpool2d", [&]<typename T>() {
+  cuda::dispatch_activation(dtype, "maxpool2d", [&]<typename T>() {
     maxpool_backward_kernel<T><<<grid_for(n), cuda::kBlock, 0, stream>>>(static_cast<T*>(dx),
                                                                           static_cast<const T*>(dy), argmax, g);
     CUDA_CHECK_LAUNCH("maxpool_backward_kernel");
@@ -132,7 +122,7 @@ void maxpool2d_backward_cuda(int device, void* dx, const void* dy, const int32_t
 void avgpool_global_forward_cuda(int device, void* y, const void* x, DType dtype, ChannelLayout l) {
   if (l.N * l.C == 0) return;
   cudaStream_t stream = cuda::stream(device);
-  dispatch_pool(dtype, "avgpool_global", [&]<typename T>() {
+  cuda::dispatch_activation(dtype, "avgpool_global", [&]<typename T>() {
     avgpool_forward_kernel<T><<<grid_for(l.N * l.C), cuda::kBlock, 0, stream>>>(static_cast<T*>(y),
                                                                                  static_cast<const T*>(x), l);
     CUDA_CHECK_LAUNCH("avgpool_forward_kernel");
@@ -142,7 +132,7 @@ void avgpool_global_forward_cuda(int device, void* y, const void* x, DType dtype
 void avgpool_global_backward_cuda(int device, void* dx, const void* dy, DType dtype, ChannelLayout l) {
   if (l.numel() == 0) return;
   cudaStream_t stream = cuda::stream(device);
-  dispatch_pool(dtype, "avgpool_global", [&]<typename T>() {
+  cuda::dispatch_activation(dtype, "avgpool_global", [&]<typename T>() {
     avgpool_backward_kernel<T><<<grid_for(l.numel()), cuda::kBlock, 0, stream>>>(static_cast<T*>(dx),
                                                                                   static_cast<const T*>(dy), l);
     CUDA_CHECK_LAUNCH("avgpool_backward_kernel");

@@ -76,30 +76,4 @@ void bench_device(Device device, bool quick) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  std::string which = "all";
-  bool quick = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--quick") quick = true;
-    else if (arg == "--device" && i + 1 < argc) which = argv[++i];
-    else {
-      fmt::print(stderr, "usage: bench_ops [--device cpu|cuda|all] [--quick]\n");
-      return 2;
-    }
-  }
-  try {
-    if (which == "cpu" || which == "all") bench_device(Device::cpu(), quick);
-    if (which == "cuda" || which == "all") {
-      if (cuda_device_count() > 0) {
-        bench_device(Device::cuda(), quick);
-      } else {
-        fmt::print("\ncuda: skipped ({})\n", cuda_is_built() ? "no GPU on this machine" : "built without CUDA");
-      }
-    }
-  } catch (const Error& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
-  }
-  return 0;
-}
+int main(int argc, char** argv) { return bench::run_benchmark(argc, argv, "bench_ops", bench_device); }

@@ -3,11 +3,15 @@
 // of 5 such rounds is the result.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <string>
 #include <vector>
 
+#include "engine/check.h"
 #include "engine/device.h"
 #if ENGINE_WITH_CUDA
 #include "engine/cuda_context.h"
@@ -35,6 +39,38 @@ inline double median_seconds_per_call(Device device, int repeats, const std::fun
   }
   std::sort(rounds.begin(), rounds.end());
   return rounds[2];
+}
+
+// The whole main() of a benchmark: parses [--device cpu|cuda|all] [--quick] and runs
+// bench_device(device, quick) on each device asked for that this machine has.
+inline int run_benchmark(int argc, char** argv, const char* name,
+                         const std::function<void(Device, bool)>& bench_device) {
+  std::string which = "all";
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--quick") {
+      quick = true;
+    } else if (arg == "--device" && i + 1 < argc) {
+      which = argv[++i];
+    } else {
+      fmt::print(stderr, "usage: {} [--device cpu|cuda|all] [--quick]\n", name);
+      return 2;
+    }
+  }
+  try {
+    if (which == "cpu" || which == "all") bench_device(Device::cpu(), quick);
+    if (which == "cuda" || which == "all") {
+      if (cuda_device_count() > 0)
+        bench_device(Device::cuda(), quick);
+      else
+        fmt::print("\ncuda: skipped ({})\n", cuda_is_built() ? "no GPU on this machine" : "built without CUDA");
+    }
+  } catch (const Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace engine::bench

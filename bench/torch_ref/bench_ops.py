@@ -4,30 +4,10 @@ format so the two can be read side by side.
 
     python3 bench/torch_ref/bench_ops.py [--device cpu|cuda|all] [--quick]
 """
-import argparse
-import os
-import statistics
-import time
 
 import torch
 
-
-def seconds_per_call(device, repeats, fn):
-    fn()
-    sync(device)
-    rounds = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        sync(device)
-        rounds.append((time.perf_counter() - start) / repeats)
-    return statistics.median(rounds)
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from timing import run_benchmark, seconds_per_call
 
 
 def bench_device(device, quick):
@@ -68,20 +48,5 @@ def bench_device(device, quick):
         print(f"{op:<12} {shape:<28} {s * 1e3:>12.3f} {amount / s:>8.2f} {unit}")
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    torch.set_num_threads(os.cpu_count())  # PyTorch at its best on this machine's cores
-    if args.device in ("cpu", "all"):
-        bench_device(torch.device("cpu"), args.quick)
-    if args.device in ("cuda", "all"):
-        if torch.cuda.is_available():
-            bench_device(torch.device("cuda"), args.quick)
-        else:
-            print("\ncuda: skipped (torch sees no GPU)")
-
-
 if __name__ == "__main__":
-    main()
+    run_benchmark(bench_device)

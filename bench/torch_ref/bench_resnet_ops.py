@@ -4,12 +4,11 @@ cudnn.benchmark on and TF32 off, printed in the same table format.
 
     python3 bench/torch_ref/bench_resnet_ops.py [--device cpu|cuda|all] [--quick]
 """
-import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+
+from timing import run_benchmark, seconds_per_call
 
 CONV_SHAPES = [  # name, C, H, K, R, stride, pad: where ResNet-50 spends its convolution time
     ("stem 7x7/2", 3, 224, 64, 7, 2, 3),
@@ -17,24 +16,6 @@ CONV_SHAPES = [  # name, C, H, K, R, stride, pad: where ResNet-50 spends its con
     ("layer1 1x1 expand", 64, 56, 256, 1, 1, 0),
     ("layer3 3x3", 256, 14, 256, 3, 1, 1),
 ]
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def seconds_per_call(device, repeats, fn):
-    fn()
-    sync(device)
-    rounds = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        sync(device)
-        rounds.append((time.perf_counter() - start) / repeats)
-    return statistics.median(rounds)
 
 
 def bench_device(device, quick):
@@ -107,19 +88,5 @@ def bench_device(device, quick):
         print(f"{op:<40} {shape:<22} {s * 1e3:>11.3f} {amount / s:>8.2f} {unit:<7} {note}")
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    if args.device in ("cpu", "all"):
-        bench_device(torch.device("cpu"), args.quick)
-    if args.device in ("cuda", "all"):
-        if torch.cuda.is_available():
-            bench_device(torch.device("cuda"), args.quick)
-        else:
-            print("\ncuda: skipped (no GPU)")
-
-
 if __name__ == "__main__":
-    main()
+    run_benchmark(bench_device)
