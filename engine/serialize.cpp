@@ -10,6 +10,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "engine/file_io.h"
+
 namespace engine {
 
 static_assert(std::endian::native == std::endian::little,
@@ -196,18 +198,7 @@ SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& 
 }
 
 void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata) {
-  const std::string bytes = encode_safetensors(tensors, metadata);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    ENGINE_CHECK(out.good(), "save_safetensors: cannot open '{}' for writing: {}", tmp, std::strerror(errno));
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    ENGINE_CHECK(out.good(), "save_safetensors: writing '{}' failed (disk full?): {}", tmp, std::strerror(errno));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  ENGINE_CHECK(!ec, "save_safetensors: cannot rename '{}' to '{}': {}", tmp, path, ec.message());
+  write_file_atomic(path, encode_safetensors(tensors, metadata));
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {

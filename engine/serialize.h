@@ -13,7 +13,7 @@
 //
 // Dtypes: F32, F64, BF16, U8, I32, I64 (the engine's). Tensors are written from any device and
 // layout (copied to contiguous host memory first) and read into contiguous CPU tensors.
-// The writer is atomic: it writes `path.tmp`, flushes, and renames it over `path`, so a crash
+// The writer is atomic (write_file_atomic in file_io.h: `path.tmp`, fsync, rename), so a crash
 // mid-write leaves the previous file intact.
 #pragma once
 

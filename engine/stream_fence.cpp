@@ -1,0 +1,20 @@
+// stream_fence.cpp - see stream_fence.h; the CUDA events are in stream_fence_cuda.cpp.
+#include "engine/stream_fence.h"
+
+namespace engine {
+
+StreamFence StreamFence::record(Device device) {
+  StreamFence fence;
+  if (device.is_cpu()) return fence;
+  fence.device_ = device.index;
+  ENGINE_DISPATCH_CUDA(device, "StreamFence::record", fence.event_ = record_stream_event_cuda(device.index));
+  return fence;
+}
+
+void StreamFence::wait() const {
+#if ENGINE_WITH_CUDA
+  if (event_) wait_stream_event_cuda(event_, device_);
+#endif
+}
+
+}  // namespace engine
