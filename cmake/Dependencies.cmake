@@ -25,10 +25,17 @@ else()
                   "(slow). Install it with scripts/install-deps.sh (libopenblas-dev).")
 endif()
 
-# --- libraries later issues need; found now so the summary tells a user what is missing ---
-find_package(PkgConfig QUIET)
-if(PkgConfig_FOUND)
-  pkg_check_modules(TURBOJPEG QUIET IMPORTED_TARGET libturbojpeg)
+# --- image codecs for data/: TurboJPEG (libjpeg-turbo) and libpng ---
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(TURBOJPEG QUIET IMPORTED_TARGET libturbojpeg)
+if(NOT TURBOJPEG_FOUND)
+  message(FATAL_ERROR "TurboJPEG not found (the data pipeline decodes JPEGs with it): run scripts/install-deps.sh "
+                      "or apt-get install libturbojpeg0-dev")
+endif()
+find_package(PNG QUIET)
+if(NOT PNG_FOUND)
+  message(FATAL_ERROR "libpng not found (PNG images and the synthetic dataset's masks): run scripts/install-deps.sh "
+                      "or apt-get install libpng-dev")
 endif()
 find_package(nlohmann_json QUIET)
 if(NOT nlohmann_json_FOUND)

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 mkdir -p .devdeps
 grep -qx '/.devdeps/' .git/info/exclude 2>/dev/null || echo '/.devdeps/' >> .git/info/exclude
 cd .devdeps
-apt-get download libfmt-dev libfmt9 libgtest-dev libgmock-dev libturbojpeg0-dev libturbojpeg0 \
+apt-get download libfmt-dev libfmt9 libgtest-dev libgmock-dev libturbojpeg0-dev libturbojpeg0 libpng-dev libpng16-16 zlib1g-dev \
   libopenblas-dev libopenblas0 libopenblas0-pthread libopenblas-pthread-dev nlohmann-json3-dev libcli11-dev \
   libgfortran5 libquadmath0  # OpenBLAS links against the Fortran runtime
 ls -la

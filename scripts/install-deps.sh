@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev   # tests and micro-benchmarks
   libopenblas-dev       # CPU GEMM (cblas)
   libturbojpeg0-dev     # JPEG decoding (data pipeline)
+  libpng-dev            # PNG images and the synthetic dataset's masks
   nlohmann-json3-dev    # safetensors headers, metrics, args.json
   libcli11-dev          # the moco command line
 )

@@ -1,0 +1,282 @@
+// loader.cpp - see loader.h for the pipeline, the order and the randomness.
+#include "data/loader.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+
+#include "data/codec.h"
+#include "engine/allocator.h"
+#include "engine/check.h"
+#include "engine/random.h"
+#include "engine/stream_fence.h"
+#include "engine/tensor_copy.h"
+
+namespace engine::data {
+
+namespace {
+// How many consecutive undecodable files one batch position may step over before the loader gives
+// up: far more than a healthy dataset has in a row, few enough to fail fast on a broken one.
+constexpr int kMaxConsecutiveSkips = 1000;
+}  // namespace
+
+// One batch in flight. Its host memory is pinned when the loader feeds a GPU.
+struct Loader::Slot {
+  HostBuffer views;  // views * batch_size samples, view-major: sample s of view v at (v * B + s)
+  std::vector<int64_t> labels, indices;
+  std::vector<int32_t> boxes;  // batch_size * views * 4
+  int64_t batch = -1;          // the global batch number it holds
+  int64_t size = 0, filled = 0, skipped = 0;
+  bool free = true;            // may be claimed for a new batch
+  bool leased = false;         // handed out: the caller's tensors alias it (CPU)
+  StreamFence fence;           // the copy to the GPU that read it last
+
+  Slot() = default;
+  Slot(const Slot&) = delete;
+  Slot& operator=(const Slot&) = delete;
+  ~Slot() {
+    if (views.data) pinned_free(views);
+  }
+};
+
+struct Loader::Shared {
+  std::mutex mutex;
+  std::condition_variable work_ready, batch_ready, idle;
+  std::vector<std::unique_ptr<Slot>> slots;  // never moved: workers hold references
+};
+
+Loader::Loader(std::shared_ptr<const ImageFolder> dataset, AugmentConfig augment, LoaderOptions options)
+    : dataset_(std::move(dataset)), augment_(augment), options_(options), shared_(std::make_shared<Shared>()) {
+  ENGINE_CHECK(dataset_ && dataset_->size() > 0, "Loader: the dataset is empty");
+  ENGINE_CHECK(options_.batch_size >= 1, "Loader: batch size must be at least 1, found {}", options_.batch_size);
+  ENGINE_CHECK(options_.workers >= 1, "Loader: need at least one worker thread, found {}", options_.workers);
+  ENGINE_CHECK(options_.views >= 1, "Loader: need at least one view per image, found {}", options_.views);
+  ENGINE_CHECK(options_.world_size >= 1 && options_.rank >= 0 && options_.rank < options_.world_size,
+               "Loader: rank {} is not in [0, world size {})", options_.rank, options_.world_size);
+  ENGINE_CHECK(augment_.size >= 1, "Loader: image size must be positive, found {}", augment_.size);
+  const size_t n = static_cast<size_t>(dataset_->size()), world = static_cast<size_t>(options_.world_size);
+  order_size_ = (n + world - 1) / world;
+  ENGINE_CHECK(batches_per_epoch() >= 1,
+               "Loader: '{}' gives {} images per rank, fewer than one batch of {} (drop_last is on): lower the "
+               "batch size or add images", dataset_->root(), order_size_, options_.batch_size);
+  sample_floats_ = static_cast<size_t>(3) * augment_.size * augment_.size;
+  if (options_.prefetch <= 0) options_.prefetch = 2 + options_.workers / 4;
+  const size_t B = static_cast<size_t>(options_.batch_size), V = static_cast<size_t>(options_.views);
+  for (int i = 0; i < options_.prefetch; ++i) {
+    Slot& slot = *shared_->slots.emplace_back(std::make_unique<Slot>());
+    slot.views = options_.device.is_cuda() ? pinned_allocate(V * B * sample_floats_ * sizeof(float))
+                                           : HostBuffer{host_allocate(V * B * sample_floats_ * sizeof(float)),
+                                                        V * B * sample_floats_ * sizeof(float), false};
+    slot.labels.resize(B);
+    slot.indices.resize(B);
+    slot.boxes.resize(B * V * 4);
+  }
+  if (options_.fast_decode)
+    fmt::print(stderr, "loader: --fast-decode is on: JPEGs are decoded at 1/2, 1/4 or 1/8 size when the crops allow "
+                       "it (faster, slightly different pixels)\n");
+  for (int t = 0; t < options_.workers; ++t) threads_.emplace_back([this] { worker_loop(); });
+}
+
+Loader::~Loader() {
+  {
+    std::lock_guard<std::mutex> lock(shared_->mutex);
+    stopping_ = true;
+  }
+  shared_->work_ready.notify_all();
+  for (std::thread& t : threads_) t.join();
+}
+
+int64_t Loader::batches_per_epoch() const {
+  const int64_t n = static_cast<int64_t>(order_size_), B = options_.batch_size;
+  return options_.drop_last ? n / B : (n + B - 1) / B;
+}
+
+std::vector<int64_t> Loader::epoch_order(int64_t epoch) const {
+  const int64_t n = dataset_->size();
+  std::vector<int64_t> all(static_cast<size_t>(n));
+  if (options_.shuffle) {
+    Generator gen(options_.seed, kShuffleStreamBase + static_cast<uint64_t>(epoch));
+    all = randperm(n, gen).to_vector<int64_t>();
+  } else {
+    for (int64_t i = 0; i < n; ++i) all[i] = i;
+  }
+  // DistributedSampler: pad with the order's own start to a multiple of the world size, then deal.
+  const int64_t world = options_.world_size, total = static_cast<int64_t>(order_size_) * world;
+  std::vector<int64_t> mine;
+  mine.reserve(order_size_);
+  for (int64_t p = options_.rank; p < total; p += world) mine.push_back(all[static_cast<size_t>(p % n)]);
+  return mine;
+}
+
+void Loader::start_epoch(int64_t epoch) {
+  ENGINE_CHECK(epoch >= 0 && epoch < (int64_t{1} << 23), "Loader::start_epoch: epoch {} out of range", epoch);
+  std::vector<int64_t> order = epoch_order(epoch);
+  std::unique_lock<std::mutex> lock(shared_->mutex);
+  next_unit_ = units_;  // hand out nothing more of the old epoch
+  shared_->idle.wait(lock, [&] { return busy_ == 0; });
+  for (auto& slot : shared_->slots) {
+    if (!slot->leased) {
+      slot->free = true;
+      slot->batch = -1;
+    }
+  }
+  if (epoch_ >= 0) batch_base_ += batches_per_epoch();
+  epoch_ = epoch;
+  order_ = std::move(order);
+  next_unit_ = 0;
+  units_ = options_.drop_last ? batches_per_epoch() * options_.batch_size : static_cast<int64_t>(order_size_);
+  taken_ = 0;
+  skipped_this_epoch_.clear();
+  lock.unlock();
+  shared_->work_ready.notify_all();
+}
+
+int64_t Loader::skipped_this_epoch() const {
+  std::lock_guard<std::mutex> lock(shared_->mutex);
+  return static_cast<int64_t>(skipped_this_epoch_.size());
+}
+
+bool Loader::can_take_work() const {
+  if (next_unit_ >= units_) return false;
+  const int64_t g = batch_base_ + next_unit_ / options_.batch_size;
+  const Slot& slot = *shared_->slots[static_cast<size_t>(g % options_.prefetch)];
+  return slot.batch == g || slot.free;
+}
+
+void Loader::worker_loop() {
+  std::unique_lock<std::mutex> lock(shared_->mutex);
+  while (true) {
+    shared_->work_ready.wait(lock, [&] { return stopping_ || can_take_work(); });
+    if (stopping_) return;
+    const int64_t unit = next_unit_++;
+    const int64_t b = unit / options_.batch_size, g = batch_base_ + b;
+    Slot& slot = *shared_->slots[static_cast<size_t>(g % options_.prefetch)];
+    if (slot.batch != g) {
+      // First sample of this batch: claim the slot, after the GPU copy of its last batch has run.
+      slot.fence.wait();
+      slot.batch = g;
+      slot.free = false;
+      slot.size = std::min<int64_t>(options_.batch_size, units_ - b * options_.batch_size);
+      slot.filled = slot.skipped = 0;
+    }
+    ++busy_;
+    lock.unlock();
+    try {
+      produce(unit, slot);
+    } catch (...) {
+      lock.lock();
+      if (!error_) error_ = std::current_exception();
+      lock.unlock();
+    }
+    lock.lock();
+    --busy_;
+    if (++slot.filled == slot.size) shared_->batch_ready.notify_all();
+    if (busy_ == 0) shared_->idle.notify_all();
+  }
+}
+
+void Loader::produce(int64_t unit, Slot& slot) {
+  const int64_t B = options_.batch_size, s = unit % B;
+  const int V = options_.views;
+  std::vector<float*> outs(static_cast<size_t>(V));
+  for (int v = 0; v < V; ++v)
+    outs[v] = static_cast<float*>(slot.views.data) + (static_cast<size_t>(v) * B + s) * sample_floats_;
+  for (int attempt = 0; attempt < kMaxConsecutiveSkips; ++attempt) {
+    const int64_t index = order_[static_cast<size_t>((unit + attempt) % static_cast<int64_t>(order_size_))];
+    {
+      std::lock_guard<std::mutex> lock(shared_->mutex);
+      if (bad_indices_.count(index)) {
+        skipped_this_epoch_.insert(index);
+        ++slot.skipped;
+        continue;
+      }
+    }
+    const Sample& sample = (*dataset_)[index];
+    try {
+      SampleRng rng(options_.seed, static_cast<uint64_t>(epoch_), static_cast<uint64_t>(index),
+                    static_cast<uint64_t>(attempt));
+      const SampleViews made = make_views(read_file_bytes(sample.path), sample.path, augment_, V,
+                                          options_.fast_decode, rng, outs);
+      slot.labels[s] = sample.label;
+      slot.indices[s] = index;
+      for (int v = 0; v < V; ++v) {
+        const CropBox& box = made.views[v].box;
+        int32_t* dst = &slot.boxes[(static_cast<size_t>(s) * V + v) * 4];
+        dst[0] = box.top, dst[1] = box.left, dst[2] = box.height, dst[3] = box.width;
+      }
+      return;
+    } catch (const DecodeError& e) {
+      std::lock_guard<std::mutex> lock(shared_->mutex);
+      if (bad_indices_.insert(index).second) fmt::print(stderr, "loader: skipping {}\n", e.what());
+      skipped_this_epoch_.insert(index);
+      ++slot.skipped;
+    }
+  }
+  ENGINE_THROW("Loader: {} files in a row in '{}' could not be decoded (see the messages above); the dataset looks "
+               "broken", kMaxConsecutiveSkips, dataset_->root());
+}
+
+std::optional<Batch> Loader::next() {
+  const auto start = std::chrono::steady_clock::now();
+  std::unique_lock<std::mutex> lock(shared_->mutex);
+  ENGINE_CHECK(epoch_ >= 0, "Loader::next: call start_epoch(epoch) first");
+  if (taken_ == batches_per_epoch()) return std::nullopt;
+  const int64_t g = batch_base_ + taken_;
+  const size_t slot_index = static_cast<size_t>(g % options_.prefetch);
+  Slot& slot = *shared_->slots[slot_index];
+  ENGINE_CHECK(!(slot.leased && slot.batch != g),
+               "Loader::next: all {} batch slots are held by batches still referenced by the caller; drop or clone "
+               "old batches before asking for more (or raise prefetch)", options_.prefetch);
+  shared_->batch_ready.wait(lock, [&] { return error_ || (slot.batch == g && slot.filled == slot.size); });
+  if (error_) std::rethrow_exception(error_);
+
+  Batch batch;
+  batch.epoch = epoch_;
+  batch.index = taken_;
+  batch.skipped = slot.skipped;
+  const int64_t n = slot.size, V = options_.views, S = augment_.size;
+  const Device device = options_.device;
+  batch.indices = Tensor::from_vector(std::vector<int64_t>(slot.indices.begin(), slot.indices.begin() + n), {n});
+  batch.boxes = Tensor::from_vector(std::vector<int32_t>(slot.boxes.begin(), slot.boxes.begin() + n * V * 4), {n, V, 4});
+  batch.labels = Tensor::from_vector(std::vector<int64_t>(slot.labels.begin(), slot.labels.begin() + n), {n}, device);
+  const size_t view_bytes = static_cast<size_t>(n) * sample_floats_ * sizeof(float);
+  const size_t view_stride = static_cast<size_t>(options_.batch_size) * sample_floats_;
+  if (device.is_cpu()) {
+    // Zero copy: the views alias the slot, which returns to the ring when the last of them is dropped.
+    slot.leased = true;
+    std::shared_ptr<void> lease(nullptr, [shared = shared_, slot_index](void*) {
+      {
+        std::lock_guard<std::mutex> guard(shared->mutex);
+        shared->slots[slot_index]->leased = false;
+        shared->slots[slot_index]->free = true;
+      }
+      shared->work_ready.notify_all();
+    });
+    for (int64_t v = 0; v < V; ++v) {
+      float* data = static_cast<float*>(slot.views.data) + v * view_stride;
+      auto storage = Storage::wrap(data, view_bytes, device, [lease](void*) {});
+      batch.views.push_back(Tensor::from_storage(storage, {n, 3, S, S}, contiguous_strides({n, 3, S, S}), 0, DType::f32));
+    }
+  } else {
+    for (int64_t v = 0; v < V; ++v) {
+      Tensor view = Tensor::empty({n, 3, S, S}, DType::f32, device);
+      ENGINE_DISPATCH_CUDA(device, "Loader (copy to the GPU)",
+                           memcpy_cuda(view.data_ptr(), false, static_cast<float*>(slot.views.data) + v * view_stride,
+                                       true, view_bytes, device.index));
+      batch.views.push_back(view);
+    }
+    slot.fence = StreamFence::record(device);
+    slot.free = true;
+  }
+  ++taken_;
+  lock.unlock();
+  shared_->work_ready.notify_all();
+  batch.wait_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return batch;
+}
+
+}  // namespace engine::data
