@@ -9,5 +9,7 @@ void add_version_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
 void add_info_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
+void add_synth_command(CLI::App& app);
+void add_batch_command(CLI::App& app);
 
 }  // namespace moco_cli
