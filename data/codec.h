@@ -4,7 +4,9 @@
 //   - grayscale files replicated to three channels;
 //   - CMYK/YCCK files read as Adobe-inverted CMYK (PIL's "CMYK;I") and converted with Pillow's
 //     formula  R = 255 - K' - C'(255 - K')/255  (with C' = 255 - stored C, and so on);
-//   - PNG: palette and gray expanded, 16-bit reduced to 8, alpha dropped without compositing.
+//   - PNG: palette and gray expanded, alpha dropped without compositing, 16-bit samples scaled to
+//     8 bits. (PIL opens a 16-bit gray PNG as mode "I" and its convert("RGB") clamps at 255, so
+//     such images come out nearly white there; we keep their contrast instead.)
 // A file that cannot be decoded throws DecodeError naming the file and the reason; the loader
 // catches it, reports the file once and skips it.
 #pragma once

@@ -60,21 +60,29 @@ AxisTaps axis_taps(int in_size, int out_size) {
 uint8_t resample_clip(int32_t acc) { return clamp_u8(acc >> kResampleBits); }
 
 // Horizontal pass over rows [row0, row0 + rows) of `in`, columns offset by `col0`.
-Image resample_rows(const Image& in, int row0, int rows, int col0, const AxisTaps& taps, int out_width) {
-  Image out(out_width, rows, in.channels);
-  const int C = in.channels;
-  for (int y = 0; y < rows; ++y) {
+template <int C>
+void resample_rows_of(const Image& in, int row0, int col0, const AxisTaps& taps, Image& out) {
+  for (int y = 0; y < out.height; ++y) {
     const uint8_t* src = in.row(row0 + y) + static_cast<size_t>(col0) * C;
     uint8_t* dst = out.row(y);
-    for (int x = 0; x < out_width; ++x) {
+    for (int x = 0; x < out.width; ++x) {
       const int32_t* k = &taps.weights[static_cast<size_t>(x) * taps.ksize];
       const uint8_t* s = src + static_cast<size_t>(taps.first[x]) * C;
-      for (int c = 0; c < C; ++c) {
-        int32_t acc = 1 << (kResampleBits - 1);
-        for (int j = 0; j < taps.count[x]; ++j) acc += s[j * C + c] * k[j];
-        dst[x * C + c] = resample_clip(acc);
-      }
+      int32_t acc[C];
+      for (int c = 0; c < C; ++c) acc[c] = 1 << (kResampleBits - 1);
+      for (int j = 0; j < taps.count[x]; ++j)
+        for (int c = 0; c < C; ++c) acc[c] += s[j * C + c] * k[j];
+      for (int c = 0; c < C; ++c) dst[x * C + c] = resample_clip(acc[c]);
     }
+  }
+}
+
+Image resample_rows(const Image& in, int row0, int rows, int col0, const AxisTaps& taps, int out_width) {
+  Image out(out_width, rows, in.channels);
+  switch (in.channels) {
+    case 1: resample_rows_of<1>(in, row0, col0, taps, out); break;
+    case 3: resample_rows_of<3>(in, row0, col0, taps, out); break;
+    default: ENGINE_THROW("resize: expected 1 or 3 channels, found {}", in.channels);
   }
   return out;
 }
@@ -114,23 +122,21 @@ void check_rgb(const Image& image, const char* op) {
 
 // Pillow's rgb2hsv_row and hsv2rgb, with their float/double mix kept as is, made fast by tables:
 // H depends only on which channel is the largest and on the two differences (max - other), S only
-// on (max - min, max), and the HSV -> RGB factors only on (H, S). Each table entry is computed by
+// on (max - min, max), and the HSV -> RGB factors on per-H and per-S values. Each entry is computed by
 // Pillow's own arithmetic, so the result is still bit-exact.
-double round_half_away(double x) {  // C round() for the non-negative values here, without libm
-  const double t = static_cast<double>(static_cast<int64_t>(x));
-  return x - t >= 0.5 ? t + 1 : t;
+int round_half_away(double x) {  // C round() for the non-negative values here, without libm or a branch
+  const int t = static_cast<int>(x);
+  return t + static_cast<int>(x - t >= 0.5);
 }
 
 struct HsvTables {
   uint8_t hue[3][256 * 256];  // [largest channel r/g/b][(max - first other) * 256 + (max - second other)]
   uint8_t saturation[256 * 256];  // [(max - min) * 256 + max]
-  struct Factors {
-    int sector;  // i % 6 of Pillow's hsv2rgb
-    double p, q, t;  // V multiplies these: p = round(V * (1 - s)), ...
-  };
-  std::vector<Factors> factors;  // [h * 256 + s], s > 0
+  // hsv2rgb's per-H sector i % 6 and fraction f, and per-S fs = S / 255, as Pillow computes them.
+  int sector[256];
+  float fraction[256], fs[256];
 
-  HsvTables() : factors(256 * 256) {
+  HsvTables() {
     for (int d1 = 0; d1 < 256; ++d1)
       for (int d2 = 0; d2 < 256; ++d2) {
         const int cr_int = std::max(d1, d2);
@@ -153,13 +159,12 @@ struct HsvTables {
           saturation[d1 * 256 + d2] = clamp_u8(static_cast<int>(s * 255.0));
         }
       }
-    for (int h = 0; h < 256; ++h)
-      for (int s = 1; s < 256; ++s) {
-        const int i = static_cast<int>(std::floor(static_cast<float>(h) * 6.0 / 255.0));
-        const float f = static_cast<float>(static_cast<float>(h) * 6.0 / 255.0 - static_cast<float>(i));
-        const float fs = static_cast<float>(static_cast<float>(s) / 255.0);
-        factors[h * 256 + s] = {i % 6, 1.0 - fs, 1.0 - fs * f, 1.0 - fs * (1.0 - f)};
-      }
+    for (int h = 0; h < 256; ++h) {
+      const int i = static_cast<int>(std::floor(static_cast<float>(h) * 6.0 / 255.0));
+      sector[h] = i % 6;
+      fraction[h] = static_cast<float>(static_cast<float>(h) * 6.0 / 255.0 - static_cast<float>(i));
+      fs[h] = static_cast<float>(static_cast<float>(h) / 255.0);
+    }
   }
 };
 
@@ -188,50 +193,58 @@ void hsv_to_rgb(const HsvTables& tables, const uint8_t* hsv, uint8_t* rgb) {
     rgb[0] = rgb[1] = rgb[2] = v;
     return;
   }
-  const HsvTables::Factors& k = tables.factors[h * 256 + s];
+  // Pillow: p = round(V (1 - fs)), q = round(V (1 - fs f)), t = round(V (1 - fs (1 - f))); fs f is a
+  // float product, the rest double. The sector then picks the order of (V, p, q, t), by table rather
+  // than by branch: colours in a photo change sector unpredictably.
+  static constexpr uint8_t kOrder[6][3] = {{0, 3, 1}, {2, 0, 1}, {1, 0, 3}, {1, 2, 0}, {3, 1, 0}, {0, 1, 2}};
+  const float f = tables.fraction[h], fs = tables.fs[s];
   const double fv = static_cast<float>(v);
-  const uint8_t p = clamp_u8(static_cast<int>(round_half_away(fv * k.p)));
-  const uint8_t q = clamp_u8(static_cast<int>(round_half_away(fv * k.q)));
-  const uint8_t t = clamp_u8(static_cast<int>(round_half_away(fv * k.t)));
-  switch (k.sector) {
-    case 0: rgb[0] = v, rgb[1] = t, rgb[2] = p; break;
-    case 1: rgb[0] = q, rgb[1] = v, rgb[2] = p; break;
-    case 2: rgb[0] = p, rgb[1] = v, rgb[2] = t; break;
-    case 3: rgb[0] = p, rgb[1] = q, rgb[2] = v; break;
-    case 4: rgb[0] = t, rgb[1] = p, rgb[2] = v; break;
-    default: rgb[0] = v, rgb[1] = p, rgb[2] = q; break;
-  }
+  const uint8_t values[4] = {v, clamp_u8(round_half_away(fv * (1.0 - fs))), clamp_u8(round_half_away(fv * (1.0 - fs * f))),
+                             clamp_u8(round_half_away(fv * (1.0 - fs * (1.0 - f))))};
+  const uint8_t* order = kOrder[tables.sector[h]];
+  rgb[0] = values[order[0]];
+  rgb[1] = values[order[1]];
+  rgb[2] = values[order[2]];
 }
 
 // One extended-box pass along a line (BoxBlur.c): out[x] = (ww * sum_{|d|<=l} in[x+d] +
 // fw * (in[x-l-1] + in[x+l+1]) + 2^23) >> 24, indices clamped to the line (edge replication).
-// Horizontal: each row is copied with l + 1 replicated pixels on each side and blurred per channel.
+uint8_t box_blur_value(uint32_t window, uint32_t far, const BoxBlurPass& pass) {
+  return static_cast<uint8_t>((window * pass.inner_weight + far * pass.edge_weight + (1u << 23)) >> 24);
+}
+
+// Horizontal: each row is copied with l + 1 replicated pixels on each side, then one sweep keeps a
+// running window per channel.
+template <int C>
 void box_blur_rows(Image& image, const BoxBlurPass& pass, std::vector<uint32_t>& padded) {
-  const int C = image.channels, n = image.width, l = pass.inner, pad = l + 1;
+  const int n = image.width, l = pass.inner, pad = l + 1;
   padded.resize(static_cast<size_t>(n + 2 * pad) * C);
   for (int y = 0; y < image.height; ++y) {
     uint8_t* row = image.row(y);
-    for (int i = 0; i < n + 2 * pad; ++i)
-      for (int c = 0; c < C; ++c) padded[i * C + c] = row[std::clamp(i - pad, 0, n - 1) * C + c];
-    for (int c = 0; c < C; ++c) {
-      const uint32_t* in = padded.data() + static_cast<size_t>(pad) * C + c;  // in[x * C] is pixel x
-      uint32_t window = 0;
-      for (int d = -l; d <= l; ++d) window += in[d * C];
-      for (int x = 0; x < n; ++x) {
-        const uint32_t far = in[(x - l - 1) * C] + in[(x + l + 1) * C];
-        row[x * C + c] = static_cast<uint8_t>((window * pass.inner_weight + far * pass.edge_weight + (1u << 23)) >> 24);
-        window += in[(x + l + 1) * C] - in[(x - l) * C];
+    for (int i = 0; i < pad; ++i)
+      for (int c = 0; c < C; ++c) {
+        padded[i * C + c] = row[c];
+        padded[(n + pad + i) * C + c] = row[(n - 1) * C + c];
       }
-    }
+    for (int i = 0; i < n * C; ++i) padded[pad * C + i] = row[i];
+    const uint32_t* in = padded.data() + static_cast<size_t>(pad) * C;  // in[x * C + c]: pixel x
+    uint32_t window[C] = {};
+    for (int d = -l; d <= l; ++d)
+      for (int c = 0; c < C; ++c) window[c] += in[d * C + c];
+    for (int x = 0; x < n; ++x)
+      for (int c = 0; c < C; ++c) {
+        const uint32_t entering = in[(x + l + 1) * C + c];
+        row[x * C + c] = box_blur_value(window[c], in[(x - l - 1) * C + c] + entering, pass);
+        window[c] += entering - in[(x - l) * C + c];
+      }
   }
 }
 
 // Vertical: the same sums kept for every column at once, sliding down the rows, so memory is read
-// row by row. Pillow transposes instead; the arithmetic is the same.
-void box_blur_columns(Image& image, const BoxBlurPass& pass, std::vector<uint32_t>& window) {
-  const int n = image.height, l = pass.inner;
-  const size_t width = image.row_bytes();
-  const Image in = image;
+// row by row (Pillow transposes instead; the arithmetic is the same). Reads `in`, writes `out`.
+void box_blur_columns(const Image& in, Image& out, const BoxBlurPass& pass, std::vector<uint32_t>& window) {
+  const int n = in.height, l = pass.inner;
+  const size_t width = in.row_bytes();
   auto row = [&](int y) { return in.row(std::clamp(y, 0, n - 1)); };
   window.assign(width, 0);
   for (int d = -l; d <= l; ++d) {
@@ -240,10 +253,9 @@ void box_blur_columns(Image& image, const BoxBlurPass& pass, std::vector<uint32_
   }
   for (int y = 0; y < n; ++y) {
     const uint8_t *above = row(y - l - 1), *below = row(y + l + 1), *leaving = row(y - l);
-    uint8_t* out = image.row(y);
+    uint8_t* dst = out.row(y);
     for (size_t i = 0; i < width; ++i) {
-      const uint32_t far = static_cast<uint32_t>(above[i]) + below[i];
-      out[i] = static_cast<uint8_t>((window[i] * pass.inner_weight + far * pass.edge_weight + (1u << 23)) >> 24);
+      dst[i] = box_blur_value(window[i], static_cast<uint32_t>(above[i]) + below[i], pass);
       window[i] += static_cast<uint32_t>(below[i]) - leaving[i];
     }
   }
@@ -422,8 +434,16 @@ void gaussian_blur(Image& image, float sigma) {
   const BoxBlurPass pass = box_blur_pass(sigma);
   if (pass.radius == 0) return;
   std::vector<uint32_t> scratch;
-  for (int p = 0; p < 3; ++p) box_blur_rows(image, pass, scratch);  // horizontal passes first, each rounding
-  for (int p = 0; p < 3; ++p) box_blur_columns(image, pass, scratch);
+  for (int p = 0; p < 3; ++p) {  // horizontal passes first, each rounding to uint8
+    if (image.channels == 3) box_blur_rows<3>(image, pass, scratch);
+    else if (image.channels == 1) box_blur_rows<1>(image, pass, scratch);
+    else ENGINE_THROW("gaussian_blur: expected 1 or 3 channels, found {}", image.channels);
+  }
+  Image other(image.width, image.height, image.channels);
+  for (int p = 0; p < 3; ++p) {  // then vertical, ping-ponging between two buffers
+    box_blur_columns(image, other, pass, scratch);
+    std::swap(image.pixels, other.pixels);
+  }
 }
 
 void horizontal_flip(Image& image) {
@@ -439,11 +459,17 @@ void horizontal_flip(Image& image) {
 
 void to_normalized_chw(const Image& image, const Normalization& norm, float* out) {
   check_rgb(image, "to_normalized_chw");
+  // Each output is a function of (channel, byte): tabulate torchvision's float32 arithmetic once.
+  float table[3][256];
+  for (int c = 0; c < 3; ++c)
+    for (int x = 0; x < 256; ++x) table[c][x] = (static_cast<float>(x) / 255.0f - norm.mean[c]) / norm.std[c];
   const size_t plane = static_cast<size_t>(image.width) * image.height;
-  for (int c = 0; c < 3; ++c) {
-    float* dst = out + c * plane;
-    const float mean = norm.mean[c], std = norm.std[c];
-    for (size_t p = 0; p < plane; ++p) dst[p] = (static_cast<float>(image.pixels[p * 3 + c]) / 255.0f - mean) / std;
+  const uint8_t* px = image.pixels.data();
+  float *r = out, *g = out + plane, *b = out + 2 * plane;
+  for (size_t p = 0; p < plane; ++p) {
+    r[p] = table[0][px[3 * p]];
+    g[p] = table[1][px[3 * p + 1]];
+    b[p] = table[2][px[3 * p + 2]];
   }
 }
 
