@@ -58,6 +58,7 @@ Loader::Loader(std::shared_ptr<const ImageFolder> dataset, AugmentConfig augment
   ENGINE_CHECK(options_.world_size >= 1 && options_.rank >= 0 && options_.rank < options_.world_size,
                "Loader: rank {} is not in [0, world size {})", options_.rank, options_.world_size);
   ENGINE_CHECK(augment_.size >= 1, "Loader: image size must be positive, found {}", augment_.size);
+  if (options_.device.is_cuda()) require_cuda_device(options_.device, "Loader");
   const size_t n = static_cast<size_t>(dataset_->size()), world = static_cast<size_t>(options_.world_size);
   order_size_ = (n + world - 1) / world;
   ENGINE_CHECK(batches_per_epoch() >= 1,

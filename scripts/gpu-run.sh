@@ -42,7 +42,7 @@ tail -50 "$OUT/build-full.log" > "$OUT/build.log"
 if [ $rc -ne 0 ]; then tail -50 "$OUT/build.log"; exit $rc; fi
 ctest --test-dir $BUILD_DIR --output-on-failure -j 8 2>&1 | tee "$OUT/ctest.log" | tail -30
 # Out-of-bounds and race checks of every CUDA case, once.
-for suite in test_engine test_ops test_layers; do
+for suite in test_engine test_ops test_layers test_data; do
   compute-sanitizer --tool memcheck --error-exitcode 1 $BUILD_DIR/tests/$suite --gtest_filter='*Cuda*' 2>&1 | tail -5
 done | tee "$OUT/sanitizer.log"
 $BUILD_DIR/tools/moco version 2>&1 | tee -a "$OUT/device.txt"
@@ -54,4 +54,6 @@ $BUILD_DIR/tools/moco demo --device cuda 2>&1 | tee "$OUT/demo.log" | tail -3
   echo; echo "== PyTorch baseline: ResNet ops =="
   LD_LIBRARY_PATH=$ORIGINAL_LD python3 bench/torch_ref/bench_resnet_ops.py --device cuda
 } 2>&1 | tee "$OUT/bench.log"
+# The data loader next to torchvision's DataLoader on the same JPEGs (photo-sized synthetic images).
+bash bench/data/run_loader_bench.sh /tmp/bench_loader_images "1,4,8,16" $BUILD_DIR 2>&1 | tee "$OUT/bench_loader.log"
 grep -E "tests passed|tests failed" "$OUT/ctest.log"

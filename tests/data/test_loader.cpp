@@ -9,6 +9,7 @@
 #include "data/codec.h"
 #include "data/loader.h"
 #include "temp_dataset.h"
+#include "tests/common/test_helpers.h"
 
 namespace engine::data {
 namespace {
@@ -181,6 +182,42 @@ TEST(FastDecode, PicksAReducedDecodeOnlyWhenCropsAllowAndStaysClose) {
   EXPECT_LT(diff / exact.size(), 0.1);           // ...by a few levels (0.1 is about 6/255 after normalisation)
   // A crop that must be upsampled keeps the full decode.
   EXPECT_EQ(fast_decode_reduction(mocov2_augment(224), 320, 240, a.views), 1);
+}
+
+TEST_F(LoaderTest, CudaBatchesEqualCpuBatchesAcrossSlotReuse) {
+  SKIP_WITHOUT_CUDA();
+  // Three epochs through a 2-slot ring: every slot is rewritten after its asynchronous copy, so a
+  // missing fence would show up as a batch holding the next batch's pixels.
+  LoaderOptions cpu = small_options(2, 4), gpu = small_options(2, 4);
+  cpu.prefetch = gpu.prefetch = 2;
+  gpu.device = Device::cuda(0);
+  Loader a(dataset_, mocov2_augment(24), cpu), b(dataset_, mocov2_augment(24), gpu);
+  for (int64_t epoch : {0, 1, 2}) {
+    a.start_epoch(epoch);
+    b.start_epoch(epoch);
+    std::vector<Batch> held;  // keep the GPU batches alive while the loader refills the slots
+    while (auto expected = a.next()) {
+      auto got = b.next();
+      ASSERT_TRUE(got.has_value());
+      EXPECT_TRUE(got->views[0].device().is_cuda());
+      for (size_t v = 0; v < 2; ++v) EXPECT_EQ(got->views[v].to_vector<float>(), expected->views[v].to_vector<float>());
+      EXPECT_EQ(got->labels.to_vector<int64_t>(), expected->labels.to_vector<int64_t>());
+      held.push_back(std::move(*got));
+    }
+    EXPECT_FALSE(b.next().has_value());
+  }
+}
+
+TEST_F(LoaderTest, ACudaLoaderWithoutAGpuIsAClearError) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "this machine has a GPU";
+  LoaderOptions options = small_options(1, 4);
+  options.device = Device::cuda(0);
+  try {
+    Loader loader(dataset_, eval_transform(16), options);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("Loader"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(LoaderTest, RefusesADatasetSmallerThanOneBatch) {
