@@ -192,7 +192,7 @@ struct Texture {
   Kind kind = Kind::Flat;
   Rgb first{}, second{};
   float cos = 1, sin = 0;  // direction of stripes, checks and gradient
-  float period = 8;        // pixels: stripe or check width, noise cell, gradient length
+  float period = 8;        // pixels: stripe period, check width, noise cell; a gradient repeats every 2 pi periods
   float offset = 0;        // phase, so two textures of one kind do not line up
   uint32_t salt = 0;
 
@@ -209,7 +209,7 @@ struct Texture {
       }
       case Kind::Noise:
         return mix(first, second, value_noise(x, y, period, salt));
-      case Kind::Gradient:
+      case Kind::Gradient:  // a smooth wave, so it never shows a hard edge inside the shape
         return mix(first, second, 0.5f + 0.5f * std::sin(u));
     }
     return first;
@@ -587,15 +587,15 @@ bool is_earlier_synth_output(const fs::path& out) {
   return readme && std::getline(readme, first_line) && first_line == kReadmeFirstLine;
 }
 
-// Refuses to mix a new dataset into an old one; with `force`, clears an earlier synth output.
+// Writes only into a new or empty folder, so a dataset is never mixed into other files (say, into
+// the train/ folder of another dataset); with `force`, clears an earlier synth output first.
 void prepare_output_folder(const fs::path& out, bool force) {
-  const bool occupied = fs::exists(out / "train") || fs::exists(out / "val") || fs::exists(out / "masks");
-  if (occupied) {
-    ENGINE_CHECK(force, "synth: '{}' already holds a dataset (train/, val/ or masks/); pass --force to replace an earlier "
-                 "`moco synth` output, or choose another folder", out.string());
+  if (fs::exists(out) && !fs::is_empty(out)) {
+    ENGINE_CHECK(force, "synth: '{}' exists and is not empty; choose a new folder, or pass --force to replace an earlier "
+                 "`moco synth` output there", out.string());
     ENGINE_CHECK(is_earlier_synth_output(out),
-                 "synth: '{}' holds train/, val/ or masks/ but no README.txt written by `moco synth`, so --force will not "
-                 "delete it; delete it yourself or choose another folder", out.string());
+                 "synth: '{}' is not empty and has no README.txt written by `moco synth`, so --force will not touch it; "
+                 "choose a new folder, or empty this one yourself", out.string());
     for (const char* sub : {"train", "val", "masks"}) fs::remove_all(out / sub);
   }
   fs::create_directories(out);

@@ -35,7 +35,7 @@ struct SynthOptions {
   int size = 96;  // image side in pixels
   uint64_t seed = 0;
   int threads = 0;     // 0: std::thread::hardware_concurrency()
-  bool force = false;  // replace the output of an earlier `moco synth` in the same folder
+  bool force = false;  // replace an earlier `moco synth` output in the same folder
 };
 
 inline constexpr int kSynthTrain = 0;  // the `split` argument of render_synth_sample
@@ -59,9 +59,9 @@ SynthSample render_synth_sample(const SynthOptions& options, int class_index, in
 Image synth_foreground_mask(const Image& parts);
 
 // Writes the whole dataset under `out` (layout above) with `options.threads` workers and prints a
-// one-line summary with the time taken. Refuses a folder that already holds train/, val/ or masks/,
-// unless options.force is set and the folder is an earlier `moco synth` output (its README.txt says
-// so), whose train/, val/ and masks/ are then deleted first, so no stale image survives.
+// one-line summary with the time taken. `out` must be new or empty, unless options.force is set and
+// it is an earlier `moco synth` output (its README.txt says so), whose train/, val/ and masks/ are
+// then deleted first, so no stale image survives.
 void write_synth_dataset(const std::string& out, const SynthOptions& options);
 
 }  // namespace engine::data

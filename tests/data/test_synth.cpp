@@ -203,10 +203,12 @@ TEST(Synth, RefusesAnExistingDatasetUnlessForcedAndReplacesItWhenForced) {
   EXPECT_TRUE(fs::exists(out / "train" / name / (name + "_00002.jpg")));
 }
 
-TEST(Synth, ForceLeavesAFolderItDidNotWriteAlone) {
+// Not even into the train/ folder of another dataset, whose class folders it would join.
+TEST(Synth, WritesOnlyIntoANewOrEmptyFolderAndForceLeavesOthersAlone) {
   TempDir dir("synth_foreign");
-  fs::create_directories(dir.path() / "train" / "cats");
+  fs::create_directories(dir.path() / "cats");
   SynthOptions o = tiny_dataset_options();
+  EXPECT_THROW(write_synth_dataset(dir.path().string(), o), Error);
   o.force = true;
   try {
     write_synth_dataset(dir.path().string(), o);
@@ -214,7 +216,11 @@ TEST(Synth, ForceLeavesAFolderItDidNotWriteAlone) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("no README.txt written by `moco synth`"), std::string::npos) << e.what();
   }
-  EXPECT_TRUE(fs::exists(dir.path() / "train" / "cats"));
+  EXPECT_TRUE(fs::exists(dir.path() / "cats"));
+  EXPECT_FALSE(fs::exists(dir.path() / "train"));
+  fs::create_directories(dir.path() / "empty");
+  write_synth_dataset((dir.path() / "empty").string(), tiny_dataset_options());
+  EXPECT_TRUE(fs::exists(dir.path() / "empty" / "README.txt"));
 }
 
 TEST(Synth, RefusesClassCountsWithoutTemplates) {
