@@ -230,8 +230,9 @@ std::optional<Batch> Loader::next() {
   const size_t slot_index = static_cast<size_t>(g % options_.prefetch);
   Slot& slot = *shared_->slots[slot_index];
   ENGINE_CHECK(!(slot.leased && slot.batch != g),
-               "Loader::next: all {} batch slots are held by batches still referenced by the caller; drop or clone "
-               "old batches before asking for more (or raise prefetch)", options_.prefetch);
+               "Loader::next: batch {} needs the slot still held by batches the caller references from {} batches "
+               "earlier; the loader keeps {} batches in flight, so hold at most {} at once: drop or clone older "
+               "batches (or raise prefetch)", taken_, options_.prefetch, options_.prefetch, options_.prefetch - 1);
   shared_->batch_ready.wait(lock, [&] { return error_ || (slot.batch == g && slot.filled == slot.size); });
   if (error_) std::rethrow_exception(error_);
 
