@@ -5,6 +5,8 @@
 #include <turbojpeg.h>
 
 #include <cerrno>
+#include <csetjmp>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -37,9 +39,16 @@ struct TjHandle {
   TjHandle(const TjHandle&) = delete;
   TjHandle& operator=(const TjHandle&) = delete;
 };
+// A call that stops on an error or warning can leave the decompressor mid-file, and the next file
+// on the thread would then fail ("two SOI markers"): such a handle is dropped and made afresh.
+std::unique_ptr<TjHandle>& decompressor_slot() {
+  thread_local std::unique_ptr<TjHandle> h;
+  return h;
+}
 tjhandle decompressor() {
-  thread_local TjHandle h(false);
-  return h.handle;
+  std::unique_ptr<TjHandle>& h = decompressor_slot();
+  if (!h) h = std::make_unique<TjHandle>(false);
+  return h->handle;
 }
 tjhandle compressor() {
   thread_local TjHandle h(true);
@@ -50,24 +59,40 @@ struct JpegInfo {
   int width, height, colorspace;
 };
 
-JpegInfo jpeg_header(std::span<const uint8_t> bytes, const std::string& name) {
-  JpegInfo info{};
-  int subsamp = 0;
-  if (tjDecompressHeader3(decompressor(), bytes.data(), bytes.size(), &info.width, &info.height, &subsamp,
-                          &info.colorspace) != 0)
-    throw DecodeError(fmt::format("{}: not a decodable JPEG: {}", name, tjGetErrorStr2(decompressor())));
-  return info;
-}
-
 // TurboJPEG reports recoverable oddities (extraneous bytes before a marker) as warnings and still
-// writes the pixels; PIL decodes such files too. A file that ends early is different: libjpeg pads
-// it with gray and warns "Premature end of JPEG file", where PIL refuses it as truncated.
-void check_decompress(int status, const std::string& name) {
+// does its work; PIL decodes such files too. A file that ends early is different: libjpeg pads it
+// with gray and warns "Premature end of JPEG file", where PIL refuses it as truncated.
+void check_turbojpeg(int status, const std::string& name) {
   if (status == 0) return;
   tjhandle h = decompressor();
   const std::string message = tjGetErrorStr2(h);
-  if (tjGetErrorCode(h) == TJERR_WARNING && message.find("Premature end") == std::string::npos) return;
+  const bool warning = tjGetErrorCode(h) == TJERR_WARNING;
+  decompressor_slot().reset();
+  if (warning && message.find("Premature end") == std::string::npos) return;
   throw DecodeError(fmt::format("{}: not a decodable JPEG: {}", name, message));
+}
+
+// PIL's decompression-bomb limit (twice Image.MAX_IMAGE_PIXELS, where it stops warning and refuses):
+// a damaged size field must not make a worker allocate gigabytes.
+constexpr int64_t kMaxPixels = 2 * (int64_t{1024} * 1024 * 1024 / 4 / 3);
+
+void check_dimensions(int64_t width, int64_t height, const std::string& name) {
+  if (width <= 0 || height <= 0)
+    throw DecodeError(fmt::format("{}: the header gives an empty image ({}x{})", name, width, height));
+  if (width * height > kMaxPixels)
+    throw DecodeError(fmt::format("{}: {}x{} pixels exceeds the limit of {} (PIL's decompression-bomb limit); "
+                                  "the header is damaged or the image is too large to train on", name, width,
+                                  height, kMaxPixels));
+}
+
+JpegInfo jpeg_header(std::span<const uint8_t> bytes, const std::string& name) {
+  JpegInfo info{};
+  int subsamp = 0;
+  check_turbojpeg(tjDecompressHeader3(decompressor(), bytes.data(), bytes.size(), &info.width, &info.height, &subsamp,
+                                      &info.colorspace),
+                  name);
+  check_dimensions(info.width, info.height, name);
+  return info;
 }
 
 int scaled(int size, int reduce) { return (size + reduce - 1) / reduce; }
@@ -87,13 +112,13 @@ Image decode_jpeg(std::span<const uint8_t> bytes, const std::string& name, int r
   const bool cmyk = info.colorspace == TJCS_CMYK || info.colorspace == TJCS_YCCK;
   Image out(w, h, 3);
   if (!cmyk) {
-    check_decompress(tjDecompress2(decompressor(), bytes.data(), bytes.size(), out.pixels.data(), w, 0, h, TJPF_RGB,
+    check_turbojpeg(tjDecompress2(decompressor(), bytes.data(), bytes.size(), out.pixels.data(), w, 0, h, TJPF_RGB,
                                    TJFLAG_ACCURATEDCT),
                      name);
     return out;
   }
   std::vector<uint8_t> raw(static_cast<size_t>(w) * h * 4);
-  check_decompress(tjDecompress2(decompressor(), bytes.data(), bytes.size(), raw.data(), w, 0, h, TJPF_CMYK,
+  check_turbojpeg(tjDecompress2(decompressor(), bytes.data(), bytes.size(), raw.data(), w, 0, h, TJPF_CMYK,
                                  TJFLAG_ACCURATEDCT),
                    name);
   for (size_t p = 0; p < static_cast<size_t>(w) * h; ++p)
@@ -101,35 +126,98 @@ Image decode_jpeg(std::span<const uint8_t> bytes, const std::string& name, int r
   return out;
 }
 
-struct PngReader {
-  png_image image;
-  PngReader() {
-    std::memset(&image, 0, sizeof(image));
-    image.version = PNG_IMAGE_VERSION;
-  }
-  ~PngReader() { png_image_free(&image); }
+// PNG through libpng's low-level reader, configured to give what PIL's convert("RGB") gives:
+// palette and low-bit gray expanded, 16-bit samples reduced to their high byte, gray replicated,
+// alpha (and tRNS transparency) dropped without compositing, and the gAMA chunk ignored. (libpng's
+// simplified reader would composite, and would gamma-convert 16-bit and gAMA files where PIL does
+// not.) A 16-bit gray PNG is where we part from PIL on purpose: PIL opens it as mode "I" and its
+// convert clamps values above 255, turning most such images white; we keep the high byte.
+//
+// libpng reports errors by longjmp, so the two calls that can fail run in small functions holding
+// no C++ object with a destructor, and PngDecoder::Libpng frees libpng's state.
+struct PngSource {
+  const uint8_t* data;
+  size_t size, pos;
+  char message[200];
 };
 
-ImageHeader png_header(std::span<const uint8_t> bytes, const std::string& name, PngReader& reader) {
-  if (!png_image_begin_read_from_memory(&reader.image, bytes.data(), bytes.size()))
-    throw DecodeError(fmt::format("{}: not a decodable PNG: {}", name, reader.image.message));
-  return {static_cast<int>(reader.image.width), static_cast<int>(reader.image.height), false};
+void png_read_from_memory(png_structp png, png_bytep out, size_t n) {
+  auto* src = static_cast<PngSource*>(png_get_io_ptr(png));
+  if (n > src->size - src->pos) png_error(png, "the file ends early (truncated)");
+  std::memcpy(out, src->data + src->pos, n);
+  src->pos += n;
 }
 
-// libpng's simplified reader composites onto black when asked for RGB; PIL's convert("RGB") just
-// drops the alpha channel, so read RGBA and drop it.
-Image decode_png(std::span<const uint8_t> bytes, const std::string& name) {
-  PngReader reader;
-  const ImageHeader header = png_header(bytes, name, reader);
-  reader.image.format = PNG_FORMAT_RGBA;
-  std::vector<uint8_t> rgba(PNG_IMAGE_SIZE(reader.image));
-  if (!png_image_finish_read(&reader.image, nullptr, rgba.data(), 0, nullptr))
-    throw DecodeError(fmt::format("{}: not a decodable PNG: {}", name, reader.image.message));
-  Image out(header.width, header.height, 3);
-  for (size_t p = 0; p < static_cast<size_t>(header.width) * header.height; ++p)
-    std::memcpy(&out.pixels[p * 3], &rgba[p * 4], 3);
-  return out;
+[[noreturn]] void png_fail(png_structp png, png_const_charp message) {
+  auto* src = static_cast<PngSource*>(png_get_error_ptr(png));
+  std::snprintf(src->message, sizeof(src->message), "%s", message);
+  png_longjmp(png, 1);
 }
+
+void png_ignore_warning(png_structp, png_const_charp) {}
+
+bool png_read_header(png_structp png, png_infop info, png_uint_32* width, png_uint_32* height) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_read_info(png, info);
+  *width = png_get_image_width(png, info);
+  *height = png_get_image_height(png, info);
+  return true;
+}
+
+bool png_read_rgb(png_structp png, png_infop info, png_bytepp rows) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_set_expand(png);
+  png_set_strip_16(png);
+  png_set_strip_alpha(png);
+  png_set_gray_to_rgb(png);
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  if (png_get_rowbytes(png, info) != 3 * png_get_image_width(png, info)) png_error(png, "unexpected row layout");
+  png_read_image(png, rows);
+  return true;
+}
+
+class PngDecoder {
+ public:
+  PngDecoder(std::span<const uint8_t> bytes, const std::string& name) : name_(name) {
+    source_ = {bytes.data(), bytes.size(), 0, "libpng could not start"};
+    libpng_.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &source_, png_fail, png_ignore_warning);
+    if (libpng_.png) libpng_.info = png_create_info_struct(libpng_.png);
+    if (!libpng_.png || !libpng_.info) fail();
+    png_set_read_fn(libpng_.png, &source_, png_read_from_memory);
+    png_uint_32 w = 0, h = 0;
+    if (!png_read_header(libpng_.png, libpng_.info, &w, &h)) fail();
+    check_dimensions(w, h, name_);
+    header_ = {static_cast<int>(w), static_cast<int>(h), false};
+  }
+
+  const ImageHeader& header() const { return header_; }
+  Image decode() {
+    Image out(header_.width, header_.height, 3);
+    std::vector<png_bytep> rows(static_cast<size_t>(header_.height));
+    for (int y = 0; y < header_.height; ++y) rows[y] = out.row(y);
+    if (!png_read_rgb(libpng_.png, libpng_.info, rows.data())) fail();
+    return out;
+  }
+
+ private:
+  [[noreturn]] void fail() const { throw DecodeError(fmt::format("{}: not a decodable PNG: {}", name_, source_.message)); }
+
+  // libpng's state, freed even when the constructor throws (members are destroyed then).
+  struct Libpng {
+    png_structp png = nullptr;
+    png_infop info = nullptr;
+    Libpng() = default;
+    Libpng(const Libpng&) = delete;
+    Libpng& operator=(const Libpng&) = delete;
+    ~Libpng() { png_destroy_read_struct(&png, &info, nullptr); }
+  };
+
+  std::string name_;
+  PngSource source_;
+  Libpng libpng_;
+  ImageHeader header_;
+};
 
 }  // namespace
 
@@ -138,10 +226,7 @@ ImageHeader read_image_header(std::span<const uint8_t> bytes, const std::string&
     const JpegInfo info = jpeg_header(bytes, name);
     return {info.width, info.height, true};
   }
-  if (looks_like_png(bytes)) {
-    PngReader reader;
-    return png_header(bytes, name, reader);
-  }
+  if (looks_like_png(bytes)) return PngDecoder(bytes, name).header();
   throw DecodeError(fmt::format("{}: not an image: {}", name, what_it_looks_like(bytes)));
 }
 
@@ -149,7 +234,7 @@ Image decode_image(std::span<const uint8_t> bytes, const std::string& name, int 
   ENGINE_CHECK(reduce == 1 || reduce == 2 || reduce == 4 || reduce == 8,
                "decode_image: reduce must be 1, 2, 4 or 8, found {}", reduce);
   if (looks_like_jpeg(bytes)) return decode_jpeg(bytes, name, reduce);
-  if (looks_like_png(bytes)) return decode_png(bytes, name);
+  if (looks_like_png(bytes)) return PngDecoder(bytes, name).decode();
   throw DecodeError(fmt::format("{}: not an image: {}", name, what_it_looks_like(bytes)));
 }
 

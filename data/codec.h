@@ -4,9 +4,12 @@
 //   - grayscale files replicated to three channels;
 //   - CMYK/YCCK files read as Adobe-inverted CMYK (PIL's "CMYK;I") and converted with Pillow's
 //     formula  R = 255 - K' - C'(255 - K')/255  (with C' = 255 - stored C, and so on);
-//   - PNG: palette and gray expanded, alpha dropped without compositing, 16-bit samples scaled to
-//     8 bits. (PIL opens a 16-bit gray PNG as mode "I" and its convert("RGB") clamps at 255, so
-//     such images come out nearly white there; we keep their contrast instead.)
+//   - PNG: palette and gray expanded, alpha dropped without compositing, gamma ignored, 16-bit
+//     samples reduced to their high byte, as PIL does for RGB. (PIL opens a 16-bit gray PNG as mode
+//     "I" and its convert("RGB") clamps at 255, so such images come out nearly white there; we keep
+//     the high byte instead.)
+//   - images over PIL's decompression-bomb limit (about 358 million pixels) are refused, so a
+//     damaged size field cannot make a worker allocate gigabytes.
 // A file that cannot be decoded throws DecodeError naming the file and the reason; the loader
 // catches it, reports the file once and skips it.
 #pragma once

@@ -39,6 +39,11 @@ struct Loader::Slot {
   Slot(const Slot&) = delete;
   Slot& operator=(const Slot&) = delete;
   ~Slot() {
+    try {
+      fence.wait();  // never free memory an asynchronous copy may still read
+    } catch (const std::exception& e) {
+      ENGINE_WARN("Loader: waiting for a copy to the GPU failed while shutting down: {}", e.what());
+    }
     if (views.data) pinned_free(views);
   }
 };
@@ -125,7 +130,9 @@ void Loader::start_epoch(int64_t epoch) {
       slot->batch = -1;
     }
   }
-  if (epoch_ >= 0) batch_base_ += batches_per_epoch();
+  // Batches keep counting across epochs, so the ring rotation goes on where it stopped (an epoch
+  // cut short included) and a batch the caller still holds keeps its slot.
+  batch_base_ += taken_;
   epoch_ = epoch;
   order_ = std::move(order);
   next_unit_ = 0;
@@ -156,17 +163,19 @@ void Loader::worker_loop() {
     const int64_t unit = next_unit_++;
     const int64_t b = unit / options_.batch_size, g = batch_base_ + b;
     Slot& slot = *shared_->slots[static_cast<size_t>(g % options_.prefetch)];
-    if (slot.batch != g) {
-      // First sample of this batch: claim the slot, after the GPU copy of its last batch has run.
-      slot.fence.wait();
+    if (slot.batch != g) {  // first sample of this batch: claim the slot
       slot.batch = g;
       slot.free = false;
       slot.size = std::min<int64_t>(options_.batch_size, units_ - b * options_.batch_size);
       slot.filled = slot.skipped = 0;
     }
     ++busy_;
+    // The GPU copy of the slot's previous batch must have run before the slot is written. Waited
+    // on outside the lock: it can last as long as the training step queued before it.
+    const StreamFence fence = slot.fence;
     lock.unlock();
     try {
+      fence.wait();
       produce(unit, slot);
     } catch (...) {
       lock.lock();

@@ -5,7 +5,9 @@
 // out one sample at a time, so the threads share every batch and a batch is ready as soon as
 // possible. On a CUDA device each batch is copied to the GPU asynchronously on the engine stream;
 // a StreamFence keeps the slot from being rewritten before its copy has run. On the CPU the batch
-// tensors alias the slot (no copy), and the slot is reused when the last of them is dropped.
+// tensors alias the slot (no copy), and the slot is reused when the last of them is dropped: batch
+// g uses slot g % prefetch, so a CPU batch must be dropped (or cloned) before prefetch - 1 more
+// calls to next(). Holding it longer is a clear error from next(), never a deadlock.
 //
 // Order and randomness (what makes runs reproducible whatever the thread count):
 //   - the epoch order is engine::randperm over the dataset with Generator(seed, stream
@@ -100,7 +102,7 @@ class Loader {
   // Guarded by shared_->mutex:
   std::vector<int64_t> order_;     // this rank's dataset indices for the current epoch
   int64_t epoch_ = -1;
-  int64_t batch_base_ = 0;         // global number of the epoch's first batch (slots rotate across epochs)
+  int64_t batch_base_ = 0;         // global number of the epoch's first batch (batch g uses slot g % prefetch)
   int64_t next_unit_ = 0;          // next sample (batch * B + position) to hand to a worker
   int64_t units_ = 0;              // samples in the epoch's batches
   int64_t taken_ = 0;              // batches handed to the caller this epoch

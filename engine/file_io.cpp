@@ -36,8 +36,11 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
     ::unlink(tmp.c_str());
     ENGINE_THROW("flushing '{}' to the disk failed: {}", tmp, std::strerror(sync_err));
   }
-  ENGINE_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '{}' to '{}': {}", tmp, path,
-               std::strerror(errno));
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    ENGINE_THROW("cannot rename '{}' to '{}': {}", tmp, path, std::strerror(err));
+  }
 }
 
 }  // namespace engine

@@ -23,6 +23,9 @@ struct BatchArgs {
   bool no_augment = false, no_shuffle = false, fast_decode = false;
 };
 
+// Folder and file names need not be UTF-8; JSON must be, so bytes that are not become U+FFFD.
+std::string utf8_json(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
 void run_batch(const BatchArgs& a) {
   namespace data = engine::data;
   auto dataset = std::make_shared<data::ImageFolder>(data::resolve_split(a.data, a.split));
@@ -52,8 +55,8 @@ void run_batch(const BatchArgs& a) {
                               : "normalised: (x / 255 - mean) / std, ImageNet mean and std"},
       {"augmentation", a.no_augment ? "none" : "mocov2 (aug-plus)"},
       {"root", dataset->root()},
-      {"classes", nlohmann::json(dataset->classes()).dump()},
-      {"paths", paths.dump()},
+      {"classes", utf8_json(nlohmann::json(dataset->classes()))},
+      {"paths", utf8_json(paths)},
       {"seed", std::to_string(a.seed)},
       {"epoch", std::to_string(a.epoch)},
       {"fast_decode", a.fast_decode ? "true" : "false"},

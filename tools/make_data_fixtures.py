@@ -48,6 +48,7 @@ import math
 import os
 import struct
 import sys
+import zlib
 
 import numpy as np
 import PIL
@@ -169,7 +170,25 @@ def write_images(folder, src_pil):
     gray16 = (np.array(src_pil.convert("L")).astype(np.uint32) * 257).astype(np.uint16)
     save("gray16.png", Image.fromarray(gray16, "I;16"), format="PNG")
     save("big.jpg", src_pil.resize((320, 240), Image.BILINEAR), format="JPEG", quality=90)
+    path = os.path.join(folder, "rgb16_gamma.png")
+    with open(path, "wb") as f:
+        f.write(rgb16_png_with_gamma(np.array(src_pil)))
+    files["rgb16_gamma.png"] = path
     return files
+
+
+def rgb16_png_with_gamma(rgb8):
+    """A 16-bit RGB PNG with a gAMA chunk of 1.0, built chunk by chunk (PIL cannot write 16-bit RGB):
+    PIL reads the high byte of each sample and ignores gAMA, which a gamma-converting reader would not."""
+    height, width, _ = rgb8.shape
+    samples = rgb8.astype(np.uint16) * 256 + np.uint16(0x5A)  # low byte must not matter
+    raw = b"".join(b"\x00" + samples[y].astype(">u2").tobytes() for y in range(height))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)) +
+            chunk(b"gAMA", struct.pack(">I", 100000)) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 
 def decoded(path):
@@ -215,7 +234,7 @@ def references(src_pil, files):
     src = np.array(src_pil)
     out = {"src": src}
     for name in ["baseline.jpg", "progressive.jpg", "q444.jpg", "gray.jpg", "cmyk.jpg", "rgba.png", "gray16.png",
-                 "big.jpg"]:
+                 "big.jpg", "rgb16_gamma.png"]:
         stem, ext = name.rsplit(".", 1)
         out[f"decoded_{stem}" + ("_png" if ext == "png" else "")] = decoded(files[name])
     for reduce in (2, 4, 8):

@@ -87,6 +87,38 @@ TEST(Decode, RefusesFilesThatAreNotImagesNamingThem) {
   EXPECT_THROW(decode_image(garbled, "garbled.jpg"), DecodeError);
 }
 
+TEST(Decode, SixteenBitPngWithGammaGivesPilsHighBytes) {
+  // libpng's simplified reader would gamma-convert this file (gAMA 1.0); PIL ignores gamma.
+  EXPECT_EQ(max_abs_diff(read_image(data_fixture_path("rgb16_gamma.png")), reference_image("decoded_rgb16_gamma_png")),
+            0);
+}
+
+// Offset of the first occurrence of marker 0xFF `code` in a JPEG.
+size_t marker_offset(const std::vector<uint8_t>& jpeg, uint8_t code) {
+  for (size_t i = 2; i + 1 < jpeg.size(); ++i)
+    if (jpeg[i] == 0xFF && jpeg[i + 1] == code) return i;
+  return 0;
+}
+
+TEST(Decode, AHugeSizeInADamagedHeaderIsRefusedBeforeAllocating) {
+  std::vector<uint8_t> jpeg = read_file_bytes(data_fixture_path("baseline.jpg"));
+  const size_t sof = marker_offset(jpeg, 0xC0);
+  ASSERT_GT(sof, 0u);
+  for (size_t i : {sof + 5, sof + 7}) jpeg[i] = 0x9C, jpeg[i + 1] = 0x40;  // height and width 40000
+  expect_refused(jpeg, "exceeds the limit");
+}
+
+TEST(Decode, ExtraneousBytesBeforeAMarkerAreToleratedAsByPil) {
+  const std::vector<uint8_t> jpeg = read_file_bytes(data_fixture_path("baseline.jpg"));
+  std::vector<uint8_t> odd = jpeg;
+  const size_t dht = marker_offset(odd, 0xC4);
+  ASSERT_GT(dht, 0u);
+  odd.insert(odd.begin() + static_cast<ptrdiff_t>(dht), {0x00, 0x11, 0x22});  // libjpeg warns, PIL decodes
+  EXPECT_EQ(max_abs_diff(decode_image(odd, "odd.jpg"), decode_image(jpeg, "baseline.jpg")), 0);
+  // The warning must not leave the thread's decoder in a state that fails the next file.
+  EXPECT_EQ(read_image_header(jpeg, "baseline.jpg").width, 61);
+}
+
 TEST(Decode, APngNamedJpegDecodesByContentAsPilDoes) {
   const std::vector<uint8_t> png = read_file_bytes(data_fixture_path("rgba.png"));
   EXPECT_EQ(max_abs_diff(decode_image(png, "photo.JPEG"), reference_image("decoded_rgba_png")), 0);
