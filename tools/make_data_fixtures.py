@@ -43,7 +43,6 @@ CMYK to RGB; these are not stored.
 """
 import argparse
 import io
-import json
 import math
 import os
 import struct
@@ -57,6 +56,8 @@ import torchvision
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageFilter
+
+from safetensors_io import save_safetensors  # tools/safetensors_io.py, beside this script
 
 WIDTH, HEIGHT = 61, 47
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -125,26 +126,6 @@ def cmyk_from_rgb(rgb):
     k = cmy.min(axis=2) // 2
     cmyk = np.concatenate([cmy - k[..., None], k[..., None]], axis=2)
     return Image.fromarray(cmyk.astype(np.uint8), "CMYK")
-
-
-def save_safetensors(path, tensors, metadata):
-    header = {"__metadata__": metadata}
-    kinds = {np.dtype(np.uint8): "U8", np.dtype(np.float32): "F32", np.dtype(np.int32): "I32",
-             np.dtype(np.float64): "F64"}
-    blobs, offset = [], 0
-    for name, a in tensors.items():
-        a = np.ascontiguousarray(a)
-        data = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
-        header[name] = {"dtype": kinds[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":"))
-    text += " " * ((8 - len(text) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text.encode())
-        for b in blobs:
-            f.write(b)
 
 
 def write_images(folder, src_pil):

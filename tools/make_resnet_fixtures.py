@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torchvision
 
+from safetensors_io import save_safetensors  # tools/safetensors_io.py, beside this script
+
 MASK = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
 SMALL = 10000  # parameters up to this many elements have their full gradient stored
@@ -83,24 +85,6 @@ def fixture_value(name, shape):
 
 def fixture_tensor(name, shape, dtype=torch.float32):
     return torch.from_numpy(fixture_value(name, tuple(shape)).reshape(tuple(shape))).to(dtype)
-
-
-def save_safetensors(path, tensors, metadata):
-    header = {"__metadata__": metadata}
-    names = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
-    blobs, offset = [], 0
-    for name, t in tensors.items():
-        data = t.detach().contiguous().numpy().tobytes()
-        header[name] = {"dtype": names[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":"))
-    text += " " * ((8 - len(text) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text.encode())
-        for b in blobs:
-            f.write(b)
 
 
 def load_safetensors(path):
