@@ -25,28 +25,24 @@ else()
                   "(slow). Install it with scripts/install-deps.sh (libopenblas-dev).")
 endif()
 
-# --- image codecs for data/: TurboJPEG (libjpeg-turbo) and libpng ---
+# engine_require(FOUND WHAT WHY PACKAGE): stops the configure step with one message that says what
+# is missing, what needs it, and the Debian package that provides it.
+function(engine_require found what why package)
+  if(NOT ${found})
+    message(FATAL_ERROR "${what} not found (${why}): run scripts/install-deps.sh or apt-get install ${package}")
+  endif()
+endfunction()
+
+# --- image codecs for data/ (TurboJPEG, libpng); safetensors headers; the command line ---
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(TURBOJPEG QUIET IMPORTED_TARGET libturbojpeg)
-if(NOT TURBOJPEG_FOUND)
-  message(FATAL_ERROR "TurboJPEG not found (the data pipeline decodes JPEGs with it): run scripts/install-deps.sh "
-                      "or apt-get install libturbojpeg0-dev")
-endif()
+engine_require(TURBOJPEG_FOUND "TurboJPEG" "the data pipeline decodes JPEGs with it" libturbojpeg0-dev)
 find_package(PNG QUIET)
-if(NOT PNG_FOUND)
-  message(FATAL_ERROR "libpng not found (PNG images and the synthetic dataset's masks): run scripts/install-deps.sh "
-                      "or apt-get install libpng-dev")
-endif()
+engine_require(PNG_FOUND "libpng" "PNG images and the synthetic dataset's masks" libpng-dev)
 find_package(nlohmann_json QUIET)
-if(NOT nlohmann_json_FOUND)
-  message(FATAL_ERROR "nlohmann-json not found (safetensors headers need it): run scripts/install-deps.sh "
-                      "or apt-get install nlohmann-json3-dev")
-endif()
+engine_require(nlohmann_json_FOUND "nlohmann-json" "safetensors headers need it" nlohmann-json3-dev)
 find_package(CLI11 QUIET)
-if(NOT CLI11_FOUND)
-  message(FATAL_ERROR "CLI11 not found (the moco command line needs it): run scripts/install-deps.sh "
-                      "or apt-get install libcli11-dev")
-endif()
+engine_require(CLI11_FOUND "CLI11" "the moco command line needs it" libcli11-dev)
 
 # --- CUDA toolkit ---
 # engine_find_toolkit_library(PREFIX HEADER VERSION_HEADER ROOT NAMES...): finds a library that

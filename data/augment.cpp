@@ -55,10 +55,7 @@ namespace {
 // The evaluation crop expressed in the decoded image's pixels (for reporting): the center crop of
 // the resized image scaled back.
 CropBox eval_box(const AugmentConfig& config, int width, int height) {
-  const bool wide = width >= height;
-  const int short_side = wide ? height : width, long_side = wide ? width : height;
-  const int new_long = static_cast<int>(static_cast<int64_t>(config.resize_size) * long_side / short_side);
-  const int rw = wide ? new_long : config.resize_size, rh = wide ? config.resize_size : new_long;
+  const auto [rw, rh] = shorter_side_size(width, height, config.resize_size);
   const CropBox c = center_crop_box(rw, rh, config.size);
   const double sx = static_cast<double>(width) / rw, sy = static_cast<double>(height) / rh;
   return {static_cast<int>(std::lround(c.top * sy)), static_cast<int>(std::lround(c.left * sx)),
@@ -138,10 +135,8 @@ SampleViews make_views(std::span<const uint8_t> bytes, const std::string& name, 
                outs.size());
   SampleViews s;
   const ImageHeader header = read_image_header(bytes, name);
-  s.width = header.width;
-  s.height = header.height;
-  for (int v = 0; v < num_views; ++v) s.views.push_back(sample_view(config, s.width, s.height, rng));
-  if (fast_decode && header.is_jpeg) s.reduce = fast_decode_reduction(config, s.width, s.height, s.views);
+  for (int v = 0; v < num_views; ++v) s.views.push_back(sample_view(config, header.width, header.height, rng));
+  if (fast_decode && header.is_jpeg) s.reduce = fast_decode_reduction(config, header.width, header.height, s.views);
   const Image image = decode_image(bytes, name, s.reduce);
   for (int v = 0; v < num_views; ++v) render_view(image, s.views[v], config, s.reduce, outs[v]);
   return s;

@@ -67,8 +67,7 @@ int fast_decode_reduction(const AugmentConfig& config, int width, int height, st
 // writes view v to outs[v]. Throws DecodeError when the file cannot be decoded.
 struct SampleViews {
   std::vector<ViewParams> views;
-  int width = 0, height = 0;  // of the decoded image, full size
-  int reduce = 1;             // the DCT reduction used
+  int reduce = 1;  // the DCT reduction used
 };
 SampleViews make_views(std::span<const uint8_t> bytes, const std::string& name, const AugmentConfig& config,
                        int num_views, bool fast_decode, SampleRng& rng, std::span<float* const> outs);

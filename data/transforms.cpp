@@ -315,11 +315,16 @@ Image resize(const Image& in, int out_width, int out_height) {
   return resized_crop(in, {0, 0, in.height, in.width}, out_width, out_height);
 }
 
-Image resize_shorter_side(const Image& in, int size) {
-  const bool wide = in.width >= in.height;
-  const int short_side = wide ? in.height : in.width, long_side = wide ? in.width : in.height;
+std::array<int, 2> shorter_side_size(int width, int height, int size) {
+  const bool wide = width >= height;
+  const int short_side = wide ? height : width, long_side = wide ? width : height;
   const int new_long = static_cast<int>(static_cast<int64_t>(size) * long_side / short_side);
-  return wide ? resize(in, new_long, size) : resize(in, size, new_long);
+  return wide ? std::array<int, 2>{new_long, size} : std::array<int, 2>{size, new_long};
+}
+
+Image resize_shorter_side(const Image& in, int size) {
+  const auto [width, height] = shorter_side_size(in.width, in.height, size);
+  return resize(in, width, height);
 }
 
 CropBox center_crop_box(int width, int height, int size) {

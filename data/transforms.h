@@ -43,7 +43,8 @@ CropBox fallback_crop(int width, int height, const CropRange& range);
 Image resized_crop(const Image& in, const CropBox& box, int out_width, int out_height);
 Image resize(const Image& in, int out_width, int out_height);
 // torchvision Resize(size) with an int: the shorter side becomes `size`, the longer
-// int(size * long / short).
+// int(size * long / short). The first gives the output's {width, height}.
+std::array<int, 2> shorter_side_size(int width, int height, int size);
 Image resize_shorter_side(const Image& in, int size);
 // torchvision CenterCrop(size) of a width x height image (both at least `size`).
 CropBox center_crop_box(int width, int height, int size);
