@@ -50,9 +50,21 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
   opt.training = is_training();
   opt.momentum = momentum;
   opt.eps = eps;
+  opt.groups = ghost_groups;
+  opt.running_stats = ghost_running_stats;
   Tensor y = batchnorm2d(x, weight, bias, running_mean, running_var, opt);
   if (opt.training) ++num_batches_tracked.data<int64_t>()[0];
   return y;
+}
+
+void set_ghost_batchnorm(Module& root, int64_t groups, GhostRunningStats running_stats) {
+  ENGINE_CHECK(groups >= 1, "set_ghost_batchnorm: the group count must be at least 1, found {}", groups);
+  for (auto& [path, module] : root.named_modules()) {
+    if (auto* bn = dynamic_cast<BatchNorm2d*>(module)) {
+      bn->ghost_groups = groups;
+      bn->ghost_running_stats = running_stats;
+    }
+  }
 }
 
 Linear::Linear(int64_t in_features, int64_t out_features, Generator& gen, bool with_bias) {

@@ -6,6 +6,7 @@
 
 #include "engine/random.h"
 #include "layers/module.h"
+#include "ops/batchnorm2d.h"
 #include "ops/conv2d.h"
 
 namespace engine::nn {
@@ -24,7 +25,10 @@ class Conv2d : public Module {
 
 // weight 1, bias 0, running_mean 0, running_var 1, num_batches_tracked 0 (an i64 scalar kept on
 // the host). Training normalises with the batch statistics and updates the running ones;
-// eval normalises with the running ones.
+// eval normalises with the running ones. With ghost_groups G > 1, training normalises each of G
+// consecutive groups of the batch with its own statistics (one device standing in for G GPUs
+// without synchronised BatchNorm; see ops/batchnorm2d.h), and the running statistics follow
+// `ghost_running_stats`.
 class BatchNorm2d : public Module {
  public:
   explicit BatchNorm2d(int64_t channels, double eps = 1e-5, double momentum = 0.1);
@@ -32,7 +36,12 @@ class BatchNorm2d : public Module {
   Tensor forward(const Tensor& x) override;
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   double eps, momentum;
+  int64_t ghost_groups = 1;
+  GhostRunningStats ghost_running_stats = GhostRunningStats::FirstGroup;
 };
+
+// Sets the ghost groups of every BatchNorm2d in the tree (see BatchNorm2d).
+void set_ghost_batchnorm(Module& root, int64_t groups, GhostRunningStats running_stats);
 
 // weight (out, in), bias (out); PyTorch's default initialisation: both uniform in
 // [-1/sqrt(in), 1/sqrt(in)] (kaiming_uniform with a = sqrt(5) for the weight).

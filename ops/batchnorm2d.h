@@ -20,8 +20,13 @@
 // double. CUDA: x, y, dy, dx in f32 or bf16; gamma, beta, running statistics, saved statistics
 // always f32; sums in f32 (see channel_reduce.cuh).
 // Training needs M > 1 (a variance of one value is undefined), as PyTorch.
-// Ghost BatchNorm (statistics per group of images, spec section 8) calls the raw level once per
-// group: a group of consecutive images is a contiguous slice in both layouts.
+// Ghost BatchNorm (spec sections 6.3 and 8: the reference's 4 GPUs x 32 images become 4 groups of
+// 32 on one device): with `groups` G > 1 in training, the N images form G consecutive groups of
+// N/G, each normalised with its own statistics, exactly as G GPUs without synchronised BatchNorm.
+// The Tensor level calls the raw level once per group (a group of consecutive images is a
+// contiguous slice in both layouts); dgamma and dbeta sum over the groups. The running statistics
+// follow the first group only (what DDP's broadcast of rank 0's buffers amounts to: the
+// reference's behaviour, spec O12) or the average of the groups' updates.
 #pragma once
 
 #include <cstdint>
@@ -55,10 +60,15 @@ void batchnorm2d_backward_cuda(int device, void* dx, float* dgamma, float* dbeta
                                ChannelLayout layout, bool training);
 
 // ---- Tensor level ----
+// Which groups of a ghost batch move the running statistics (spec O12).
+enum class GhostRunningStats { FirstGroup, Average };
+
 struct BatchNormOptions {
   bool training = true;
   double momentum = 0.1;
   double eps = 1e-5;
+  int64_t groups = 1;  // ghost groups in training; must divide N; ignored in eval
+  GhostRunningStats running_stats = GhostRunningStats::FirstGroup;
 };
 // running_mean and running_var (C) are updated in place in training (pass undefined tensors to
 // skip the update, as track_running_stats=False); gamma and beta (C) are the affine parameters.

@@ -61,13 +61,14 @@ std::pair<Tensor, Tensor> running_stats(const Tensor& gamma) {
 // batchnorm2d: inputs x, gamma, beta. bf16: y and dx are rounded to bf16 (0.2% relative) and xhat
 // reaches ~3 in size: 2e-2.
 void batchnorm_case(std::vector<OpCase>& cases, const std::string& label, InputSpec x, bool training,
-                    double cuda_tol = 1e-5) {
+                    double cuda_tol = 1e-5, int64_t groups = 1) {
   const int64_t channels = x.shape[1];
   OpCase c{"batchnorm2d", label, {std::move(x), in({channels}, C, 0.5, 1.5), in({channels}, C, -0.5, 0.5)},
-           [training](const Inputs& t) {
+           [training, groups](const Inputs& t) {
              auto [running_mean, running_var] = running_stats(t[1]);
              BatchNormOptions opt;
              opt.training = training;
+             opt.groups = groups;
              return batchnorm2d(t[0], t[1], t[2], running_mean, running_var, opt);
            }};
   c.cuda_atol = c.cuda_rtol = cuda_tol;
@@ -154,6 +155,9 @@ std::vector<OpCase> all_op_cases() {
   // |mean| = 50 >> std = 0.3: a one-pass E[x^2] - E[x]^2 would cancel in f32. The f32 inputs
   // themselves carry ulps of 50 (4e-6), a 1e-5 relative error once divided by std: 1e-4.
   batchnorm_case(cases, "train_large_mean", in({2, 3, 4, 4}, C, 49.5, 50.5), true, 1e-4);
+  // Ghost BatchNorm: 3 groups of 2 images, each with its own statistics.
+  batchnorm_case(cases, "train_ghost_3_groups", in({6, 3, 3, 4}), true, 1e-5, 3);
+  batchnorm_case(cases, "train_ghost_channels_last", in({4, 3, 2, 3}, CL), true, 1e-5, 2);
   batchnorm_case(cases, "eval", in({2, 3, 4, 5}), false);
   batchnorm_case(cases, "eval_channels_last", in({2, 4, 3, 3}, CL), false);
 
