@@ -118,8 +118,11 @@ std::vector<int64_t> Loader::epoch_order(int64_t epoch) const {
   return mine;
 }
 
-void Loader::start_epoch(int64_t epoch) {
+void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
   ENGINE_CHECK(epoch >= 0 && epoch < (int64_t{1} << 23), "Loader::start_epoch: epoch {} out of range", epoch);
+  ENGINE_CHECK(first_batch >= 0 && first_batch <= batches_per_epoch(),
+               "Loader::start_epoch: first batch {} is outside the epoch's {} batches", first_batch,
+               batches_per_epoch());
   std::vector<int64_t> order = epoch_order(epoch);
   std::unique_lock<std::mutex> lock(shared_->mutex);
   next_unit_ = units_;  // hand out nothing more of the old epoch
@@ -135,9 +138,9 @@ void Loader::start_epoch(int64_t epoch) {
   batch_base_ += taken_;
   epoch_ = epoch;
   order_ = std::move(order);
-  next_unit_ = 0;
+  next_unit_ = first_batch * options_.batch_size;
   units_ = options_.drop_last ? batches_per_epoch() * options_.batch_size : static_cast<int64_t>(order_size_);
-  taken_ = 0;
+  taken_ = first_batch;
   skipped_this_epoch_.clear();
   lock.unlock();
   shared_->work_ready.notify_all();

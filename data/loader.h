@@ -74,9 +74,11 @@ class Loader {
   const LoaderOptions& options() const { return options_; }
   const AugmentConfig& augment() const { return augment_; }
 
-  // Starts producing `epoch` (after finishing what the workers have in hand). Batches of the
-  // previous epoch not yet taken are discarded.
-  void start_epoch(int64_t epoch);
+  // Starts producing `epoch` (after finishing what the workers have in hand) from batch
+  // `first_batch` on: a run resumed mid-epoch skips the batches it has trained on, without
+  // decoding them, and gets the very batches an uninterrupted run gets. Batches of the previous
+  // epoch not yet taken are discarded.
+  void start_epoch(int64_t epoch, int64_t first_batch = 0);
   // The next batch of the current epoch, or nothing at its end. Rethrows a worker's error.
   std::optional<Batch> next();
   // Distinct undecodable files met this epoch.

@@ -23,8 +23,8 @@ struct Snapshot {  // a batch copied out of the loader's slots
   bool operator==(const Snapshot&) const = default;
 };
 
-std::vector<Snapshot> run_epoch(Loader& loader, int64_t epoch) {
-  loader.start_epoch(epoch);
+std::vector<Snapshot> run_epoch(Loader& loader, int64_t epoch, int64_t first_batch = 0) {
+  loader.start_epoch(epoch, first_batch);
   std::vector<Snapshot> out;
   while (auto batch = loader.next()) {
     Snapshot s;
@@ -68,6 +68,18 @@ TEST_F(LoaderTest, SameBatchesWhateverTheThreadCount) {
   }
   // Different epochs shuffle and augment differently.
   EXPECT_FALSE(run_epoch(a, 0) == run_epoch(a, 1));
+}
+
+TEST_F(LoaderTest, StartingMidEpochGivesTheRemainingBatchesUnchanged) {
+  const AugmentConfig aug = mocov2_augment(24);
+  Loader whole(dataset_, aug, small_options(2, 4)), resumed(dataset_, aug, small_options(2, 4));
+  const std::vector<Snapshot> all = run_epoch(whole, 1);
+  ASSERT_EQ(all.size(), 5u);  // 21 images, batches of 4, drop_last
+  const std::vector<Snapshot> tail = run_epoch(resumed, 1, 3);
+  ASSERT_EQ(tail.size(), 2u);
+  EXPECT_TRUE(tail[0] == all[3] && tail[1] == all[4]);
+  EXPECT_TRUE(run_epoch(resumed, 1, 5).empty());
+  EXPECT_THROW(resumed.start_epoch(1, 6), Error);
 }
 
 TEST_F(LoaderTest, BatchesHoldTheRightLabelsShapesAndBoxes) {
