@@ -53,6 +53,12 @@ $BUILD_DIR/tools/moco demo --device cuda 2>&1 | tee "$OUT/demo.log" | tail -3
   echo; echo "== engine: ResNet ops =="; $BUILD_DIR/bench/bench_resnet_ops --device cuda
   echo; echo "== PyTorch baseline: ResNet ops =="
   LD_LIBRARY_PATH=$ORIGINAL_LD python3 bench/torch_ref/bench_resnet_ops.py --device cuda
+  echo; echo "== engine: flat updates and index_select =="; $BUILD_DIR/bench/bench_flat_ops --device cuda
+  echo; echo "== PyTorch baseline: flat updates and index_select =="
+  LD_LIBRARY_PATH=$ORIGINAL_LD python3 bench/torch_ref/bench_flat_ops.py --device cuda
+  echo; echo "== engine: InfoNCE loss and l2_normalize =="; $BUILD_DIR/bench/bench_infonce --device all
+  echo; echo "== PyTorch baseline: InfoNCE loss and l2_normalize =="
+  LD_LIBRARY_PATH=$ORIGINAL_LD python3 bench/torch_ref/bench_infonce.py --device all
 } 2>&1 | tee "$OUT/bench.log"
 # The data loader next to torchvision's DataLoader on the same JPEGs (photo-sized synthetic images).
 bash bench/data/run_loader_bench.sh /tmp/bench_loader_images "1,4,8,16" $BUILD_DIR 2>&1 | tee "$OUT/bench_loader.log"

@@ -84,6 +84,79 @@ void pooling_case(std::vector<OpCase>& cases, const std::string& op, const std::
   cases.push_back(std::move(c));
 }
 
+// infonce: the only input is q, the one operand with a gradient; k (N, D), queue (D, K) and hard
+// (N, n_h, D) are constants made from fixed seeds in q's dtype and on q's device. CUDA f32:
+// logits reach ~15 (~30 with alpha = 2), so f32 rounding of the dot products, of expf/logf and of
+// a sum over K + 1 + n_h terms in another order moves the loss and dq by a few 1e-6: 1e-4.
+void infonce_case(std::vector<OpCase>& cases, const std::string& label, InputSpec q_spec, int64_t K, int64_t n_h,
+                  double alpha, double temperature) {
+  const int64_t N = q_spec.shape[0], D = q_spec.shape[1];
+  OpCase c{"infonce", label, {std::move(q_spec)}, [=](const Inputs& x) {
+             const Tensor& q = x[0];
+             auto constant = [&q](Shape shape, uint64_t seed) {
+               return make_input(in(std::move(shape), C, -0.5, 0.5), seed, q.dtype(), q.device());
+             };
+             const Tensor hard = n_h > 0 ? constant({N, n_h, D}, 503) : Tensor();
+             return infonce(q, constant({N, D}, 501), constant({D, K}, 502), hard, {temperature, alpha}).loss;
+           }};
+  c.cuda_atol = c.cuda_rtol = 1e-4;
+  cases.push_back(std::move(c));
+}
+
+// momentum_update and sgd_step write in place and have no gradient: each case clones what the
+// op writes (so make_input's tensors stay as they were) and returns it. CPU and CUDA round the
+// same way (momentum_update.h, sgd_step.h), so CUDA must match the CPU to the bit.
+void flat_update_case(std::vector<OpCase>& cases, const std::string& op, const std::string& label,
+                      std::vector<InputSpec> inputs, std::function<Tensor(const Inputs&)> run) {
+  OpCase c{op, label, std::move(inputs), std::move(run)};
+  c.differentiable = false;
+  c.cuda_atol = c.cuda_rtol = 0;
+  cases.push_back(std::move(c));
+}
+
+// inputs key, query: the key after one update.
+std::function<Tensor(const Inputs&)> momentum_update_run(double m) {
+  return [m](const Inputs& x) {
+    Tensor key = x[0].clone();
+    momentum_update(key, x[1], m);
+    return key;
+  };
+}
+
+// inputs params, grads[, momentum buffer]: `steps` steps (the lr shrinking by 0.005 each), the first
+// a first step when no buffer is given; returns params and buffer stacked as (2, n).
+std::function<Tensor(const Inputs&)> sgd_steps_run(SgdStepOptions opt, int steps) {
+  return [opt, steps](const Inputs& x) {
+    Tensor params = x[0].clone();
+    const bool fresh = x.size() < 3;
+    Tensor buffer = fresh ? Tensor::zeros(x[0].shape(), x[0].dtype(), x[0].device()) : x[2].clone();
+    SgdStepOptions step_opt = opt;
+    for (int s = 0; s < steps; ++s) {
+      sgd_step(params, x[1], buffer, step_opt, fresh && s == 0);
+      step_opt.lr -= 0.005;
+    }
+    const int64_t n = params.numel();
+    Tensor out = Tensor::empty({2, n}, params.dtype(), params.device());
+    out.slice(0, 0, 1).copy_(params.reshape({1, n}));
+    out.slice(0, 1, 2).copy_(buffer.reshape({1, n}));
+    return out;
+  };
+}
+
+// index_select: input x; the index is built on x's device. Forward copies rows and backward sums
+// them in one fixed order on both CPU and CUDA: tolerance 0. bf16: the gradient of a row picked
+// twice is a sum rounded to bf16 once (2^-9 relative): 1e-2.
+void index_select_case(std::vector<OpCase>& cases, const std::string& label, InputSpec x,
+                       std::vector<int64_t> index) {
+  OpCase c{"index_select", label, {std::move(x)}, [index](const Inputs& t) {
+             const int64_t rows = static_cast<int64_t>(index.size());
+             return index_select(t[0], Tensor::from_vector(index, {rows}, t[0].device()));
+           }};
+  c.cuda_atol = c.cuda_rtol = 0;
+  c.bf16_atol = c.bf16_rtol = 1e-2;
+  cases.push_back(std::move(c));
+}
+
 }  // namespace
 
 std::vector<OpCase> all_op_cases() {
@@ -175,6 +248,46 @@ std::vector<OpCase> all_op_cases() {
   cases.push_back({"linear", "bias", {in({4, 6}), in({3, 6}), in({3})}, lin});
   cases.push_back({"linear", "no_bias", {in({5, 2}), in({7, 2})}, lin});
   cases.push_back({"linear", "transposed_input", {in({4, 6}, T), in({3, 6}), in({3})}, lin});
+
+  auto l2n = [](double eps) { return [eps](const Tensor& x) { return l2_normalize(x, eps); }; };
+  unary_case(cases, "l2_normalize", "rows_5x7", in({5, 7}), l2n(1e-12));
+  unary_case(cases, "l2_normalize", "odd_dim_1031", in({3, 1031}), l2n(1e-12));
+  unary_case(cases, "l2_normalize", "transposed", in({4, 6}, T), l2n(1e-12));
+  unary_case(cases, "l2_normalize", "one_row_1d", in({9}), l2n(1e-12));
+  // Norms ~0.01: small, yet far above eps, so the gradient (~1/norm) is still the smooth branch.
+  unary_case(cases, "l2_normalize", "small_norm", in({4, 5}, C, -1e-2, 1e-2), l2n(1e-12));
+  // Every norm (at most sqrt(7) 0.1 = 0.26) under eps = 0.5: the clamp branch, y = x / eps.
+  // (An exactly zero row cannot be finite-differenced: a step of 1e-6 puts its norm above 1e-12.)
+  unary_case(cases, "l2_normalize", "norm_below_eps", in({3, 7}, C, -0.1, 0.1), l2n(0.5));
+
+  infonce_case(cases, "n5_d6_k7_hard2_alpha2", in({5, 6}), 7, 2, 2.0, 0.2);
+  infonce_case(cases, "no_hard_negatives", in({4, 6}), 9, 0, 1.0, 0.1);
+  infonce_case(cases, "odd_queue_1031", in({3, 5}), 1031, 1, 2.0, 0.2);
+  infonce_case(cases, "transposed_q", in({4, 6}, T), 8, 1, 0.5, 0.2);
+
+  flat_update_case(cases, "momentum_update", "m0999_odd_1031", {in({1031}), in({1031})}, momentum_update_run(0.999));
+  flat_update_case(cases, "momentum_update", "m09_strided_query", {in({6, 5}), in({6, 5}, S)},
+                   momentum_update_run(0.9));
+  SgdStepOptions moco_sgd;  // lr 0.015, momentum 0.9, weight decay 1e-4: MoCo v2's
+  flat_update_case(cases, "sgd_step", "first_then_second_1031", {in({1031}), in({1031}, C, -0.1, 0.1)},
+                   sgd_steps_run(moco_sgd, 2));
+  SgdStepOptions nesterov = moco_sgd;
+  nesterov.nesterov = true;
+  flat_update_case(cases, "sgd_step", "nesterov_with_buffer", {in({5, 7}), in({5, 7}), in({5, 7})},
+                   sgd_steps_run(nesterov, 2));
+  SgdStepOptions dampened = moco_sgd;
+  dampened.dampening = 0.1;
+  dampened.weight_decay = 5e-4;
+  flat_update_case(cases, "sgd_step", "dampening_strided_grads", {in({6, 4}), in({6, 4}, S), in({6, 4})},
+                   sgd_steps_run(dampened, 2));
+  SgdStepOptions plain_sgd = moco_sgd;
+  plain_sgd.momentum = 0.0;
+  flat_update_case(cases, "sgd_step", "no_momentum", {in({33}), in({33})}, sgd_steps_run(plain_sgd, 2));
+
+  index_select_case(cases, "permutation_5x3x2x2", in({5, 3, 2, 2}), {3, 0, 4, 1, 2});
+  index_select_case(cases, "repeated_index", in({4, 3}), {2, 0, 2});
+  index_select_case(cases, "strided_input", in({6, 5}, S), {5, 1, 1, 0});
+  index_select_case(cases, "1d_rows_odd_1031", in({1031}), {1030, 0, 517, 517, 3});
   return cases;
 }
 

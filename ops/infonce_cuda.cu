@@ -1,0 +1,207 @@
+// infonce_cuda.cu - the fused loss on CUDA, f32. Launches, in stream order:
+//   forward:  cuBLAS queue_dots = q queue;  infonce_rows_kernel (one block per row);
+//             infonce_mean_kernel (one block: the mean loss and the two counts)
+//   backward: infonce_probabilities_kernel (queue_dots -> g p in place);  cuBLAS dq = (g p) queue^T;
+//             infonce_key_axpy_kernel (dq += g (p_0 - 1) k + g alpha p_h t_h)
+// The row kernel reads its row of K dot products once: each thread keeps a running maximum and a
+// sum of exponentials relative to it (rescaled when the maximum moves, the "online softmax"), and
+// the block combines the threads' pairs in a tree. All of it in f32; expf/logf are the accurate
+// functions, not the intrinsics.
+#include <cmath>
+#include <cstdint>
+
+#include "engine/allocator.h"
+#include "engine/cuda_common.cuh"
+#include "ops/infonce.h"
+#include "ops/matmul.h"
+
+namespace engine {
+
+namespace {
+
+constexpr int kRowThreads = 1024;  // MoCo has 128 rows of 65536 on ~130 SMs: one full block per SM
+constexpr int kRowWarps = kRowThreads / cuda::kWarpSize;
+
+// A running maximum m and sum s = sum exp(z - m) over the logits seen so far; empty: m = -inf, s = 0.
+struct MaxSum {
+  float m, s;
+};
+
+__device__ inline MaxSum add_logit(MaxSum a, float z) {
+  if (z > a.m) return {z, a.s * expf(a.m - z) + 1.0f};  // expf(-inf) = 0 covers the empty state
+  return {a.m, a.s + expf(z - a.m)};
+}
+
+__device__ inline MaxSum combine(MaxSum a, MaxSum b) {
+  if (b.s == 0.0f) return a;  // an empty side (m = -inf) would make -inf - -inf = NaN below
+  if (a.s == 0.0f) return b;
+  const float m = fmaxf(a.m, b.m);
+  return {m, a.s * expf(a.m - m) + b.s * expf(b.m - m)};
+}
+
+// The block's combined pair, valid in thread 0.
+__device__ inline MaxSum block_combine(MaxSum v, MaxSum* scratch) {
+  const int lane = threadIdx.x % cuda::kWarpSize, warp = threadIdx.x / cuda::kWarpSize;
+  for (int offset = cuda::kWarpSize / 2; offset > 0; offset /= 2)
+    v = combine(v, {__shfl_down_sync(0xffffffffu, v.m, offset), __shfl_down_sync(0xffffffffu, v.s, offset)});
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = lane < static_cast<int>(blockDim.x / cuda::kWarpSize) ? scratch[lane] : MaxSum{-INFINITY, 0.0f};
+    for (int offset = cuda::kWarpSize / 2; offset > 0; offset /= 2)
+      v = combine(v, {__shfl_down_sync(0xffffffffu, v.m, offset), __shfl_down_sync(0xffffffffu, v.s, offset)});
+  }
+  return v;
+}
+
+// One block per row i: the key dot products, then one pass over the row's K queue dot products.
+__global__ void __launch_bounds__(kRowThreads)
+    infonce_rows_kernel(float* row_loss, int* row_rank, float* lse, float* key_dots, const float* queue_dots,
+                        const float* q, const float* k, const float* hard, int64_t D, int64_t K, int64_t n_h,
+                        float alpha, float temperature, bool vector_loads) {
+  __shared__ float sum_scratch[kRowWarps];
+  __shared__ int count_scratch[kRowWarps];
+  __shared__ MaxSum pair_scratch[kRowWarps];
+  __shared__ float positive;
+  const int64_t i = blockIdx.x, width = 1 + n_h;
+  const float* qi = q + i * D;
+  for (int64_t c = 0; c < width; ++c) {
+    const float* other = c == 0 ? k + i * D : hard + (i * n_h + c - 1) * D;
+    float partial = 0.0f;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) partial += qi[d] * other[d];
+    const float total = cuda::block_sum(partial, sum_scratch);
+    if (threadIdx.x == 0) {
+      key_dots[i * width + c] = total;
+      if (c == 0) positive = total;
+    }
+  }
+  __syncthreads();
+  const float s0 = positive;
+
+  MaxSum acc{-INFINITY, 0.0f};
+  int above = 0;
+  auto consume = [&](float s) {
+    acc = add_logit(acc, s / temperature);
+    above += s > s0;
+  };
+  if (threadIdx.x == 0) {
+    acc = add_logit(acc, s0 / temperature);
+    for (int64_t h = 0; h < n_h; ++h) consume(alpha * key_dots[i * width + 1 + h]);
+  }
+  const float* row = queue_dots + i * K;
+  int64_t scalar_from = 0;
+  if (vector_loads) {  // every row starts 16-byte aligned: read four values a load
+    const float4* row4 = reinterpret_cast<const float4*>(row);
+    for (int64_t j = threadIdx.x; j < K / 4; j += blockDim.x) {
+      const float4 v = row4[j];
+      consume(v.x);
+      consume(v.y);
+      consume(v.z);
+      consume(v.w);
+    }
+    scalar_from = K;
+  }
+  for (int64_t j = scalar_from + threadIdx.x; j < K; j += blockDim.x) consume(row[j]);
+
+  const MaxSum total = block_combine(acc, pair_scratch);
+  const int rank = cuda::block_sum(above, count_scratch);
+  if (threadIdx.x == 0) {
+    const float row_lse = total.m + logf(total.s);
+    lse[i] = row_lse;
+    row_loss[i] = row_lse - s0 / temperature;
+    row_rank[i] = rank;
+  }
+}
+
+// One block: loss = mean of the row losses (summed in double), and the top-1 / top-5 counts.
+__global__ void infonce_mean_kernel(float* loss, int64_t* correct, const float* row_loss, const int* row_rank,
+                                    int64_t N) {
+  __shared__ double sum_scratch[cuda::kBlock / cuda::kWarpSize];
+  __shared__ int count_scratch[cuda::kBlock / cuda::kWarpSize];
+  double sum = 0.0;
+  int top1 = 0, top5 = 0;
+  for (int64_t i = threadIdx.x; i < N; i += blockDim.x) {
+    sum += static_cast<double>(row_loss[i]);
+    top1 += row_rank[i] < 1;
+    top5 += row_rank[i] < 5;
+  }
+  sum = cuda::block_sum(sum, sum_scratch);
+  top1 = cuda::block_sum(top1, count_scratch);
+  top5 = cuda::block_sum(top5, count_scratch);
+  if (threadIdx.x == 0) {
+    *loss = static_cast<float>(sum / static_cast<double>(N));
+    correct[0] = top1;
+    correct[1] = top5;
+  }
+}
+
+// g = dloss / (T N), read from the device so the backward never waits for the host.
+__device__ inline float gradient_scale(const float* dloss, float temperature, int64_t N) {
+  return *dloss / (temperature * static_cast<float>(N));
+}
+
+__global__ void infonce_probabilities_kernel(float* queue_dots, const float* dloss, const float* lse, int64_t N,
+                                             int64_t K, float temperature) {
+  const float g = gradient_scale(dloss, temperature, N);
+  ENGINE_GRID_STRIDE_LOOP(idx, N * K) queue_dots[idx] = g * expf(queue_dots[idx] / temperature - lse[idx / K]);
+}
+
+__global__ void infonce_key_axpy_kernel(float* dq, const float* dloss, const float* lse, const float* key_dots,
+                                        const float* k, const float* hard, int64_t N, int64_t D, int64_t n_h,
+                                        float alpha, float temperature) {
+  const float g = gradient_scale(dloss, temperature, N);
+  const int64_t width = 1 + n_h;
+  ENGINE_GRID_STRIDE_LOOP(idx, N * D) {
+    const int64_t i = idx / D, d = idx % D;
+    const float* kd = key_dots + i * width;
+    float acc = (expf(kd[0] / temperature - lse[i]) - 1.0f) * k[idx];
+    for (int64_t h = 0; h < n_h; ++h)
+      acc += alpha * expf(alpha * kd[1 + h] / temperature - lse[i]) * hard[(i * n_h + h) * D + d];
+    dq[idx] += g * acc;
+  }
+}
+
+// Device memory for the kernels' intermediate values, returned (stream-ordered) at scope end.
+template <typename T>
+struct DeviceScratch {
+  int device;
+  T* ptr;
+  DeviceScratch(int dev, int64_t n) : device(dev), ptr(static_cast<T*>(cuda_allocate(dev, n * sizeof(T)))) {}
+  ~DeviceScratch() { cuda_free(device, ptr); }
+  DeviceScratch(const DeviceScratch&) = delete;
+  DeviceScratch& operator=(const DeviceScratch&) = delete;
+};
+
+}  // namespace
+
+void infonce_forward_cuda(int device, float* loss, int64_t* correct, float* lse, float* key_dots, float* queue_dots,
+                          const float* q, const float* k, const float* queue, const float* hard, int64_t N, int64_t D,
+                          int64_t K, int64_t n_h, double alpha, double temperature) {
+  cudaStream_t stream = cuda::stream(device);
+  matmul_forward_cuda<float>(device, queue_dots, q, queue, N, K, D, false, false, D, K, K);
+  DeviceScratch<float> row_loss(device, N);
+  DeviceScratch<int> row_rank(device, N);
+  const bool vector_loads = K % 4 == 0 && reinterpret_cast<uintptr_t>(queue_dots) % sizeof(float4) == 0;
+  infonce_rows_kernel<<<static_cast<unsigned>(N), kRowThreads, 0, stream>>>(
+      row_loss.ptr, row_rank.ptr, lse, key_dots, queue_dots, q, k, hard, D, K, n_h, static_cast<float>(alpha),
+      static_cast<float>(temperature), vector_loads);
+  CUDA_CHECK_LAUNCH("infonce_rows_kernel");
+  infonce_mean_kernel<<<1, cuda::kBlock, 0, stream>>>(loss, correct, row_loss.ptr, row_rank.ptr, N);
+  CUDA_CHECK_LAUNCH("infonce_mean_kernel");
+}
+
+void infonce_backward_cuda(int device, float* dq, float* queue_dots, const float* dloss, const float* lse,
+                           const float* key_dots, const float* k, const float* queue, const float* hard, int64_t N,
+                           int64_t D, int64_t K, int64_t n_h, double alpha, double temperature) {
+  cudaStream_t stream = cuda::stream(device);
+  const float t = static_cast<float>(temperature);
+  infonce_probabilities_kernel<<<cuda::elementwise_grid(N * K, cuda::kBlock), cuda::kBlock, 0, stream>>>(
+      queue_dots, dloss, lse, N, K, t);
+  CUDA_CHECK_LAUNCH("infonce_probabilities_kernel");
+  matmul_forward_cuda<float>(device, dq, queue_dots, queue, N, D, K, false, true, K, K, D);
+  infonce_key_axpy_kernel<<<cuda::elementwise_grid(N * D, cuda::kBlock), cuda::kBlock, 0, stream>>>(
+      dq, dloss, lse, key_dots, k, hard, N, D, n_h, static_cast<float>(alpha), t);
+  CUDA_CHECK_LAUNCH("infonce_key_axpy_kernel");
+}
+
+}  // namespace engine

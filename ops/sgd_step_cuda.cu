@@ -1,0 +1,49 @@
+// sgd_step_cuda.cu - torch.optim.SGD's update as one grid-stride kernel over the flat buffers,
+// rounding exactly as the CPU reference (see sgd_step.h): fused where PyTorch fuses, nothing else.
+#include "engine/cuda_common.cuh"
+#include "ops/rounding.cuh"
+#include "ops/sgd_step.h"
+
+namespace engine {
+
+namespace {
+
+template <typename T>
+struct SgdScalars {
+  T weight_decay, momentum, grad_weight, minus_lr;
+  bool decay, use_momentum, nesterov, first_step;
+};
+
+template <typename T>
+__global__ void sgd_step_kernel(T* params, T* momentum_buffer, const T* grads, int64_t n, SgdScalars<T> s) {
+  ENGINE_GRID_STRIDE_LOOP(i, n) {
+    const T p = params[i];
+    T g = s.decay ? cuda::fma_rn(p, s.weight_decay, grads[i]) : grads[i];
+    if (s.use_momentum) {
+      const T buf = s.first_step ? g : cuda::fma_rn(g, s.grad_weight, cuda::mul_rn(momentum_buffer[i], s.momentum));
+      momentum_buffer[i] = buf;
+      g = s.nesterov ? cuda::fma_rn(buf, s.momentum, g) : buf;
+    }
+    params[i] = cuda::fma_rn(g, s.minus_lr, p);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void sgd_step_cuda(int device, T* params, T* momentum_buffer, const T* grads, int64_t n, const SgdStepOptions& opt,
+                   bool first_step) {
+  if (n == 0) return;
+  const SgdScalars<T> s{static_cast<T>(opt.weight_decay), static_cast<T>(opt.momentum),
+                        static_cast<T>(1.0 - opt.dampening), static_cast<T>(-opt.lr),
+                        opt.weight_decay != 0.0, opt.momentum != 0.0, opt.nesterov, first_step};
+  cudaStream_t stream = cuda::stream(device);
+  sgd_step_kernel<T><<<cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0, stream>>>(params, momentum_buffer,
+                                                                                           grads, n, s);
+  CUDA_CHECK_LAUNCH("sgd_step_kernel");
+}
+
+template void sgd_step_cuda<float>(int, float*, float*, const float*, int64_t, const SgdStepOptions&, bool);
+template void sgd_step_cuda<double>(int, double*, double*, const double*, int64_t, const SgdStepOptions&, bool);
+
+}  // namespace engine
