@@ -12,17 +12,6 @@ namespace engine::data::testing {
 
 namespace fs = std::filesystem;
 
-TempDir::TempDir(const std::string& tag) {
-  std::random_device rd;
-  path_ = fs::temp_directory_path() / ("moco_test_" + tag + "_" + std::to_string(rd()));
-  fs::create_directories(path_);
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  fs::remove_all(path_, ec);
-}
-
 Image patterned_image(int width, int height, uint64_t seed) {
   std::mt19937_64 gen(seed);
   std::uniform_real_distribution<double> u(0, 1);

@@ -7,21 +7,11 @@
 #include <vector>
 
 #include "data/image.h"
+#include "tests/common/temp_dir.h"
 
 namespace engine::data::testing {
 
-// A fresh directory under the system temp dir, removed with the object.
-class TempDir {
- public:
-  explicit TempDir(const std::string& tag);
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using engine::testing::TempDir;
 
 // A textured image whose content depends on `seed` (smooth gradients plus noise, like a photo).
 Image patterned_image(int width, int height, uint64_t seed);

@@ -1,0 +1,124 @@
+// checkpoint.cpp - see checkpoint.h.
+#include "ssl/checkpoint.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <system_error>
+
+#include "engine/check.h"
+#include "engine/file_io.h"
+
+namespace engine::ssl {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// SGD's buffers are named after encoder_q's parameters: "optimizer.momentum_buffer.encoder_q.<name>".
+constexpr const char* kOptimizerPrefix = "optimizer.momentum_buffer.encoder_q.";
+constexpr const char* kSgdPrefix = "momentum_buffer.";
+
+// What must agree between a checkpoint and the run that continues it.
+Metadata model_signature(const MocoConfig& c, int64_t batch_size) {
+  return {{"arch", c.arch},
+          {"small_stem", c.small_stem ? "true" : "false"},
+          {"moco_dim", std::to_string(c.dim)},
+          {"moco_k", std::to_string(c.queue_size)},
+          {"mlp", c.mlp ? "true" : "false"},
+          {"batch_size", std::to_string(batch_size)}};
+}
+
+int64_t metadata_count(const Metadata& m, const std::string& key, const std::string& path) {
+  auto it = m.find(key);
+  ENGINE_CHECK(it != m.end(), "{}: the checkpoint's metadata has no '{}'", path, key);
+  try {
+    size_t used = 0;
+    const int64_t value = std::stoll(it->second, &used);
+    if (used == it->second.size() && value >= 0) return value;
+  } catch (const std::exception&) {
+  }
+  ENGINE_THROW("{}: the checkpoint's metadata '{}' is '{}', not a count", path, key, it->second);
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, const MoCo& moco, const nn::Sgd& sgd, const TrainingPosition& position,
+                     const RunIdentity& run) {
+  NamedTensors tensors = moco.state_dict();
+  for (const auto& [name, t] : sgd.state_dict())
+    tensors.emplace_back(kOptimizerPrefix + name.substr(std::string(kSgdPrefix).size()), t);
+  Metadata metadata = model_signature(moco.config(), run.batch_size);
+  metadata["format"] = kCheckpointFormat;
+  metadata["epoch"] = std::to_string(position.epoch);
+  metadata["batch"] = std::to_string(position.batch);
+  metadata["step"] = std::to_string(position.step);
+  metadata["sgd_steps"] = std::to_string(sgd.steps());
+  metadata["seed"] = std::to_string(run.seed);
+  metadata["args"] = run.args_json;
+  metadata["rng"] =
+      "counter-based Philox: data draws from (seed, epoch, dataset index), shuffle BN from (seed, step); the seed "
+      "and the position restore them";
+  save_safetensors(path, tensors, metadata);
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& path, MoCo& moco, nn::Sgd& sgd, int64_t batch_size) {
+  const SafetensorsFile file = load_safetensors(path);
+  const Metadata& m = file.metadata;
+  auto format = m.find("format");
+  ENGINE_CHECK(format != m.end() && format->second == kCheckpointFormat,
+               "{}: not a pretraining checkpoint of this program (format '{}', expected '{}')", path,
+               format == m.end() ? "none" : format->second, kCheckpointFormat);
+  std::string differences;
+  for (const auto& [key, expected] : model_signature(moco.config(), batch_size)) {
+    auto it = m.find(key);
+    const std::string found = it == m.end() ? "absent" : it->second;
+    if (found != expected) differences += fmt::format("\n  {}: checkpoint {}, this run {}", key, found, expected);
+  }
+  ENGINE_CHECK(differences.empty(),
+               "{}: the checkpoint was made with other flags than this run's, so it cannot be continued:{}\nrun "
+               "with the checkpoint's flags (its 'args' metadata lists them: moco info {})",
+               path, differences, path);
+  NamedTensors model, optimizer;
+  for (const auto& [name, t] : file.tensors) {
+    if (name.rfind(kOptimizerPrefix, 0) == 0)
+      optimizer.emplace_back(kSgdPrefix + name.substr(std::string(kOptimizerPrefix).size()), t);
+    else
+      model.emplace_back(name, t);
+  }
+  moco.load_state_dict(model);
+  sgd.load_state_dict(optimizer, metadata_count(m, "sgd_steps", path));
+  LoadedCheckpoint out;
+  out.position = {metadata_count(m, "epoch", path), metadata_count(m, "batch", path), metadata_count(m, "step", path)};
+  out.metadata = m;
+  return out;
+}
+
+void publish_as_last(const std::string& path, const std::string& last) {
+  const std::string tmp = last + ".tmp";
+  std::error_code ec;
+  fs::remove(tmp, ec);
+  fs::create_hard_link(path, tmp, ec);
+  if (ec) {
+    // A file system without hard links: copy, still atomically.
+    fs::copy_file(path, tmp, fs::copy_options::overwrite_existing, ec);
+    ENGINE_CHECK(!ec, "could not copy {} to {}: {}", path, tmp, ec.message());
+  }
+  fs::rename(tmp, last, ec);
+  ENGINE_CHECK(!ec, "could not rename {} to {}: {}", tmp, last, ec.message());
+}
+
+std::string resolve_resume(const std::string& resume, const std::string& save_dir) {
+  if (resume.empty()) return "";
+  if (resume == "auto") {
+    const fs::path last = fs::path(save_dir) / "checkpoints" / "last.safetensors";
+    return fs::exists(last) ? last.string() : "";
+  }
+  ENGINE_CHECK(fs::is_regular_file(resume),
+               "--resume {}: no such checkpoint file; give a file such as SAVE_DIR/checkpoints/last.safetensors, "
+               "or 'auto'",
+               resume);
+  return resume;
+}
+
+}  // namespace engine::ssl

@@ -1,0 +1,64 @@
+// checkpoint.h - pretraining checkpoints: everything a run needs to continue bit for bit.
+//
+// One safetensors file (engine/serialize.h, written atomically: a crash at any moment leaves the
+// previous file whole) holding
+//   encoder_q.*, encoder_k.*   the two encoders, torchvision names below the prefix
+//   queue (D, K), queue_ptr (1) i64
+//   optimizer.momentum_buffer.encoder_q.*   SGD's momentum, by parameter name
+// and metadata: "format", the position ("epoch", "batch", "step": the run continues at batch
+// `batch` of epoch `epoch`, after `step` optimizer steps), "sgd_steps", "args" (the run's flags as
+// JSON), and "rng", which says how the random state is restored: every random draw of a run is a
+// function of (--seed, epoch, dataset index) for the data and of (--seed, step) for shuffle BN,
+// so the seed and the position are the whole state.
+//
+// Files in SAVE_DIR/checkpoints/: checkpoint_EEEE.safetensors at the end of every epoch (EEEE is
+// the number of epochs done), and last.safetensors, the newest checkpoint of any kind (a hard link
+// to the epoch file, or a step checkpoint of its own).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "engine/serialize.h"
+#include "layers/optimizer.h"
+#include "ssl/moco.h"
+
+namespace engine::ssl {
+
+struct TrainingPosition {
+  int64_t epoch = 0;  // the epoch to continue
+  int64_t batch = 0;  // the first batch of that epoch not yet trained on
+  int64_t step = 0;   // optimizer steps done since the start of the run
+};
+
+inline constexpr const char* kCheckpointFormat = "moco-pretrain-checkpoint/1";
+
+// What a checkpoint records about the run besides the tensors and the position.
+struct RunIdentity {
+  int64_t batch_size = 0;
+  uint64_t seed = 0;
+  std::string args_json;  // the run's flags
+};
+
+// Writes the checkpoint atomically.
+void save_checkpoint(const std::string& path, const MoCo& moco, const nn::Sgd& sgd, const TrainingPosition& position,
+                     const RunIdentity& run);
+
+struct LoadedCheckpoint {
+  TrainingPosition position;
+  Metadata metadata;
+};
+// Restores `moco` and `sgd` from `path`. Refuses, with what differs, a file that is not a
+// pretraining checkpoint, or one made with a different architecture, embedding size, queue length,
+// head or batch size (`batch_size`): such a run cannot be continued with these flags.
+LoadedCheckpoint load_checkpoint(const std::string& path, MoCo& moco, nn::Sgd& sgd, int64_t batch_size);
+
+// Makes `last` name the same file as `path` (a hard link, or a copy where links are not supported),
+// replacing it atomically.
+void publish_as_last(const std::string& path, const std::string& last);
+
+// --resume: "" (none), "auto" (SAVE_DIR/checkpoints/last.safetensors when it exists, else none),
+// or a file, which must exist. Returns the file to load or "".
+std::string resolve_resume(const std::string& resume, const std::string& save_dir);
+
+}  // namespace engine::ssl

@@ -1,0 +1,192 @@
+// moco.cpp - see moco.h. Shape letters: N images, D embedding dim, K queue length, n_h hard
+// negatives per image, G virtual GPUs (bn_groups), b = N / G images per group.
+#include "ssl/moco.h"
+
+#include <map>
+
+#include "engine/autograd.h"
+#include "engine/check.h"
+#include "layers/layers.h"
+#include "ops/index_select.h"
+#include "ops/infonce.h"
+#include "ops/l2_normalize.h"
+#include "ops/momentum_update.h"
+
+namespace engine::ssl {
+
+namespace {
+
+constexpr uint64_t kHeadStream = 0x4D4C5000;   // "MLP": the extra head layer's initialisation
+constexpr uint64_t kQueueStream = 0x51554555;  // "QUEU": the initial queue
+
+// An i64 index tensor on `device` from host values.
+Tensor index_tensor(const std::vector<int64_t>& values, Device device) {
+  return Tensor::from_vector(values, {static_cast<int64_t>(values.size())}).to(device);
+}
+
+// The entries of `state` under "prefix." with the prefix removed.
+NamedTensors strip_prefix(const NamedTensors& state, const std::string& prefix) {
+  NamedTensors out;
+  for (const auto& [name, tensor] : state)
+    if (name.rfind(prefix, 0) == 0) out.emplace_back(name.substr(prefix.size()), tensor);
+  return out;
+}
+
+}  // namespace
+
+std::shared_ptr<nn::ResNet> make_moco_encoder(const MocoConfig& config, uint64_t seed) {
+  nn::ResNetConfig rc;
+  rc.arch = config.arch;
+  rc.num_classes = config.dim;
+  rc.stem = config.small_stem ? nn::ResNetStem::SmallImage : nn::ResNetStem::ImageNet;
+  auto encoder = nn::make_resnet(rc, seed);  // fc = Linear(F, D), torchvision's initialisation
+  if (config.mlp) {
+    // As the reference: a new Linear(F, F) and ReLU in front of the original fc.
+    const int64_t F = encoder->feature_dim();
+    Generator gen(seed, kHeadStream);
+    encoder->replace_head(std::make_shared<nn::Sequential>(std::vector<std::shared_ptr<nn::Module>>{
+        std::make_shared<nn::Linear>(F, F, gen), std::make_shared<nn::ReLU>(), encoder->child_ptr("fc")}));
+  }
+  return encoder;
+}
+
+MoCo::MoCo(const MocoConfig& config, uint64_t seed, Device device) : config_(config), device_(device) {
+  ENGINE_CHECK(config.dim > 0 && config.queue_size > 0, "MoCo: --moco-dim ({}) and --moco-k ({}) must be positive",
+               config.dim, config.queue_size);
+  ENGINE_CHECK(config.momentum >= 0 && config.momentum <= 1, "MoCo: --moco-m must be in [0, 1], found {}",
+               config.momentum);
+  ENGINE_CHECK(config.temperature > 0, "MoCo: --moco-t must be positive, found {}", config.temperature);
+  ENGINE_CHECK(config.bn_groups >= 1, "MoCo: the BatchNorm group count must be at least 1, found {}",
+               config.bn_groups);
+  encoder_q_ = make_moco_encoder(config, seed);
+  encoder_k_ = make_moco_encoder(config, seed);
+  encoder_k_->load_state_dict(encoder_q_->state_dict());  // f_k starts as an exact copy of f_q
+  for (nn::ResNet* encoder : {encoder_q_.get(), encoder_k_.get()}) {
+    nn::set_ghost_batchnorm(*encoder, config.bn_groups, GhostRunningStats::FirstGroup);
+    encoder->flatten_parameters();
+    encoder->to(device);
+  }
+  // The queue: i.i.d. N(0, 1), then every column (one negative key) scaled to unit length.
+  Tensor queue = Tensor::empty({config.queue_size, config.dim});  // (K, D): rows are the columns
+  Generator gen(seed, kQueueStream);
+  normal_(queue, gen);
+  queue_ = l2_normalize(queue).transpose(0, 1).contiguous().to(device);  // (D, K)
+}
+
+Tensor MoCo::encode_query(const Tensor& images) {
+  return l2_normalize(encoder_q_->forward(images));  // (N, D)
+}
+
+void MoCo::momentum_update_key_encoder() {
+  NoGradGuard no_grad;
+  Tensor key = encoder_k_->flat_parameters();
+  momentum_update(key, encoder_q_->flat_parameters(), config_.momentum);
+}
+
+Tensor MoCo::encode_keys(const Tensor& images, Generator& shuffle) {
+  NoGradGuard no_grad;
+  const int64_t N = images.size(0);
+  // Shuffle BN: a random permutation spreads the images over the groups; undo it on the keys.
+  const std::vector<int64_t> perm = randperm(N, shuffle).to_vector<int64_t>();
+  std::vector<int64_t> inverse(perm.size());
+  for (size_t i = 0; i < perm.size(); ++i) inverse[static_cast<size_t>(perm[i])] = static_cast<int64_t>(i);
+  const Tensor shuffled = index_select(images, index_tensor(perm, images.device()));  // (N, 3, H, W)
+  const Tensor keys = l2_normalize(encoder_k_->forward(shuffled));                   // (N, D), shuffled order
+  return index_select(keys, index_tensor(inverse, images.device()));                 // (N, D)
+}
+
+Tensor MoCo::encode_hard_negatives(const Tensor& hard, Generator& shuffle) {
+  NoGradGuard no_grad;
+  ENGINE_CHECK(hard.dim() == 5, "MoCo: hard negatives must be (N, n_h, 3, H, W), found {}", hard.str());
+  const int64_t N = hard.size(0), n_h = hard.size(1), D = config_.dim;
+  const Tensor flat = hard.contiguous().view({N * n_h, hard.size(2), hard.size(3), hard.size(4)});
+  Tensor out = Tensor::empty({N, n_h, D}, hard.dtype(), hard.device());  // (N, n_h, D)
+  if (!config_.reference_quirks) {
+    for (int64_t h = 0; h < n_h; ++h) {
+      std::vector<int64_t> rows(static_cast<size_t>(N));
+      for (int64_t i = 0; i < N; ++i) rows[static_cast<size_t>(i)] = i * n_h + h;
+      const Tensor views = index_select(flat, index_tensor(rows, hard.device()));  // (N, 3, H, W)
+      out.slice(1, h, h + 1).copy_(encode_keys(views, shuffle).view({N, 1, D}));
+    }
+    return out;
+  }
+  // The published code (O7): hard negative j of group g is image j of the group's (first)
+  // hard-negative view, encoded in a batch of one per group, and shared by the group's b queries.
+  const int64_t G = config_.bn_groups, b = N / G;
+  ENGINE_CHECK(n_h <= b, "MoCo: with --reference-quirks, hard negative j is image j of each group, so --num-nonsem "
+               "({}) cannot exceed the images per group ({})", n_h, b);
+  for (int64_t j = 0; j < n_h; ++j) {
+    std::vector<int64_t> firsts(static_cast<size_t>(G)), owner(static_cast<size_t>(N));
+    for (int64_t g = 0; g < G; ++g) firsts[static_cast<size_t>(g)] = (g * b + j) * n_h;
+    for (int64_t i = 0; i < N; ++i) owner[static_cast<size_t>(i)] = i / b;
+    // G images in G groups: BatchNorm over one image each. Shuffling them would change nothing.
+    const Tensor t = l2_normalize(encoder_k_->forward(index_select(flat, index_tensor(firsts, hard.device()))));
+    out.slice(1, j, j + 1).copy_(index_select(t, index_tensor(owner, hard.device())).view({N, 1, D}));
+  }
+  return out;
+}
+
+void MoCo::dequeue_and_enqueue(const Tensor& keys) {
+  const int64_t N = keys.size(0), K = config_.queue_size;
+  ENGINE_CHECK(keys.dim() == 2 && keys.size(1) == config_.dim, "MoCo: keys must be (N, {}), found {}", config_.dim,
+               keys.str());
+  ENGINE_CHECK(K % N == 0, "MoCo: the queue length --moco-k {} must be a multiple of the batch size {}", K, N);
+  queue_.slice(1, queue_ptr_, queue_ptr_ + N).copy_(keys.transpose(0, 1));  // columns [ptr, ptr + N)
+  queue_ptr_ = (queue_ptr_ + N) % K;
+}
+
+MocoOutput MoCo::forward(const Tensor& query, const Tensor& key, const Tensor& hard, Generator& shuffle) {
+  ENGINE_CHECK(query.dim() == 4 && query.shape() == key.shape(),
+               "MoCo: query and key views must be two (N, 3, H, W) batches of one shape, found {} and {}",
+               query.str(), key.str());
+  ENGINE_CHECK(query.size(0) % config_.bn_groups == 0,
+               "MoCo: the batch of {} images does not split into {} BatchNorm groups; use a batch that is a "
+               "multiple of the group count",
+               query.size(0), config_.bn_groups);
+  const Tensor q = encode_query(query);  // (N, D), recorded for backward
+  momentum_update_key_encoder();
+  const Tensor k = encode_keys(key, shuffle);                                          // (N, D)
+  const Tensor t = hard.defined() ? encode_hard_negatives(hard, shuffle) : Tensor();  // (N, n_h, D)
+  // The logits use the queue as it was before this batch; the backward needs those values after
+  // the enqueue below has overwritten N columns, so the op gets its own copy (as the reference's
+  // queue.clone().detach()).
+  InfoNceOptions opt;
+  opt.temperature = config_.temperature;
+  opt.alpha = config_.alpha;
+  const InfoNceResult r = infonce(q, k, queue_.clone(), t, opt);
+  dequeue_and_enqueue(k);
+  return {r.loss, r.correct1, r.correct5, r.rows};
+}
+
+NamedTensors MoCo::state_dict() const {
+  NamedTensors out;
+  for (const auto& [name, t] : encoder_q_->state_dict()) out.emplace_back("encoder_q." + name, t);
+  for (const auto& [name, t] : encoder_k_->state_dict()) out.emplace_back("encoder_k." + name, t);
+  out.emplace_back("queue", queue_);
+  out.emplace_back("queue_ptr", Tensor::from_vector(std::vector<int64_t>{queue_ptr_}, {1}));
+  return out;
+}
+
+void MoCo::load_state_dict(const NamedTensors& state) {
+  std::map<std::string, Tensor> rest;
+  for (const auto& [name, t] : state)
+    if (name.rfind("encoder_q.", 0) != 0 && name.rfind("encoder_k.", 0) != 0) rest.emplace(name, t);
+  ENGINE_CHECK(rest.count("queue") && rest.count("queue_ptr") && rest.size() == 2,
+               "MoCo: a state needs encoder_q.*, encoder_k.*, queue and queue_ptr and nothing else; found {} other "
+               "entries{}",
+               rest.size(), rest.count("queue") ? "" : " and no queue");
+  const Tensor& queue = rest.at("queue");
+  ENGINE_CHECK(queue.shape() == queue_.shape(),
+               "MoCo: the saved queue is {} but this model's is {} (--moco-dim x --moco-k); use the flags the "
+               "checkpoint was trained with",
+               shape_str(queue.shape()), shape_str(queue_.shape()));
+  const int64_t ptr = static_cast<int64_t>(rest.at("queue_ptr").item());
+  ENGINE_CHECK(ptr >= 0 && ptr < config_.queue_size, "MoCo: queue_ptr {} is outside the queue of {}", ptr,
+               config_.queue_size);
+  encoder_q_->load_state_dict(strip_prefix(state, "encoder_q."));
+  encoder_k_->load_state_dict(strip_prefix(state, "encoder_k."));
+  queue_.copy_(queue);
+  queue_ptr_ = ptr;
+}
+
+}  // namespace engine::ssl

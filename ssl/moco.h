@@ -1,0 +1,97 @@
+// moco.h - MoCo v2 with hard negatives, as one class whose methods are the algorithm's steps
+// (the reference's moco/builder.py; spec sections 6 and 7).
+//
+//   q = normalize(f_q(query))                                   (N, D), with gradient
+//   momentum_update_key_encoder():  theta_k = m theta_k + (1 - m) theta_q      (parameters only)
+//   k = normalize(f_k(key)) with shuffle BN                      (N, D), no gradient
+//   t = normalize(f_k(hard negative views)) with shuffle BN      (N, n_h, D), no gradient
+//   loss = InfoNCE over [q.k | q.queue | alpha q.t] / T, label 0 (ops/infonce.h)
+//   dequeue_and_enqueue(k)
+//
+// Virtual GPUs (spec sections 6.3 and 8). The reference trains on G GPUs of b images each, with
+// BatchNorm statistics per GPU. Here one device holds the whole batch and `bn_groups` = G: every
+// BatchNorm of both encoders normalises each of G consecutive groups of N/G images on its own
+// (ghost BatchNorm). Shuffle BN: the key images are permuted across the batch before f_k (so each
+// group's statistics come from a random mix of images, as the reference's all-gather, shuffle and
+// scatter) and the keys are un-permuted after. f_q's running statistics follow group 0 (spec O12).
+//
+// Hard negatives (spec O7). By default each image i gets its own t_i from its own hard-negative
+// view, encoded like the keys (what the paper describes). With reference_quirks, the published
+// code's behaviour: hard negative j of every image of a group is the j-th image of that group's
+// hard-negative batch, encoded alone (BatchNorm over one image), shared by the group's queries.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "engine/random.h"
+#include "engine/serialize.h"
+#include "layers/resnet.h"
+
+namespace engine::ssl {
+
+struct MocoConfig {
+  std::string arch = "resnet50";
+  bool small_stem = false;         // the 3x3 stride-1 stem without max-pool, for small images
+  int64_t dim = 128;               // --moco-dim
+  int64_t queue_size = 65536;      // --moco-k
+  double momentum = 0.999;         // --moco-m
+  double temperature = 0.07;       // --moco-t
+  bool mlp = false;                // --mlp: the 2-layer head (feature -> feature -> dim)
+  double alpha = 2.0;              // --alpha: weight of the hard-negative logits
+  int64_t bn_groups = 1;           // virtual GPUs: ghost BatchNorm and shuffle-BN groups
+  bool reference_quirks = false;   // spec O7 as the published code (see above)
+};
+
+struct MocoOutput {
+  Tensor loss;                 // () mean InfoNCE over the batch; backward reaches f_q only
+  int64_t correct1 = 0;        // rows whose positive is the top-1 logit
+  int64_t correct5 = 0;        // rows whose positive is among the top-5 logits
+  int64_t rows = 0;
+};
+
+class MoCo {
+ public:
+  // f_q from `seed` (torchvision's initialisation), f_k a copy of it, the queue from N(0, 1) with
+  // unit columns; everything on `device`, parameters flat.
+  MoCo(const MocoConfig& config, uint64_t seed, Device device);
+
+  // One training forward: query and key (N, 3, H, W), hard (N, n_h, 3, H, W) or undefined for
+  // none. Performs the momentum update and the enqueue, as the reference's forward does.
+  // `shuffle` draws the shuffle-BN permutations.
+  MocoOutput forward(const Tensor& query, const Tensor& key, const Tensor& hard, Generator& shuffle);
+
+  // The steps, public so tests and the masking issue can call them one by one.
+  Tensor encode_query(const Tensor& images);                    // (N, D) unit rows, recorded
+  void momentum_update_key_encoder();
+  Tensor encode_keys(const Tensor& images, Generator& shuffle);  // (N, D) unit rows, no gradient
+  Tensor encode_hard_negatives(const Tensor& hard, Generator& shuffle);  // (N, n_h, D), no gradient
+  void dequeue_and_enqueue(const Tensor& keys);                 // keys (N, D)
+
+  nn::ResNet& encoder_q() { return *encoder_q_; }
+  nn::ResNet& encoder_k() { return *encoder_k_; }
+  const Tensor& queue() const { return queue_; }  // (D, K): column j is a negative key
+  int64_t queue_ptr() const { return queue_ptr_; }
+  const MocoConfig& config() const { return config_; }
+  Device device() const { return device_; }
+
+  // "encoder_q.<torchvision name>", "encoder_k.<...>", "queue" (D, K), "queue_ptr" (1) i64:
+  // the reference's state dict below its DDP "module." prefix.
+  NamedTensors state_dict() const;
+  // Strict: every key of state_dict() with its shape, nothing else.
+  void load_state_dict(const NamedTensors& state);
+
+ private:
+  MocoConfig config_;
+  Device device_;
+  std::shared_ptr<nn::ResNet> encoder_q_, encoder_k_;
+  Tensor queue_;          // (D, K)
+  int64_t queue_ptr_ = 0;
+};
+
+// The encoder: a ResNet whose fc is the MoCo head, Linear(F, D) or, with mlp, Linear(F, F) - ReLU
+// - Linear(F, D) (F = 2048 for ResNet-50, 512 for ResNet-18/34), named fc.0 and fc.2 as in the
+// reference.
+std::shared_ptr<nn::ResNet> make_moco_encoder(const MocoConfig& config, uint64_t seed);
+
+}  // namespace engine::ssl

@@ -1,0 +1,297 @@
+// trainer.cpp - see trainer.h.
+#include "ssl/trainer.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <optional>
+
+#include "data/image_folder.h"
+#include "data/loader.h"
+#include "engine/check.h"
+#include "engine/file_io.h"
+#include "engine/json.h"
+#include "engine/metrics_log.h"
+#include "engine/progress.h"
+#include "engine/tensorboard_writer.h"
+#include "layers/lr_schedule.h"
+#include "layers/optimizer.h"
+
+namespace engine::ssl {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+// Sums over some steps: the epoch's, or the window since the last logged step.
+struct Meter {
+  int64_t steps = 0, rows = 0, images = 0;
+  double loss_sum = 0, correct1 = 0, correct5 = 0, seconds = 0, wait_seconds = 0;
+  void add(const MocoOutput& out, double loss, int64_t images_in_step, double step_seconds, double wait) {
+    ++steps;
+    rows += out.rows;
+    images += images_in_step;
+    loss_sum += loss;
+    correct1 += static_cast<double>(out.correct1);
+    correct5 += static_cast<double>(out.correct5);
+    seconds += step_seconds;
+    wait_seconds += wait;
+  }
+  double loss() const { return steps ? loss_sum / static_cast<double>(steps) : 0.0; }
+  double acc1() const { return rows ? 100.0 * correct1 / static_cast<double>(rows) : 0.0; }
+  double acc5() const { return rows ? 100.0 * correct5 / static_cast<double>(rows) : 0.0; }
+  double images_per_second() const { return seconds > 0 ? static_cast<double>(images) / seconds : 0.0; }
+  double data_wait_share() const { return seconds > 0 ? wait_seconds / seconds : 0.0; }
+};
+
+class Trainer {
+ public:
+  explicit Trainer(const PretrainConfig& config) : c_(config) {}
+  PretrainResult run();
+
+ private:
+  void check_flags() const;
+  void prepare_save_dir();
+  void build();
+  void resume_if_asked();
+  // Trains the rest of `epoch`; false when --max-steps stopped it.
+  bool train_epoch(int64_t epoch);
+  void train_step(const data::Batch& batch, double lr, Meter& epoch_meter, Meter& window);
+  void log_window(int64_t epoch, int64_t batch_index, double lr, Meter& window);
+  void log_epoch(int64_t epoch, double lr, const Meter& meter);
+  void save(const std::string& path);
+  fs::path checkpoint_dir() const { return fs::path(c_.save_dir) / "checkpoints"; }
+
+  PretrainConfig c_;
+  std::shared_ptr<data::ImageFolder> dataset_;
+  std::unique_ptr<data::Loader> loader_;
+  std::unique_ptr<MoCo> moco_;
+  std::unique_ptr<nn::Sgd> sgd_;
+  nn::LrSchedule schedule_;
+  std::unique_ptr<MetricsLog> metrics_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
+  TrainingPosition position_;
+  PretrainResult result_;
+  bool ran_a_step_ = false;
+};
+
+void Trainer::check_flags() const {
+  ENGINE_CHECK(!c_.save_dir.empty(), "pretrain: give --save-dir, where checkpoints and logs go");
+  ENGINE_CHECK(c_.batch_size >= 1, "pretrain: -b must be at least 1, found {}", c_.batch_size);
+  ENGINE_CHECK(c_.moco.queue_size % c_.batch_size == 0,
+               "pretrain: the queue length --moco-k {} is not a multiple of the batch size -b {}: every step "
+               "enqueues a whole batch of keys; choose --moco-k as a multiple of {} (for example {})",
+               c_.moco.queue_size, c_.batch_size, c_.batch_size,
+               std::max<int64_t>(1, c_.moco.queue_size / c_.batch_size) * c_.batch_size);
+  ENGINE_CHECK(c_.batch_size % c_.moco.bn_groups == 0,
+               "pretrain: the batch of {} does not split into {} BatchNorm groups (--bn-groups); use a batch that is "
+               "a multiple of the group count",
+               c_.batch_size, c_.moco.bn_groups);
+  ENGINE_CHECK(c_.epochs >= 1, "pretrain: --epochs must be at least 1, found {}", c_.epochs);
+  ENGINE_CHECK(c_.image_size >= 16, "pretrain: --image-size {} is too small (at least 16)", c_.image_size);
+  ENGINE_CHECK(c_.lr > 0 && std::isfinite(c_.lr), "pretrain: --lr must be positive, found {}", c_.lr);
+  ENGINE_CHECK(c_.print_freq >= 1, "pretrain: --print-freq must be at least 1, found {}", c_.print_freq);
+  ENGINE_CHECK(c_.strategy == "none",
+               "pretrain: --strategy {} needs the saliency-guided masking, which this build does not have yet; run "
+               "plain MoCo v2 with --strategy none",
+               c_.strategy);
+  ENGINE_CHECK(c_.num_nonsem == 0,
+               "pretrain: --num-nonsem {} asks for hard negatives, which are masked copies of the key view made by a "
+               "masking --strategy; this build has none yet, so use --num-nonsem 0",
+               c_.num_nonsem);
+}
+
+void Trainer::prepare_save_dir() {
+  std::error_code ec;
+  fs::create_directories(checkpoint_dir(), ec);
+  ENGINE_CHECK(!ec, "pretrain: cannot create {}: {}", checkpoint_dir().string(), ec.message());
+  // A temporary file is what a crash in the middle of a checkpoint write leaves; the checkpoint
+  // it was replacing is intact, so the leftover goes.
+  for (const auto& entry : fs::directory_iterator(checkpoint_dir()))
+    if (entry.path().extension() == ".tmp") fs::remove(entry.path(), ec);
+  write_file_atomic((fs::path(c_.save_dir) / "args.json").string(), c_.args_json + "\n");
+}
+
+void Trainer::build() {
+  dataset_ = std::make_shared<data::ImageFolder>(data::resolve_split(c_.data, "train"));
+  data::LoaderOptions options;
+  options.batch_size = static_cast<int>(c_.batch_size);
+  options.workers = c_.workers;
+  options.views = 2;
+  options.seed = c_.seed;
+  options.fast_decode = c_.fast_decode;
+  options.device = c_.device;
+  const int size = static_cast<int>(c_.image_size);
+  loader_ = std::make_unique<data::Loader>(dataset_, c_.aug_plus ? data::mocov2_augment(size)
+                                                                 : data::mocov1_augment(size),
+                                           options);
+  moco_ = std::make_unique<MoCo>(c_.moco, c_.seed, c_.device);
+  sgd_ = std::make_unique<nn::Sgd>(moco_->encoder_q(), nn::SgdConfig{c_.momentum, c_.weight_decay});
+  schedule_.base_lr = c_.lr;
+  schedule_.epochs = c_.epochs;
+  schedule_.milestones = c_.schedule;
+  schedule_.kind = c_.cos_per_step ? nn::LrScheduleKind::CosinePerStep
+                                   : (c_.cos ? nn::LrScheduleKind::Cosine : nn::LrScheduleKind::Steps);
+}
+
+void Trainer::resume_if_asked() {
+  const std::string path = resolve_resume(c_.resume, c_.save_dir);
+  const std::string metrics_path = (fs::path(c_.save_dir) / "metrics.jsonl").string();
+  if (!path.empty()) {
+    position_ = load_checkpoint(path, *moco_, *sgd_, c_.batch_size).position;
+    fmt::print("resumed from {}: epoch {}, batch {}, step {}\n", path, position_.epoch, position_.batch,
+               position_.step);
+    // Steps logged after the checkpoint will be trained (and logged) again.
+    MetricsLog::truncate_after_step(metrics_path, position_.step);
+  } else if (c_.resume == "auto") {
+    fmt::print("--resume auto: no checkpoint in {} yet, starting from scratch\n", checkpoint_dir().string());
+  }
+  if (path.empty()) {
+    // A fresh run must not overwrite another run's checkpoints.
+    const fs::path last = checkpoint_dir() / "last.safetensors";
+    ENGINE_CHECK(!fs::exists(last),
+                 "pretrain: {} already holds a run ({}); continue it with --resume auto, or choose another "
+                 "--save-dir",
+                 c_.save_dir, last.string());
+    if (fs::exists(metrics_path)) fs::remove(metrics_path);  // a fresh run starts a fresh log
+  }
+  metrics_ = std::make_unique<MetricsLog>(metrics_path);
+  tensorboard_ = std::make_unique<TensorBoardWriter>((fs::path(c_.save_dir) / "logs").string());
+}
+
+void Trainer::save(const std::string& path) {
+  RunIdentity run{c_.batch_size, c_.seed, c_.args_json};
+  save_checkpoint(path, *moco_, *sgd_, position_, run);
+  result_.last_checkpoint = path;
+}
+
+void Trainer::train_step(const data::Batch& batch, double lr, Meter& epoch_meter, Meter& window) {
+  const auto start = Clock::now();
+  const Tensor& query = batch.views[0];  // (N, 3, H, W)
+  const Tensor& key = batch.views[1];    // (N, 3, H, W)
+  Generator shuffle(c_.seed, kShuffleBnStreamBase + static_cast<uint64_t>(position_.step));
+  const MocoOutput out = moco_->forward(query, key, Tensor(), shuffle);
+  const double loss = out.loss.item();
+  ENGINE_CHECK(std::isfinite(loss),
+               "pretrain: the loss became {} at epoch {}, batch {} (step {}), with lr {}; training stops here and "
+               "this step is not applied. The last good checkpoint is {}. Resume from it with a lower --lr",
+               std::isnan(loss) ? "NaN" : fmt::format("{}", loss), position_.epoch, batch.index, position_.step, lr,
+               result_.last_checkpoint.empty() ? "none (no checkpoint was written yet)" : result_.last_checkpoint);
+  moco_->encoder_q().zero_grad();
+  out.loss.backward();
+  sgd_->step(lr);
+  ++position_.step;
+  position_.batch = batch.index + 1;
+  if (!ran_a_step_) result_.first_loss = loss;
+  ran_a_step_ = true;
+  result_.last_loss = loss;
+  const double seconds = seconds_between(start, Clock::now()) + batch.wait_seconds;
+  epoch_meter.add(out, loss, batch.size(), seconds, batch.wait_seconds);
+  window.add(out, loss, batch.size(), seconds, batch.wait_seconds);
+}
+
+void Trainer::log_window(int64_t epoch, int64_t batch_index, double lr, Meter& window) {
+  JsonObject entry;
+  entry.set("kind", "step")
+      .set("epoch", epoch)
+      .set("step", position_.step)
+      .set("batch", batch_index)
+      .set("loss", window.loss())
+      .set("acc1", window.acc1())
+      .set("acc5", window.acc5())
+      .set("lr", lr)
+      .set("img_per_s", window.images_per_second())
+      .set("data_wait", window.data_wait_share());
+  metrics_->append(entry);
+  tensorboard_->add_scalars(position_.step, {{"loss", window.loss()},
+                                             {"acc1", window.acc1()},
+                                             {"acc5", window.acc5()},
+                                             {"lr", lr},
+                                             {"img_per_s", window.images_per_second()}});
+  window = Meter();
+}
+
+void Trainer::log_epoch(int64_t epoch, double lr, const Meter& meter) {
+  JsonObject entry;
+  entry.set("kind", "epoch")
+      .set("epoch", epoch)
+      .set("step", position_.step)
+      .set("loss", meter.loss())
+      .set("acc1", meter.acc1())
+      .set("acc5", meter.acc5())
+      .set("lr", lr)
+      .set("img_per_s", meter.images_per_second())
+      .set("data_wait", meter.data_wait_share())
+      .set("seconds", meter.seconds);
+  metrics_->append(entry);
+  metrics_->sync();
+  tensorboard_->add_scalars(position_.step, {{"epoch/loss", meter.loss()}, {"epoch/acc1", meter.acc1()}});
+  tensorboard_->flush();
+}
+
+bool Trainer::train_epoch(int64_t epoch) {
+  const int64_t batches = loader_->batches_per_epoch();
+  loader_->start_epoch(epoch, position_.batch);
+  ProgressOptions progress_options;
+  progress_options.print_freq = c_.print_freq;
+  ProgressLine progress(fmt::format("epoch {}/{}", epoch + 1, c_.epochs), batches, progress_options);
+  Meter epoch_meter, window;
+  double lr = schedule_.at(epoch, position_.batch, batches);
+  while (auto batch = loader_->next()) {
+    lr = schedule_.at(epoch, batch->index, batches);
+    train_step(*batch, lr, epoch_meter, window);
+    const bool last = batch->index + 1 == batches;
+    progress.update(batch->index + 1, {{"loss", fmt::format("{:.4f}", epoch_meter.loss())},
+                                       {"acc1", fmt::format("{:.1f}%", epoch_meter.acc1())},
+                                       {"acc5", fmt::format("{:.1f}%", epoch_meter.acc5())},
+                                       {"", fmt::format("{:.0f} img/s", epoch_meter.images_per_second())},
+                                       {"data", fmt::format("{:.0f}%", 100 * epoch_meter.data_wait_share())},
+                                       {"lr", fmt::format("{:.4g}", lr)}});
+    if ((batch->index + 1) % c_.print_freq == 0 || last) log_window(epoch, batch->index, lr, window);
+    const bool stop = c_.max_steps > 0 && position_.step >= c_.max_steps;
+    if (!last && (stop || (c_.save_freq_steps > 0 && position_.step % c_.save_freq_steps == 0))) {
+      save((checkpoint_dir() / "last.safetensors").string());
+    }
+    if (stop && !last) {
+      progress.finish();
+      fmt::print("stopped at --max-steps {} (epoch {}, batch {}); {} resumes from here\n", c_.max_steps, epoch,
+                 position_.batch, result_.last_checkpoint);
+      return false;
+    }
+  }
+  progress.finish();
+  position_ = {epoch + 1, 0, position_.step};
+  log_epoch(epoch, lr, epoch_meter);
+  const std::string path = (checkpoint_dir() / fmt::format("checkpoint_{:04d}.safetensors", epoch)).string();
+  save(path);
+  publish_as_last(path, (checkpoint_dir() / "last.safetensors").string());
+  return !(c_.max_steps > 0 && position_.step >= c_.max_steps);
+}
+
+PretrainResult Trainer::run() {
+  check_flags();
+  build();
+  prepare_save_dir();
+  resume_if_asked();
+  fmt::print("pretraining {} ({} parameters) on {}: {} images, {} batches of {} per epoch, {} epochs, lr {} ({})\n",
+             c_.moco.arch, moco_->encoder_q().flat_parameters().numel(), c_.device.str(), dataset_->size(),
+             loader_->batches_per_epoch(), c_.batch_size, c_.epochs, c_.lr, schedule_.describe());
+  while (position_.epoch < c_.epochs) {
+    if (!train_epoch(position_.epoch)) break;
+  }
+  result_.position = position_;
+  return result_;
+}
+
+}  // namespace
+
+PretrainResult pretrain(const PretrainConfig& config) { return Trainer(config).run(); }
+
+}  // namespace engine::ssl

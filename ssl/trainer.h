@@ -1,0 +1,65 @@
+// trainer.h - MoCo pretraining: the loop of the reference's main_moco.py, with its flags.
+//
+// Per epoch: the learning rate of the schedule; per batch: the MoCo forward (ssl/moco.h), the
+// loss, zero_grad, backward, one SGD step (layers/optimizer.h). Around it: a progress line,
+// SAVE_DIR/metrics.jsonl (one JSON object per logged step and per epoch), TensorBoard scalars
+// under SAVE_DIR/logs/, SAVE_DIR/args.json, and checkpoints (ssl/checkpoint.h) at every epoch's
+// end, every --save-freq-steps steps and at --max-steps. A loss that is not finite stops the run
+// with an error before the step is applied, so the last checkpoint stays the last good one.
+//
+// Determinism: the data is a function of (seed, epoch, index), shuffle BN of (seed, step), and the
+// CPU kernels reduce in a fixed order, so on the CPU a run resumed from a checkpoint continues
+// exactly as the uninterrupted run (the tests check the next loss bit for bit).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/device.h"
+#include "ssl/checkpoint.h"
+#include "ssl/moco.h"
+
+namespace engine::ssl {
+
+struct PretrainConfig {
+  std::string data;      // a root with train/, or an image folder
+  std::string save_dir;  // checkpoints/, logs/, metrics.jsonl, args.json
+  MocoConfig moco;
+  int64_t batch_size = 256;  // -b: the global batch (all virtual GPUs)
+  double lr = 0.03;
+  int64_t epochs = 200;
+  std::vector<int64_t> schedule = {120, 160};  // step milestones when not cosine
+  bool cos = false;           // cosine per epoch (the reference)
+  bool cos_per_step = false;  // cosine per step
+  double momentum = 0.9;
+  double weight_decay = 1e-4;
+  bool aug_plus = false;      // MoCo v2's augmentation (else MoCo v1's)
+  int64_t image_size = 224;
+  int64_t num_nonsem = 0;     // hard negatives per image
+  std::string strategy = "none";
+  std::string resume;         // "", a checkpoint file, or "auto"
+  uint64_t seed = 0;
+  int workers = 4;            // -j: decoding threads
+  bool fast_decode = false;
+  int64_t print_freq = 10;
+  int64_t max_steps = 0;         // stop after this many optimizer steps in all (0: no limit)
+  int64_t save_freq_steps = 0;   // a checkpoint every this many steps (0: at epoch ends only)
+  Device device = Device::cpu();
+  std::string args_json;  // the flags as given, for args.json and the checkpoints
+};
+
+struct PretrainResult {
+  TrainingPosition position;  // where the run stopped
+  double last_loss = 0;       // the loss of the last step
+  double first_loss = 0;      // the loss of the first step this invocation ran
+  std::string last_checkpoint;
+};
+
+// Runs (or resumes) pretraining; throws engine::Error with a clear message on bad input.
+PretrainResult pretrain(const PretrainConfig& config);
+
+// The shuffle-BN stream of a step: randomness that is a function of (seed, step) only.
+inline constexpr uint64_t kShuffleBnStreamBase = 0x5342'0000'0000'0000ull;  // "SB"
+
+}  // namespace engine::ssl

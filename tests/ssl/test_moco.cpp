@@ -1,0 +1,206 @@
+// test_moco.cpp - the MoCo model's steps: the initial loss, the queue, the momentum update, shuffle
+// BN, the hard negatives of both O7 behaviours, and which parameters receive gradients.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "engine/autograd.h"
+#include "layers/layers.h"
+#include "layers/optimizer.h"
+#include "ops/l2_normalize.h"
+#include "ssl/moco.h"
+#include "tests/common/test_helpers.h"
+
+namespace engine::ssl {
+namespace {
+
+using testing::all_close;
+
+// ResNet-18 with the small stem on 16-pixel images: a real encoder, fast on the CPU.
+MocoConfig tiny_config() {
+  MocoConfig c;
+  c.arch = "resnet18";
+  c.small_stem = true;
+  c.dim = 8;
+  c.queue_size = 32;
+  c.temperature = 0.2;
+  c.bn_groups = 2;
+  return c;
+}
+
+double sum_of_squares(const Tensor& t) {
+  double s = 0;
+  for (double v : t.to_vector<double>()) s += v * v;
+  return s;
+}
+
+Tensor images(int64_t n, uint64_t seed, int64_t side = 16) {
+  return testing::make_input({{n, 3, side, side}}, seed, DType::f32, Device::cpu());
+}
+
+TEST(MoCo, StartsWithTheKeyEncoderEqualToTheQueryEncoderAndAUnitQueue) {
+  MoCo moco(tiny_config(), 1, Device::cpu());
+  EXPECT_TRUE(all_close(moco.encoder_k().flat_parameters(), moco.encoder_q().flat_parameters(), 0, 0));
+  EXPECT_EQ(moco.queue().shape(), (Shape{8, 32}));
+  EXPECT_EQ(moco.queue_ptr(), 0);
+  const std::vector<float> q = moco.queue().to_vector<float>();
+  for (int64_t j = 0; j < 32; ++j) {
+    double norm = 0;
+    for (int64_t d = 0; d < 8; ++d) norm += static_cast<double>(q[d * 32 + j]) * q[d * 32 + j];
+    EXPECT_NEAR(norm, 1.0, 1e-5) << "column " << j;
+  }
+  // The MLP head is named as the reference's: fc.0 and fc.2.
+  MocoConfig mlp = tiny_config();
+  mlp.mlp = true;
+  MoCo with_mlp(mlp, 1, Device::cpu());
+  bool found = false;
+  for (const auto& [name, t] : with_mlp.state_dict()) found |= name == "encoder_q.fc.2.weight" && t.shape() == Shape{8, 512};
+  EXPECT_TRUE(found);
+}
+
+TEST(MoCo, InitialLossIsLogOfTheLogitCountWhenTheTemperatureIsLarge) {
+  // With T large every logit is ~0, so the loss is ln(1 + K + n_h) whatever the model.
+  MocoConfig c = tiny_config();
+  c.temperature = 1e4;
+  MoCo moco(c, 2, Device::cpu());
+  Generator shuffle(3);
+  const MocoOutput plain = moco.forward(images(8, 10), images(8, 11), Tensor(), shuffle);
+  EXPECT_NEAR(plain.loss.item(), std::log(1.0 + 32), 1e-3);
+  EXPECT_EQ(plain.rows, 8);
+  const Tensor hard = images(16, 12).view({8, 2, 3, 16, 16});
+  const MocoOutput with_hard = moco.forward(images(8, 10), images(8, 11), hard, shuffle);
+  EXPECT_NEAR(with_hard.loss.item(), std::log(1.0 + 32 + 2), 1e-3);
+}
+
+TEST(MoCo, EnqueueWritesTheKeysAsColumnsAndWrapsThePointer) {
+  MoCo moco(tiny_config(), 4, Device::cpu());
+  const Tensor before = moco.queue().clone();
+  std::vector<Tensor> keys;
+  for (int i = 0; i < 5; ++i) keys.push_back(l2_normalize(testing::make_input({{8, 8}}, 20 + i, DType::f32, Device::cpu())));
+  // K = 32, N = 8: the pointer goes 0, 8, 16, 24, 0, 8.
+  const int64_t expected_ptr[] = {8, 16, 24, 0, 8};
+  for (int i = 0; i < 5; ++i) {
+    moco.dequeue_and_enqueue(keys[i]);
+    EXPECT_EQ(moco.queue_ptr(), expected_ptr[i]);
+  }
+  // By hand: columns 0-7 hold the fifth batch, 8-15 the second, 16-23 the third, 24-31 the fourth.
+  const int source[] = {4, 1, 2, 3};
+  for (int block = 0; block < 4; ++block) {
+    const Tensor columns = moco.queue().slice(1, 8 * block, 8 * block + 8);  // (D, 8)
+    EXPECT_TRUE(all_close(columns, keys[source[block]].transpose(0, 1), 0, 0)) << "block " << block;
+  }
+  EXPECT_FALSE(all_close(moco.queue(), before, 1e-3, 0));
+  EXPECT_THROW(moco.dequeue_and_enqueue(keys[0].slice(0, 0, 5)), Error);  // 5 does not divide 32
+}
+
+TEST(MoCo, ForwardUsesThePreviousQueueThenEnqueuesItsKeys) {
+  MoCo moco(tiny_config(), 5, Device::cpu());
+  const Tensor before = moco.queue().clone();
+  Generator shuffle(6);
+  moco.forward(images(8, 30), images(8, 31), Tensor(), shuffle);
+  EXPECT_EQ(moco.queue_ptr(), 8);
+  // Columns 8-31 untouched, 0-7 replaced by unit keys.
+  EXPECT_TRUE(all_close(moco.queue().slice(1, 8, 32), before.slice(1, 8, 32), 0, 0));
+  EXPECT_FALSE(all_close(moco.queue().slice(1, 0, 8), before.slice(1, 0, 8), 1e-3, 0));
+}
+
+TEST(MoCo, OnlyTheQueryEncoderReceivesGradientsAndTheKeyEncoderFollowsByMomentum) {
+  MocoConfig c = tiny_config();
+  c.momentum = 0.9;
+  MoCo moco(c, 7, Device::cpu());
+  nn::Sgd sgd(moco.encoder_q(), {});
+  Generator shuffle(8);
+  for (int step = 0; step < 2; ++step) {
+    const Tensor q_before = moco.encoder_q().flat_parameters().clone();
+    const Tensor k_before = moco.encoder_k().flat_parameters().clone();
+    MocoOutput out = moco.forward(images(8, 40 + step), images(8, 50 + step), Tensor(), shuffle);
+    // theta_k = m theta_k + (1 - m) theta_q, with theta_q before this step's update.
+    Tensor expected = k_before.clone();
+    const std::vector<float> q = q_before.to_vector<float>(), k = k_before.to_vector<float>();
+    std::vector<float> e(q.size());
+    for (size_t i = 0; i < q.size(); ++i) e[i] = k[i] * 0.9f + q[i] * (1.0f - 0.9f);
+    EXPECT_TRUE(all_close(moco.encoder_k().flat_parameters(), Tensor::from_vector(e, expected.shape()), 1e-7, 1e-6));
+    moco.encoder_q().zero_grad();
+    out.loss.backward();
+    EXPECT_GT(sum_of_squares(moco.encoder_q().flat_gradients()), 0.0);
+    for (const Tensor& p : moco.encoder_k().parameters()) EXPECT_FALSE(p.grad().defined() && sum_of_squares(p.grad()) > 0);
+    sgd.step(0.1);
+    EXPECT_FALSE(all_close(moco.encoder_q().flat_parameters(), q_before, 1e-6, 0)) << "the step moved f_q";
+  }
+}
+
+TEST(MoCo, ShuffleBnEncodesEachKeyInTheGroupItWasShuffledInto) {
+  MoCo moco(tiny_config(), 9, Device::cpu());
+  const Tensor x = images(8, 60);
+  Generator shuffle(11, 3), replay(11, 3);
+  const Tensor keys = moco.encode_keys(x, shuffle);  // (8, D)
+  // Replay the permutation; encode each group of 4 shuffled images by itself.
+  const std::vector<int64_t> perm = randperm(8, replay).to_vector<int64_t>();
+  nn::set_ghost_batchnorm(moco.encoder_k(), 1, GhostRunningStats::FirstGroup);
+  NoGradGuard no_grad;
+  for (int64_t g = 0; g < 2; ++g) {
+    Tensor group = Tensor::empty({4, 3, 16, 16});
+    for (int64_t j = 0; j < 4; ++j) group.slice(0, j, j + 1).copy_(x.slice(0, perm[g * 4 + j], perm[g * 4 + j] + 1));
+    const Tensor k = l2_normalize(moco.encoder_k().forward(group));
+    for (int64_t j = 0; j < 4; ++j)
+      EXPECT_TRUE(all_close(keys.slice(0, perm[g * 4 + j], perm[g * 4 + j] + 1), k.slice(0, j, j + 1), 1e-5, 1e-4))
+          << "image " << perm[g * 4 + j];
+  }
+}
+
+TEST(MoCo, ReferenceQuirksShareOneHardNegativePerGroupEncodedAlone) {
+  MocoConfig c = tiny_config();
+  c.reference_quirks = true;
+  MoCo moco(c, 12, Device::cpu());
+  const Tensor hard = images(8, 70).view({8, 1, 3, 16, 16});
+  Generator shuffle(13);
+  const Tensor t = moco.encode_hard_negatives(hard, shuffle);  // (8, 1, D)
+  ASSERT_EQ(t.shape(), (Shape{8, 1, 8}));
+  nn::set_ghost_batchnorm(moco.encoder_k(), 1, GhostRunningStats::FirstGroup);
+  NoGradGuard no_grad;
+  for (int64_t g = 0; g < 2; ++g) {
+    // Image 0 of group g, alone: BatchNorm over one image.
+    const Tensor alone = l2_normalize(moco.encoder_k().forward(hard.view({8, 3, 16, 16}).slice(0, 4 * g, 4 * g + 1)));
+    for (int64_t i = 4 * g; i < 4 * g + 4; ++i)
+      EXPECT_TRUE(all_close(t.slice(0, i, i + 1).view({1, 8}), alone, 1e-5, 1e-4)) << "query " << i;
+  }
+}
+
+TEST(MoCo, CleanHardNegativesAreEachImagesOwn) {
+  MoCo moco(tiny_config(), 14, Device::cpu());
+  const Tensor hard = images(8, 80).view({8, 1, 3, 16, 16});
+  Generator shuffle(15);
+  const Tensor t = moco.encode_hard_negatives(hard, shuffle);
+  // Rows differ from image to image (their own views), unlike the quirk's shared vector.
+  EXPECT_FALSE(all_close(t.slice(0, 0, 1), t.slice(0, 1, 2), 1e-3, 0));
+  EXPECT_EQ(t.shape(), (Shape{8, 1, 8}));
+}
+
+TEST(MoCo, StateRoundTripsAndRefusesAnotherShape) {
+  MoCo a(tiny_config(), 16, Device::cpu()), b(tiny_config(), 17, Device::cpu());
+  Generator shuffle(18);
+  a.forward(images(8, 90), images(8, 91), Tensor(), shuffle);
+  b.load_state_dict(a.state_dict());
+  EXPECT_TRUE(all_close(b.encoder_q().flat_parameters(), a.encoder_q().flat_parameters(), 0, 0));
+  EXPECT_TRUE(all_close(b.encoder_k().flat_parameters(), a.encoder_k().flat_parameters(), 0, 0));
+  EXPECT_TRUE(all_close(b.queue(), a.queue(), 0, 0));
+  EXPECT_EQ(b.queue_ptr(), 8);
+  MocoConfig other = tiny_config();
+  other.queue_size = 64;
+  MoCo c(other, 19, Device::cpu());
+  EXPECT_THROW(c.load_state_dict(a.state_dict()), Error);
+}
+
+TEST(MoCo, CudaLossMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  MoCo cpu(tiny_config(), 20, Device::cpu()), gpu(tiny_config(), 20, Device::cuda());
+  Generator s1(21), s2(21);
+  const Tensor q = images(8, 100), k = images(8, 101);
+  const MocoOutput a = cpu.forward(q, k, Tensor(), s1);
+  const MocoOutput b = gpu.forward(q.to(Device::cuda()), k.to(Device::cuda()), Tensor(), s2);
+  EXPECT_NEAR(b.loss.item(), a.loss.item(), 1e-3);
+  EXPECT_TRUE(all_close(gpu.queue(), cpu.queue(), 1e-4, 1e-3));
+}
+
+}  // namespace
+}  // namespace engine::ssl

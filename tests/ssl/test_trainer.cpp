@@ -1,0 +1,187 @@
+// test_trainer.cpp - the pretraining loop on a tiny synthetic dataset: resuming (at an epoch's end
+// and mid-epoch) continues bit for bit, the logs and checkpoints hold what they should, and bad
+// flags or a diverging loss stop the run with a clear message and the last good checkpoint kept.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "data/synth.h"
+#include "engine/metrics_log.h"
+#include "engine/serialize.h"
+#include "engine/tensorboard_reader.h"
+#include "ssl/trainer.h"
+#include "tests/common/temp_dir.h"
+
+namespace engine::ssl {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir("trainer");
+    data::SynthOptions o;
+    o.classes = 2;
+    o.train_per_class = 8;
+    o.val_per_class = 1;
+    o.size = 24;
+    o.threads = 1;
+    data::write_synth_dataset((dir_->path() / "synth").string(), o);
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+
+  // ResNet-18, small stem, 16 pixels, batches of 8 in 2 BatchNorm groups: 2 batches per epoch.
+  static PretrainConfig config(const std::string& run, int64_t max_steps) {
+    PretrainConfig c;
+    c.data = (dir_->path() / "synth").string();
+    c.save_dir = (dir_->path() / run).string();
+    c.moco.arch = "resnet18";
+    c.moco.small_stem = true;
+    c.moco.dim = 8;
+    c.moco.queue_size = 16;
+    c.moco.temperature = 0.2;
+    c.moco.mlp = true;
+    c.moco.bn_groups = 2;
+    c.batch_size = 8;
+    c.image_size = 16;
+    c.epochs = 3;
+    c.cos = true;
+    c.aug_plus = true;
+    c.workers = 2;
+    c.print_freq = 1;
+    c.seed = 5;
+    c.max_steps = max_steps;
+    c.args_json = "{}";
+    return c;
+  }
+
+  static TempDir* dir_;
+};
+
+TempDir* TrainerTest::dir_ = nullptr;
+
+TEST_F(TrainerTest, ResumingContinuesBitForBitAtAnEpochEndAndMidEpoch) {
+  const PretrainResult straight3 = pretrain(config("straight3", 3));
+  const PretrainResult straight4 = pretrain(config("straight4", 4));
+  EXPECT_EQ(straight4.position.step, 4);
+  EXPECT_EQ(straight4.position.epoch, 2);  // 2 epochs of 2 batches done
+  EXPECT_EQ(straight3.position.epoch, 1);
+  EXPECT_EQ(straight3.position.batch, 1);  // stopped mid-epoch
+
+  // Stopped at an epoch's end (step 2), resumed to step 3.
+  pretrain(config("resumed", 2));
+  PretrainConfig more = config("resumed", 3);
+  more.resume = "auto";
+  const PretrainResult resumed3 = pretrain(more);
+  EXPECT_EQ(resumed3.last_loss, straight3.last_loss) << "the step after an epoch-end checkpoint";
+  // Stopped mid-epoch (step 3), resumed to step 4.
+  more.max_steps = 4;
+  const PretrainResult resumed4 = pretrain(more);
+  EXPECT_EQ(resumed4.last_loss, straight4.last_loss) << "the step after a mid-epoch checkpoint";
+
+  // The log has every step once, in order, despite the two resumes.
+  const std::vector<FlatJsonObject> lines = MetricsLog::read((dir_->path() / "resumed" / "metrics.jsonl").string());
+  std::vector<int64_t> steps;
+  for (const FlatJsonObject& line : lines)
+    if (line.at("kind").as_string() == "step") steps.push_back(line.at("step").as_int64());
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4}));
+}
+
+TEST_F(TrainerTest, WritesCheckpointsMetricsTensorBoardAndArgs) {
+  PretrainConfig c = config("outputs", 4);
+  c.args_json = R"({"arch": "resnet18"})";
+  const PretrainResult r = pretrain(c);
+  const fs::path dir = c.save_dir;
+  EXPECT_TRUE(fs::exists(dir / "checkpoints" / "checkpoint_0000.safetensors"));
+  EXPECT_TRUE(fs::exists(dir / "checkpoints" / "checkpoint_0001.safetensors"));
+  EXPECT_EQ(r.last_checkpoint, (dir / "checkpoints" / "checkpoint_0001.safetensors").string());
+
+  const SafetensorsFile last = load_safetensors((dir / "checkpoints" / "last.safetensors").string());
+  EXPECT_EQ(last.metadata.at("epoch"), "2");
+  EXPECT_EQ(last.metadata.at("batch"), "0");
+  EXPECT_EQ(last.metadata.at("step"), "4");
+  EXPECT_EQ(last.metadata.at("args"), c.args_json);
+  EXPECT_EQ(last.at("queue").shape(), (Shape{8, 16}));
+  EXPECT_EQ(last.at("queue_ptr").to_vector<int64_t>(), std::vector<int64_t>{0});  // 4 steps x 8 keys, mod 16
+  EXPECT_EQ(last.at("encoder_q.fc.0.weight").shape(), (Shape{512, 512}));
+  EXPECT_EQ(last.at("optimizer.momentum_buffer.encoder_q.conv1.weight").shape(),
+            last.at("encoder_q.conv1.weight").shape());
+  EXPECT_TRUE(last.contains("encoder_k.layer4.1.bn2.running_var"));
+  EXPECT_FALSE(fs::exists(dir / "checkpoints" / "last.safetensors.tmp"));
+
+  // metrics.jsonl: a line per step and per epoch with the promised fields.
+  const std::vector<FlatJsonObject> lines = MetricsLog::read((dir / "metrics.jsonl").string());
+  ASSERT_EQ(lines.size(), 6u);  // 4 steps, 2 epochs
+  for (const FlatJsonObject& line : lines)
+    for (const char* key : {"epoch", "step", "loss", "acc1", "acc5", "lr", "img_per_s"})
+      EXPECT_TRUE(line.count(key)) << key;
+  EXPECT_EQ(lines[2].at("kind").as_string(), "epoch");
+  EXPECT_GT(lines[0].at("loss").as_double(), 0.0);
+  EXPECT_NEAR(lines[0].at("lr").as_double(), 0.03, 1e-12);  // cosine, epoch 0
+
+  // TensorBoard: one event file whose scalars are the logged steps.
+  std::vector<fs::path> events;
+  for (const auto& entry : fs::directory_iterator(dir / "logs"))
+    if (entry.path().filename().string().find("tfevents") != std::string::npos) events.push_back(entry.path());
+  ASSERT_EQ(events.size(), 1u);
+  int loss_points = 0;
+  for (const TensorBoardScalar& s : read_tensorboard_scalars(events[0].string())) {
+    if (s.tag != "loss") continue;
+    ++loss_points;
+    EXPECT_FLOAT_EQ(s.value, static_cast<float>(lines[s.step <= 2 ? s.step - 1 : s.step].at("loss").as_double()));
+  }
+  EXPECT_EQ(loss_points, 4);
+  EXPECT_TRUE(fs::exists(dir / "args.json"));
+}
+
+TEST_F(TrainerTest, BadFlagsAndAnOccupiedSaveDirAreClearErrors) {
+  PretrainConfig c = config("bad", 1);
+  c.moco.queue_size = 20;
+  try {
+    pretrain(c);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--moco-k 20 is not a multiple of the batch size -b 8"), std::string::npos)
+        << e.what();
+  }
+  pretrain(config("occupied", 1));
+  try {
+    pretrain(config("occupied", 2));
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("already holds a run"), std::string::npos) << e.what();
+  }
+  PretrainConfig other = config("occupied", 2);
+  other.resume = "auto";
+  other.moco.dim = 16;
+  try {
+    pretrain(other);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("moco_dim: checkpoint 8, this run 16"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(TrainerTest, ADivergingLossStopsTheRunAndKeepsTheLastGoodCheckpoint) {
+  PretrainConfig c = config("diverges", 0);
+  c.lr = 1e300;  // infinite in f32: the first step sends the weights to infinity
+  c.save_freq_steps = 1;
+  try {
+    pretrain(c);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the loss became NaN at epoch 0, batch 1 (step 1)"), std::string::npos)
+        << e.what();
+  }
+  const SafetensorsFile last = load_safetensors((fs::path(c.save_dir) / "checkpoints" / "last.safetensors").string());
+  EXPECT_EQ(last.metadata.at("step"), "1");
+}
+
+}  // namespace
+}  // namespace engine::ssl

@@ -1,0 +1,138 @@
+// cmd_pretrain.cpp - `moco pretrain DATA --save-dir D`: MoCo v2 pretraining (ssl/trainer.h) with
+// the reference main_moco.py's flag names and defaults, plus --image-size, --device, --max-steps,
+// --save-freq-steps, --bn-groups and --reference-quirks.
+#include <fmt/format.h>
+
+#include <thread>
+
+#include "engine/json.h"
+#include "layers/resnet.h"
+#include "ssl/trainer.h"
+#include "tools/cli_common.h"
+#include "tools/commands.h"
+
+namespace moco_cli {
+
+namespace {
+
+struct PretrainArgs {
+  engine::ssl::PretrainConfig config;
+  std::string device = "auto";
+  bool small_stem = false;
+};
+
+// The flags as given, for args.json and the checkpoints' metadata.
+std::string args_json(const engine::ssl::PretrainConfig& c, const std::string& device) {
+  engine::JsonObject j;
+  std::vector<double> schedule(c.schedule.begin(), c.schedule.end());
+  j.set("data", c.data)
+      .set("save_dir", c.save_dir)
+      .set("arch", c.moco.arch)
+      .set("small_stem", c.moco.small_stem)
+      .set("batch_size", c.batch_size)
+      .set("lr", c.lr)
+      .set("epochs", c.epochs)
+      .set("schedule", schedule)
+      .set("cos", c.cos)
+      .set("cos_per_step", c.cos_per_step)
+      .set("momentum", c.momentum)
+      .set("weight_decay", c.weight_decay)
+      .set("moco_dim", c.moco.dim)
+      .set("moco_k", c.moco.queue_size)
+      .set("moco_m", c.moco.momentum)
+      .set("moco_t", c.moco.temperature)
+      .set("mlp", c.moco.mlp)
+      .set("aug_plus", c.aug_plus)
+      .set("alpha", c.moco.alpha)
+      .set("num_nonsem", c.num_nonsem)
+      .set("strategy", c.strategy)
+      .set("bn_groups", c.moco.bn_groups)
+      .set("reference_quirks", c.moco.reference_quirks)
+      .set("image_size", c.image_size)
+      .set("seed", static_cast<int64_t>(c.seed))
+      .set("workers", static_cast<int64_t>(c.workers))
+      .set("fast_decode", c.fast_decode)
+      .set("device", device)
+      .set("max_steps", c.max_steps)
+      .set("save_freq_steps", c.save_freq_steps)
+      .set("resume", c.resume);
+  return j.dump(2);
+}
+
+void run_pretrain(PretrainArgs& a) {
+  engine::ssl::PretrainConfig& c = a.config;
+  c.moco.small_stem = a.small_stem;
+  c.device = resolve_device(a.device);
+  c.args_json = args_json(c, c.device.str());
+  const engine::ssl::PretrainResult r = engine::ssl::pretrain(c);
+  fmt::print("done: epoch {}, step {}; loss {:.4f} (first step of this run {:.4f}); last checkpoint {}\n",
+             r.position.epoch, r.position.step, r.last_loss, r.first_loss,
+             r.last_checkpoint.empty() ? "none" : r.last_checkpoint);
+}
+
+}  // namespace
+
+void add_pretrain_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("pretrain", "MoCo v2 pretraining (the reference's main_moco.py)");
+  auto a = std::make_shared<PretrainArgs>();
+  engine::ssl::PretrainConfig& c = a->config;
+  c.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  c.moco.bn_groups = 4;  // the reference run's 4 GPUs (spec section 8)
+  cmd->add_option("DATA", c.data, "a dataset root with train/, or an image folder root/<class>/<image>")->required();
+  cmd->add_option("--save-dir", c.save_dir, "where checkpoints/, logs/, metrics.jsonl and args.json go")->required();
+  cmd->add_option("-a,--arch", c.moco.arch, "the encoder")
+      ->capture_default_str()
+      ->check(CLI::IsMember(engine::nn::resnet_arch_names()));
+  cmd->add_flag("--small-stem", a->small_stem, "3x3 stride-1 stem without max-pool, for images of 32-96 pixels");
+  cmd->add_option("-b,--batch-size", c.batch_size, "global batch (all virtual GPUs together)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--lr,--learning-rate", c.lr, "initial learning rate")->capture_default_str();
+  cmd->add_option("--epochs", c.epochs, "epochs to train")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--schedule", c.schedule, "epochs at which the lr drops x0.1 (when not --cos)")
+      ->capture_default_str()
+      ->delimiter(',');
+  cmd->add_flag("--cos", c.cos, "cosine schedule, set once per epoch (the reference)");
+  cmd->add_flag("--cos-per-step", c.cos_per_step, "cosine schedule evaluated at every step");
+  cmd->add_option("--momentum", c.momentum, "SGD momentum")->capture_default_str();
+  cmd->add_option("--wd,--weight-decay", c.weight_decay, "weight decay (on every parameter, as the reference)")
+      ->capture_default_str();
+  cmd->add_option("--moco-dim", c.moco.dim, "embedding dimension")->capture_default_str()->check(CLI::Range(1, 65536));
+  cmd->add_option("--moco-k", c.moco.queue_size, "queue length (a multiple of the batch)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
+  cmd->add_option("--moco-m", c.moco.momentum, "key encoder momentum")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--moco-t", c.moco.temperature, "softmax temperature")->capture_default_str();
+  cmd->add_flag("--mlp", c.moco.mlp, "the MoCo v2 MLP head");
+  cmd->add_flag("--aug-plus", c.aug_plus, "MoCo v2's augmentation (blur, stronger colour jitter)");
+  cmd->add_option("--alpha", c.moco.alpha, "weight of the hard-negative logits")->capture_default_str();
+  cmd->add_option("--num-nonsem", c.num_nonsem, "hard negatives per image")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 16));
+  cmd->add_option("--strategy", c.strategy, "saliency-guided masking")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "hp", "blur", "mean"}));
+  cmd->add_option("--bn-groups", c.moco.bn_groups,
+                  "virtual GPUs: BatchNorm statistics per group of batch/groups images, and shuffle BN across them")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  cmd->add_flag("--reference-quirks", c.moco.reference_quirks,
+                "reproduce the published code's oddities (spec section 11) instead of the clean defaults");
+  cmd->add_option("--image-size", c.image_size, "crop side in pixels")->capture_default_str()->check(CLI::Range(16, 4096));
+  cmd->add_option("--resume", c.resume, "a checkpoint to continue from, or 'auto' (SAVE_DIR/checkpoints/last.safetensors)");
+  cmd->add_option("--seed", c.seed, "seed of every random draw (data, initialisation, queue, shuffle BN)")
+      ->capture_default_str();
+  cmd->add_option("-j,--workers", c.workers, "decoding threads")->capture_default_str()->check(CLI::Range(1, 256));
+  cmd->add_flag("--fast-decode", c.fast_decode, "reduced-size JPEG decoding when the crops allow it");
+  cmd->add_option("-p,--print-freq", c.print_freq, "log every this many steps")->capture_default_str()->check(CLI::Range(1, 1 << 30));
+  cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--max-steps", c.max_steps, "stop after this many optimizer steps in all (0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  cmd->add_option("--save-freq-steps", c.save_freq_steps, "also checkpoint every this many steps (0: epoch ends only)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  cmd->callback([a] { run_pretrain(*a); });
+}
+
+}  // namespace moco_cli
