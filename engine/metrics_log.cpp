@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
 #include "engine/check.h"
 #include "engine/file_io.h"
@@ -57,6 +58,35 @@ off_t size_without_partial_line(int fd, off_t size, const std::string& path) {
   return 0;
 }
 
+// Line `line_number` (from 1) of `path` parsed; throws engine::Error unless it is a JSON object.
+nlohmann::json parse_entry(std::string_view line, const std::string& path, size_t line_number) {
+  nlohmann::json entry;
+  try {
+    entry = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::parse_error& e) {
+    ENGINE_THROW("{} line {}: expected a JSON object, found malformed JSON: {}", path, line_number, e.what());
+  }
+  ENGINE_CHECK(entry.is_object(), "{} line {}: expected a JSON object, found a JSON {}", path, line_number,
+               entry.type_name());
+  return entry;
+}
+
+// What truncate_after_step does with one line.
+enum class ResumedLine { keep, after_step, invalid };
+
+ResumedLine classify_for_resume(std::string_view line, int64_t step) {
+  const nlohmann::json entry = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (entry.is_discarded() || !entry.is_object()) return ResumedLine::invalid;
+  const auto found = entry.find("step");
+  if (found == entry.end()) return ResumedLine::keep;
+  if (!found->is_number_integer()) return ResumedLine::invalid;
+  // nlohmann reads every non-negative integer as unsigned, and one above INT64_MAX only fits there.
+  const bool later = found->is_number_unsigned()
+                         ? step < 0 || found->get<uint64_t>() > static_cast<uint64_t>(step)
+                         : found->get<int64_t>() > step;
+  return later ? ResumedLine::after_step : ResumedLine::keep;
+}
+
 }  // namespace
 
 MetricsLog::MetricsLog(std::string path) : path_(std::move(path)) {
@@ -87,8 +117,9 @@ MetricsLog::~MetricsLog() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void MetricsLog::append(const JsonObject& entry) {
-  const std::string line = entry.dump() + '\n';
+void MetricsLog::append(const nlohmann::ordered_json& entry) {
+  const std::string line =
+      entry.dump(/*indent=*/-1, ' ', /*ensure_ascii=*/false, nlohmann::json::error_handler_t::replace) + '\n';
   size_t written = 0;
   while (written < line.size()) {
     const ssize_t n = ::write(fd_, line.data() + written, line.size() - written);
@@ -110,20 +141,19 @@ size_t MetricsLog::truncate_after_step(const std::string& path, int64_t step) {
   std::string kept;
   kept.reserve(text.size());
   size_t invalid = 0, after_step = 0;
-  for (size_t i = 0; i < lines.size(); ++i) {
-    try {
-      const FlatJsonObject entry = parse_flat_json_object(lines[i], fmt::format("{} line {}", path, i + 1));
-      const auto found = entry.find("step");
-      if (found != entry.end() && found->second.as_int64() > step) {
+  for (const std::string_view line : lines) {
+    switch (classify_for_resume(line, step)) {
+      case ResumedLine::after_step:
         ++after_step;
-        continue;
-      }
-    } catch (const Error&) {
-      ++invalid;
-      continue;
+        break;
+      case ResumedLine::invalid:
+        ++invalid;
+        break;
+      case ResumedLine::keep:
+        kept.append(line);
+        kept += '\n';
+        break;
     }
-    kept.append(lines[i]);
-    kept += '\n';
   }
   const bool partial_last_line = !text.empty() && text.back() != '\n';
   invalid += partial_last_line ? 1 : 0;
@@ -135,12 +165,11 @@ size_t MetricsLog::truncate_after_step(const std::string& path, int64_t step) {
   return invalid + after_step;
 }
 
-std::vector<FlatJsonObject> MetricsLog::read(const std::string& path) {
+std::vector<nlohmann::json> MetricsLog::read(const std::string& path) {
   const std::string text = read_text_file(path);
-  std::vector<FlatJsonObject> entries;
+  std::vector<nlohmann::json> entries;
   size_t line_number = 0;
-  for (const std::string_view line : complete_lines(text))
-    entries.push_back(parse_flat_json_object(line, fmt::format("{} line {}", path, ++line_number)));
+  for (const std::string_view line : complete_lines(text)) entries.push_back(parse_entry(line, path, ++line_number));
   ENGINE_CHECK(text.empty() || text.back() == '\n',
                "{}: the last line has no end (the writer stopped mid-line); open it with a MetricsLog, or "
                "truncate_after_step, to cut it off",

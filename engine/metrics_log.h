@@ -1,5 +1,10 @@
 // metrics_log.h - a JSON Lines log of a run's metrics (D/metrics.jsonl): one JSON object per line,
-// e.g. {"step": 412, "epoch": 3, "loss": 6.8123, "lr": 0.015}.
+// e.g. {"kind":"step","epoch":3,"step":412,"loss":6.8123,"lr":0.015}, written with nlohmann::json.
+//
+// Entries are nlohmann::ordered_json, so a line's keys come out in the order the caller set them.
+// JSON has no NaN or infinity: nlohmann writes them as null, so a diverged loss shows up as null
+// instead of breaking the file. Strings that are not valid UTF-8 (file names need not be) have
+// their bad bytes replaced by U+FFFD instead of making append() throw.
 //
 // Durability. Each entry goes to the file as one write() of the whole line, straight to the kernel
 // (no user-space buffer), so when the process dies the file holds every entry appended before,
@@ -18,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/json.h"
+#include <nlohmann/json.hpp>
 
 namespace engine {
 
@@ -31,7 +36,7 @@ class MetricsLog {
   MetricsLog& operator=(const MetricsLog&) = delete;
 
   // Writes `entry` as one line. Throws engine::Error naming the file when the write fails.
-  void append(const JsonObject& entry);
+  void append(const nlohmann::ordered_json& entry);
   // Flushes the file to the disk (fsync).
   void sync();
   const std::string& path() const { return path_; }
@@ -42,8 +47,9 @@ class MetricsLog {
   // dropped; a missing file is left missing (returns 0). Call it before a MetricsLog opens the file.
   static size_t truncate_after_step(const std::string& path, int64_t step);
 
-  // Every line of `path` parsed (tests and tools); throws on a line that is not a JSON object.
-  static std::vector<FlatJsonObject> read(const std::string& path);
+  // Every line of `path` parsed (tests and tools); throws engine::Error naming the file and line on
+  // a line that is not a JSON object.
+  static std::vector<nlohmann::json> read(const std::string& path);
 
  private:
   std::string path_;

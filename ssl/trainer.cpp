@@ -13,7 +13,6 @@
 #include "data/loader.h"
 #include "engine/check.h"
 #include "engine/file_io.h"
-#include "engine/json.h"
 #include "engine/metrics_log.h"
 #include "engine/progress.h"
 #include "engine/tensorboard_writer.h"
@@ -198,18 +197,16 @@ void Trainer::train_step(const data::Batch& batch, double lr, Meter& epoch_meter
 }
 
 void Trainer::log_window(int64_t epoch, int64_t batch_index, double lr, Meter& window) {
-  JsonObject entry;
-  entry.set("kind", "step")
-      .set("epoch", epoch)
-      .set("step", position_.step)
-      .set("batch", batch_index)
-      .set("loss", window.loss())
-      .set("acc1", window.acc1())
-      .set("acc5", window.acc5())
-      .set("lr", lr)
-      .set("img_per_s", window.images_per_second())
-      .set("data_wait", window.data_wait_share());
-  metrics_->append(entry);
+  metrics_->append({{"kind", "step"},
+                    {"epoch", epoch},
+                    {"step", position_.step},
+                    {"batch", batch_index},
+                    {"loss", window.loss()},
+                    {"acc1", window.acc1()},
+                    {"acc5", window.acc5()},
+                    {"lr", lr},
+                    {"img_per_s", window.images_per_second()},
+                    {"data_wait", window.data_wait_share()}});
   tensorboard_->add_scalars(position_.step, {{"loss", window.loss()},
                                              {"acc1", window.acc1()},
                                              {"acc5", window.acc5()},
@@ -219,18 +216,16 @@ void Trainer::log_window(int64_t epoch, int64_t batch_index, double lr, Meter& w
 }
 
 void Trainer::log_epoch(int64_t epoch, double lr, const Meter& meter) {
-  JsonObject entry;
-  entry.set("kind", "epoch")
-      .set("epoch", epoch)
-      .set("step", position_.step)
-      .set("loss", meter.loss())
-      .set("acc1", meter.acc1())
-      .set("acc5", meter.acc5())
-      .set("lr", lr)
-      .set("img_per_s", meter.images_per_second())
-      .set("data_wait", meter.data_wait_share())
-      .set("seconds", meter.seconds);
-  metrics_->append(entry);
+  metrics_->append({{"kind", "epoch"},
+                    {"epoch", epoch},
+                    {"step", position_.step},
+                    {"loss", meter.loss()},
+                    {"acc1", meter.acc1()},
+                    {"acc5", meter.acc5()},
+                    {"lr", lr},
+                    {"img_per_s", meter.images_per_second()},
+                    {"data_wait", meter.data_wait_share()},
+                    {"seconds", meter.seconds}});
   metrics_->sync();
   tensorboard_->add_scalars(position_.step, {{"epoch/loss", meter.loss()}, {"epoch/acc1", meter.acc1()}});
   tensorboard_->flush();

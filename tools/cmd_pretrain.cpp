@@ -2,10 +2,10 @@
 // the reference main_moco.py's flag names and defaults, plus --image-size, --device, --max-steps,
 // --save-freq-steps, --bn-groups and --reference-quirks.
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <thread>
 
-#include "engine/json.h"
 #include "layers/resnet.h"
 #include "ssl/trainer.h"
 #include "tools/cli_common.h"
@@ -21,42 +21,41 @@ struct PretrainArgs {
   bool small_stem = false;
 };
 
-// The flags as given, for args.json and the checkpoints' metadata.
+// The flags as given, for args.json and the checkpoints' metadata; keys in the order of the
+// reference's flags. Bytes of a path that are not UTF-8 become U+FFFD, so the text is valid JSON.
 std::string args_json(const engine::ssl::PretrainConfig& c, const std::string& device) {
-  engine::JsonObject j;
-  std::vector<double> schedule(c.schedule.begin(), c.schedule.end());
-  j.set("data", c.data)
-      .set("save_dir", c.save_dir)
-      .set("arch", c.moco.arch)
-      .set("small_stem", c.moco.small_stem)
-      .set("batch_size", c.batch_size)
-      .set("lr", c.lr)
-      .set("epochs", c.epochs)
-      .set("schedule", schedule)
-      .set("cos", c.cos)
-      .set("cos_per_step", c.cos_per_step)
-      .set("momentum", c.momentum)
-      .set("weight_decay", c.weight_decay)
-      .set("moco_dim", c.moco.dim)
-      .set("moco_k", c.moco.queue_size)
-      .set("moco_m", c.moco.momentum)
-      .set("moco_t", c.moco.temperature)
-      .set("mlp", c.moco.mlp)
-      .set("aug_plus", c.aug_plus)
-      .set("alpha", c.moco.alpha)
-      .set("num_nonsem", c.num_nonsem)
-      .set("strategy", c.strategy)
-      .set("bn_groups", c.moco.bn_groups)
-      .set("reference_quirks", c.moco.reference_quirks)
-      .set("image_size", c.image_size)
-      .set("seed", static_cast<int64_t>(c.seed))
-      .set("workers", static_cast<int64_t>(c.workers))
-      .set("fast_decode", c.fast_decode)
-      .set("device", device)
-      .set("max_steps", c.max_steps)
-      .set("save_freq_steps", c.save_freq_steps)
-      .set("resume", c.resume);
-  return j.dump(2);
+  const nlohmann::ordered_json j = {{"data", c.data},
+                                    {"save_dir", c.save_dir},
+                                    {"arch", c.moco.arch},
+                                    {"small_stem", c.moco.small_stem},
+                                    {"batch_size", c.batch_size},
+                                    {"lr", c.lr},
+                                    {"epochs", c.epochs},
+                                    {"schedule", c.schedule},
+                                    {"cos", c.cos},
+                                    {"cos_per_step", c.cos_per_step},
+                                    {"momentum", c.momentum},
+                                    {"weight_decay", c.weight_decay},
+                                    {"moco_dim", c.moco.dim},
+                                    {"moco_k", c.moco.queue_size},
+                                    {"moco_m", c.moco.momentum},
+                                    {"moco_t", c.moco.temperature},
+                                    {"mlp", c.moco.mlp},
+                                    {"aug_plus", c.aug_plus},
+                                    {"alpha", c.moco.alpha},
+                                    {"num_nonsem", c.num_nonsem},
+                                    {"strategy", c.strategy},
+                                    {"bn_groups", c.moco.bn_groups},
+                                    {"reference_quirks", c.moco.reference_quirks},
+                                    {"image_size", c.image_size},
+                                    {"seed", c.seed},
+                                    {"workers", c.workers},
+                                    {"fast_decode", c.fast_decode},
+                                    {"device", device},
+                                    {"max_steps", c.max_steps},
+                                    {"save_freq_steps", c.save_freq_steps},
+                                    {"resume", c.resume}};
+  return j.dump(/*indent=*/2, ' ', /*ensure_ascii=*/false, nlohmann::json::error_handler_t::replace);
 }
 
 void run_pretrain(PretrainArgs& a) {

@@ -86,10 +86,10 @@ TEST_F(TrainerTest, ResumingContinuesBitForBitAtAnEpochEndAndMidEpoch) {
   EXPECT_EQ(resumed4.last_loss, straight4.last_loss) << "the step after a mid-epoch checkpoint";
 
   // The log has every step once, in order, despite the two resumes.
-  const std::vector<FlatJsonObject> lines = MetricsLog::read((dir_->path() / "resumed" / "metrics.jsonl").string());
+  const std::vector<nlohmann::json> lines = MetricsLog::read((dir_->path() / "resumed" / "metrics.jsonl").string());
   std::vector<int64_t> steps;
-  for (const FlatJsonObject& line : lines)
-    if (line.at("kind").as_string() == "step") steps.push_back(line.at("step").as_int64());
+  for (const nlohmann::json& line : lines)
+    if (line.at("kind").get<std::string>() == "step") steps.push_back(line.at("step").get<int64_t>());
   EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4}));
 }
 
@@ -116,14 +116,15 @@ TEST_F(TrainerTest, WritesCheckpointsMetricsTensorBoardAndArgs) {
   EXPECT_FALSE(fs::exists(dir / "checkpoints" / "last.safetensors.tmp"));
 
   // metrics.jsonl: a line per step and per epoch with the promised fields.
-  const std::vector<FlatJsonObject> lines = MetricsLog::read((dir / "metrics.jsonl").string());
+  const std::vector<nlohmann::json> lines = MetricsLog::read((dir / "metrics.jsonl").string());
   ASSERT_EQ(lines.size(), 6u);  // 4 steps, 2 epochs
-  for (const FlatJsonObject& line : lines)
+  for (const nlohmann::json& line : lines)
     for (const char* key : {"epoch", "step", "loss", "acc1", "acc5", "lr", "img_per_s"})
-      EXPECT_TRUE(line.count(key)) << key;
-  EXPECT_EQ(lines[2].at("kind").as_string(), "epoch");
-  EXPECT_GT(lines[0].at("loss").as_double(), 0.0);
-  EXPECT_NEAR(lines[0].at("lr").as_double(), 0.03, 1e-12);  // cosine, epoch 0
+      EXPECT_TRUE(line.contains(key) && line.at(key).is_number()) << key;
+  EXPECT_EQ(lines[2].at("kind").get<std::string>(), "epoch");
+  EXPECT_EQ(lines[2].at("step").get<int64_t>(), 2);
+  EXPECT_GT(lines[0].at("loss").get<double>(), 0.0);
+  EXPECT_NEAR(lines[0].at("lr").get<double>(), 0.03, 1e-12);  // cosine, epoch 0
 
   // TensorBoard: one event file whose scalars are the logged steps.
   std::vector<fs::path> events;
@@ -134,7 +135,7 @@ TEST_F(TrainerTest, WritesCheckpointsMetricsTensorBoardAndArgs) {
   for (const TensorBoardScalar& s : read_tensorboard_scalars(events[0].string())) {
     if (s.tag != "loss") continue;
     ++loss_points;
-    EXPECT_FLOAT_EQ(s.value, static_cast<float>(lines[s.step <= 2 ? s.step - 1 : s.step].at("loss").as_double()));
+    EXPECT_FLOAT_EQ(s.value, static_cast<float>(lines[s.step <= 2 ? s.step - 1 : s.step].at("loss").get<double>()));
   }
   EXPECT_EQ(loss_points, 4);
   EXPECT_TRUE(fs::exists(dir / "args.json"));
