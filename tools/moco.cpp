@@ -5,9 +5,11 @@
 #include <cstdio>
 
 #include "engine/check.h"
+#include "engine/openmp_wait.h"
 #include "tools/commands.h"
 
 int main(int argc, char** argv) {
+  engine::use_passive_openmp_wait(argv);
   CLI::App app{"moco: ResNet MoCo v2 with saliency-guided masking, in C++20 and CUDA"};
   app.require_subcommand(1);
   moco_cli::add_version_command(app);

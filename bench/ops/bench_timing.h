@@ -13,6 +13,7 @@
 
 #include "engine/check.h"
 #include "engine/device.h"
+#include "engine/openmp_wait.h"
 #if ENGINE_WITH_CUDA
 #include "engine/cuda_context.h"
 #endif
@@ -45,6 +46,7 @@ inline double median_seconds_per_call(Device device, int repeats, const std::fun
 // bench_device(device, quick) on each device asked for that this machine has.
 inline int run_benchmark(int argc, char** argv, const char* name,
                          const std::function<void(Device, bool)>& bench_device) {
+  use_passive_openmp_wait(argv);
   std::string which = "all";
   bool quick = false;
   for (int i = 1; i < argc; ++i) {
