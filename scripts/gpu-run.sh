@@ -59,7 +59,17 @@ $BUILD_DIR/tools/moco demo --device cuda 2>&1 | tee "$OUT/demo.log" | tail -3
   echo; echo "== engine: InfoNCE loss and l2_normalize =="; $BUILD_DIR/bench/bench_infonce --device all
   echo; echo "== PyTorch baseline: InfoNCE loss and l2_normalize =="
   LD_LIBRARY_PATH=$ORIGINAL_LD python3 bench/torch_ref/bench_infonce.py --device all
+  echo; echo "== engine: one MoCo v2 step (ResNet-50, 224 px, batch 128 in 4 virtual GPUs) =="
+  $BUILD_DIR/bench/bench_moco_step --device cuda
+  echo; echo "== PyTorch baseline: the reference's MoCo step on the same batch =="
+  LD_LIBRARY_PATH=$ORIGINAL_LD python3 bench/torch_ref/bench_moco_step.py --device cuda
 } 2>&1 | tee "$OUT/bench.log"
+# Pretraining end to end on the GPU: ResNet-50 at 224 pixels, batch 128 as 4 virtual GPUs of 32,
+# the MoCo v2 recipe, on synthetic photo-sized images; 60 steps with a checkpoint at the end.
+$BUILD_DIR/tools/moco synth /tmp/pretrain_images --classes 10 --train-per-class 256 --val-per-class 8 --size 256 --force >/dev/null
+$BUILD_DIR/tools/moco pretrain /tmp/pretrain_images --save-dir /tmp/pretrain_run -a resnet50 -b 128 --bn-groups 4 \
+  --lr 0.015 --mlp --moco-t 0.2 --aug-plus --cos --epochs 200 --max-steps 60 -p 10 -j 16 --device cuda 2>&1 \
+  | tee "$OUT/pretrain_gpu.log" | tail -12
 # The data loader next to torchvision's DataLoader on the same JPEGs (photo-sized synthetic images).
 bash bench/data/run_loader_bench.sh /tmp/bench_loader_images "1,4,8,16" $BUILD_DIR 2>&1 | tee "$OUT/bench_loader.log"
 grep -E "tests passed|tests failed" "$OUT/ctest.log"
