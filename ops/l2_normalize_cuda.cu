@@ -29,7 +29,7 @@ __global__ void l2_normalize_forward_kernel(T* y, T* norm, const T* x, int64_t r
   }
   const double n = ::sqrt(warp_all_sum(sum_sq));
   if (lane == 0) norm[r] = static_cast<T>(n);
-  const T denom = static_cast<T>(n > eps ? n : eps);
+  const T denom = static_cast<T>(n < eps ? eps : n);  // std::max(n, eps): a NaN norm stays NaN, as on the CPU
   T* yr = y + r * dim;
   for (int64_t d = lane; d < dim; d += cuda::kWarpSize) yr[d] = xr[d] / denom;
 }
