@@ -145,6 +145,7 @@ void Trainer::resume_if_asked() {
   const std::string metrics_path = (fs::path(c_.save_dir) / "metrics.jsonl").string();
   if (!path.empty()) {
     position_ = load_checkpoint(path, *moco_, *sgd_, c_.batch_size).position;
+    result_.last_checkpoint = path;
     fmt::print("resumed from {}: epoch {}, batch {}, step {}\n", path, position_.epoch, position_.batch,
                position_.step);
     // Steps logged after the checkpoint will be trained (and logged) again.
