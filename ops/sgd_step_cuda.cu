@@ -3,16 +3,12 @@
 #include "engine/cuda_common.cuh"
 #include "ops/rounding.cuh"
 #include "ops/sgd_step.h"
+#include "ops/sgd_step_scalars.h"
 
 namespace engine {
 
 namespace {
 
-template <typename T>
-struct SgdScalars {
-  T weight_decay, momentum, grad_weight, minus_lr;
-  bool decay, use_momentum, nesterov, first_step;
-};
 
 template <typename T>
 __global__ void sgd_step_kernel(T* params, T* momentum_buffer, const T* grads, int64_t n, SgdScalars<T> s) {
@@ -34,9 +30,7 @@ template <typename T>
 void sgd_step_cuda(int device, T* params, T* momentum_buffer, const T* grads, int64_t n, const SgdStepOptions& opt,
                    bool first_step) {
   if (n == 0) return;
-  const SgdScalars<T> s{static_cast<T>(opt.weight_decay), static_cast<T>(opt.momentum),
-                        static_cast<T>(1.0 - opt.dampening), static_cast<T>(-opt.lr),
-                        opt.weight_decay != 0.0, opt.momentum != 0.0, opt.nesterov, first_step};
+  const SgdScalars<T> s(opt, first_step);
   cudaStream_t stream = cuda::stream(device);
   sgd_step_kernel<T><<<cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0, stream>>>(params, momentum_buffer,
                                                                                            grads, n, s);
