@@ -119,13 +119,17 @@ ResNet::ResNet(const ResNetConfig& config, Generator& gen) : config_(config) {
   register_module("fc", make<Linear>(feature_dim_, config.num_classes, gen));
 }
 
-Tensor ResNet::features(const Tensor& x) {
+Tensor ResNet::feature_map(const Tensor& x) {
   ENGINE_CHECK(x.dim() == 4 && x.size(1) == 3, "ResNet: expected images (N, 3, H, W), found {}", x.str());
   Tensor h = child("relu")(child("bn1")(child("conv1")(x)));  // (N, 64, H/2, W/2), or (N, 64, H, W) small stem
   if (config_.stem == ResNetStem::ImageNet) h = child("maxpool")(h);  // (N, 64, H/4, W/4)
   for (const char* stage : {"layer1", "layer2", "layer3", "layer4"}) h = child(stage)(h);
-  h = child("avgpool")(h);                 // (N, feature_dim, 1, 1)
-  return h.view({h.size(0), h.size(1)});  // (N, feature_dim)
+  return h;  // (N, feature_dim, H/32, W/32), or H/8 with the small stem
+}
+
+Tensor ResNet::features(const Tensor& x) {
+  Tensor h = child("avgpool")(feature_map(x));  // (N, feature_dim, 1, 1)
+  return h.view({h.size(0), h.size(1)});       // (N, feature_dim)
 }
 
 Tensor ResNet::forward(const Tensor& x) { return child("fc")(features(x)); }  // (N, num_classes)
