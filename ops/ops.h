@@ -5,6 +5,7 @@
 #include "ops/conv2d.h"
 #include "ops/elementwise_binary.h"
 #include "ops/elementwise_unary.h"
+#include "ops/gaussian_filter.h"
 #include "ops/index_select.h"
 #include "ops/infonce.h"
 #include "ops/l2_normalize.h"

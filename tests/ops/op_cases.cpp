@@ -157,6 +157,19 @@ void index_select_case(std::vector<OpCase>& cases, const std::string& label, Inp
   cases.push_back(std::move(c));
 }
 
+// gaussian_blur and high_pass (input x): fixed filters without a backward, so forward only. The
+// CPU and CUDA use the same host-computed taps and round each product and sum in the same order
+// (gaussian_filter.h), so they should agree to the bit; 1e-6 (a few f32 ulps at ~1) is margin.
+void gaussian_filter_case(std::vector<OpCase>& cases, const std::string& op, const std::string& label, InputSpec x,
+                          int kernel_size, double sigma) {
+  OpCase c{op, label, {std::move(x)}, [op, kernel_size, sigma](const Inputs& t) {
+             return op == "high_pass" ? high_pass(t[0], kernel_size, sigma) : gaussian_blur(t[0], kernel_size, sigma);
+           }};
+  c.differentiable = false;
+  c.cuda_atol = c.cuda_rtol = 1e-6;
+  cases.push_back(std::move(c));
+}
+
 }  // namespace
 
 std::vector<OpCase> all_op_cases() {
@@ -288,6 +301,12 @@ std::vector<OpCase> all_op_cases() {
   index_select_case(cases, "repeated_index", in({4, 3}), {2, 0, 2});
   index_select_case(cases, "strided_input", in({6, 5}, S), {5, 1, 1, 0});
   index_select_case(cases, "1d_rows_odd_1031", in({1031}), {1030, 0, 517, 517, 3});
+
+  for (const std::string op : {"gaussian_blur", "high_pass"}) {
+    gaussian_filter_case(cases, op, "k5_sigma1_5_2x3x13x12", in({2, 3, 13, 12}), 5, 1.5);
+    gaussian_filter_case(cases, op, "k11_sigma5_1x3x40x37", in({1, 3, 40, 37}), 11, 5.0);
+    gaussian_filter_case(cases, op, "k3_strided_2x2x6x7", in({2, 2, 6, 7}, S), 3, 0.8);
+  }
   return cases;
 }
 
