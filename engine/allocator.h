@@ -126,4 +126,22 @@ CachingAllocator& cuda_allocator(int device);
 void* cuda_allocate(int device, size_t nbytes);
 void cuda_free(int device, void* ptr);
 
+// Temporary device memory of `count` elements of T for a kernel launch: drawn from the device's
+// caching allocator and returned to it when it goes out of scope (stream-ordered, so after the
+// kernels queued before that). Null when count is 0. Every op's CUDA scratch buffer is one of these.
+template <typename T>
+struct CudaScratch {
+  int device;
+  size_t count;
+  T* ptr;
+  CudaScratch(int device_, size_t count_)
+      : device(device_), count(count_), ptr(count_ ? static_cast<T*>(cuda_allocate(device_, count_ * sizeof(T))) : nullptr) {}
+  ~CudaScratch() {
+    if (ptr) cuda_free(device, ptr);
+  }
+  CudaScratch(const CudaScratch&) = delete;
+  CudaScratch& operator=(const CudaScratch&) = delete;
+  size_t bytes() const { return count * sizeof(T); }
+};
+
 }  // namespace engine

@@ -23,14 +23,6 @@ __global__ void randperm_keys_kernel(uint64_t* keys, int64_t* indices, int64_t n
   }
 }
 
-// Device scratch memory from the caching allocator, returned when it goes out of scope.
-struct DeviceScratch {
-  int device;
-  void* ptr;
-  DeviceScratch(int device_, size_t nbytes) : device(device_), ptr(cuda_allocate(device_, nbytes)) {}
-  ~DeviceScratch() { cuda_free(device, ptr); }
-};
-
 }  // namespace
 
 void random_fill_cuda(int device, void* out, DType dtype, int64_t n, const RandomParams& params) {
@@ -48,21 +40,18 @@ void randperm_cuda(int device, int64_t* out, int64_t n, uint64_t seed, uint64_t 
   if (n == 0) return;
   ENGINE_CHECK(n < (int64_t{1} << 31), "randperm on CUDA supports n < 2^31, found {}", n);
   cudaStream_t stream = cuda::stream(device);
-  DeviceScratch keys_in(device, n * sizeof(uint64_t)), keys_out(device, n * sizeof(uint64_t)),
-      indices_in(device, n * sizeof(int64_t));
+  const size_t count = static_cast<size_t>(n);
+  CudaScratch<uint64_t> keys_in(device, count), keys_out(device, count);
+  CudaScratch<int64_t> indices_in(device, count);
   randperm_keys_kernel<<<cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0, stream>>>(
-      static_cast<uint64_t*>(keys_in.ptr), static_cast<int64_t*>(indices_in.ptr), n, seed, stream_id, first_block);
+      keys_in.ptr, indices_in.ptr, n, seed, stream_id, first_block);
   CUDA_CHECK_LAUNCH("randperm_keys_kernel");
   size_t temp_bytes = 0;
-  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, static_cast<uint64_t*>(keys_in.ptr),
-                                             static_cast<uint64_t*>(keys_out.ptr),
-                                             static_cast<int64_t*>(indices_in.ptr), out, static_cast<int>(n), 0, 64,
-                                             stream));
-  DeviceScratch temp(device, std::max<size_t>(temp_bytes, 1));
-  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.ptr, temp_bytes, static_cast<uint64_t*>(keys_in.ptr),
-                                             static_cast<uint64_t*>(keys_out.ptr),
-                                             static_cast<int64_t*>(indices_in.ptr), out, static_cast<int>(n), 0, 64,
-                                             stream));
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys_in.ptr, keys_out.ptr, indices_in.ptr, out,
+                                             static_cast<int>(n), 0, 64, stream));
+  CudaScratch<uint8_t> temp(device, std::max<size_t>(temp_bytes, 1));
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.ptr, temp_bytes, keys_in.ptr, keys_out.ptr, indices_in.ptr, out,
+                                             static_cast<int>(n), 0, 64, stream));
 }
 
 }  // namespace engine

@@ -111,7 +111,7 @@ void batchnorm2d_forward_train_cuda(int device, void* y, float* save_mean, float
   cudaStream_t stream = cuda::stream(device);
   const int64_t M = l.N * l.HW;
   const int small_grid = cuda::elementwise_grid(l.C, cuda::kBlock);
-  cuda::ChannelScratch sums(device, l.C);
+  CudaScratch<float> sums(device, l.C);
   cuda::dispatch_activation(dtype, "batchnorm2d", [&]<typename T>() {
     const T* xt = static_cast<const T*>(x);
     cuda::channel_sums_kernel<1><<<channel_blocks(l), cuda::kBlock, 0, stream>>>(sums.ptr, l, SumX<T>{xt});
@@ -151,7 +151,7 @@ void batchnorm2d_backward_cuda(int device, void* dx, float* dgamma, float* dbeta
                                ChannelLayout l, bool training) {
   if (l.C == 0) return;
   cudaStream_t stream = cuda::stream(device);
-  cuda::ChannelScratch sums(device, 2 * l.C);
+  CudaScratch<float> sums(device, 2 * l.C);
   cuda::dispatch_activation(dtype, "batchnorm2d", [&]<typename T>() {
     const T* dyt = static_cast<const T*>(dy);
     const T* xt = static_cast<const T*>(x);

@@ -51,17 +51,6 @@ void dispatch_activation(DType dtype, const char* op, Fn&& fn) {
     fn.template operator()<bf16>();
 }
 
-// Per-channel float scratch from the caching allocator, returned (stream-ordered, so after the
-// kernels that use it) at scope end.
-struct ChannelScratch {
-  int device;
-  float* ptr;
-  ChannelScratch(int dev, int64_t n) : device(dev), ptr(static_cast<float*>(cuda_allocate(dev, n * sizeof(float)))) {}
-  ~ChannelScratch() { cuda_free(device, ptr); }
-  ChannelScratch(const ChannelScratch&) = delete;
-  ChannelScratch& operator=(const ChannelScratch&) = delete;
-};
-
 template <typename T>
 __device__ inline float load_float(const T* p, int64_t i) {
   return convert_element<float>(p[i]);

@@ -45,7 +45,7 @@ void conv2d_bias_backward_cuda(int device, void* dbias, const void* dy, DType dt
   if (K == 0) return;
   const ChannelLayout layout{N, K, PQ, channels_last};
   cudaStream_t stream = cuda::stream(device);
-  cuda::ChannelScratch sums(device, K);
+  CudaScratch<float> sums(device, K);
   cuda::dispatch_activation(dtype, "conv2d bias", [&]<typename T>() {
     cuda::channel_sums_kernel<1><<<static_cast<unsigned>(K), cuda::kBlock, 0, stream>>>(
         sums.ptr, layout, DyTerm<T>{static_cast<const T*>(dy)});

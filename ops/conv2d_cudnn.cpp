@@ -77,21 +77,6 @@ struct ConvDescriptors {
   ConvDescriptors& operator=(const ConvDescriptors&) = delete;
 };
 
-// Scratch memory from the caching allocator, returned to it (stream-ordered) at scope end.
-struct Workspace {
-  int device;
-  void* ptr = nullptr;
-  size_t bytes = 0;
-  Workspace(int dev, size_t nbytes) : device(dev), bytes(nbytes) {
-    if (bytes) ptr = cuda_allocate(device, bytes);
-  }
-  ~Workspace() {
-    if (ptr) cuda_free(device, ptr);
-  }
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-};
-
 // One measured candidate, the same for the three passes.
 struct Candidate {
   int algo;
@@ -161,31 +146,31 @@ AlgoChoice choose_algorithm(int device, const AlgoKey& key, const ConvDescriptor
     if (it != g_algo_cache.end()) return it->second;
   }
   cudnnHandle_t handle = cuda::cudnn_handle(device);
-  Workspace ws(device, search_workspace_bytes(handle, d, key.pass));
+  CudaScratch<uint8_t> ws(device, search_workspace_bytes(handle, d, key.pass));
   std::vector<Candidate> found;
   int returned = 0;
   void* out = const_cast<void*>(dst_for_search);
   if (key.pass == ConvPass::Forward) {
     std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
     CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(handle, d.x, x, d.w, w, d.conv, d.y, out, int(perf.size()),
-                                                       &returned, perf.data(), ws.ptr, ws.bytes));
+                                                       &returned, perf.data(), ws.ptr, ws.bytes()));
     for (int i = 0; i < returned; ++i) found.push_back(candidate(perf[i]));
   } else if (key.pass == ConvPass::BackwardData) {
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
     CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(handle, d.w, w, d.y, y, d.conv, d.x, out,
                                                             int(perf.size()), &returned, perf.data(), ws.ptr,
-                                                            ws.bytes));
+                                                            ws.bytes()));
     for (int i = 0; i < returned; ++i) found.push_back(candidate(perf[i]));
   } else {
     std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
     CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(handle, d.x, x, d.y, y, d.conv, d.w, out,
                                                               int(perf.size()), &returned, perf.data(), ws.ptr,
-                                                              ws.bytes));
+                                                              ws.bytes()));
     for (int i = 0; i < returned; ++i) found.push_back(candidate(perf[i]));
   }
   // cuDNN returns the candidates fastest first.
   for (const Candidate& c : found) {
-    if (c.status != CUDNN_STATUS_SUCCESS || c.memory > ws.bytes) continue;
+    if (c.status != CUDNN_STATUS_SUCCESS || c.memory > ws.bytes()) continue;
     if (key.deterministic && c.determinism != CUDNN_DETERMINISTIC) continue;
     // f32 without TF32 must stay in f32 FMA math, whatever cuDNN would otherwise prefer.
     if (key.dtype == DType::f32 && !key.tf32 && c.math != CUDNN_FMA_MATH) continue;
@@ -226,10 +211,10 @@ void conv2d_forward_cuda(int device, void* y, const void* x, const void* weight,
   const AlgoChoice choice =
       choose_algorithm(device, make_key(device, ConvPass::Forward, g, dtype, channels_last), d, x, weight, y, y);
   CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, choice.math));
-  Workspace ws(device, choice.workspace);
+  CudaScratch<uint8_t> ws(device, choice.workspace);
   const float one = 1.f, zero = 0.f;
   CUDNN_CHECK(cudnnConvolutionForward(cuda::cudnn_handle(device), &one, d.x, x, d.w, weight, d.conv,
-                                      cudnnConvolutionFwdAlgo_t(choice.algo), ws.ptr, ws.bytes, &zero, d.y, y));
+                                      cudnnConvolutionFwdAlgo_t(choice.algo), ws.ptr, ws.bytes(), &zero, d.y, y));
   if (bias) conv2d_bias_forward_cuda(device, y, bias, dtype, channels_last, g.N, g.K, g.P * g.Q);
 }
 
@@ -245,10 +230,10 @@ void conv2d_backward_data_cuda(int device, void* dx, const void* dy, const void*
   const AlgoChoice choice = choose_algorithm(device, make_key(device, ConvPass::BackwardData, g, dtype, channels_last),
                                              d, nullptr, weight, dy, dx);
   CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, choice.math));
-  Workspace ws(device, choice.workspace);
+  CudaScratch<uint8_t> ws(device, choice.workspace);
   const float one = 1.f, zero = 0.f;
   CUDNN_CHECK(cudnnConvolutionBackwardData(cuda::cudnn_handle(device), &one, d.w, weight, d.y, dy, d.conv,
-                                           cudnnConvolutionBwdDataAlgo_t(choice.algo), ws.ptr, ws.bytes, &zero, d.x,
+                                           cudnnConvolutionBwdDataAlgo_t(choice.algo), ws.ptr, ws.bytes(), &zero, d.x,
                                            dx));
 }
 
@@ -266,10 +251,10 @@ void conv2d_backward_filter_cuda(int device, void* dweight, void* dbias, const v
   const AlgoChoice choice = choose_algorithm(
       device, make_key(device, ConvPass::BackwardFilter, g, dtype, channels_last), d, x, nullptr, dy, dweight);
   CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, choice.math));
-  Workspace ws(device, choice.workspace);
+  CudaScratch<uint8_t> ws(device, choice.workspace);
   const float one = 1.f, zero = 0.f;
   CUDNN_CHECK(cudnnConvolutionBackwardFilter(cuda::cudnn_handle(device), &one, d.x, x, d.y, dy, d.conv,
-                                             cudnnConvolutionBwdFilterAlgo_t(choice.algo), ws.ptr, ws.bytes, &zero,
+                                             cudnnConvolutionBwdFilterAlgo_t(choice.algo), ws.ptr, ws.bytes(), &zero,
                                              d.w, dweight));
   if (dbias) conv2d_bias_backward_cuda(device, dbias, dy, dtype, channels_last, g.N, g.K, g.P * g.Q);
 }

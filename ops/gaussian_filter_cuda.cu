@@ -40,16 +40,6 @@ __global__ void gaussian_pass_kernel(float* out, const float* in, int64_t total,
   }
 }
 
-// Device memory for the horizontal pass, returned (stream-ordered) at scope end.
-struct Scratch {
-  int device;
-  float* ptr;
-  Scratch(int dev, int64_t n) : device(dev), ptr(static_cast<float*>(cuda_allocate(dev, n * sizeof(float)))) {}
-  ~Scratch() { cuda_free(device, ptr); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-};
-
 }  // namespace
 
 void gaussian_blur_cuda(int device, float* out, const float* x, int64_t planes, int64_t H, int64_t W,
@@ -61,7 +51,7 @@ void gaussian_blur_cuda(int device, float* out, const float* x, int64_t planes, 
   t.k = k;
   cudaStream_t stream = cuda::stream(device);
   const int grid = cuda::elementwise_grid(total, cuda::kBlock);
-  Scratch rows(device, total);
+  CudaScratch<float> rows(device, static_cast<size_t>(total));
   gaussian_pass_kernel<<<grid, cuda::kBlock, 0, stream>>>(rows.ptr, x, total, H, W, true, t);
   CUDA_CHECK_LAUNCH("gaussian_pass_kernel (horizontal)");
   gaussian_pass_kernel<<<grid, cuda::kBlock, 0, stream>>>(out, rows.ptr, total, H, W, false, t);

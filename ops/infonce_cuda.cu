@@ -161,17 +161,6 @@ __global__ void infonce_key_axpy_kernel(float* dq, const float* dloss, const flo
   }
 }
 
-// Device memory for the kernels' intermediate values, returned (stream-ordered) at scope end.
-template <typename T>
-struct DeviceScratch {
-  int device;
-  T* ptr;
-  DeviceScratch(int dev, int64_t n) : device(dev), ptr(static_cast<T*>(cuda_allocate(dev, n * sizeof(T)))) {}
-  ~DeviceScratch() { cuda_free(device, ptr); }
-  DeviceScratch(const DeviceScratch&) = delete;
-  DeviceScratch& operator=(const DeviceScratch&) = delete;
-};
-
 }  // namespace
 
 void infonce_forward_cuda(int device, float* loss, int64_t* correct, float* lse, float* key_dots, float* queue_dots,
@@ -179,8 +168,8 @@ void infonce_forward_cuda(int device, float* loss, int64_t* correct, float* lse,
                           int64_t K, int64_t n_h, double alpha, double temperature) {
   cudaStream_t stream = cuda::stream(device);
   matmul_forward_cuda<float>(device, queue_dots, q, queue, N, K, D, false, false, D, K, K);
-  DeviceScratch<float> row_loss(device, N);
-  DeviceScratch<int> row_rank(device, N);
+  CudaScratch<float> row_loss(device, static_cast<size_t>(N));
+  CudaScratch<int> row_rank(device, static_cast<size_t>(N));
   const bool vector_loads = K % 4 == 0 && reinterpret_cast<uintptr_t>(queue_dots) % sizeof(float4) == 0;
   infonce_rows_kernel<<<static_cast<unsigned>(N), kRowThreads, 0, stream>>>(
       row_loss.ptr, row_rank.ptr, lse, key_dots, queue_dots, q, k, hard, D, K, n_h, static_cast<float>(alpha),
