@@ -53,14 +53,15 @@ Tensor index_select(const Tensor& x, const Tensor& index) {
   ENGINE_CHECK(index.dim() == 1 && index.dtype() == DType::i64,
                "index_select: expected a 1-D i64 index, found {}; build it with Tensor::from_vector<int64_t>",
                index.str());
-  ENGINE_CHECK(index.device() == x.device(), "index_select: expected the index on x's device {}, found {}",
-               x.device().str(), index.str());
+  ENGINE_CHECK(index.device() == x.device() || index.device().is_cpu(),
+               "index_select: expected the index on the CPU or on x's device {}, found {}", x.device().str(),
+               index.str());
   const int64_t rows_in = x.size(0), rows_out = index.size(0);
   Shape out_shape = x.shape();
   out_shape[0] = rows_out;
   const int64_t row_size = shape_numel(Shape(x.shape().begin() + 1, x.shape().end()));
 
-  // Every value checked on the host (on CUDA this copy synchronises the stream; see the header).
+  // Every value checked on the host (an index on the GPU comes back for it; see the header).
   const std::vector<int64_t> host_index = index.to_vector<int64_t>();
   for (int64_t i = 0; i < rows_out; ++i)
     ENGINE_CHECK(host_index[i] >= 0 && host_index[i] < rows_in,
@@ -68,7 +69,7 @@ Tensor index_select(const Tensor& x, const Tensor& index) {
                  host_index[i], x.str(), rows_in, rows_in);
 
   const Tensor xc = x.detach().contiguous();
-  const Tensor index_c = index.contiguous();
+  const Tensor index_c = index.contiguous().to(x.device());
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
   dispatch_rows(x.dtype(), "index_select", [&]<typename T>() {
     if (x.device().is_cpu()) {

@@ -19,9 +19,9 @@ namespace {
 constexpr uint64_t kHeadStream = 0x4D4C5000;   // "MLP": the extra head layer's initialisation
 constexpr uint64_t kQueueStream = 0x51554555;  // "QUEU": the initial queue
 
-// An i64 index tensor on `device` from host values.
-Tensor index_tensor(const std::vector<int64_t>& values, Device device) {
-  return Tensor::from_vector(values, {static_cast<int64_t>(values.size())}).to(device);
+// An i64 index tensor on the host: index_select checks it there and copies it to the device once.
+Tensor index_tensor(const std::vector<int64_t>& values) {
+  return Tensor::from_vector(values, {static_cast<int64_t>(values.size())});
 }
 
 // The entries of `state` under "prefix." with the prefix removed.
@@ -90,9 +90,9 @@ Tensor MoCo::encode_keys(const Tensor& images, Generator& shuffle) {
   const std::vector<int64_t> perm = randperm(N, shuffle).to_vector<int64_t>();
   std::vector<int64_t> inverse(perm.size());
   for (size_t i = 0; i < perm.size(); ++i) inverse[static_cast<size_t>(perm[i])] = static_cast<int64_t>(i);
-  const Tensor shuffled = index_select(images, index_tensor(perm, images.device()));  // (N, 3, H, W)
+  const Tensor shuffled = index_select(images, index_tensor(perm));  // (N, 3, H, W)
   const Tensor keys = l2_normalize(encoder_k_->forward(shuffled));                   // (N, D), shuffled order
-  return index_select(keys, index_tensor(inverse, images.device()));                 // (N, D)
+  return index_select(keys, index_tensor(inverse));                 // (N, D)
 }
 
 Tensor MoCo::encode_hard_negatives(const Tensor& hard, Generator& shuffle) {
@@ -105,7 +105,7 @@ Tensor MoCo::encode_hard_negatives(const Tensor& hard, Generator& shuffle) {
     for (int64_t h = 0; h < n_h; ++h) {
       std::vector<int64_t> rows(static_cast<size_t>(N));
       for (int64_t i = 0; i < N; ++i) rows[static_cast<size_t>(i)] = i * n_h + h;
-      const Tensor views = index_select(flat, index_tensor(rows, hard.device()));  // (N, 3, H, W)
+      const Tensor views = index_select(flat, index_tensor(rows));  // (N, 3, H, W)
       out.slice(1, h, h + 1).copy_(encode_keys(views, shuffle).view({N, 1, D}));
     }
     return out;
@@ -120,8 +120,8 @@ Tensor MoCo::encode_hard_negatives(const Tensor& hard, Generator& shuffle) {
     for (int64_t g = 0; g < G; ++g) firsts[static_cast<size_t>(g)] = (g * b + j) * n_h;
     for (int64_t i = 0; i < N; ++i) owner[static_cast<size_t>(i)] = i / b;
     // G images in G groups: BatchNorm over one image each. Shuffling them would change nothing.
-    const Tensor t = l2_normalize(encoder_k_->forward(index_select(flat, index_tensor(firsts, hard.device()))));
-    out.slice(1, j, j + 1).copy_(index_select(t, index_tensor(owner, hard.device())).view({N, 1, D}));
+    const Tensor t = l2_normalize(encoder_k_->forward(index_select(flat, index_tensor(firsts))));
+    out.slice(1, j, j + 1).copy_(index_select(t, index_tensor(owner)).view({N, 1, D}));
   }
   return out;
 }

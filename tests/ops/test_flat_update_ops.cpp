@@ -400,6 +400,8 @@ TEST(IndexSelect, CudaMatchesCpuToTheBitWithRepeats) {
   out.backward(seed);
   out_gpu.backward(seed.to(Device::cuda()));
   EXPECT_TRUE(same_bits(x_gpu.grad(), x.grad()));
+  // The same index given on the host, as shuffle BN gives it.
+  EXPECT_TRUE(same_bits(index_select(x_gpu.detach(), Tensor::from_vector(index, {70})), out));
 }
 
 }  // namespace
