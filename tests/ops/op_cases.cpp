@@ -170,6 +170,31 @@ void gaussian_filter_case(std::vector<OpCase>& cases, const std::string& op, con
   cases.push_back(std::move(c));
 }
 
+// saliency_mask (input x): masking has no backward, so forward only. The foreground pattern
+// is fixed (a diagonal band of background); the masks and the noise are drawn from the same
+// Philox words by the same functions on both backends, so hp and blur agree to the bit; mean's
+// fill is each backend's own channel mean, so a few f32 ulps are allowed there.
+void saliency_mask_case(std::vector<OpCase>& cases, const std::string& label, InputSpec x, int64_t grid,
+                        MaskFill fill, MaskMode mode, bool quirks) {
+  OpCase c{"saliency_mask", label, {std::move(x)}, [grid, fill, mode, quirks](const Inputs& t) {
+             const int64_t N = t[0].size(0);
+             std::vector<uint8_t> fg(static_cast<size_t>(N * grid * grid));
+             for (size_t i = 0; i < fg.size(); ++i) fg[i] = (i % 5) != 0;
+             SaliencyMaskOptions o;
+             o.fill = fill;
+             o.mode = mode;
+             o.seed = 7;
+             o.stream = 100;
+             o.images_per_group = 2;
+             o.reference_quirks = quirks;
+             const Tensor blurred = fill == MaskFill::Blur ? gaussian_blur(t[0], 5, 2.0) : Tensor();
+             return saliency_mask(t[0], Tensor::from_vector(fg, {N, grid, grid}), blurred, o).masked;
+           }};
+  c.differentiable = false;
+  c.cuda_atol = c.cuda_rtol = fill == MaskFill::Mean ? 1e-6 : 0.0;
+  cases.push_back(std::move(c));
+}
+
 }  // namespace
 
 std::vector<OpCase> all_op_cases() {
@@ -307,6 +332,14 @@ std::vector<OpCase> all_op_cases() {
     gaussian_filter_case(cases, op, "k11_sigma5_1x3x40x37", in({1, 3, 40, 37}), 11, 5.0);
     gaussian_filter_case(cases, op, "k3_strided_2x2x6x7", in({2, 2, 6, 7}, S), 3, 0.8);
   }
+  saliency_mask_case(cases, "hp_pos_6x3x28x28_grid7", in({6, 3, 28, 28}), 7, MaskFill::Noise, MaskMode::Positive,
+                     false);
+  saliency_mask_case(cases, "hp_neg_quirks_6x3x28x28", in({6, 3, 28, 28}), 7, MaskFill::Noise, MaskMode::Negative,
+                     true);
+  saliency_mask_case(cases, "blur_pos_uneven_cells_3x3x30x26", in({3, 3, 30, 26}), 4, MaskFill::Blur,
+                     MaskMode::Positive, false);
+  saliency_mask_case(cases, "mean_neg_strided_4x3x16x16", in({4, 3, 16, 16}, S), 4, MaskFill::Mean,
+                     MaskMode::Negative, false);
   return cases;
 }
 
