@@ -1,5 +1,6 @@
 // saliency_mask_cpu.cpp - the reference loop of the fused masking: per image, the plan, the grid
-// decisions for each channel, then every pixel copied or replaced.
+// decisions for each channel, then every pixel copied or replaced, row by row (the cell of each
+// row and column looked up once; the noise of neighbouring pixels from one Philox block).
 #include <vector>
 
 #include "ops/saliency_mask.h"
@@ -9,6 +10,9 @@ namespace engine {
 void saliency_mask_cpu(float* out, uint8_t* cells, uint8_t* focal, const float* x, const uint8_t* foreground,
                        const float* fill, const SaliencyMaskParams& p) {
   const int64_t G2 = p.grid * p.grid, plane = p.H * p.W;
+  std::vector<int64_t> row_cell(static_cast<size_t>(p.H)), col_cell(static_cast<size_t>(p.W));
+  for (int64_t y = 0; y < p.H; ++y) row_cell[static_cast<size_t>(y)] = cell_of(y, p.H, p.grid);
+  for (int64_t xx = 0; xx < p.W; ++xx) col_cell[static_cast<size_t>(xx)] = cell_of(xx, p.W, p.grid);
 #pragma omp parallel for schedule(dynamic)
   for (int64_t n = 0; n < p.N; ++n) {
     const uint8_t* fg = foreground + n * G2;
@@ -20,14 +24,22 @@ void saliency_mask_cpu(float* out, uint8_t* cells, uint8_t* focal, const float* 
       for (int64_t cell = 0; cell < G2; ++cell) masks[c * G2 + cell] = cell_masked(plan, G2, keys.data(), cell, fg);
     }
     focal[n] = plan.focal;
-    for (int64_t c = 0; c < p.C; ++c) {
-      const int64_t base = (n * p.C + c) * plane;
-      for (int64_t y = 0; y < p.H; ++y)
+    NormalBlockCache noise;
+    for (int64_t c = 0; c < p.C; ++c)
+      for (int64_t y = 0; y < p.H; ++y) {
+        const int64_t cell_r = row_cell[static_cast<size_t>(y)], row = (n * p.C + c) * plane + y * p.W;
         for (int64_t xx = 0; xx < p.W; ++xx) {
-          const int64_t i = base + y * p.W + xx;
-          out[i] = pixel_replaced(p, plan, masks, c, y, xx) ? replacement_value(p, plan, fill, n, c, y, xx) : x[i];
+          const int64_t cell_c = col_cell[static_cast<size_t>(xx)];
+          if (!pixel_replaced(p, plan, masks, c, cell_r, cell_c, y, xx)) {
+            out[row + xx] = x[row + xx];
+          } else if (p.fill == MaskFill::Noise) {
+            const NoiseAddress a = mask_noise_address(p, plan, n, c, cell_r, cell_c, y, xx);
+            out[row + xx] = mask_noise_value(p, noise.get(p.seed, a.stream, a.element));
+          } else {
+            out[row + xx] = mask_fill_value(p, fill, n, c, y, xx);
+          }
         }
-    }
+      }
   }
 }
 

@@ -211,44 +211,63 @@ ENGINE_HD inline double normal_element(uint64_t seed, uint64_t stream, int64_t i
   return (i % 2 == 0) ? z0 : z1;
 }
 
-// The noise written at a replaced pixel (n, c, y, x) (hp). Fresh per pixel, except with quirks
-// (O6): grid cells take the group's spatial or channel patch at the pixel's place in its cell, and
-// the neg focal box the group's block at the pixel's place in the box.
-ENGINE_HD inline float mask_noise(const SaliencyMaskParams& p, const MaskImagePlan& plan, int64_t n, int64_t c,
-                                  int64_t y, int64_t x) {
-  const double std = mask_mode_constants(p.mode).noise_std;
-  uint64_t stream = p.stream + 1;
-  int64_t element = ((n * p.C + c) * p.H + y) * p.W + x;
-  const bool shared = p.quirks && !(plan.focal && p.mode == MaskMode::Positive);
-  if (shared) {
-    const int64_t group = p.images_per_group > 0 ? n / p.images_per_group : 0;
-    if (plan.focal) {  // neg: the focal block
-      stream = p.stream + 4;
-      element = ((group * p.C + c) * plan.box_h + (y - plan.top)) * plan.box_w + (x - plan.left);
-    } else {
-      const int64_t ph = max_cell_side(p.H, p.grid), pw = max_cell_side(p.W, p.grid);
-      const int64_t dy = y - cell_start(cell_of(y, p.H, p.grid), p.H, p.grid);
-      const int64_t dx = x - cell_start(cell_of(x, p.W, p.grid), p.W, p.grid);
-      stream = p.stream + (plan.channelwise ? 3 : 2);
-      element = ((group * p.C + c) * ph + dy) * pw + dx;
+// The same numbers, four at a time: neighbouring pixels share a Philox block, so a loop over a
+// row computes each block once (the CPU loop; a GPU thread takes pixels far apart).
+struct NormalBlockCache {
+  uint64_t stream = ~0ull, block = ~0ull;
+  double z[4] = {0, 0, 0, 0};
+  ENGINE_HD double get(uint64_t seed, uint64_t s, int64_t i) {
+    const uint64_t b = static_cast<uint64_t>(i / 4);
+    if (s != stream || b != block) {
+      uint32_t w[4];
+      philox::block_words(seed, s, b, w);
+      philox::normal_pair(w[0], w[1], z[0], z[1]);
+      philox::normal_pair(w[2], w[3], z[2], z[3]);
+      stream = s;
+      block = b;
     }
+    return z[i % 4];
   }
-  return static_cast<float>(philox::mul_rn(std, normal_element(p.seed, stream, element)));
-}
+};
 
-// Whether pixel (c, y, x) of an image is replaced, given its plan and its grid decisions
-// (`cell_masks`: C x G^2, 1 = masked).
+// Whether pixel (c, y, x) of an image is replaced, given its plan, its grid decisions
+// (`cell_masks`: C x G^2, 1 = masked) and the pixel's cell row and column (cell_of(y), cell_of(x)).
 ENGINE_HD inline bool pixel_replaced(const SaliencyMaskParams& p, const MaskImagePlan& plan, const uint8_t* cell_masks,
-                                     int64_t c, int64_t y, int64_t x) {
+                                     int64_t c, int64_t cell_r, int64_t cell_c, int64_t y, int64_t x) {
   if (plan.focal) return focal_replaces(p, plan, y, x);
-  return cell_masks[c * p.grid * p.grid + cell_of(y, p.H, p.grid) * p.grid + cell_of(x, p.W, p.grid)] != 0;
+  return cell_masks[(c * p.grid + cell_r) * p.grid + cell_c] != 0;
 }
 
-// The value written at a replaced pixel: noise (hp), the blurred view's pixel (blur) or the
-// image's channel mean (mean; `fill` then holds N x C means).
-ENGINE_HD inline float replacement_value(const SaliencyMaskParams& p, const MaskImagePlan& plan, const float* fill,
-                                         int64_t n, int64_t c, int64_t y, int64_t x) {
-  if (p.fill == MaskFill::Noise) return mask_noise(p, plan, n, c, y, x);
+// Where the noise of a replaced pixel (n, c, y, x) comes from (hp): element `element` of the
+// normal draw of `stream`. Fresh per pixel, except with quirks (O6): grid cells take the group's
+// spatial or channel patch at the pixel's place in its cell, and the neg focal box the group's
+// block at the pixel's place in the box.
+struct NoiseAddress {
+  uint64_t stream;
+  int64_t element;
+};
+ENGINE_HD inline NoiseAddress mask_noise_address(const SaliencyMaskParams& p, const MaskImagePlan& plan, int64_t n,
+                                                 int64_t c, int64_t cell_r, int64_t cell_c, int64_t y, int64_t x) {
+  const bool shared = p.quirks && !(plan.focal && p.mode == MaskMode::Positive);
+  if (!shared) return {p.stream + 1, ((n * p.C + c) * p.H + y) * p.W + x};
+  const int64_t group = p.images_per_group > 0 ? n / p.images_per_group : 0;
+  if (plan.focal) {  // neg: the focal block
+    return {p.stream + 4, ((group * p.C + c) * plan.box_h + (y - plan.top)) * plan.box_w + (x - plan.left)};
+  }
+  const int64_t ph = max_cell_side(p.H, p.grid), pw = max_cell_side(p.W, p.grid);
+  const int64_t dy = y - cell_start(cell_r, p.H, p.grid), dx = x - cell_start(cell_c, p.W, p.grid);
+  return {p.stream + (plan.channelwise ? 3 : 2), ((group * p.C + c) * ph + dy) * pw + dx};
+}
+
+// The noise value for a standard normal z: s z, s = 0.18 (pos) or 0.14 (neg), rounded to float.
+ENGINE_HD inline float mask_noise_value(const SaliencyMaskParams& p, double z) {
+  return static_cast<float>(philox::mul_rn(mask_mode_constants(p.mode).noise_std, z));
+}
+
+// The fill of blur (the blurred view's pixel) and mean (the image's channel mean; `fill` then
+// holds N x C means).
+ENGINE_HD inline float mask_fill_value(const SaliencyMaskParams& p, const float* fill, int64_t n, int64_t c, int64_t y,
+                                       int64_t x) {
   if (p.fill_is_mean) return fill[n * p.C + c];
   return fill[((n * p.C + c) * p.H + y) * p.W + x];
 }

@@ -59,6 +59,10 @@ $BUILD_DIR/tools/moco demo --device cuda 2>&1 | tee "$OUT/demo.log" | tail -3
   echo; echo "== engine: InfoNCE loss and l2_normalize =="; $BUILD_DIR/bench/bench_infonce --device all
   echo; echo "== PyTorch baseline: InfoNCE loss and l2_normalize =="
   LD_LIBRARY_PATH=$ORIGINAL_LD python3 bench/torch_ref/bench_infonce.py --device all
+  echo; echo "== engine: fused saliency masking (256 views, 224 px) =="
+  $BUILD_DIR/bench/bench_saliency_mask --device cuda
+  echo; echo "== PyTorch baseline: the reference's masking loops on the same batch =="
+  LD_LIBRARY_PATH=$ORIGINAL_LD python3 bench/torch_ref/bench_saliency_mask.py --device cuda
   echo; echo "== engine: one MoCo v2 step (ResNet-50, 224 px, batch 128 in 4 virtual GPUs) =="
   $BUILD_DIR/bench/bench_moco_step --device cuda
   echo; echo "== PyTorch baseline: the reference's MoCo step on the same batch =="

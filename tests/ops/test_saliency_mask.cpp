@@ -193,7 +193,7 @@ void check_batch(const MaskSetup& s, const Tensor& x, const Tensor& fg, const Te
         for (int64_t xx = 0; xx < W; ++xx) {
           const size_t i = static_cast<size_t>(((n * 3 + c) * H + y) * W + xx);
           const bool expect_replaced =
-              pixel_replaced(p, plan, cells.data() + n * 3 * G2, c, y, xx);
+              pixel_replaced(p, plan, cells.data() + n * 3 * G2, c, cell_of(y, H, G), cell_of(xx, W, G), y, xx);
           if (!expect_replaced) {
             ASSERT_EQ(out[i], in[i]) << where << " pixel (" << c << ", " << y << ", " << xx << ") changed";
             continue;
