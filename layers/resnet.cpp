@@ -127,12 +127,27 @@ Tensor ResNet::feature_map(const Tensor& x) {
   return h;  // (N, feature_dim, H/32, W/32), or H/8 with the small stem
 }
 
-Tensor ResNet::features(const Tensor& x) {
-  Tensor h = child("avgpool")(feature_map(x));  // (N, feature_dim, 1, 1)
-  return h.view({h.size(0), h.size(1)});       // (N, feature_dim)
+namespace {
+Tensor pool(Module& avgpool, const Tensor& feature_map) {
+  Tensor h = avgpool(feature_map);        // (N, feature_dim, 1, 1)
+  return h.view({h.size(0), h.size(1)});  // (N, feature_dim)
 }
+// A 3x3 (or 7x7, or 1x1) convolution or pooling with stride 2 and "same" padding: ceil(n / 2).
+int64_t halved(int64_t n) { return (n - 1) / 2 + 1; }
+}  // namespace
 
-Tensor ResNet::forward(const Tensor& x) { return child("fc")(features(x)); }  // (N, num_classes)
+Tensor ResNet::features(const Tensor& x) { return pool(child("avgpool"), feature_map(x)); }
+
+Tensor ResNet::head(const Tensor& feature_map) { return child("fc")(pool(child("avgpool"), feature_map)); }
+
+Tensor ResNet::forward(const Tensor& x) { return head(feature_map(x)); }  // (N, num_classes)
+
+int64_t ResNet::feature_map_side(int64_t input_side) const {
+  int64_t side = input_side;
+  if (config_.stem == ResNetStem::ImageNet) side = halved(halved(side));  // conv1 and maxpool
+  for (int stage = 0; stage < 3; ++stage) side = halved(side);            // layer2, layer3, layer4
+  return side;
+}
 
 void ResNet::replace_head(std::shared_ptr<Module> head) { replace_module("fc", std::move(head)); }
 

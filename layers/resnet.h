@@ -65,6 +65,11 @@ class ResNet : public Module {
   Tensor feature_map(const Tensor& x);
   // The pooled features before the head: (N, feature_dim()).
   Tensor features(const Tensor& x);
+  // The rest of forward after feature_map: pool and head, (N, num_classes); forward(x) is
+  // head(feature_map(x)), so a caller that needs both runs the trunk once.
+  Tensor head(const Tensor& feature_map);
+  // The side of feature_map's output for a square input of `input_side` pixels (7 at 224).
+  int64_t feature_map_side(int64_t input_side) const;
   int64_t feature_dim() const { return feature_dim_; }
   // Swaps the classifier `fc` for another module taking (N, feature_dim()) (MoCo's MLP head);
   // its parameters then appear under "fc." as in the reference.

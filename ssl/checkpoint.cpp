@@ -20,13 +20,14 @@ constexpr const char* kOptimizerPrefix = "optimizer.momentum_buffer.encoder_q.";
 constexpr const char* kSgdPrefix = "momentum_buffer.";
 
 // What must agree between a checkpoint and the run that continues it.
-Metadata model_signature(const MocoConfig& c, int64_t batch_size) {
+Metadata model_signature(const MocoConfig& c, const RunIdentity& run) {
   return {{"arch", c.arch},
           {"small_stem", c.small_stem ? "true" : "false"},
           {"moco_dim", std::to_string(c.dim)},
           {"moco_k", std::to_string(c.queue_size)},
           {"mlp", c.mlp ? "true" : "false"},
-          {"batch_size", std::to_string(batch_size)}};
+          {"batch_size", std::to_string(run.batch_size)},
+          {"strategy", run.strategy}};
 }
 
 int64_t metadata_count(const Metadata& m, const std::string& key, const std::string& path) {
@@ -48,7 +49,7 @@ void save_checkpoint(const std::string& path, const MoCo& moco, const nn::Sgd& s
   NamedTensors tensors = moco.state_dict();
   for (const auto& [name, t] : sgd.state_dict())
     tensors.emplace_back(kOptimizerPrefix + name.substr(std::string(kSgdPrefix).size()), t);
-  Metadata metadata = model_signature(moco.config(), run.batch_size);
+  Metadata metadata = model_signature(moco.config(), run);
   metadata["format"] = kCheckpointFormat;
   metadata["epoch"] = std::to_string(position.epoch);
   metadata["batch"] = std::to_string(position.batch);
@@ -62,7 +63,7 @@ void save_checkpoint(const std::string& path, const MoCo& moco, const nn::Sgd& s
   save_safetensors(path, tensors, metadata);
 }
 
-LoadedCheckpoint load_checkpoint(const std::string& path, MoCo& moco, nn::Sgd& sgd, int64_t batch_size) {
+LoadedCheckpoint load_checkpoint(const std::string& path, MoCo& moco, nn::Sgd& sgd, const RunIdentity& run) {
   const SafetensorsFile file = load_safetensors(path);
   const Metadata& m = file.metadata;
   auto format = m.find("format");
@@ -70,7 +71,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path, MoCo& moco, nn::Sgd& s
                "{}: not a pretraining checkpoint of this program (format '{}', expected '{}')", path,
                format == m.end() ? "none" : format->second, kCheckpointFormat);
   std::string differences;
-  for (const auto& [key, expected] : model_signature(moco.config(), batch_size)) {
+  for (const auto& [key, expected] : model_signature(moco.config(), run)) {
     auto it = m.find(key);
     const std::string found = it == m.end() ? "absent" : it->second;
     if (found != expected) differences += fmt::format("\n  {}: checkpoint {}, this run {}", key, found, expected);

@@ -38,6 +38,7 @@ struct RunIdentity {
   int64_t batch_size = 0;
   uint64_t seed = 0;
   std::string args_json;  // the run's flags
+  std::string strategy = "none";  // the masking; "hp" also means the encoders saw high-passed images
 };
 
 // Writes the checkpoint atomically.
@@ -50,8 +51,8 @@ struct LoadedCheckpoint {
 };
 // Restores `moco` and `sgd` from `path`. Refuses, with what differs, a file that is not a
 // pretraining checkpoint, or one made with a different architecture, embedding size, queue length,
-// head or batch size (`batch_size`): such a run cannot be continued with these flags.
-LoadedCheckpoint load_checkpoint(const std::string& path, MoCo& moco, nn::Sgd& sgd, int64_t batch_size);
+// head, batch size or masking strategy (`run`): such a run cannot be continued with these flags.
+LoadedCheckpoint load_checkpoint(const std::string& path, MoCo& moco, nn::Sgd& sgd, const RunIdentity& run);
 
 // Makes `last` name the same file as `path` (a hard link, or a copy where links are not supported),
 // replacing it atomically.

@@ -11,6 +11,7 @@
 #include "ops/infonce.h"
 #include "ops/l2_normalize.h"
 #include "ops/momentum_update.h"
+#include "ssl/saliency.h"
 
 namespace engine::ssl {
 
@@ -30,6 +31,16 @@ NamedTensors strip_prefix(const NamedTensors& state, const std::string& prefix) 
   for (const auto& [name, tensor] : state)
     if (name.rfind(prefix, 0) == 0) out.emplace_back(name.substr(prefix.size()), tensor);
   return out;
+}
+
+void check_view_pair(const Tensor& query, const Tensor& key, int64_t groups) {
+  ENGINE_CHECK(query.dim() == 4 && query.shape() == key.shape(),
+               "MoCo: query and key views must be two (N, 3, H, W) batches of one shape, found {} and {}",
+               query.str(), key.str());
+  ENGINE_CHECK(query.size(0) % groups == 0,
+               "MoCo: the batch of {} images does not split into {} BatchNorm groups; use a batch that is a "
+               "multiple of the group count",
+               query.size(0), groups);
 }
 
 }  // namespace
@@ -83,7 +94,7 @@ void MoCo::momentum_update_key_encoder() {
   momentum_update(key, encoder_q_->flat_parameters(), config_.momentum);
 }
 
-Tensor MoCo::encode_keys(const Tensor& images, Generator& shuffle) {
+Tensor MoCo::encode_keys(const Tensor& images, Generator& shuffle, Tensor* saliency) {
   NoGradGuard no_grad;
   const int64_t N = images.size(0);
   // Shuffle BN: a random permutation spreads the images over the groups; undo it on the keys.
@@ -91,8 +102,10 @@ Tensor MoCo::encode_keys(const Tensor& images, Generator& shuffle) {
   std::vector<int64_t> inverse(perm.size());
   for (size_t i = 0; i < perm.size(); ++i) inverse[static_cast<size_t>(perm[i])] = static_cast<int64_t>(i);
   const Tensor shuffled = index_select(images, index_tensor(perm));  // (N, 3, H, W)
-  const Tensor keys = l2_normalize(encoder_k_->forward(shuffled));                   // (N, D), shuffled order
-  return index_select(keys, index_tensor(inverse));                 // (N, D)
+  const Tensor features = encoder_k_->feature_map(shuffled);          // (N, F, G, G), shuffled order
+  const Tensor keys = l2_normalize(encoder_k_->head(features));       // (N, D), shuffled order
+  if (saliency) *saliency = index_select(saliency_maps(features), index_tensor(inverse));  // (N, G, G)
+  return index_select(keys, index_tensor(inverse));                   // (N, D)
 }
 
 Tensor MoCo::encode_hard_negatives(const Tensor& hard, Generator& shuffle) {
@@ -136,17 +149,34 @@ void MoCo::dequeue_and_enqueue(const Tensor& keys) {
 }
 
 MocoOutput MoCo::forward(const Tensor& query, const Tensor& key, const Tensor& hard, Generator& shuffle) {
-  ENGINE_CHECK(query.dim() == 4 && query.shape() == key.shape(),
-               "MoCo: query and key views must be two (N, 3, H, W) batches of one shape, found {} and {}",
-               query.str(), key.str());
-  ENGINE_CHECK(query.size(0) % config_.bn_groups == 0,
-               "MoCo: the batch of {} images does not split into {} BatchNorm groups; use a batch that is a "
-               "multiple of the group count",
-               query.size(0), config_.bn_groups);
+  check_view_pair(query, key, config_.bn_groups);
   const Tensor q = encode_query(query);  // (N, D), recorded for backward
   momentum_update_key_encoder();
   const Tensor k = encode_keys(key, shuffle);                                          // (N, D)
   const Tensor t = hard.defined() ? encode_hard_negatives(hard, shuffle) : Tensor();  // (N, n_h, D)
+  return contrast(q, k, t);
+}
+
+MocoOutput MoCo::forward_masked(const Tensor& query_view, const Tensor& key_view,
+                                const SaliencyGuidedMasking& masking, int64_t step, Generator& shuffle,
+                                MaskedBatch* record) {
+  check_view_pair(query_view, key_view, config_.bn_groups);
+  const Tensor query_input = masking.encoder_input(query_view);  // (N, 3, H, W), high-passed under hp
+  const Tensor key_input = masking.encoder_input(key_view);      // (N, 3, H, W)
+  // f_k moves first: f_q does not depend on it, and the keys' layer4 maps are then the current
+  // key encoder's view of k, ready for the momentum saliency source.
+  momentum_update_key_encoder();
+  Tensor key_saliency;                                                                        // (N, G, G)
+  const Tensor k = encode_keys(key_input, shuffle, masking.wants_key_saliency() ? &key_saliency : nullptr);  // (N, D)
+  MaskedBatch masked = masking.mask(query_view, key_view, query_input, key_input, key_saliency, *encoder_k_, step);
+  const Tensor q = encode_query(masked.query);                                                // (N, D), recorded
+  const Tensor t = masked.hard_negative.defined() ? encode_hard_negatives(masked.hard_negative, shuffle)
+                                                  : Tensor();                                 // (N, n_h, D)
+  if (record) *record = std::move(masked);
+  return contrast(q, k, t);
+}
+
+MocoOutput MoCo::contrast(const Tensor& q, const Tensor& k, const Tensor& t) {
   // The logits use the queue as it was before this batch; the backward needs those values after
   // the enqueue below has overwritten N columns, so the op gets its own copy (as the reference's
   // queue.clone().detach()).

@@ -27,6 +27,7 @@
 #include "engine/random.h"
 #include "engine/serialize.h"
 #include "layers/resnet.h"
+#include "ssl/masking.h"
 
 namespace engine::ssl {
 
@@ -61,11 +62,23 @@ class MoCo {
   // `shuffle` draws the shuffle-BN permutations.
   MocoOutput forward(const Tensor& query, const Tensor& key, const Tensor& hard, Generator& shuffle);
 
-  // The steps, public so tests and the masking issue can call them one by one.
+  // The paper's step (spec section 1): the momentum update, the keys (whose layer4 map is the k
+  // view's saliency for the momentum source), then the masked query and hard-negative views
+  // (ssl/masking.h), then the query and hard-negative encodings and the loss. `query_view` and
+  // `key_view` are the normalised views; the masks are those of step `step`. `record`, if given,
+  // receives what the encoders saw.
+  MocoOutput forward_masked(const Tensor& query_view, const Tensor& key_view, const SaliencyGuidedMasking& masking,
+                            int64_t step, Generator& shuffle, MaskedBatch* record = nullptr);
+
+  // The steps, public so tests can call them one by one.
   Tensor encode_query(const Tensor& images);                    // (N, D) unit rows, recorded
   void momentum_update_key_encoder();
-  Tensor encode_keys(const Tensor& images, Generator& shuffle);  // (N, D) unit rows, no gradient
+  // (N, D) unit rows, no gradient; `saliency`, if given, receives the channel-summed layer4 map
+  // of each image (N, G, G), in the images' order.
+  Tensor encode_keys(const Tensor& images, Generator& shuffle, Tensor* saliency = nullptr);
   Tensor encode_hard_negatives(const Tensor& hard, Generator& shuffle);  // (N, n_h, D), no gradient
+  // The loss over [q.k | q.queue | alpha q.t] / T (t may be undefined), then the enqueue of k.
+  MocoOutput contrast(const Tensor& q, const Tensor& k, const Tensor& t);
   void dequeue_and_enqueue(const Tensor& keys);                 // keys (N, D)
 
   nn::ResNet& encoder_q() { return *encoder_q_; }

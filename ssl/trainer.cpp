@@ -18,6 +18,7 @@
 #include "engine/tensorboard_writer.h"
 #include "layers/lr_schedule.h"
 #include "layers/optimizer.h"
+#include "ssl/mask_picture.h"
 
 namespace engine::ssl {
 
@@ -29,12 +30,22 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
+// The share of foreground cells in a batch's maps (N, G, G) u8 on the host.
+double foreground_share(const Tensor& foreground) {
+  const std::vector<uint8_t> cells = foreground.to_vector<uint8_t>();
+  double sum = 0;
+  for (uint8_t c : cells) sum += c;
+  return cells.empty() ? 0.0 : sum / static_cast<double>(cells.size());
+}
+
 // Sums over some steps: the epoch's, or the window since the last logged step.
 struct Meter {
   int64_t steps = 0, rows = 0, images = 0;
-  double loss_sum = 0, correct1 = 0, correct5 = 0, seconds = 0, wait_seconds = 0;
-  void add(const MocoOutput& out, double loss, int64_t images_in_step, double step_seconds, double wait) {
+  double loss_sum = 0, correct1 = 0, correct5 = 0, seconds = 0, wait_seconds = 0, fg_ratio_sum = 0;
+  void add(const MocoOutput& out, double loss, int64_t images_in_step, double step_seconds, double wait,
+           double fg_ratio) {
     ++steps;
+    fg_ratio_sum += fg_ratio;
     rows += out.rows;
     images += images_in_step;
     loss_sum += loss;
@@ -44,6 +55,7 @@ struct Meter {
     wait_seconds += wait;
   }
   double loss() const { return steps ? loss_sum / static_cast<double>(steps) : 0.0; }
+  double fg_ratio() const { return steps ? fg_ratio_sum / static_cast<double>(steps) : 0.0; }
   double acc1() const { return rows ? 100.0 * correct1 / static_cast<double>(rows) : 0.0; }
   double acc5() const { return rows ? 100.0 * correct5 / static_cast<double>(rows) : 0.0; }
   double images_per_second() const { return seconds > 0 ? static_cast<double>(images) / seconds : 0.0; }
@@ -66,12 +78,15 @@ class Trainer {
   void log_window(int64_t epoch, int64_t batch_index, double lr, Meter& window);
   void log_epoch(int64_t epoch, double lr, const Meter& meter);
   void save(const std::string& path);
+  RunIdentity run_identity() const { return {c_.batch_size, c_.seed, c_.args_json, c_.strategy}; }
+  void write_masking_picture(int64_t epoch, const data::Batch& batch, const MaskedBatch& masked) const;
   fs::path checkpoint_dir() const { return fs::path(c_.save_dir) / "checkpoints"; }
 
   PretrainConfig c_;
   std::shared_ptr<data::ImageFolder> dataset_;
   std::unique_ptr<data::Loader> loader_;
   std::unique_ptr<MoCo> moco_;
+  std::unique_ptr<SaliencyGuidedMasking> masking_;  // none for --strategy none
   std::unique_ptr<nn::Sgd> sgd_;
   nn::LrSchedule schedule_;
   std::unique_ptr<MetricsLog> metrics_;
@@ -97,13 +112,12 @@ void Trainer::check_flags() const {
   ENGINE_CHECK(c_.image_size >= 16, "pretrain: --image-size {} is too small (at least 16)", c_.image_size);
   ENGINE_CHECK(c_.lr > 0 && std::isfinite(c_.lr), "pretrain: --lr must be positive, found {}", c_.lr);
   ENGINE_CHECK(c_.print_freq >= 1, "pretrain: --print-freq must be at least 1, found {}", c_.print_freq);
-  ENGINE_CHECK(c_.strategy == "none",
-               "pretrain: --strategy {} needs the saliency-guided masking, which this build does not have yet; run "
-               "plain MoCo v2 with --strategy none",
-               c_.strategy);
-  ENGINE_CHECK(c_.num_nonsem == 0,
-               "pretrain: --num-nonsem {} asks for hard negatives, which are masked copies of the key view made by a "
-               "masking --strategy; this build has none yet, so use --num-nonsem 0",
+  const MaskStrategy strategy = parse_mask_strategy(c_.strategy);
+  parse_saliency_source(c_.saliency);
+  ENGINE_CHECK(c_.num_nonsem >= 0, "pretrain: --num-nonsem must be >= 0, found {}", c_.num_nonsem);
+  ENGINE_CHECK(strategy != MaskStrategy::None || c_.num_nonsem == 0,
+               "pretrain: --num-nonsem {} asks for hard negatives, which are masked copies of the key view; choose a "
+               "masking --strategy (hp, blur or mean), or use --num-nonsem 0 for plain MoCo v2",
                c_.num_nonsem);
 }
 
@@ -132,6 +146,17 @@ void Trainer::build() {
                                                                  : data::mocov1_augment(size),
                                            options);
   moco_ = std::make_unique<MoCo>(c_.moco, c_.seed, c_.device);
+  const MaskStrategy strategy = parse_mask_strategy(c_.strategy);
+  if (strategy != MaskStrategy::None) {
+    MaskingConfig mc;
+    mc.strategy = strategy;
+    mc.saliency = parse_saliency_source(c_.saliency);
+    mc.num_nonsem = c_.num_nonsem;
+    mc.bn_groups = c_.moco.bn_groups;
+    mc.reference_quirks = c_.moco.reference_quirks;
+    mc.seed = c_.seed;
+    masking_ = std::make_unique<SaliencyGuidedMasking>(mc, c_.device);
+  }
   sgd_ = std::make_unique<nn::Sgd>(moco_->encoder_q(), nn::SgdConfig{c_.momentum, c_.weight_decay});
   schedule_.base_lr = c_.lr;
   schedule_.epochs = c_.epochs;
@@ -144,7 +169,7 @@ void Trainer::resume_if_asked() {
   const std::string path = resolve_resume(c_.resume, c_.save_dir);
   const std::string metrics_path = (fs::path(c_.save_dir) / "metrics.jsonl").string();
   if (!path.empty()) {
-    position_ = load_checkpoint(path, *moco_, *sgd_, c_.batch_size).position;
+    position_ = load_checkpoint(path, *moco_, *sgd_, run_identity()).position;
     result_.last_checkpoint = path;
     fmt::print("resumed from {}: epoch {}, batch {}, step {}\n", path, position_.epoch, position_.batch,
                position_.step);
@@ -167,8 +192,7 @@ void Trainer::resume_if_asked() {
 }
 
 void Trainer::save(const std::string& path) {
-  RunIdentity run{c_.batch_size, c_.seed, c_.args_json};
-  save_checkpoint(path, *moco_, *sgd_, position_, run);
+  save_checkpoint(path, *moco_, *sgd_, position_, run_identity());
   result_.last_checkpoint = path;
 }
 
@@ -177,7 +201,16 @@ void Trainer::train_step(const data::Batch& batch, double lr, Meter& epoch_meter
   const Tensor& query = batch.views[0];  // (N, 3, H, W)
   const Tensor& key = batch.views[1];    // (N, 3, H, W)
   Generator shuffle(c_.seed, kShuffleBnStreamBase + static_cast<uint64_t>(position_.step));
-  const MocoOutput out = moco_->forward(query, key, Tensor(), shuffle);
+  MocoOutput out;
+  double fg_ratio = 0;
+  if (masking_) {
+    MaskedBatch masked;
+    out = moco_->forward_masked(query, key, *masking_, position_.step, shuffle, &masked);
+    fg_ratio = foreground_share(masked.fg_query);
+    if (batch.index == 0) write_masking_picture(position_.epoch, batch, masked);  // the first batch of each epoch
+  } else {
+    out = moco_->forward(query, key, Tensor(), shuffle);
+  }
   const double loss = out.loss.item();
   ENGINE_CHECK(std::isfinite(loss),
                "pretrain: the loss became {} at epoch {}, batch {} (step {}), with lr {}; training stops here and "
@@ -193,26 +226,43 @@ void Trainer::train_step(const data::Batch& batch, double lr, Meter& epoch_meter
   ran_a_step_ = true;
   result_.last_loss = loss;
   const double seconds = seconds_between(start, Clock::now()) + batch.wait_seconds;
-  epoch_meter.add(out, loss, batch.size(), seconds, batch.wait_seconds);
-  window.add(out, loss, batch.size(), seconds, batch.wait_seconds);
+  epoch_meter.add(out, loss, batch.size(), seconds, batch.wait_seconds, fg_ratio);
+  window.add(out, loss, batch.size(), seconds, batch.wait_seconds, fg_ratio);
+}
+
+void Trainer::write_masking_picture(int64_t epoch, const data::Batch& batch, const MaskedBatch& masked) const {
+  const fs::path dir = fs::path(c_.save_dir) / "images";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  ENGINE_CHECK(!ec, "pretrain: cannot create {}: {}", dir.string(), ec.message());
+  MaskPictureOptions options;
+  options.rows = 8;
+  write_mask_picture((dir / fmt::format("epoch_{:04d}.jpg", epoch)).string(), batch.views[0], batch.views[1], masked,
+                     options);
 }
 
 void Trainer::log_window(int64_t epoch, int64_t batch_index, double lr, Meter& window) {
-  metrics_->append({{"kind", "step"},
-                    {"epoch", epoch},
-                    {"step", position_.step},
-                    {"batch", batch_index},
-                    {"loss", window.loss()},
-                    {"acc1", window.acc1()},
-                    {"acc5", window.acc5()},
-                    {"lr", lr},
-                    {"img_per_s", window.images_per_second()},
-                    {"data_wait", window.data_wait_share()}});
-  tensorboard_->add_scalars(position_.step, {{"loss", window.loss()},
-                                             {"acc1", window.acc1()},
-                                             {"acc5", window.acc5()},
-                                             {"lr", lr},
-                                             {"img_per_s", window.images_per_second()}});
+  nlohmann::ordered_json entry = {{"kind", "step"},
+                                  {"epoch", epoch},
+                                  {"step", position_.step},
+                                  {"batch", batch_index},
+                                  {"loss", window.loss()},
+                                  {"acc1", window.acc1()},
+                                  {"acc5", window.acc5()},
+                                  {"lr", lr},
+                                  {"img_per_s", window.images_per_second()},
+                                  {"data_wait", window.data_wait_share()}};
+  std::vector<TaggedValue> scalars = {{"loss", window.loss()},
+                                      {"acc1", window.acc1()},
+                                      {"acc5", window.acc5()},
+                                      {"lr", lr},
+                                      {"img_per_s", window.images_per_second()}};
+  if (masking_) {  // the share of the query views' cells the saliency called foreground
+    entry["fg_ratio"] = window.fg_ratio();
+    scalars.push_back({"saliency/fg_ratio", window.fg_ratio()});
+  }
+  metrics_->append(entry);
+  tensorboard_->add_scalars(position_.step, scalars);
   window = Meter();
 }
 

@@ -1,7 +1,9 @@
 // trainer.h - MoCo pretraining: the loop of the reference's main_moco.py, with its flags.
 //
-// Per epoch: the learning rate of the schedule; per batch: the MoCo forward (ssl/moco.h), the
-// loss, zero_grad, backward, one SGD step (layers/optimizer.h). Around it: a progress line,
+// Per epoch: the learning rate of the schedule; per batch: the MoCo forward (ssl/moco.h; with a
+// masking --strategy, the masked forward of ssl/masking.h), the loss, zero_grad, backward, one
+// SGD step (layers/optimizer.h). Around it: a progress line, SAVE_DIR/images/ (the first batch of
+// every epoch as a picture of views, saliency and masks, when masking),
 // SAVE_DIR/metrics.jsonl (one JSON object per logged step and per epoch), TensorBoard scalars
 // under SAVE_DIR/logs/, SAVE_DIR/args.json, and checkpoints (ssl/checkpoint.h) at every epoch's
 // end, every --save-freq-steps steps and at --max-steps. A loss that is not finite stops the run
@@ -36,8 +38,9 @@ struct PretrainConfig {
   double weight_decay = 1e-4;
   bool aug_plus = false;      // MoCo v2's augmentation (else MoCo v1's)
   int64_t image_size = 224;
-  int64_t num_nonsem = 0;     // hard negatives per image
-  std::string strategy = "none";
+  int64_t num_nonsem = 0;     // hard negatives per image (masked copies of the key view)
+  std::string strategy = "none";       // masking: none, hp, blur, mean (ssl/masking.h)
+  std::string saliency = "momentum";   // momentum, pretrained:FILE, none
   std::string resume;         // "", a checkpoint file, or "auto"
   uint64_t seed = 0;
   int workers = 4;            // -j: decoding threads

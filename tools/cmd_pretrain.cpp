@@ -1,6 +1,6 @@
 // cmd_pretrain.cpp - `moco pretrain DATA --save-dir D`: MoCo v2 pretraining (ssl/trainer.h) with
 // the reference main_moco.py's flag names and defaults, plus --image-size, --device, --max-steps,
-// --save-freq-steps, --bn-groups and --reference-quirks.
+// --save-freq-steps, --bn-groups, --saliency and --reference-quirks.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -45,6 +45,7 @@ std::string args_json(const engine::ssl::PretrainConfig& c, const std::string& d
                                     {"alpha", c.moco.alpha},
                                     {"num_nonsem", c.num_nonsem},
                                     {"strategy", c.strategy},
+                                    {"saliency", c.saliency},
                                     {"bn_groups", c.moco.bn_groups},
                                     {"reference_quirks", c.moco.reference_quirks},
                                     {"image_size", c.image_size},
@@ -108,9 +109,15 @@ void add_pretrain_command(CLI::App& app) {
   cmd->add_option("--num-nonsem", c.num_nonsem, "hard negatives per image")
       ->capture_default_str()
       ->check(CLI::Range(0, 16));
-  cmd->add_option("--strategy", c.strategy, "saliency-guided masking")
+  cmd->add_option("--strategy", c.strategy,
+                  "saliency-guided masking of the query and hard negatives: hp (high-pass inputs, noise fill), blur, "
+                  "mean, or none (plain MoCo v2)")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "hp", "blur", "mean"}));
+  cmd->add_option("--saliency", c.saliency,
+                  "where the saliency maps come from: momentum (the key encoder itself), pretrained:FILE (a frozen "
+                  "torchvision-named ResNet safetensors, as the reference), or none (every cell foreground)")
+      ->capture_default_str();
   cmd->add_option("--bn-groups", c.moco.bn_groups,
                   "virtual GPUs: BatchNorm statistics per group of batch/groups images, and shuffle BN across them")
       ->capture_default_str()

@@ -11,6 +11,7 @@ void add_info_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
 void add_batch_command(CLI::App& app);
+void add_masks_command(CLI::App& app);
 void add_pretrain_command(CLI::App& app);
 
 }  // namespace moco_cli

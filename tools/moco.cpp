@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   moco_cli::add_inspect_command(app);
   moco_cli::add_synth_command(app);
   moco_cli::add_batch_command(app);
+  moco_cli::add_masks_command(app);
   moco_cli::add_pretrain_command(app);
   try {
     app.parse(argc, argv);

@@ -1,6 +1,7 @@
 // bench_moco_step.cpp - one whole MoCo v2 training step on a fixed batch already on the device:
 // f_q forward, momentum update, f_k forward with shuffle BN, InfoNCE against the queue, enqueue,
-// zero_grad, backward, SGD. Reports the median step time and images per second.
+// zero_grad, backward, SGD. Reports the median step time and images per second, for plain MoCo v2
+// and for the paper's step (hp masking with the key encoder's saliency, one hard negative).
 // bench/torch_ref/bench_moco_step.py times the reference's model code on the same batch shape.
 //
 // The default is the GPU case: ResNet-50 with the MLP head at 224 pixels, batch 128 in 4
@@ -44,8 +45,9 @@ StepCase step_case(bool quick, bool gpu) {
   return c;
 }
 
-void bench_device(Device device, bool quick) {
-  const StepCase c = step_case(quick, device.is_cuda());
+// One step as the trainer runs it: plain MoCo v2, or (masking given) the paper's step with
+// saliency from the key encoder, hp masking and one hard negative.
+void bench_step(Device device, const StepCase& c, const ssl::SaliencyGuidedMasking* masking) {
   ssl::MoCo moco(c.moco, 0, device);
   nn::Sgd sgd(moco.encoder_q(), {});
   Tensor query = Tensor::empty({c.batch, 3, c.size, c.size}), key = Tensor::empty({c.batch, 3, c.size, c.size});
@@ -56,18 +58,32 @@ void bench_device(Device device, bool quick) {
   key = key.to(device);
   Generator shuffle(2);
   double loss = 0;
+  int64_t step_index = 0;
   auto step = [&] {
-    ssl::MocoOutput out = moco.forward(query, key, Tensor(), shuffle);
+    ssl::MocoOutput out = masking ? moco.forward_masked(query, key, *masking, step_index++, shuffle)
+                                  : moco.forward(query, key, Tensor(), shuffle);
     moco.encoder_q().zero_grad();
     out.loss.backward();
     sgd.step(0.015);
     loss = out.loss.item();
   };
   const double seconds = bench::median_seconds_per_call(device, c.repeats, step);
-  fmt::print("{:<6} {:<9} {}{} {:>4}px batch {:>3} ({} groups) K {:>5}: {:8.1f} ms/step {:8.1f} img/s  (loss {:.3f})\n",
+  fmt::print("{:<6} {:<9} {}{} {:>4}px batch {:>3} ({} groups) K {:>5} {:<26}: {:8.1f} ms/step {:8.1f} img/s  (loss "
+             "{:.3f})\n",
              device.str(), c.moco.arch, c.moco.small_stem ? "small-stem " : "", c.moco.mlp ? "mlp" : "", c.size,
-             c.batch, c.moco.bn_groups, c.moco.queue_size, 1e3 * seconds, static_cast<double>(c.batch) / seconds,
-             loss);
+             c.batch, c.moco.bn_groups, c.moco.queue_size, masking ? "hp + 1 hard neg (momentum)" : "plain MoCo v2",
+             1e3 * seconds, static_cast<double>(c.batch) / seconds, loss);
+}
+
+void bench_device(Device device, bool quick) {
+  const StepCase c = step_case(quick, device.is_cuda());
+  bench_step(device, c, nullptr);
+  ssl::MaskingConfig mc;
+  mc.strategy = ssl::MaskStrategy::Hp;
+  mc.num_nonsem = 1;
+  mc.bn_groups = c.moco.bn_groups;
+  const ssl::SaliencyGuidedMasking masking(mc, device);
+  bench_step(device, c, &masking);
 }
 
 }  // namespace

@@ -61,6 +61,17 @@ class TrainerTest : public ::testing::Test {
     return c;
   }
 
+  // The same at 32 pixels (a 4 x 4 grid, so the query masks take 0 to 4 cells), with masking and
+  // one hard negative per image, weighted by alpha 2.
+  static PretrainConfig masked_config(const std::string& run, int64_t max_steps, const std::string& strategy) {
+    PretrainConfig c = config(run, max_steps);
+    c.image_size = 32;
+    c.strategy = strategy;
+    c.num_nonsem = 1;
+    c.moco.alpha = 2.0;
+    return c;
+  }
+
   static TempDir* dir_;
 };
 
@@ -182,6 +193,54 @@ TEST_F(TrainerTest, ADivergingLossStopsTheRunAndKeepsTheLastGoodCheckpoint) {
   }
   const SafetensorsFile last = load_safetensors((fs::path(c.save_dir) / "checkpoints" / "last.safetensors").string());
   EXPECT_EQ(last.metadata.at("step"), "1");
+}
+
+TEST_F(TrainerTest, EveryMaskingStrategyTrainsWithHardNegativesAndDrawsItsFirstBatch) {
+  for (const auto& [strategy, quirks] : std::vector<std::pair<std::string, bool>>{
+           {"hp", false}, {"blur", false}, {"mean", false}, {"hp", true}}) {
+    PretrainConfig c = masked_config("masked_" + strategy + (quirks ? "_quirks" : ""), 3, strategy);
+    c.moco.reference_quirks = quirks;
+    const PretrainResult r = pretrain(c);
+    EXPECT_EQ(r.position.step, 3) << strategy;
+    EXPECT_TRUE(std::isfinite(r.first_loss) && std::isfinite(r.last_loss)) << strategy;
+    // The first batch of each epoch as a picture; the strategy in the checkpoint.
+    EXPECT_GT(fs::file_size(fs::path(c.save_dir) / "images" / "epoch_0000.jpg"), 1000u) << strategy;
+    EXPECT_TRUE(fs::exists(fs::path(c.save_dir) / "images" / "epoch_0001.jpg")) << strategy;
+    const SafetensorsFile last =
+        load_safetensors((fs::path(c.save_dir) / "checkpoints" / "last.safetensors").string());
+    EXPECT_EQ(last.metadata.at("strategy"), strategy);
+    // Each logged step carries the share of foreground cells (at least 13/49-like, at most all).
+    const std::vector<nlohmann::json> lines = MetricsLog::read((fs::path(c.save_dir) / "metrics.jsonl").string());
+    ASSERT_FALSE(lines.empty());
+    const double fg = lines[0].at("fg_ratio").get<double>();
+    EXPECT_GT(fg, 0.2) << strategy;
+    EXPECT_LE(fg, 1.0) << strategy;
+  }
+}
+
+TEST_F(TrainerTest, AMaskedRunResumesBitForBitAndRefusesAnotherStrategy) {
+  const PretrainResult straight = pretrain(masked_config("masked_straight", 3, "hp"));
+  pretrain(masked_config("masked_resumed", 2, "hp"));
+  PretrainConfig more = masked_config("masked_resumed", 3, "hp");
+  more.resume = "auto";
+  const PretrainResult resumed = pretrain(more);
+  EXPECT_EQ(resumed.last_loss, straight.last_loss);  // the masks are a function of (seed, step)
+  PretrainConfig other = masked_config("masked_resumed", 4, "blur");
+  other.resume = "auto";
+  try {
+    pretrain(other);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("strategy: checkpoint hp, this run blur"), std::string::npos) << e.what();
+  }
+  PretrainConfig unmasked = config("hard_without_masking", 1);
+  unmasked.num_nonsem = 1;
+  try {
+    pretrain(unmasked);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("choose a masking --strategy"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -1,0 +1,217 @@
+// masking.cpp - see masking.h. Shape letters: N images, n_h hard negatives per image, G the grid.
+#include "ssl/masking.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/check.h"
+#include "engine/serialize.h"
+#include "ops/gaussian_filter.h"
+#include "ops/saliency_mask.h"
+
+namespace engine::ssl {
+
+namespace {
+
+constexpr int kHighPassTaps = 11;   // spec 3.1
+constexpr double kHighPassSigma = 5.0;
+constexpr int kStrongBlurTaps = 31;  // spec 3.2
+constexpr double kStrongBlurSigma = 10.0;
+constexpr uint64_t kHardNegativeStreamOffset = 8;  // after the query's kSaliencyMaskStreams
+
+MaskFill fill_of(MaskStrategy strategy) {
+  switch (strategy) {
+    case MaskStrategy::Blur: return MaskFill::Blur;
+    case MaskStrategy::Mean: return MaskFill::Mean;
+    default: return MaskFill::Noise;
+  }
+}
+
+// Each image's n_h copies, consecutive: rows (N, ...) -> (N * n_h, ...), row i * n_h + j = row i.
+Tensor repeat_rows(const Tensor& x, int64_t copies) {
+  if (copies == 1) return x.contiguous();
+  Shape shape = x.shape();
+  Shape expanded = shape;
+  expanded.insert(expanded.begin() + 1, copies);
+  Tensor out = Tensor::empty(expanded, x.dtype(), x.device());
+  Shape slot = shape;  // one copy's place, (N, 1, ...)
+  slot.insert(slot.begin() + 1, 1);
+  const Tensor source = x.contiguous().view(slot);
+  for (int64_t j = 0; j < copies; ++j) out.slice(1, j, j + 1).copy_(source);
+  shape[0] *= copies;
+  return out.view(shape);
+}
+
+}  // namespace
+
+MaskStrategy parse_mask_strategy(const std::string& name) {
+  if (name == "none") return MaskStrategy::None;
+  if (name == "hp") return MaskStrategy::Hp;
+  if (name == "blur") return MaskStrategy::Blur;
+  if (name == "mean") return MaskStrategy::Mean;
+  ENGINE_THROW("--strategy: expected none, hp, blur or mean, found '{}'", name);
+}
+
+const char* mask_strategy_name(MaskStrategy strategy) {
+  switch (strategy) {
+    case MaskStrategy::Hp: return "hp";
+    case MaskStrategy::Blur: return "blur";
+    case MaskStrategy::Mean: return "mean";
+    default: return "none";
+  }
+}
+
+SaliencySource parse_saliency_source(const std::string& text) {
+  if (text == "momentum") return {SaliencySourceKind::Momentum, ""};
+  if (text == "none") return {SaliencySourceKind::None, ""};
+  const std::string prefix = "pretrained:";
+  if (text.rfind(prefix, 0) == 0 && text.size() > prefix.size())
+    return {SaliencySourceKind::Pretrained, text.substr(prefix.size())};
+  ENGINE_THROW("--saliency: expected momentum, none or pretrained:FILE (a safetensors ResNet), found '{}'", text);
+}
+
+std::shared_ptr<nn::ResNet> load_localizer(const std::string& path, Device device) {
+  ENGINE_CHECK(std::filesystem::exists(path),
+               "--saliency pretrained:{}: no such file; convert a torchvision ResNet-50 state dict to safetensors "
+               "(see the README) or give a `moco pretrain` checkpoint",
+               path);
+  const SafetensorsFile file = load_safetensors(path);
+  // A `moco pretrain` checkpoint holds the encoders under encoder_q. / encoder_k.; torchvision's
+  // file is the bare model.
+  const bool checkpoint = file.contains("encoder_q.conv1.weight");
+  const std::string prefix = checkpoint ? "encoder_q." : "";
+  std::map<std::string, Tensor> backbone;
+  for (const auto& [name, t] : file.tensors) {
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string key = name.substr(prefix.size());
+    if (key.rfind("fc.", 0) != 0) backbone.emplace(key, t);
+  }
+  ENGINE_CHECK(backbone.count("conv1.weight"),
+               "--saliency pretrained:{}: not a ResNet state dict (no conv1.weight{}); expected torchvision's names "
+               "(conv1.weight, layer1.0.conv1.weight, ...) or a `moco pretrain` checkpoint",
+               path, checkpoint ? " under encoder_q." : "");
+  nn::ResNetConfig rc;
+  rc.arch = backbone.count("layer1.0.conv3.weight") ? "resnet50"
+                                                    : (backbone.count("layer3.5.conv1.weight") ? "resnet34" : "resnet18");
+  rc.stem = backbone.at("conv1.weight").size(2) == 3 ? nn::ResNetStem::SmallImage : nn::ResNetStem::ImageNet;
+  auto model = nn::make_resnet(rc, 0);
+  // The head is not used: keep the model's own fc, so a strict load checks every backbone key.
+  NamedTensors state;
+  for (const auto& [name, t] : model->state_dict()) {
+    if (name.rfind("fc.", 0) == 0) {
+      state.emplace_back(name, t);
+    } else if (auto it = backbone.find(name); it != backbone.end()) {
+      state.emplace_back(name, it->second);
+      backbone.erase(it);
+    }
+  }
+  for (const auto& [name, t] : backbone) state.emplace_back(name, t);  // unexpected: the load lists them
+  model->load_state_dict(state);
+  model->eval();
+  model->to(device);
+  fmt::print("saliency: {} localizer ({}stem) from {}, frozen, eval mode\n", rc.arch,
+             rc.stem == nn::ResNetStem::SmallImage ? "small-image " : "", path);
+  return model;
+}
+
+SaliencyGuidedMasking::SaliencyGuidedMasking(const MaskingConfig& config, Device device)
+    : config_(config), device_(device) {
+  ENGINE_CHECK(config.strategy != MaskStrategy::None || config.num_nonsem == 0,
+               "--num-nonsem {} asks for hard negatives, which are masked copies of the key view: choose a masking "
+               "--strategy (hp, blur or mean)",
+               config.num_nonsem);
+  ENGINE_CHECK(config.num_nonsem >= 0, "--num-nonsem must be >= 0, found {}", config.num_nonsem);
+  if (config.saliency.kind == SaliencySourceKind::Pretrained) localizer_ = load_localizer(config.saliency.file, device);
+}
+
+Tensor SaliencyGuidedMasking::encoder_input(const Tensor& view) const {
+  if (config_.strategy != MaskStrategy::Hp) return view;
+  NoGradGuard no_grad;
+  return high_pass(view, kHighPassTaps, kHighPassSigma);
+}
+
+Tensor SaliencyGuidedMasking::saliency_of(const Tensor& view, const Tensor& input, nn::ResNet& key_encoder) const {
+  NoGradGuard no_grad;
+  if (localizer_) return saliency_maps(localizer_->feature_map(view));  // (N, G, G)
+  return saliency_maps(key_encoder.feature_map(input));
+}
+
+ForegroundBatch SaliencyGuidedMasking::foreground_of(const Tensor& maps, int64_t N, int64_t side,
+                                                     const nn::ResNet& key_encoder) const {
+  if (config_.saliency.kind != SaliencySourceKind::None) {
+    const int64_t grid = maps.size(1);
+    ENGINE_CHECK(grid >= 2 && grid <= kSaliencyMaskMaxGrid,
+                 "masking: the saliency map is {}x{} for {}-pixel views, but masking needs a grid of 2 to {} cells a "
+                 "side; choose an --image-size (or a localizer) whose final feature map is in that range",
+                 grid, grid, side, kSaliencyMaskMaxGrid);
+    return foreground_cells(maps, config_.reference_quirks ? ForegroundRule::RowSortedQuirk : ForegroundRule::Threshold);
+  }
+  // No saliency: every cell of the encoder's grid is foreground (ratio 1).
+  const int64_t grid = key_encoder.feature_map_side(side);
+  ENGINE_CHECK(grid >= 2 && grid <= kSaliencyMaskMaxGrid,
+               "masking: the encoder's final feature map is {}x{} for {}-pixel views; masking needs 2 to {} cells a side",
+               grid, grid, side, kSaliencyMaskMaxGrid);
+  return {Tensor::ones({N, grid, grid}, DType::u8), Tensor::ones({N})};
+}
+
+MaskedBatch SaliencyGuidedMasking::mask(const Tensor& query_view, const Tensor& key_view, const Tensor& query_input,
+                                        const Tensor& key_input, const Tensor& key_saliency, nn::ResNet& key_encoder,
+                                        int64_t step) const {
+  NoGradGuard no_grad;
+  ENGINE_CHECK(config_.strategy != MaskStrategy::None, "masking: called with --strategy none");
+  const int64_t N = query_view.size(0), side = query_view.size(2), n_h = config_.num_nonsem;
+  ENGINE_CHECK(N % config_.bn_groups == 0, "masking: the batch of {} does not split into {} groups", N,
+               config_.bn_groups);
+  MaskedBatch out;
+  out.key = key_input;
+  out.high_passed = config_.strategy == MaskStrategy::Hp;
+
+  // Saliency of both views (spec 4), then the foreground cells (4.3).
+  if (config_.saliency.kind != SaliencySourceKind::None) {
+    out.saliency_query = saliency_of(query_view, query_input, key_encoder).to(Device::cpu());
+    out.saliency_key = (key_saliency.defined() && !localizer_ ? key_saliency
+                                                                : saliency_of(key_view, key_input, key_encoder))
+                           .to(Device::cpu());
+  }
+  const ForegroundBatch fg_q = foreground_of(out.saliency_query, N, side, key_encoder);
+  const ForegroundBatch fg_k = foreground_of(out.saliency_key, N, side, key_encoder);
+  out.fg_query = fg_q.foreground;
+  out.fg_key = fg_k.foreground;
+  const int64_t grid = out.fg_query.size(1);
+
+  SaliencyMaskOptions options;
+  options.fill = fill_of(config_.strategy);
+  options.seed = config_.seed;
+  options.reference_quirks = config_.reference_quirks;
+
+  // The query: pos mode with q's foreground; blur fills from the strongly blurred q.
+  options.mode = MaskMode::Positive;
+  options.stream = kMaskStreamBase + 16 * static_cast<uint64_t>(step);
+  options.images_per_group = N / config_.bn_groups;
+  const Tensor query_blurred = options.fill == MaskFill::Blur ? gaussian_blur(query_view, kStrongBlurTaps, kStrongBlurSigma)
+                                                              : Tensor();
+  const SaliencyMaskResult q = saliency_mask(query_input, out.fg_query, query_blurred, options);
+  out.query = q.masked;
+  out.mask_query = q.cells.to(Device::cpu());
+  out.focal_query = q.focal.to(Device::cpu());
+  if (n_h == 0) return out;
+
+  // The hard negatives: n_h copies of the key input per image, neg mode with k's foreground.
+  options.mode = MaskMode::Negative;
+  options.stream += kHardNegativeStreamOffset;
+  options.images_per_group = N * n_h / config_.bn_groups;
+  const Tensor key_blurred = options.fill == MaskFill::Blur
+                                 ? repeat_rows(gaussian_blur(key_view, kStrongBlurTaps, kStrongBlurSigma), n_h)
+                                 : Tensor();
+  const SaliencyMaskResult h = saliency_mask(repeat_rows(key_input, n_h), repeat_rows(out.fg_key, n_h), key_blurred,
+                                             options);
+  out.hard_negative = h.masked.view({N, n_h, 3, side, key_input.size(3)});
+  out.mask_hard_negative = h.cells.to(Device::cpu()).view({N, n_h, 3, grid, grid});
+  out.focal_hard_negative = h.focal.to(Device::cpu()).view({N, n_h});
+  return out;
+}
+
+}  // namespace engine::ssl

@@ -1,0 +1,177 @@
+// mask_preview.cpp - see mask_preview.h.
+#include "tools/mask_preview.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "data/augment.h"
+#include "engine/check.h"
+#include "engine/serialize.h"
+#include "ssl/checkpoint.h"
+#include "ssl/moco.h"
+#include "tools/cli_common.h"
+
+namespace moco_cli {
+
+namespace {
+
+namespace ssl = engine::ssl;
+
+// The optimizer's buffers in a checkpoint, which a MoCo state dict does not hold.
+constexpr const char* kOptimizerPrefix = "optimizer.";
+constexpr size_t kFormatShown = 60;  // characters of another file's format text in a message
+
+std::string metadata_text(const engine::Metadata& m, const std::string& key, const std::string& path) {
+  auto it = m.find(key);
+  ENGINE_CHECK(it != m.end(),
+               "--checkpoint {}: the checkpoint's metadata has no '{}', which says how to build its encoders; "
+               "give a checkpoint written by `moco pretrain`",
+               path, key);
+  return it->second;
+}
+
+bool metadata_flag(const engine::Metadata& m, const std::string& key, const std::string& path) {
+  const std::string text = metadata_text(m, key, path);
+  ENGINE_CHECK(text == "true" || text == "false", "--checkpoint {}: the checkpoint's metadata '{}' is '{}', not true or false",
+               path, key, text);
+  return text == "true";
+}
+
+int64_t metadata_positive(const engine::Metadata& m, const std::string& key, const std::string& path) {
+  const std::string text = metadata_text(m, key, path);
+  try {
+    size_t used = 0;
+    const int64_t value = std::stoll(text, &used);
+    if (used == text.size() && value > 0) return value;
+  } catch (const std::exception&) {
+  }
+  ENGINE_THROW("--checkpoint {}: the checkpoint's metadata '{}' is '{}', not a positive count", path, key, text);
+}
+
+}  // namespace
+
+std::shared_ptr<engine::nn::ResNet> load_checkpoint_key_encoder(const std::string& path, engine::Device device,
+                                                                std::string& description) {
+  ENGINE_CHECK(std::filesystem::is_regular_file(path),
+               "--checkpoint {}: no such file; give a `moco pretrain` checkpoint such as "
+               "SAVE_DIR/checkpoints/last.safetensors, or leave --checkpoint out for a freshly initialised key "
+               "encoder",
+               path);
+  const engine::SafetensorsFile file = engine::load_safetensors(path);
+  const engine::Metadata& m = file.metadata;
+  auto format = m.find("format");
+  ENGINE_CHECK(format != m.end() && format->second == ssl::kCheckpointFormat,
+               "--checkpoint {}: not a `moco pretrain` checkpoint (format '{}', expected '{}'); for a torchvision "
+               "ResNet as the saliency source use --saliency pretrained:FILE",
+               path, format == m.end() ? "none" : format->second.substr(0, kFormatShown), ssl::kCheckpointFormat);
+  // The encoders' shapes come from the checkpoint, so the strict load below can only fail on a
+  // damaged file.
+  ssl::MocoConfig config;
+  config.arch = metadata_text(m, "arch", path);
+  const auto& archs = engine::nn::resnet_arch_names();
+  ENGINE_CHECK(std::find(archs.begin(), archs.end(), config.arch) != archs.end(),
+               "--checkpoint {}: the checkpoint's arch '{}' is not one this program builds", path, config.arch);
+  config.small_stem = metadata_flag(m, "small_stem", path);
+  config.dim = metadata_positive(m, "moco_dim", path);
+  config.queue_size = metadata_positive(m, "moco_k", path);
+  config.mlp = metadata_flag(m, "mlp", path);
+  auto moco = std::make_shared<ssl::MoCo>(config, /*seed=*/0, device);
+  engine::NamedTensors state;
+  for (const auto& [name, t] : file.tensors)
+    if (name.rfind(kOptimizerPrefix, 0) != 0) state.emplace_back(name, t);
+  moco->load_state_dict(state);
+  auto position = [&](const char* key) {
+    auto it = m.find(key);
+    return it == m.end() ? std::string("?") : it->second;
+  };
+  auto strategy = m.find("strategy");
+  description = fmt::format("encoder_k of {} ({}{}, epoch {}, step {}, trained with --strategy {})", path, config.arch,
+                            config.small_stem ? " small stem" : "", position("epoch"), position("step"),
+                            strategy == m.end() ? "none" : strategy->second);
+  // The MoCo object stays alive as long as its key encoder is used.
+  return std::shared_ptr<engine::nn::ResNet>(moco, &moco->encoder_k());
+}
+
+MaskPreview make_mask_preview(const MaskPreviewOptions& o) {
+  namespace data = engine::data;
+  const engine::Device device = resolve_device(o.device);
+  ssl::MaskingConfig mc;
+  mc.strategy = ssl::parse_mask_strategy(o.strategy);
+  ENGINE_CHECK(mc.strategy != ssl::MaskStrategy::None,
+               "--strategy none: there is no masking to show; choose hp, blur or mean");
+  mc.saliency = ssl::parse_saliency_source(o.saliency);
+  mc.num_nonsem = o.num_nonsem;
+  mc.reference_quirks = o.reference_quirks;
+  mc.seed = o.seed;
+
+  // The folder first: its errors come before any model is built.
+  MaskPreview out;
+  out.dataset = std::make_shared<data::ImageFolder>(data::resolve_split(o.data, o.split));
+  std::shared_ptr<engine::nn::ResNet> key_encoder;
+  if (!o.checkpoint.empty()) {
+    key_encoder = load_checkpoint_key_encoder(o.checkpoint, device, out.key_encoder);
+  } else {
+    ssl::MocoConfig config;
+    config.arch = o.arch;
+    config.small_stem = o.small_stem;
+    key_encoder = ssl::make_moco_encoder(config, o.seed);
+    key_encoder->to(device);
+    out.key_encoder = fmt::format("a freshly initialised {}{} (seed {}; --checkpoint gives a trained one)", o.arch,
+                                  o.small_stem ? " small stem" : "", o.seed);
+  }
+  const ssl::SaliencyGuidedMasking masking(mc, device);
+
+  data::LoaderOptions lo;
+  lo.batch_size = o.n;
+  lo.views = 2;
+  lo.workers = o.workers;
+  lo.seed = o.seed;
+  lo.shuffle = o.shuffle;
+  lo.fast_decode = o.fast_decode;
+  lo.device = device;
+  data::Loader loader(out.dataset, data::mocov2_augment(o.size), lo);
+  loader.start_epoch(o.epoch);
+  out.batch = *loader.next();
+  // A CPU batch aliases the loader's slot; its own copies outlive the loader.
+  for (engine::Tensor& view : out.batch.views) view = view.clone();
+  out.batch.labels = out.batch.labels.clone();
+
+  const engine::Tensor& q = out.batch.views[0];
+  const engine::Tensor& k = out.batch.views[1];
+  out.masked = masking.mask(q, k, masking.encoder_input(q), masking.encoder_input(k), engine::Tensor(), *key_encoder,
+                            /*step=*/0);
+  return out;
+}
+
+std::vector<CLI::Option*> add_masking_flags(CLI::App& cmd, MaskPreviewOptions& o) {
+  return {
+      cmd.add_option("--strategy", o.strategy,
+                     "the masking: hp (high-passed inputs, noise fill), blur (fill from the strongly blurred view) or "
+                     "mean (the view's channel means)")
+          ->capture_default_str()
+          ->check(CLI::IsMember({"none", "hp", "blur", "mean"})),
+      cmd.add_option("--saliency", o.saliency,
+                     "where the saliency maps come from: momentum (the key encoder), pretrained:FILE (a frozen "
+                     "torchvision-named ResNet safetensors, or a `moco pretrain` checkpoint's encoder_q), or none "
+                     "(every cell foreground)")
+          ->capture_default_str(),
+      cmd.add_option("--num-nonsem", o.num_nonsem, "hard negatives per image (masked copies of the key view)")
+          ->capture_default_str()
+          ->check(CLI::Range(0, 16)),
+      cmd.add_flag("--reference-quirks", o.reference_quirks,
+                   "the published code's foreground rule and masking oddities (spec section 11)"),
+      cmd.add_option("--checkpoint", o.checkpoint,
+                     "a `moco pretrain` checkpoint whose encoder_k is the key encoder (its own architecture; without "
+                     "it a freshly initialised --arch)"),
+      cmd.add_option("-a,--arch", o.arch, "the key encoder's architecture when no --checkpoint is given")
+          ->capture_default_str()
+          ->check(CLI::IsMember(engine::nn::resnet_arch_names())),
+      cmd.add_flag("--small-stem", o.small_stem, "3x3 stride-1 stem without max-pool (no --checkpoint)"),
+      cmd.add_option("--device", o.device, "where the encoders and the masking run: auto, cpu, cuda or cuda:N")
+          ->capture_default_str(),
+  };
+}
+
+}  // namespace moco_cli
