@@ -112,8 +112,8 @@ std::shared_ptr<nn::ResNet> load_localizer(const std::string& path, Device devic
   model->load_state_dict(state);
   model->eval();
   model->to(device);
-  fmt::print("saliency: {} localizer ({}stem) from {}, frozen, eval mode\n", rc.arch,
-             rc.stem == nn::ResNetStem::SmallImage ? "small-image " : "", path);
+  fmt::print("saliency: {} localizer ({} stem) from {}, frozen, eval mode\n", rc.arch,
+             rc.stem == nn::ResNetStem::SmallImage ? "small-image" : "ImageNet", path);
   return model;
 }
 

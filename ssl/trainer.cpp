@@ -113,7 +113,11 @@ void Trainer::check_flags() const {
   ENGINE_CHECK(c_.lr > 0 && std::isfinite(c_.lr), "pretrain: --lr must be positive, found {}", c_.lr);
   ENGINE_CHECK(c_.print_freq >= 1, "pretrain: --print-freq must be at least 1, found {}", c_.print_freq);
   const MaskStrategy strategy = parse_mask_strategy(c_.strategy);
-  parse_saliency_source(c_.saliency);
+  const SaliencySource source = parse_saliency_source(c_.saliency);
+  ENGINE_CHECK(source.kind != SaliencySourceKind::Pretrained || fs::exists(source.file),
+               "pretrain: --saliency pretrained:{}: no such file; give a ResNet converted with "
+               "tools/convert_torchvision_resnet.py or a `moco pretrain` checkpoint",
+               source.file);
   ENGINE_CHECK(c_.num_nonsem >= 0, "pretrain: --num-nonsem must be >= 0, found {}", c_.num_nonsem);
   ENGINE_CHECK(strategy != MaskStrategy::None || c_.num_nonsem == 0,
                "pretrain: --num-nonsem {} asks for hard negatives, which are masked copies of the key view; choose a "

@@ -156,7 +156,9 @@ void check_batch(const MaskSetup& s, const Tensor& x, const Tensor& fg, const Te
     EXPECT_EQ(focal[static_cast<size_t>(n)], plan.focal ? 1 : 0) << where;
     EXPECT_GE(plan.ratio, k.ratio_low) << where;
     EXPECT_LT(plan.ratio, k.ratio_high) << where;
-    if (s.fill != MaskFill::Noise) EXPECT_FALSE(plan.focal) << where;
+    if (s.fill != MaskFill::Noise) {
+      EXPECT_FALSE(plan.focal) << where;
+    }
     const MaskCounts taken = mask_counts_taken(mask_counts_wanted(s.fill, s.mode, plan.ratio, plan.fg, G2, s.quirks),
                                                plan.fg, G2, s.quirks);
     // The grid decisions: per channel exactly the counts, FG only in neg mode.
@@ -170,12 +172,16 @@ void check_batch(const MaskSetup& s, const Tensor& x, const Tensor& fg, const Te
         }
         (f[cell] ? masked_fg : masked_bg) += m;
         // One set of cells for all channels unless hp drew "channel".
-        if (!plan.channelwise && c > 0) EXPECT_EQ(m, cells[static_cast<size_t>(n * 3 * G2 + cell)]) << where;
+        if (!plan.channelwise && c > 0) {
+          EXPECT_EQ(m, cells[static_cast<size_t>(n * 3 * G2 + cell)]) << where;
+        }
       }
       if (plan.focal) continue;
       EXPECT_EQ(masked_fg, taken.fg_cells) << where << ", channel " << c;
       EXPECT_EQ(masked_bg, taken.bg_cells) << where << ", channel " << c;
-      if (s.mode == MaskMode::Negative) EXPECT_EQ(masked_bg, 0) << where;
+      if (s.mode == MaskMode::Negative) {
+        EXPECT_EQ(masked_bg, 0) << where;
+      }
       const MaskCounts wanted = mask_counts_wanted(s.fill, s.mode, plan.ratio, plan.fg, G2, s.quirks);
       const int64_t bg = G2 - plan.fg;
       if (s.mode == MaskMode::Positive && wanted.bg_cells >= 0 && bg != 1 && bg >= wanted.bg_cells &&
@@ -326,7 +332,9 @@ TEST(SaliencyMask, QuirksShareOneNoisePatchPerVirtualGpuAndCleanDoesNot) {
     ASSERT_GT(masked_cells, 50);
     std::set<std::vector<float>> all;
     for (const auto& [key, contents] : patches) {
-      if (quirks) EXPECT_EQ(contents.size(), 1u) << "group " << std::get<0>(key) << ": every cell one patch";
+      if (quirks) {
+        EXPECT_EQ(contents.size(), 1u) << "group " << std::get<0>(key) << ": every cell one patch";
+      }
       all.insert(contents.begin(), contents.end());
     }
     if (quirks) {
