@@ -3,6 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
 #include <filesystem>
 #include <system_error>
 
@@ -42,7 +45,67 @@ int64_t metadata_count(const Metadata& m, const std::string& key, const std::str
   ENGINE_THROW("{}: the checkpoint's metadata '{}' is '{}', not a count", path, key, it->second);
 }
 
+std::string metadata_text(const Metadata& m, const std::string& key, const std::string& path) {
+  auto it = m.find(key);
+  ENGINE_CHECK(it != m.end(),
+               "{}: the checkpoint's metadata has no '{}', which says how to build its encoders; give a checkpoint "
+               "written by `moco pretrain`",
+               path, key);
+  return it->second;
+}
+
+bool metadata_flag(const Metadata& m, const std::string& key, const std::string& path) {
+  const std::string text = metadata_text(m, key, path);
+  ENGINE_CHECK(text == "true" || text == "false", "{}: the checkpoint's metadata '{}' is '{}', not true or false",
+               path, key, text);
+  return text == "true";
+}
+
+void check_format(const Metadata& m, const std::string& path) {
+  constexpr size_t kShown = 60;  // characters of another file's format text in a message
+  auto format = m.find("format");
+  ENGINE_CHECK(format != m.end() && format->second == kCheckpointFormat,
+               "{}: not a `moco pretrain` checkpoint (format '{}', expected '{}')", path,
+               format == m.end() ? "none" : format->second.substr(0, kShown), kCheckpointFormat);
+}
+
 }  // namespace
+
+PretrainedMoco load_pretrained_moco(const std::string& path, Device device) {
+  ENGINE_CHECK(fs::is_regular_file(path),
+               "{}: no such checkpoint file; give a `moco pretrain` checkpoint such as "
+               "SAVE_DIR/checkpoints/last.safetensors",
+               path);
+  const SafetensorsFile file = load_safetensors(path);
+  const Metadata& m = file.metadata;
+  check_format(m, path);
+  MocoConfig config;
+  config.arch = metadata_text(m, "arch", path);
+  const auto& archs = nn::resnet_arch_names();
+  ENGINE_CHECK(std::find(archs.begin(), archs.end(), config.arch) != archs.end(),
+               "{}: the checkpoint's arch '{}' is not one this program builds", path, config.arch);
+  config.small_stem = metadata_flag(m, "small_stem", path);
+  config.dim = metadata_count(m, "moco_dim", path);
+  config.queue_size = metadata_count(m, "moco_k", path);
+  config.mlp = metadata_flag(m, "mlp", path);
+  // The ghost-BatchNorm groups are a training flag, not part of the model: they are in "args".
+  const nlohmann::json args = nlohmann::json::parse(metadata_text(m, "args", path), nullptr, false);
+  if (args.is_object() && args.contains("bn_groups") && args.at("bn_groups").is_number_integer())
+    config.bn_groups = args.at("bn_groups").get<int64_t>();
+  PretrainedMoco out;
+  out.batch_size = metadata_count(m, "batch_size", path);
+  out.seed = static_cast<uint64_t>(metadata_count(m, "seed", path));
+  auto strategy = m.find("strategy");
+  out.strategy = strategy == m.end() ? "none" : strategy->second;
+  out.metadata = m;
+  // The encoders' shapes come from the checkpoint, so the strict load can only fail on a damaged file.
+  out.moco = std::make_shared<MoCo>(config, out.seed, device);
+  NamedTensors state;
+  for (const auto& [name, t] : file.tensors)
+    if (name.rfind(kOptimizerPrefix, 0) != 0) state.emplace_back(name, t);
+  out.moco->load_state_dict(state);
+  return out;
+}
 
 void save_checkpoint(const std::string& path, const MoCo& moco, const nn::Sgd& sgd, const TrainingPosition& position,
                      const RunIdentity& run) {
@@ -66,10 +129,7 @@ void save_checkpoint(const std::string& path, const MoCo& moco, const nn::Sgd& s
 LoadedCheckpoint load_checkpoint(const std::string& path, MoCo& moco, nn::Sgd& sgd, const RunIdentity& run) {
   const SafetensorsFile file = load_safetensors(path);
   const Metadata& m = file.metadata;
-  auto format = m.find("format");
-  ENGINE_CHECK(format != m.end() && format->second == kCheckpointFormat,
-               "{}: not a pretraining checkpoint of this program (format '{}', expected '{}')", path,
-               format == m.end() ? "none" : format->second, kCheckpointFormat);
+  check_format(m, path);
   std::string differences;
   for (const auto& [key, expected] : model_signature(moco.config(), run)) {
     auto it = m.find(key);

@@ -41,6 +41,20 @@ struct RunIdentity {
   std::string strategy = "none";  // the masking; "hp" also means the encoders saw high-passed images
 };
 
+// A pretraining checkpoint read for use outside training (`moco masks` and `moco batch`, the
+// saliency report, evaluation): a MoCo built with the checkpoint's own model flags (arch, stem,
+// embedding size, queue length, head; --bn-groups from its "args") holding its encoders, queue and
+// pointer. The optimizer state is not read. Refuses, with a clear message, a missing file or one
+// that is not a pretraining checkpoint.
+struct PretrainedMoco {
+  std::shared_ptr<MoCo> moco;
+  Metadata metadata;  // epoch, step, seed, strategy, args, ...
+  int64_t batch_size = 0;
+  uint64_t seed = 0;
+  std::string strategy;
+};
+PretrainedMoco load_pretrained_moco(const std::string& path, Device device);
+
 // Writes the checkpoint atomically.
 void save_checkpoint(const std::string& path, const MoCo& moco, const nn::Sgd& sgd, const TrainingPosition& position,
                      const RunIdentity& run);

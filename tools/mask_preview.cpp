@@ -9,6 +9,7 @@
 #include "data/augment.h"
 #include "engine/check.h"
 #include "engine/serialize.h"
+#include "layers/layers.h"
 #include "ssl/checkpoint.h"
 #include "ssl/moco.h"
 #include "tools/cli_common.h"
@@ -19,37 +20,6 @@ namespace {
 
 namespace ssl = engine::ssl;
 
-// The optimizer's buffers in a checkpoint, which a MoCo state dict does not hold.
-constexpr const char* kOptimizerPrefix = "optimizer.";
-constexpr size_t kFormatShown = 60;  // characters of another file's format text in a message
-
-std::string metadata_text(const engine::Metadata& m, const std::string& key, const std::string& path) {
-  auto it = m.find(key);
-  ENGINE_CHECK(it != m.end(),
-               "--checkpoint {}: the checkpoint's metadata has no '{}', which says how to build its encoders; "
-               "give a checkpoint written by `moco pretrain`",
-               path, key);
-  return it->second;
-}
-
-bool metadata_flag(const engine::Metadata& m, const std::string& key, const std::string& path) {
-  const std::string text = metadata_text(m, key, path);
-  ENGINE_CHECK(text == "true" || text == "false", "--checkpoint {}: the checkpoint's metadata '{}' is '{}', not true or false",
-               path, key, text);
-  return text == "true";
-}
-
-int64_t metadata_positive(const engine::Metadata& m, const std::string& key, const std::string& path) {
-  const std::string text = metadata_text(m, key, path);
-  try {
-    size_t used = 0;
-    const int64_t value = std::stoll(text, &used);
-    if (used == text.size() && value > 0) return value;
-  } catch (const std::exception&) {
-  }
-  ENGINE_THROW("--checkpoint {}: the checkpoint's metadata '{}' is '{}', not a positive count", path, key, text);
-}
-
 }  // namespace
 
 std::shared_ptr<engine::nn::ResNet> load_checkpoint_key_encoder(const std::string& path, engine::Device device,
@@ -59,39 +29,19 @@ std::shared_ptr<engine::nn::ResNet> load_checkpoint_key_encoder(const std::strin
                "SAVE_DIR/checkpoints/last.safetensors, or leave --checkpoint out for a freshly initialised key "
                "encoder",
                path);
-  const engine::SafetensorsFile file = engine::load_safetensors(path);
-  const engine::Metadata& m = file.metadata;
-  auto format = m.find("format");
-  ENGINE_CHECK(format != m.end() && format->second == ssl::kCheckpointFormat,
-               "--checkpoint {}: not a `moco pretrain` checkpoint (format '{}', expected '{}'); for a torchvision "
-               "ResNet as the saliency source use --saliency pretrained:FILE",
-               path, format == m.end() ? "none" : format->second.substr(0, kFormatShown), ssl::kCheckpointFormat);
-  // The encoders' shapes come from the checkpoint, so the strict load below can only fail on a
-  // damaged file.
-  ssl::MocoConfig config;
-  config.arch = metadata_text(m, "arch", path);
-  const auto& archs = engine::nn::resnet_arch_names();
-  ENGINE_CHECK(std::find(archs.begin(), archs.end(), config.arch) != archs.end(),
-               "--checkpoint {}: the checkpoint's arch '{}' is not one this program builds", path, config.arch);
-  config.small_stem = metadata_flag(m, "small_stem", path);
-  config.dim = metadata_positive(m, "moco_dim", path);
-  config.queue_size = metadata_positive(m, "moco_k", path);
-  config.mlp = metadata_flag(m, "mlp", path);
-  auto moco = std::make_shared<ssl::MoCo>(config, /*seed=*/0, device);
-  engine::NamedTensors state;
-  for (const auto& [name, t] : file.tensors)
-    if (name.rfind(kOptimizerPrefix, 0) != 0) state.emplace_back(name, t);
-  moco->load_state_dict(state);
+  const ssl::PretrainedMoco loaded = ssl::load_pretrained_moco(path, device);
+  const ssl::MocoConfig& config = loaded.moco->config();
   auto position = [&](const char* key) {
-    auto it = m.find(key);
-    return it == m.end() ? std::string("?") : it->second;
+    auto it = loaded.metadata.find(key);
+    return it == loaded.metadata.end() ? std::string("?") : it->second;
   };
-  auto strategy = m.find("strategy");
   description = fmt::format("encoder_k of {} ({}{}, epoch {}, step {}, trained with --strategy {})", path, config.arch,
                             config.small_stem ? " small stem" : "", position("epoch"), position("step"),
-                            strategy == m.end() ? "none" : strategy->second);
+                            loaded.strategy);
+  // One BatchNorm group whatever the run used: the preview's batch need not split into its groups.
+  engine::nn::set_ghost_batchnorm(loaded.moco->encoder_k(), 1, engine::GhostRunningStats::FirstGroup);
   // The MoCo object stays alive as long as its key encoder is used.
-  return std::shared_ptr<engine::nn::ResNet>(moco, &moco->encoder_k());
+  return std::shared_ptr<engine::nn::ResNet>(loaded.moco, &loaded.moco->encoder_k());
 }
 
 MaskPreview make_mask_preview(const MaskPreviewOptions& o) {
