@@ -85,6 +85,21 @@ ENGINE_HD inline double div_rn(double a, double b) {
   return a / b;
 #endif
 }
+// The float forms, for draws that torch makes in float32.
+ENGINE_HD inline float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+ENGINE_HD inline float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
 ENGINE_HD inline double sqrt_rn(double a) {
 #if defined(__CUDA_ARCH__)
   return __dsqrt_rn(a);

@@ -7,6 +7,22 @@
 
 namespace engine {
 
+SaliencyMaskParams saliency_mask_params(int64_t N, int64_t H, int64_t W, int64_t grid, const SaliencyMaskOptions& options) {
+  SaliencyMaskParams p;
+  p.N = N;
+  p.C = 3;
+  p.H = H;
+  p.W = W;
+  p.grid = grid;
+  p.fill = options.fill;
+  p.mode = options.mode;
+  p.quirks = options.reference_quirks;
+  p.seed = options.seed;
+  p.stream = options.stream;
+  p.images_per_group = options.images_per_group;
+  return p;
+}
+
 SaliencyMaskResult saliency_mask(const Tensor& x, const Tensor& foreground, const Tensor& blurred,
                                  const SaliencyMaskOptions& options) {
   check_defined(x, "saliency_mask", "x");
@@ -31,18 +47,7 @@ SaliencyMaskResult saliency_mask(const Tensor& x, const Tensor& foreground, cons
   const Tensor xc = x.detach().contiguous();
   const Tensor fg = foreground.to(device).contiguous();
 
-  SaliencyMaskParams p;
-  p.N = N;
-  p.C = 3;
-  p.H = H;
-  p.W = W;
-  p.grid = grid;
-  p.fill = options.fill;
-  p.mode = options.mode;
-  p.quirks = options.reference_quirks;
-  p.seed = options.seed;
-  p.stream = options.stream;
-  p.images_per_group = options.images_per_group;
+  SaliencyMaskParams p = saliency_mask_params(N, H, W, grid, options);
 
   Tensor fill;
   if (options.fill == MaskFill::Blur) {

@@ -50,6 +50,10 @@ struct SaliencyMaskOptions {
   bool reference_quirks = false;
 };
 
+// The kernels' parameters for views (N, 3, H, W) on a grid x grid map (what saliency_mask passes;
+// tests use it to replay the plan of an image).
+SaliencyMaskParams saliency_mask_params(int64_t N, int64_t H, int64_t W, int64_t grid, const SaliencyMaskOptions& options);
+
 struct SaliencyMaskResult {
   Tensor masked;  // (N, 3, H, W) f32
   Tensor cells;   // (N, 3, G, G) u8, on x's device

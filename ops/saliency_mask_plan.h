@@ -63,23 +63,6 @@ ENGINE_HD inline int64_t cell_of(int64_t pixel, int64_t extent, int64_t grid) {
 // The largest cell side: the shared noise patches have this size.
 ENGINE_HD inline int64_t max_cell_side(int64_t extent, int64_t grid) { return (extent + grid - 1) / grid; }
 
-// float operations the device compiler may not fuse into an FMA (the host build has
-// -ffp-contract=off).
-ENGINE_HD inline float mul_rn_f32(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-ENGINE_HD inline float add_rn_f32(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-
 ENGINE_HD inline int64_t plan_blocks(int64_t grid) { return 2 + (3 * grid * grid + 3) / 4; }
 
 ENGINE_HD inline uint32_t plan_word(const SaliencyMaskParams& p, int64_t n, int64_t word) {
@@ -154,7 +137,7 @@ ENGINE_HD inline MaskImagePlan mask_image_plan(const SaliencyMaskParams& p, int6
     // float32 as torch's uniform_: low + u (high - low), each operation rounded to float.
     const float u = static_cast<float>(philox::uniform24(plan_word(p, n, 2)));
     const float span = static_cast<float>(k.ratio_high) - static_cast<float>(k.ratio_low);
-    plan.ratio = add_rn_f32(static_cast<float>(k.ratio_low), mul_rn_f32(u, span));
+    plan.ratio = philox::add_rn(static_cast<float>(k.ratio_low), philox::mul_rn(u, span));
   }
   // The focal box: side scaled from 224 pixels (rounded half to even), at a uniform position.
   plan.box_h = static_cast<int64_t>(rint(k.focal_side_224 * static_cast<double>(p.H) / 224.0));

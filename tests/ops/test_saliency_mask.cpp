@@ -101,23 +101,6 @@ Tensor views(int64_t N, int64_t H, int64_t W, uint64_t seed) {
   return x;
 }
 
-SaliencyMaskParams params_of(const MaskSetup& s, int64_t N, int64_t H, int64_t W, int64_t grid, uint64_t seed,
-                             uint64_t stream, int64_t per_group) {
-  SaliencyMaskParams p;
-  p.N = N;
-  p.C = 3;
-  p.H = H;
-  p.W = W;
-  p.grid = grid;
-  p.fill = s.fill;
-  p.mode = s.mode;
-  p.quirks = s.quirks;
-  p.seed = seed;
-  p.stream = stream;
-  p.images_per_group = per_group;
-  return p;
-}
-
 SaliencyMaskOptions options_of(const MaskSetup& s, uint64_t seed, uint64_t stream, int64_t per_group) {
   SaliencyMaskOptions o;
   o.fill = s.fill;
@@ -127,6 +110,11 @@ SaliencyMaskOptions options_of(const MaskSetup& s, uint64_t seed, uint64_t strea
   o.images_per_group = per_group;
   o.reference_quirks = s.quirks;
   return o;
+}
+
+SaliencyMaskParams params_of(const MaskSetup& s, int64_t N, int64_t H, int64_t W, int64_t grid, uint64_t seed,
+                             uint64_t stream, int64_t per_group) {
+  return saliency_mask_params(N, H, W, grid, options_of(s, seed, stream, per_group));
 }
 
 const std::vector<MaskSetup>& all_setups() {
