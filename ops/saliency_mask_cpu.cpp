@@ -3,12 +3,16 @@
 // row and column looked up once; the noise of neighbouring pixels from one Philox block).
 #include <vector>
 
+#include "engine/check.h"
 #include "ops/saliency_mask.h"
 
 namespace engine {
 
 void saliency_mask_cpu(float* out, uint8_t* cells, uint8_t* focal, const float* x, const uint8_t* foreground,
                        const float* fill, const SaliencyMaskParams& p) {
+  ENGINE_CHECK(p.grid >= 1 && p.grid <= kSaliencyMaskMaxGrid && p.C >= 1,
+               "saliency_mask_cpu: expected a 1 to {} cell grid and at least one channel, found {} and {}",
+               kSaliencyMaskMaxGrid, p.grid, p.C);
   const int64_t G2 = p.grid * p.grid, plane = p.H * p.W;
   std::vector<int64_t> row_cell(static_cast<size_t>(p.H)), col_cell(static_cast<size_t>(p.W));
   for (int64_t y = 0; y < p.H; ++y) row_cell[static_cast<size_t>(y)] = cell_of(y, p.H, p.grid);

@@ -3,7 +3,7 @@
 // same masks bit for bit. The contract is in saliency_mask.h; the spec is section 5.
 //
 // Random layout. A call with (seed, stream) uses five consecutive Philox streams:
-//   stream      the plan: image n owns the blocks [n * B, (n + 1) * B), B = plan_blocks(grid); its
+//   stream      the plan: image n owns the blocks [n * B, (n + 1) * B), B = plan_blocks(C, grid); its
 //               words are  0: focal draw u1   1: spatial/channel draw u2   2: ratio m
 //                          3: focal box top   4: focal box left   8 + c * G^2 + p: the sort key
 //               of cell p for channel c (the shuffle of spec 5.1: a cell list sorted by key)
@@ -63,11 +63,11 @@ ENGINE_HD inline int64_t cell_of(int64_t pixel, int64_t extent, int64_t grid) {
 // The largest cell side: the shared noise patches have this size.
 ENGINE_HD inline int64_t max_cell_side(int64_t extent, int64_t grid) { return (extent + grid - 1) / grid; }
 
-ENGINE_HD inline int64_t plan_blocks(int64_t grid) { return 2 + (3 * grid * grid + 3) / 4; }
+ENGINE_HD inline int64_t plan_blocks(int64_t channels, int64_t grid) { return 2 + (channels * grid * grid + 3) / 4; }
 
 ENGINE_HD inline uint32_t plan_word(const SaliencyMaskParams& p, int64_t n, int64_t word) {
   uint32_t w[4];
-  philox::block_words(p.seed, p.stream, static_cast<uint64_t>(n * plan_blocks(p.grid) + word / 4), w);
+  philox::block_words(p.seed, p.stream, static_cast<uint64_t>(n * plan_blocks(p.C, p.grid) + word / 4), w);
   return w[word % 4];
 }
 

@@ -19,6 +19,10 @@
 // Randomness: the masks of step s come from Philox streams kMaskStreamBase + 16 s (the query) and
 // + 16 s + 8 (the hard negatives) under the run's seed, so a resumed run masks as the original.
 //
+// The masking op draws identical masks on the CPU and CUDA for identical foreground cells; a whole
+// CPU run and a CUDA run can still differ where a map value sits at the threshold, since each
+// backend sums the feature maps in its own order.
+//
 // One design decision beyond the reference: under hp with the momentum source, the key encoder is
 // trained on high-passed images, so its maps are taken on the high-passed inputs it knows; the
 // pretrained localizer sees RGB, as in the reference.
