@@ -152,9 +152,10 @@ void write_mask_picture(const std::string& path, const Tensor& query_view, const
       std::copy_n(&tile[static_cast<size_t>(y * W * 3)], W * 3, picture.row(static_cast<int>(top + y)) + left * 3);
   };
   for (int64_t i = 0; i < rows; ++i) {
-    place(i, 0, display_tile(q.image(i), H, W, view_display));
+    const Tile query_tile = display_tile(q.image(i), H, W, view_display);
+    place(i, 0, query_tile);
     place(i, 1, display_tile(k.image(i), H, W, view_display));
-    Tile heat = display_tile(q.image(i), H, W, view_display);
+    Tile heat = query_tile;
     if (!saliency.empty()) blend_heat_map(heat, H, W, &saliency[static_cast<size_t>(i * G * G)], G);
     outline_cells(heat, H, W, &foreground[static_cast<size_t>(i * G * G)], G);
     place(i, 2, heat);

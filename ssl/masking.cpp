@@ -139,22 +139,17 @@ Tensor SaliencyGuidedMasking::saliency_of(const Tensor& view, const Tensor& inpu
   return saliency_maps(key_encoder.feature_map(input));
 }
 
-ForegroundBatch SaliencyGuidedMasking::foreground_of(const Tensor& maps, int64_t N, int64_t side,
-                                                     const nn::ResNet& key_encoder) const {
-  if (config_.saliency.kind != SaliencySourceKind::None) {
-    const int64_t grid = maps.size(1);
-    ENGINE_CHECK(grid >= 2 && grid <= kSaliencyMaskMaxGrid,
-                 "masking: the saliency map is {}x{} for {}-pixel views, but masking needs a grid of 2 to {} cells a "
-                 "side; choose an --image-size (or a localizer) whose final feature map is in that range",
-                 grid, grid, side, kSaliencyMaskMaxGrid);
-    return foreground_cells(maps, config_.reference_quirks ? ForegroundRule::RowSortedQuirk : ForegroundRule::Threshold);
-  }
-  // No saliency: every cell of the encoder's grid is foreground (ratio 1).
-  const int64_t grid = key_encoder.feature_map_side(side);
+Tensor SaliencyGuidedMasking::foreground_of(const Tensor& maps, int64_t N, int64_t side,
+                                            const nn::ResNet& key_encoder) const {
+  // The grid is the map's; without saliency, the encoder's final feature map's.
+  const int64_t grid = maps.defined() ? maps.size(1) : key_encoder.feature_map_side(side);
   ENGINE_CHECK(grid >= 2 && grid <= kSaliencyMaskMaxGrid,
-               "masking: the encoder's final feature map is {}x{} for {}-pixel views; masking needs 2 to {} cells a side",
+               "masking: the final feature map is {}x{} for {}-pixel views, but masking needs a grid of 2 to {} cells "
+               "a side; choose an --image-size (or a localizer) whose final feature map is in that range",
                grid, grid, side, kSaliencyMaskMaxGrid);
-  return {Tensor::ones({N, grid, grid}, DType::u8), Tensor::ones({N})};
+  if (!maps.defined()) return Tensor::ones({N, grid, grid}, DType::u8);  // every cell foreground
+  const ForegroundRule rule = config_.reference_quirks ? ForegroundRule::RowSortedQuirk : ForegroundRule::Threshold;
+  return foreground_cells(maps, rule).foreground;
 }
 
 MaskedBatch SaliencyGuidedMasking::mask(const Tensor& query_view, const Tensor& key_view, const Tensor& query_input,
@@ -172,14 +167,11 @@ MaskedBatch SaliencyGuidedMasking::mask(const Tensor& query_view, const Tensor& 
   // Saliency of both views (spec 4), then the foreground cells (4.3).
   if (config_.saliency.kind != SaliencySourceKind::None) {
     out.saliency_query = saliency_of(query_view, query_input, key_encoder).to(Device::cpu());
-    out.saliency_key = (key_saliency.defined() && !localizer_ ? key_saliency
-                                                                : saliency_of(key_view, key_input, key_encoder))
-                           .to(Device::cpu());
+    out.saliency_key =
+        (key_saliency.defined() ? key_saliency : saliency_of(key_view, key_input, key_encoder)).to(Device::cpu());
   }
-  const ForegroundBatch fg_q = foreground_of(out.saliency_query, N, side, key_encoder);
-  const ForegroundBatch fg_k = foreground_of(out.saliency_key, N, side, key_encoder);
-  out.fg_query = fg_q.foreground;
-  out.fg_key = fg_k.foreground;
+  out.fg_query = foreground_of(out.saliency_query, N, side, key_encoder);
+  out.fg_key = foreground_of(out.saliency_key, N, side, key_encoder);
   const int64_t grid = out.fg_query.size(1);
 
   SaliencyMaskOptions options;
@@ -195,8 +187,8 @@ MaskedBatch SaliencyGuidedMasking::mask(const Tensor& query_view, const Tensor& 
                                                               : Tensor();
   const SaliencyMaskResult q = saliency_mask(query_input, out.fg_query, query_blurred, options);
   out.query = q.masked;
-  out.mask_query = q.cells.to(Device::cpu());
-  out.focal_query = q.focal.to(Device::cpu());
+  out.mask_query = q.cells;
+  out.focal_query = q.focal;
   if (n_h == 0) return out;
 
   // The hard negatives: n_h copies of the key input per image, neg mode with k's foreground.
@@ -209,8 +201,8 @@ MaskedBatch SaliencyGuidedMasking::mask(const Tensor& query_view, const Tensor& 
   const SaliencyMaskResult h = saliency_mask(repeat_rows(key_input, n_h), repeat_rows(out.fg_key, n_h), key_blurred,
                                              options);
   out.hard_negative = h.masked.view({N, n_h, 3, side, key_input.size(3)});
-  out.mask_hard_negative = h.cells.to(Device::cpu()).view({N, n_h, 3, grid, grid});
-  out.focal_hard_negative = h.focal.to(Device::cpu()).view({N, n_h});
+  out.mask_hard_negative = h.cells.view({N, n_h, 3, grid, grid});
+  out.focal_hard_negative = h.focal.view({N, n_h});
   return out;
 }
 

@@ -67,6 +67,7 @@ struct MaskedBatch {
   Tensor hard_negative;        // (N, n_h, 3, H, W) masked copies of the key input (neg); undefined if n_h = 0
   Tensor saliency_query, saliency_key;  // (N, G, G) f32 maps on the host (undefined for `none`)
   Tensor fg_query, fg_key;     // (N, G, G) u8 on the host, 1 = foreground cell
+  // On the views' device (a training step does not wait for them):
   Tensor mask_query;           // (N, 3, G, G) u8, 1 = that channel of that cell masked by the grid
   Tensor mask_hard_negative;   // (N, n_h, 3, G, G) u8
   Tensor focal_query;          // (N) u8, 1 = the focal mask was used instead
@@ -96,7 +97,9 @@ class SaliencyGuidedMasking {
  private:
   // The saliency maps (N, G, G) of one view: `view` for the localizer, `input` for f_k.
   Tensor saliency_of(const Tensor& view, const Tensor& input, nn::ResNet& key_encoder) const;
-  ForegroundBatch foreground_of(const Tensor& maps, int64_t N, int64_t side, const nn::ResNet& key_encoder) const;
+  // The foreground cells (N, G, G) u8 on the host of maps (N, G, G), or all cells when maps is
+  // undefined (the none source).
+  Tensor foreground_of(const Tensor& maps, int64_t N, int64_t side, const nn::ResNet& key_encoder) const;
 
   MaskingConfig config_;
   Device device_;

@@ -18,6 +18,7 @@
 #include "engine/tensorboard_writer.h"
 #include "layers/lr_schedule.h"
 #include "layers/optimizer.h"
+#include "ops/reduce_dim.h"
 #include "ssl/mask_picture.h"
 
 namespace engine::ssl {
@@ -29,14 +30,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-// The share of foreground cells in a batch's maps (N, G, G) u8 on the host.
-double foreground_share(const Tensor& foreground) {
-  const std::vector<uint8_t> cells = foreground.to_vector<uint8_t>();
-  double sum = 0;
-  for (uint8_t c : cells) sum += c;
-  return cells.empty() ? 0.0 : sum / static_cast<double>(cells.size());
-}
 
 // Sums over some steps: the epoch's, or the window since the last logged step.
 struct Meter {
@@ -210,7 +203,7 @@ void Trainer::train_step(const data::Batch& batch, double lr, Meter& epoch_meter
   if (masking_) {
     MaskedBatch masked;
     out = moco_->forward_masked(query, key, *masking_, position_.step, shuffle, &masked);
-    fg_ratio = foreground_share(masked.fg_query);
+    fg_ratio = mean(masked.fg_query.to(DType::f32)).item();  // the share of foreground cells
     if (batch.index == 0) write_masking_picture(position_.epoch, batch, masked);  // the first batch of each epoch
   } else {
     out = moco_->forward(query, key, Tensor(), shuffle);

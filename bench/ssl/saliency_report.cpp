@@ -39,7 +39,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -216,10 +215,11 @@ std::vector<int64_t> foreground_counts(const std::vector<float>& maps, int64_t n
   return counts;
 }
 
-// The random split: `counts[i]` cells of image i drawn uniformly, precision and recall averaged over draws.
+// The random split: `counts[i]` cells of image i drawn uniformly (the engine's shuffle), precision
+// and recall averaged over draws.
 void random_split_scores(const std::vector<TruthCells>& truth, const std::vector<int64_t>& counts, int draws,
                          uint64_t seed, std::vector<double>& precision, std::vector<double>& recall) {
-  std::mt19937_64 rng(seed);
+  Generator gen(seed);
   precision.assign(truth.size(), 0.0);
   recall.assign(truth.size(), 0.0);
   for (size_t i = 0; i < truth.size(); ++i) {
@@ -227,7 +227,7 @@ void random_split_scores(const std::vector<TruthCells>& truth, const std::vector
     std::vector<size_t> index(cells);
     for (size_t c = 0; c < cells; ++c) index[c] = c;
     for (int d = 0; d < draws; ++d) {
-      std::shuffle(index.begin(), index.end(), rng);
+      shuffle(index, gen);
       std::vector<uint8_t> predicted(cells, 0);
       for (int64_t k = 0; k < counts[i]; ++k) predicted[index[static_cast<size_t>(k)]] = 1;
       double p = 0, r = 0;
@@ -241,13 +241,19 @@ void random_split_scores(const std::vector<TruthCells>& truth, const std::vector
 Scores score_maps(const std::vector<TruthCells>& truth, const std::vector<float>& maps, int64_t grid,
                   ssl::ForegroundRule rule, int draws) {
   const int64_t n = static_cast<int64_t>(truth.size());
+  std::vector<ssl::ForegroundCells> foreground;
+  std::vector<int64_t> counts;
+  for (int64_t i = 0; i < n; ++i) {
+    foreground.push_back(ssl::foreground_cells(maps.data() + i * grid * grid, grid, rule));
+    counts.push_back(foreground.back().count);
+  }
   std::vector<double> random_precision, random_recall;
-  random_split_scores(truth, foreground_counts(maps, n, grid, rule), draws, 17, random_precision, random_recall);
+  random_split_scores(truth, counts, draws, 17, random_precision, random_recall);
   Scores s;
   for (int64_t i = 0; i < n; ++i) {
     const float* map = maps.data() + i * grid * grid;
     const TruthCells& t = truth[static_cast<size_t>(i)];
-    const ssl::ForegroundCells fg = ssl::foreground_cells(map, grid, rule);
+    const ssl::ForegroundCells& fg = foreground[static_cast<size_t>(i)];
     double p = 0, r = 0;
     score_cells(t, fg.foreground, p, r);
     s.ratio += fg.ratio;

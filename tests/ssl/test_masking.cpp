@@ -170,8 +170,6 @@ TEST(Masking, MaskedForwardIsItsStepsInOrder) {
   EXPECT_TRUE(all_close(record.query, masked.query, 0, 0));
   EXPECT_TRUE(all_close(a.queue(), b.queue(), 0, 0));
   EXPECT_EQ(a.queue_ptr(), 8);
-  // The loss has the hard-negative logit: at T large it would be ln(1 + K + 1); here just finite.
-  EXPECT_TRUE(std::isfinite(out.loss.item()));
   // The query encoder receives the gradient through the masked query.
   a.encoder_q().zero_grad();
   out.loss.backward();
