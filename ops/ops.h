@@ -3,6 +3,7 @@
 
 #include "ops/batchnorm2d.h"
 #include "ops/conv2d.h"
+#include "ops/cross_entropy.h"
 #include "ops/elementwise_binary.h"
 #include "ops/elementwise_unary.h"
 #include "ops/gaussian_filter.h"

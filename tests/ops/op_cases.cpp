@@ -103,6 +103,20 @@ void infonce_case(std::vector<OpCase>& cases, const std::string& label, InputSpe
   cases.push_back(std::move(c));
 }
 
+// cross_entropy: the only input is the logits; the labels are built on their device. Both backends
+// sum in double from the same f32 logits and round once, differing only in the order of the double
+// sums and in the device's exp/log: at most one f32 ulp of the loss or of the saved lse (which moves
+// the probabilities by ~2e-6 relative at |lse| ~ 30, times g / N in the gradient): 1e-6.
+void cross_entropy_case(std::vector<OpCase>& cases, const std::string& label, InputSpec logits,
+                        std::vector<int64_t> labels) {
+  OpCase c{"cross_entropy", label, {std::move(logits)}, [labels](const Inputs& t) {
+             const int64_t rows = static_cast<int64_t>(labels.size());
+             return cross_entropy(t[0], Tensor::from_vector(labels, {rows}, t[0].device()));
+           }};
+  c.cuda_atol = c.cuda_rtol = 1e-6;
+  cases.push_back(std::move(c));
+}
+
 // momentum_update and sgd_step write in place and have no gradient: each case clones what the
 // op writes (so make_input's tensors stay as they were) and returns it. CPU and CUDA round the
 // same way (momentum_update.h, sgd_step.h), so CUDA must match the CPU to the bit.
@@ -302,6 +316,17 @@ std::vector<OpCase> all_op_cases() {
   infonce_case(cases, "no_hard_negatives", in({4, 6}), 9, 0, 1.0, 0.1);
   infonce_case(cases, "odd_queue_1031", in({3, 5}), 1031, 1, 2.0, 0.2);
   infonce_case(cases, "transposed_q", in({4, 6}, T), 8, 1, 0.5, 0.2);
+
+  cross_entropy_case(cases, "rows_5x7", in({5, 7}), {6, 0, 3, 3, 1});
+  cross_entropy_case(cases, "odd_classes_1031", in({3, 1031}), {1030, 0, 517});
+  cross_entropy_case(cases, "transposed_logits", in({4, 6}, T), {2, 5, 0, 2});
+  cross_entropy_case(cases, "strided_logits", in({6, 5}, S), {4, 1, 0, 2, 3, 1});
+  // Logits spread over +-30: rows whose softmax is nearly one-hot, so the labelled column's
+  // gradient p - 1 is close to 0 or to -1 and the others span many orders of magnitude.
+  cross_entropy_case(cases, "wide_range_logits", in({4, 9}, C, -30.0, 30.0), {0, 8, 4, 7});
+  // One class: every row's loss and gradient are exactly 0.
+  cross_entropy_case(cases, "one_class", in({3, 1}), {0, 0, 0});
+  cross_entropy_case(cases, "one_row", in({1, 11}), {10});
 
   flat_update_case(cases, "momentum_update", "m0999_odd_1031", {in({1031}), in({1031})}, momentum_update_run(0.999));
   flat_update_case(cases, "momentum_update", "m09_strided_query", {in({6, 5}), in({6, 5}, S)},
