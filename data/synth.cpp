@@ -59,11 +59,12 @@ void draw_background(Canvas& canvas, SampleRng& rng) {
   }
 }
 
-// Three to eight shapes of the kinds the parts are made of, 8% to 40% of the image side: so that a
-// disc or a ring alone does not tell a lollipop or a cart.
-void draw_clutter(Canvas& canvas, SampleRng& rng) {
+// Three to `most` (8 by default) shapes of the kinds the parts are made of, 8% to 40% of the image
+// side: so that a disc or a ring alone does not tell a lollipop or a cart.
+void draw_clutter(Canvas& canvas, SampleRng& rng, int most) {
+  if (most == 0) return;
   const auto size = static_cast<float>(canvas.size);
-  const int64_t count = rng.randint(3, 8);
+  const int64_t count = rng.randint(std::min(3, most), most);
   for (int64_t i = 0; i < count; ++i) {
     const float extent = jitter(rng, 0.08, 0.4) * size / 2, aspect = jitter(rng, 0.25, 1.0);
     Shape shape;
@@ -128,7 +129,7 @@ SynthSample render_synth_sample(const SynthOptions& options, int class_index, in
 
   Canvas background(options.size);
   draw_background(background, rng);
-  draw_clutter(background, rng);
+  draw_clutter(background, rng, options.clutter);
 
   const std::vector<Shape> parts = object_template.build(rng);
   Box object = bounds(parts[0]);
@@ -185,6 +186,8 @@ void check_options(const SynthOptions& o) {
                "synth: at most 99999 images per class and split (file names have five digits), found {} train and {} val",
                o.train_per_class, o.val_per_class);
   ENGINE_CHECK(o.size >= 16 && o.size <= 4096, "synth: --size must be between 16 and 4096 pixels, found {}", o.size);
+  ENGINE_CHECK(o.clutter >= 0 && o.clutter <= 64, "synth: --clutter must be between 0 and 64 shapes, found {}",
+               o.clutter);
   ENGINE_CHECK(o.threads >= 0, "synth: --threads must be 0 (all cores) or more, found {}", o.threads);
 }
 
@@ -210,11 +213,13 @@ void prepare_output_folder(const fs::path& out, bool force) {
 
 std::string readme_text(const SynthOptions& o) {
   std::string text = fmt::format("{}\n\n", kReadmeFirstLine);
-  text += fmt::format("Regenerate: moco synth OUT --classes {} --train-per-class {} --val-per-class {} --size {} --seed {}\n",
-                      o.classes, o.train_per_class, o.val_per_class, o.size, o.seed);
+  text += fmt::format(
+      "Regenerate: moco synth OUT --classes {} --train-per-class {} --val-per-class {} --size {} --clutter {} --seed {}\n",
+      o.classes, o.train_per_class, o.val_per_class, o.size, o.clutter, o.seed);
   text += "(the same arguments give the same pixels, whatever the thread count)\n\n";
-  text += fmt::format("{} classes, {} train and {} val images each, {} x {} RGB JPEG (quality 90), seed {}.\n\n", o.classes,
-                      o.train_per_class, o.val_per_class, o.size, o.size, o.seed);
+  text += fmt::format(
+      "{} classes, {} train and {} val images each, {} x {} RGB JPEG (quality 90), up to {} clutter shapes, seed {}.\n\n",
+      o.classes, o.train_per_class, o.val_per_class, o.size, o.size, o.clutter, o.seed);
   text += "Layout:\n"
           "  train/<class>/<class>_<index:05>.jpg, val/<class>/<class>_<index:05>.jpg\n"
           "  masks/<split>/<class>/<class>_<index:05>_fg.png     8-bit gray: 255 object, 0 background\n"

@@ -33,6 +33,9 @@ struct SynthOptions {
   int train_per_class = 500;
   int val_per_class = 100;
   int size = 96;  // image side in pixels
+  // Distractor shapes in the background: min(3, clutter) to clutter of them. 0 draws none, an
+  // easier dataset (the quickstart's: a few minutes of CPU pretraining can learn its shapes).
+  int clutter = 8;
   uint64_t seed = 0;
   int threads = 0;     // 0: std::thread::hardware_concurrency()
   bool force = false;  // replace an earlier `moco synth` output in the same folder

@@ -86,17 +86,20 @@ Tensor Bottleneck::forward(const Tensor& x) {
 ResNet::ResNet(const ResNetConfig& config, Generator& gen) : config_(config) {
   const ArchSpec& arch = find_arch(config.arch);
   ENGINE_CHECK(config.num_classes > 0, "ResNet: num_classes must be positive, found {}", config.num_classes);
+  ENGINE_CHECK(config.width >= 1 && config.width <= 4096, "ResNet: width (the stem's channels) must be in 1..4096, found {}",
+               config.width);
+  const int64_t w = config.width;
   const int64_t expansion = arch.bottleneck ? Bottleneck::kExpansion : BasicBlock::kExpansion;
   if (config.stem == ResNetStem::ImageNet)
-    register_module("conv1", make<Conv2d>(3, 64, 7, 2, 3, gen));
+    register_module("conv1", make<Conv2d>(3, w, 7, 2, 3, gen));
   else
-    register_module("conv1", make<Conv2d>(3, 64, 3, 1, 1, gen));
-  register_module("bn1", make<BatchNorm2d>(64));
+    register_module("conv1", make<Conv2d>(3, w, 3, 1, 1, gen));
+  register_module("bn1", make<BatchNorm2d>(w));
   register_module("relu", make<ReLU>());
   if (config.stem == ResNetStem::ImageNet) register_module("maxpool", make<MaxPool2d>(3, 2, 1));
 
-  int64_t inplanes = 64;
-  const int64_t widths[4] = {64, 128, 256, 512}, strides[4] = {1, 2, 2, 2};
+  int64_t inplanes = w;
+  const int64_t widths[4] = {w, 2 * w, 4 * w, 8 * w}, strides[4] = {1, 2, 2, 2};
   for (int stage = 0; stage < 4; ++stage) {
     auto layer = std::make_shared<Sequential>();
     const int64_t planes = widths[stage];
@@ -121,8 +124,8 @@ ResNet::ResNet(const ResNetConfig& config, Generator& gen) : config_(config) {
 
 Tensor ResNet::feature_map(const Tensor& x) {
   ENGINE_CHECK(x.dim() == 4 && x.size(1) == 3, "ResNet: expected images (N, 3, H, W), found {}", x.str());
-  Tensor h = child("relu")(child("bn1")(child("conv1")(x)));  // (N, 64, H/2, W/2), or (N, 64, H, W) small stem
-  if (config_.stem == ResNetStem::ImageNet) h = child("maxpool")(h);  // (N, 64, H/4, W/4)
+  Tensor h = child("relu")(child("bn1")(child("conv1")(x)));  // (N, width, H/2, W/2), or (N, width, H, W) small stem
+  if (config_.stem == ResNetStem::ImageNet) h = child("maxpool")(h);  // (N, width, H/4, W/4)
   for (const char* stage : {"layer1", "layer2", "layer3", "layer4"}) h = child(stage)(h);
   return h;  // (N, feature_dim, H/32, W/32), or H/8 with the small stem
 }

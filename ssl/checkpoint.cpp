@@ -26,6 +26,7 @@ constexpr const char* kSgdPrefix = "momentum_buffer.";
 Metadata model_signature(const MocoConfig& c, const RunIdentity& run) {
   return {{"arch", c.arch},
           {"small_stem", c.small_stem ? "true" : "false"},
+          {"width", std::to_string(c.width)},
           {"moco_dim", std::to_string(c.dim)},
           {"moco_k", std::to_string(c.queue_size)},
           {"mlp", c.mlp ? "true" : "false"},
@@ -85,6 +86,7 @@ PretrainedMoco load_pretrained_moco(const std::string& path, Device device) {
   ENGINE_CHECK(std::find(archs.begin(), archs.end(), config.arch) != archs.end(),
                "{}: the checkpoint's arch '{}' is not one this program builds", path, config.arch);
   config.small_stem = metadata_flag(m, "small_stem", path);
+  if (m.count("width")) config.width = metadata_count(m, "width", path);  // absent: written before --width, 64
   config.dim = metadata_count(m, "moco_dim", path);
   config.queue_size = metadata_count(m, "moco_k", path);
   config.mlp = metadata_flag(m, "mlp", path);
@@ -133,7 +135,8 @@ LoadedCheckpoint load_checkpoint(const std::string& path, MoCo& moco, nn::Sgd& s
   std::string differences;
   for (const auto& [key, expected] : model_signature(moco.config(), run)) {
     auto it = m.find(key);
-    const std::string found = it == m.end() ? "absent" : it->second;
+    // Checkpoints written before --width existed are of torchvision's width.
+    const std::string found = it != m.end() ? it->second : (key == "width" ? "64" : "absent");
     if (found != expected) differences += fmt::format("\n  {}: checkpoint {}, this run {}", key, found, expected);
   }
   ENGINE_CHECK(differences.empty(),

@@ -50,6 +50,7 @@ std::shared_ptr<nn::ResNet> make_moco_encoder(const MocoConfig& config, uint64_t
   rc.arch = config.arch;
   rc.num_classes = config.dim;
   rc.stem = config.small_stem ? nn::ResNetStem::SmallImage : nn::ResNetStem::ImageNet;
+  rc.width = config.width;
   auto encoder = nn::make_resnet(rc, seed);  // fc = Linear(F, D), torchvision's initialisation
   if (config.mlp) {
     // As the reference: a new Linear(F, F) and ReLU in front of the original fc.

@@ -34,6 +34,7 @@ namespace engine::ssl {
 struct MocoConfig {
   std::string arch = "resnet50";
   bool small_stem = false;         // the 3x3 stride-1 stem without max-pool, for small images
+  int64_t width = 64;              // --width: the stem's channels (torchvision's 64; layers/resnet.h)
   int64_t dim = 128;               // --moco-dim
   int64_t queue_size = 65536;      // --moco-k
   double momentum = 0.999;         // --moco-m

@@ -28,6 +28,7 @@ std::string args_json(const engine::ssl::PretrainConfig& c, const std::string& d
                                     {"save_dir", c.save_dir},
                                     {"arch", c.moco.arch},
                                     {"small_stem", c.moco.small_stem},
+                                    {"width", c.moco.width},
                                     {"batch_size", c.batch_size},
                                     {"lr", c.lr},
                                     {"epochs", c.epochs},
@@ -55,7 +56,11 @@ std::string args_json(const engine::ssl::PretrainConfig& c, const std::string& d
                                     {"device", device},
                                     {"max_steps", c.max_steps},
                                     {"save_freq_steps", c.save_freq_steps},
-                                    {"resume", c.resume}};
+                                    {"resume", c.resume},
+                                    {"knn_every", c.knn_every},
+                                    {"knn_data", c.knn_data},
+                                    {"knn_k", c.knn_k},
+                                    {"knn_t", c.knn_t}};
   return j.dump(/*indent=*/2, ' ', /*ensure_ascii=*/false, nlohmann::json::error_handler_t::replace);
 }
 
@@ -65,9 +70,10 @@ void run_pretrain(PretrainArgs& a) {
   c.device = resolve_device(a.device);
   c.args_json = args_json(c, c.device.str());
   const engine::ssl::PretrainResult r = engine::ssl::pretrain(c);
-  fmt::print("done: epoch {}, step {}; loss {:.4f} (first step of this run {:.4f}); last checkpoint {}\n",
+  fmt::print("done: epoch {}, step {}; loss {:.4f} (first step of this run {:.4f}); last checkpoint {}{}\n",
              r.position.epoch, r.position.step, r.last_loss, r.first_loss,
-             r.last_checkpoint.empty() ? "none" : r.last_checkpoint);
+             r.last_checkpoint.empty() ? "none" : r.last_checkpoint,
+             r.last_knn_top1 >= 0 ? fmt::format("; kNN top-1 {:.2f}%", r.last_knn_top1) : "");
 }
 
 }  // namespace
@@ -84,6 +90,11 @@ void add_pretrain_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember(engine::nn::resnet_arch_names()));
   cmd->add_flag("--small-stem", a->small_stem, "3x3 stride-1 stem without max-pool, for images of 32-96 pixels");
+  cmd->add_option("--width", c.moco.width,
+                  "channels of the stem and layer1 (torchvision's 64; later stages double it); 16 or 32 make small "
+                  "nets for CPU experiments")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}));
   cmd->add_option("-b,--batch-size", c.batch_size, "global batch (all virtual GPUs together)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
@@ -138,6 +149,14 @@ void add_pretrain_command(CLI::App& app) {
   cmd->add_option("--save-freq-steps", c.save_freq_steps, "also checkpoint every this many steps (0: epoch ends only)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  cmd->add_option("--knn-every", c.knn_every,
+                  "every this many epochs, the kNN accuracy of encoder_q's features (train/ as the memory bank, val/ "
+                  "as queries), logged as knn_top1 (0: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  cmd->add_option("--knn-data", c.knn_data, "the dataset root of the kNN monitor (default: DATA)");
+  cmd->add_option("--knn-k", c.knn_k, "the kNN monitor's neighbours")->capture_default_str();
+  cmd->add_option("--knn-t", c.knn_t, "the kNN monitor's temperature")->capture_default_str();
   cmd->callback([a] { run_pretrain(*a); });
 }
 

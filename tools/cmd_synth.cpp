@@ -26,6 +26,10 @@ void add_synth_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0, 99999));
   cmd->add_option("--size", options->size, "image side in pixels")->capture_default_str()->check(CLI::Range(16, 4096));
+  cmd->add_option("--clutter", options->clutter,
+                  "most distractor shapes in the background (0: none, an easier dataset)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 64));
   cmd->add_option("--seed", options->seed, "random seed: the same seed gives the same pixels")->capture_default_str();
   cmd->add_option("--threads", options->threads, "worker threads, 0 for one per core")
       ->capture_default_str()
