@@ -3,14 +3,13 @@
 
 #include <fmt/format.h>
 
-#include <filesystem>
 #include <vector>
 
 #include "engine/autograd.h"
 #include "engine/check.h"
-#include "engine/serialize.h"
 #include "ops/gaussian_filter.h"
 #include "ops/saliency_mask.h"
+#include "ssl/backbone.h"
 
 namespace engine::ssl {
 
@@ -74,46 +73,10 @@ SaliencySource parse_saliency_source(const std::string& text) {
 }
 
 std::shared_ptr<nn::ResNet> load_localizer(const std::string& path, Device device) {
-  ENGINE_CHECK(std::filesystem::exists(path),
-               "--saliency pretrained:{}: no such file; convert a torchvision ResNet-50 state dict to safetensors "
-               "(see the README) or give a `moco pretrain` checkpoint",
-               path);
-  const SafetensorsFile file = load_safetensors(path);
-  // A `moco pretrain` checkpoint holds the encoders under encoder_q. / encoder_k.; torchvision's
-  // file is the bare model.
-  const bool checkpoint = file.contains("encoder_q.conv1.weight");
-  const std::string prefix = checkpoint ? "encoder_q." : "";
-  std::map<std::string, Tensor> backbone;
-  for (const auto& [name, t] : file.tensors) {
-    if (name.rfind(prefix, 0) != 0) continue;
-    const std::string key = name.substr(prefix.size());
-    if (key.rfind("fc.", 0) != 0) backbone.emplace(key, t);
-  }
-  ENGINE_CHECK(backbone.count("conv1.weight"),
-               "--saliency pretrained:{}: not a ResNet state dict (no conv1.weight{}); expected torchvision's names "
-               "(conv1.weight, layer1.0.conv1.weight, ...) or a `moco pretrain` checkpoint",
-               path, checkpoint ? " under encoder_q." : "");
-  nn::ResNetConfig rc;
-  rc.arch = backbone.count("layer1.0.conv3.weight") ? "resnet50"
-                                                    : (backbone.count("layer3.5.conv1.weight") ? "resnet34" : "resnet18");
-  rc.stem = backbone.at("conv1.weight").size(2) == 3 ? nn::ResNetStem::SmallImage : nn::ResNetStem::ImageNet;
-  auto model = nn::make_resnet(rc, 0);
-  // The head is not used: keep the model's own fc, so a strict load checks every backbone key.
-  NamedTensors state;
-  for (const auto& [name, t] : model->state_dict()) {
-    if (name.rfind("fc.", 0) == 0) {
-      state.emplace_back(name, t);
-    } else if (auto it = backbone.find(name); it != backbone.end()) {
-      state.emplace_back(name, it->second);
-      backbone.erase(it);
-    }
-  }
-  for (const auto& [name, t] : backbone) state.emplace_back(name, t);  // unexpected: the load lists them
-  model->load_state_dict(state);
-  model->eval();
-  model->to(device);
-  fmt::print("saliency: {} localizer ({} stem) from {}, frozen, eval mode\n", rc.arch,
-             rc.stem == nn::ResNetStem::SmallImage ? "small-image" : "ImageNet", path);
+  auto model = load_resnet_file(path, device, "--saliency pretrained:");
+  fmt::print("saliency: {} localizer ({} stem, width {}) from {}, frozen, eval mode\n", model->config().arch,
+             model->config().stem == nn::ResNetStem::SmallImage ? "small-image" : "ImageNet", model->config().width,
+             path);
   return model;
 }
 

@@ -19,6 +19,7 @@
 #include "layers/lr_schedule.h"
 #include "layers/optimizer.h"
 #include "ops/reduce_dim.h"
+#include "ssl/knn.h"
 #include "ssl/mask_picture.h"
 
 namespace engine::ssl {
@@ -70,6 +71,7 @@ class Trainer {
   void train_step(const data::Batch& batch, double lr, Meter& epoch_meter, Meter& window);
   void log_window(int64_t epoch, int64_t batch_index, double lr, Meter& window);
   void log_epoch(int64_t epoch, double lr, const Meter& meter);
+  void run_knn_monitor(int64_t epoch);
   void save(const std::string& path);
   RunIdentity run_identity() const { return {c_.batch_size, c_.seed, c_.args_json, c_.strategy}; }
   void write_masking_picture(int64_t epoch, const data::Batch& batch, const MaskedBatch& masked) const;
@@ -104,6 +106,16 @@ void Trainer::check_flags() const {
   ENGINE_CHECK(c_.epochs >= 1, "pretrain: --epochs must be at least 1, found {}", c_.epochs);
   ENGINE_CHECK(c_.image_size >= 16, "pretrain: --image-size {} is too small (at least 16)", c_.image_size);
   ENGINE_CHECK(c_.lr > 0 && std::isfinite(c_.lr), "pretrain: --lr must be positive, found {}", c_.lr);
+  ENGINE_CHECK(c_.knn_every >= 0 && c_.knn_k >= 1 && c_.knn_t > 0,
+               "pretrain: --knn-every ({}) must be >= 0, --knn-k ({}) >= 1 and --knn-t ({}) positive", c_.knn_every,
+               c_.knn_k, c_.knn_t);
+  if (c_.knn_every > 0) {  // fail now, not after the first epoch
+    const std::string knn_data = c_.knn_data.empty() ? c_.data : c_.knn_data;
+    ENGINE_CHECK(fs::is_directory(fs::path(knn_data) / "train") && fs::is_directory(fs::path(knn_data) / "val"),
+                 "pretrain: --knn-every needs a dataset root with train/ (the memory bank) and val/ (the queries); {} "
+                 "has not both: give one with --knn-data",
+                 knn_data);
+  }
   ENGINE_CHECK(c_.print_freq >= 1, "pretrain: --print-freq must be at least 1, found {}", c_.print_freq);
   const MaskStrategy strategy = parse_mask_strategy(c_.strategy);
   const SaliencySource source = parse_saliency_source(c_.saliency);
@@ -279,6 +291,35 @@ void Trainer::log_epoch(int64_t epoch, double lr, const Meter& meter) {
   tensorboard_->flush();
 }
 
+void Trainer::run_knn_monitor(int64_t epoch) {
+  nn::ResNet& encoder = moco_->encoder_q();
+  encoder.eval();  // running statistics, and none of them updated
+  FeatureOptions fo;
+  fo.batch_size = c_.batch_size;
+  fo.workers = c_.workers;
+  fo.seed = c_.seed;
+  fo.high_pass = parse_mask_strategy(c_.strategy) == MaskStrategy::Hp;  // the inputs it is trained on
+  fo.device = c_.device;
+  KnnOptions ko;
+  ko.k = c_.knn_k;
+  ko.temperature = c_.knn_t;
+  const auto start = Clock::now();
+  const TopkCounts counts =
+      knn_on_folders(encoder, c_.knn_data.empty() ? c_.data : c_.knn_data, c_.image_size, fo, ko);
+  encoder.train();
+  result_.last_knn_top1 = counts.top1();
+  fmt::print("knn monitor after epoch {}: top-1 {:.2f}%, top-5 {:.2f}% (k {}, t {}; {:.0f} s)\n", epoch + 1,
+             counts.top1(), counts.top5(), ko.k, ko.temperature, seconds_between(start, Clock::now()));
+  metrics_->append({{"kind", "knn"},
+                    {"epoch", epoch},
+                    {"step", position_.step},
+                    {"knn_top1", counts.top1()},
+                    {"knn_top5", counts.top5()}});
+  metrics_->sync();
+  tensorboard_->add_scalars(position_.step, {{"knn/top1", counts.top1()}, {"knn/top5", counts.top5()}});
+  tensorboard_->flush();
+}
+
 bool Trainer::train_epoch(int64_t epoch) {
   const int64_t batches = loader_->batches_per_epoch();
   loader_->start_epoch(epoch, position_.batch);
@@ -315,6 +356,7 @@ bool Trainer::train_epoch(int64_t epoch) {
   const std::string path = (checkpoint_dir() / fmt::format("checkpoint_{:04d}.safetensors", epoch)).string();
   save(path);
   publish_as_last(path, (checkpoint_dir() / "last.safetensors").string());
+  if (c_.knn_every > 0 && (epoch + 1) % c_.knn_every == 0) run_knn_monitor(epoch);
   return !(c_.max_steps > 0 && position_.step >= c_.max_steps);
 }
 

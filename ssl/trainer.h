@@ -4,7 +4,8 @@
 // masking --strategy, the masked forward of ssl/masking.h), the loss, zero_grad, backward, one
 // SGD step (layers/optimizer.h). Around it: a progress line, SAVE_DIR/images/ (the first batch of
 // every epoch as a picture of views, saliency and masks, when masking),
-// SAVE_DIR/metrics.jsonl (one JSON object per logged step and per epoch), TensorBoard scalars
+// SAVE_DIR/metrics.jsonl (one JSON object per logged step, per epoch and per kNN monitor run,
+// --knn-every), TensorBoard scalars
 // under SAVE_DIR/logs/, SAVE_DIR/args.json, and checkpoints (ssl/checkpoint.h) at every epoch's
 // end, every --save-freq-steps steps and at --max-steps. A loss that is not finite stops the run
 // with an error before the step is applied, so the last checkpoint stays the last good one.
@@ -50,6 +51,12 @@ struct PretrainConfig {
   int64_t save_freq_steps = 0;   // a checkpoint every this many steps (0: at epoch ends only)
   Device device = Device::cpu();
   std::string args_json;  // the flags as given, for args.json and the checkpoints
+  // The kNN monitor (ssl/knn.h): every this many epochs (0: never), encoder_q's features of
+  // knn_data's train/ (the memory bank) and val/ (the queries), logged as knn_top1.
+  int64_t knn_every = 0;
+  std::string knn_data;  // "": the pretraining data's root
+  int64_t knn_k = 200;
+  double knn_t = 0.07;
 };
 
 struct PretrainResult {
@@ -57,6 +64,7 @@ struct PretrainResult {
   double last_loss = 0;       // the loss of the last step
   double first_loss = 0;      // the loss of the first step this invocation ran
   std::string last_checkpoint;
+  double last_knn_top1 = -1;  // the last kNN monitor's top-1 (%), -1 when it did not run
 };
 
 // Runs (or resumes) pretraining; throws engine::Error with a clear message on bad input.

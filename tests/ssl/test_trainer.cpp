@@ -152,6 +152,29 @@ TEST_F(TrainerTest, WritesCheckpointsMetricsTensorBoardAndArgs) {
   EXPECT_TRUE(fs::exists(dir / "args.json"));
 }
 
+TEST_F(TrainerTest, TheKnnMonitorRunsEveryNEpochsAndIsLogged) {
+  PretrainConfig c = config("knn_monitor", 0);
+  c.epochs = 2;
+  c.knn_every = 1;
+  c.knn_k = 3;
+  const PretrainResult r = pretrain(c);
+  std::vector<nlohmann::json> knn;
+  for (const nlohmann::json& line : MetricsLog::read((fs::path(c.save_dir) / "metrics.jsonl").string()))
+    if (line.at("kind") == "knn") knn.push_back(line);
+  ASSERT_EQ(knn.size(), 2u);  // after epochs 1 and 2
+  EXPECT_EQ(knn[1].at("step").get<int64_t>(), 4);
+  const double top1 = knn[1].at("knn_top1").get<double>();
+  EXPECT_TRUE(top1 == 0.0 || top1 == 50.0 || top1 == 100.0) << top1;  // 2 validation images
+  EXPECT_EQ(knn[1].at("knn_top5").get<double>(), 100.0);                // 2 classes
+  EXPECT_EQ(r.last_knn_top1, top1);
+  // A root without val/ is refused before any training.
+  PretrainConfig bad = config("knn_bad", 0);
+  bad.knn_every = 1;
+  bad.knn_data = (dir_->path() / "synth" / "train").string();
+  EXPECT_THROW(pretrain(bad), Error);
+  EXPECT_FALSE(fs::exists(fs::path(bad.save_dir) / "checkpoints"));
+}
+
 TEST_F(TrainerTest, BadFlagsAndAnOccupiedSaveDirAreClearErrors) {
   PretrainConfig c = config("bad", 1);
   c.moco.queue_size = 20;

@@ -1,0 +1,30 @@
+// accuracy.cpp - see accuracy.h.
+#include "ssl/accuracy.h"
+
+#include "engine/check.h"
+
+namespace engine::ssl {
+
+TopkCounts topk_counts(const Tensor& scores, const Tensor& labels) {
+  ENGINE_CHECK(scores.dim() == 2 && labels.dim() == 1 && labels.size(0) == scores.size(0),
+               "topk_counts: expected scores (N, C) and labels (N), found {} and {}", scores.str(), labels.str());
+  ENGINE_CHECK(labels.dtype() == DType::i64, "topk_counts: labels must be i64, found {}", labels.str());
+  const int64_t N = scores.size(0), C = scores.size(1);
+  const std::vector<double> s = scores.to(Device::cpu()).to(DType::f64).contiguous().to_vector<double>();
+  const std::vector<int64_t> y = labels.to(Device::cpu()).contiguous().to_vector<int64_t>();
+  TopkCounts counts;
+  counts.total = N;
+  for (int64_t i = 0; i < N; ++i) {
+    const int64_t label = y[static_cast<size_t>(i)];
+    ENGINE_CHECK(label >= 0 && label < C, "topk_counts: label {} of row {} is outside the {} classes", label, i, C);
+    const double* row = s.data() + i * C;
+    int64_t rank = 0;
+    for (int64_t c = 0; c < C; ++c)
+      if (row[c] > row[label] || (row[c] == row[label] && c < label)) ++rank;
+    counts.correct1 += rank < 1;
+    counts.correct5 += rank < 5;
+  }
+  return counts;
+}
+
+}  // namespace engine::ssl

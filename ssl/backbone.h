@@ -1,0 +1,58 @@
+// backbone.h - the network an evaluation measures (spec section 9): the query encoder of a
+// pretraining checkpoint without its head, a ResNet with torchvision's names, or a randomly
+// initialised ResNet of a given shape (the honest baseline: what the architecture gives before
+// any training).
+//
+// The backbone is frozen: eval mode (BatchNorm normalises with its running statistics, which it
+// never updates) and used under NoGradGuard only. Its `fc` is whatever the file held (MoCo's head,
+// or torchvision's classifier) and is never used: evaluation reads ResNet::features, the pooled
+// (N, feature_dim) output of layer4.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/device.h"
+#include "engine/serialize.h"
+#include "layers/resnet.h"
+
+namespace engine::ssl {
+
+inline constexpr const char* kRandomBackbone = "random";
+
+struct BackboneSpec {
+  // A `moco pretrain` checkpoint, a safetensors file with torchvision's ResNet names (for example
+  // converted by tools/convert_torchvision_resnet.py), or "random".
+  std::string pretrained;
+  // The architecture of "random"; a file brings its own.
+  nn::ResNetConfig random_config;
+  uint64_t random_seed = 0;
+};
+
+struct Backbone {
+  std::shared_ptr<nn::ResNet> net;  // frozen: eval mode, on the device
+  std::string description;          // for logs: where it came from
+  std::string strategy = "none";    // the pretraining's masking; "hp": it was trained on high-passed inputs
+  int64_t image_size = 0;           // the pretraining's --image-size, when the file says (else 0)
+};
+
+Backbone load_backbone(const BackboneSpec& spec, Device device);
+
+// A ResNet from a safetensors file, frozen: torchvision's key names (conv1.weight,
+// layer1.0.conv1.weight, ...; the architecture, stem and width are read from the shapes) or a
+// `moco pretrain` checkpoint (its encoder_q.*). The head is dropped. `flag` names the command-line
+// option the path came from, for messages.
+std::shared_ptr<nn::ResNet> load_resnet_file(const std::string& path, Device device, const std::string& flag);
+
+// A bit-exact copy of a module's parameters and buffers, to prove later that nothing changed.
+struct FrozenStateCheck {
+  explicit FrozenStateCheck(const nn::Module& module);
+  // The names of the tensors that differ in any bit from the copy (empty: unchanged).
+  std::vector<std::string> changed(const nn::Module& module) const;
+
+ private:
+  NamedTensors copy_;  // on the host
+};
+
+}  // namespace engine::ssl

@@ -1,0 +1,379 @@
+// lincls.cpp - see lincls.h.
+#include "ssl/lincls.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <memory>
+
+#include "data/image_folder.h"
+#include "data/loader.h"
+#include "engine/autograd.h"
+#include "engine/check.h"
+#include "engine/file_io.h"
+#include "engine/metrics_log.h"
+#include "engine/progress.h"
+#include "engine/random.h"
+#include "engine/serialize.h"
+#include "engine/tensorboard_writer.h"
+#include "layers/layers.h"
+#include "layers/lr_schedule.h"
+#include "layers/optimizer.h"
+#include "ops/cross_entropy.h"
+#include "ops/index_select.h"
+#include "ssl/accuracy.h"
+#include "ssl/checkpoint.h"
+#include "ssl/features.h"
+
+namespace engine::ssl {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr uint64_t kClassifierInitStream = 0x4C49'0000'0000'0001ull;  // "LI": fc's N(0, 0.01) draw
+constexpr uint64_t kCachedOrderStream = 0x4C49'0000'0001'0000ull;     // + epoch: --cached-features order
+constexpr const char* kOptimizerPrefix = "optimizer.";
+
+struct EpochMeter {
+  double loss_sum = 0;
+  int64_t steps = 0;
+  TopkCounts counts;
+  double loss() const { return steps ? loss_sum / static_cast<double>(steps) : 0.0; }
+};
+
+// Keeps the epoch lines of metrics.jsonl up to `epochs_done` and drops the rest, including the
+// "final" line of an earlier, shorter run that this one continues.
+void forget_after_epoch(const std::string& path, int64_t epochs_done) {
+  if (!fs::exists(path)) return;
+  MetricsLog::truncate_after_step(path, epochs_done);  // also cuts a half-written last line
+  std::string kept;
+  for (const nlohmann::json& line : MetricsLog::read(path))
+    if (line.value("kind", "") != "final") kept += line.dump() + "\n";
+  write_file_atomic(path, kept);
+}
+
+class LinearProbe {
+ public:
+  explicit LinearProbe(const LinclsConfig& config) : c_(config) {}
+  LinclsResult run();
+
+ private:
+  void check_flags() const;
+  void build();
+  void prepare_save_dir();
+  void resume_if_asked();
+  EpochMeter train_epoch(int64_t epoch, double lr);
+  void train_step(const Tensor& features, const Tensor& labels, double lr, EpochMeter& meter);
+  TopkCounts validate();
+  void check_backbone_frozen(const char* when) const;
+  void save(const std::string& path, int64_t epochs_done) const;
+  fs::path checkpoint_dir() const { return fs::path(c_.save_dir) / "checkpoints"; }
+
+  LinclsConfig c_;
+  Backbone backbone_;
+  std::unique_ptr<FrozenStateCheck> frozen_;
+  std::shared_ptr<data::ImageFolder> train_set_, val_set_;
+  std::unique_ptr<data::Loader> train_loader_;  // the protocol's augmented images
+  FeatureSet cached_train_;                     // --cached-features
+  FeatureSet val_;
+  std::shared_ptr<nn::Linear> fc_;
+  std::unique_ptr<nn::Sgd> sgd_;
+  nn::LrSchedule schedule_;
+  std::unique_ptr<MetricsLog> metrics_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
+  LinclsResult result_;
+  int64_t classes_ = 0;
+  int64_t first_epoch_ = 0;
+};
+
+void LinearProbe::check_flags() const {
+  ENGINE_CHECK(!c_.save_dir.empty(), "lincls: give --save-dir, where checkpoints and metrics go");
+  ENGINE_CHECK(c_.batch_size >= 1, "lincls: -b must be at least 1, found {}", c_.batch_size);
+  ENGINE_CHECK(c_.epochs >= 1, "lincls: --epochs must be at least 1, found {}", c_.epochs);
+  ENGINE_CHECK(c_.lr > 0 && std::isfinite(c_.lr), "lincls: --lr must be positive, found {}", c_.lr);
+  ENGINE_CHECK(c_.num_classes >= 0, "lincls: --n-classes must be positive, found {}", c_.num_classes);
+  ENGINE_CHECK(c_.high_pass == "auto" || c_.high_pass == "on" || c_.high_pass == "off",
+               "lincls: --high-pass must be auto, on or off, found '{}'", c_.high_pass);
+  ENGINE_CHECK(c_.image_size == 0 || c_.image_size >= 16, "lincls: --image-size {} is too small (at least 16)",
+               c_.image_size);
+}
+
+void LinearProbe::build() {
+  backbone_ = load_backbone(c_.backbone, c_.device);
+  frozen_ = std::make_unique<FrozenStateCheck>(*backbone_.net);
+  result_.backbone = backbone_.description;
+  result_.image_size = evaluation_image_size(c_.image_size, backbone_);
+  result_.high_pass = evaluation_high_pass(c_.high_pass, backbone_);
+  const std::string train_root = data::resolve_split(c_.data, "train"), val_root = data::resolve_split(c_.data, "val");
+  ENGINE_CHECK(train_root != val_root,
+               "lincls: {} is an image folder without train/ and val/; the protocol trains on one split and reports "
+               "on the other: give a dataset root holding both",
+               c_.data);
+  train_set_ = std::make_shared<data::ImageFolder>(train_root);
+  val_set_ = std::make_shared<data::ImageFolder>(val_root);
+  const int64_t found = static_cast<int64_t>(train_set_->classes().size());
+  ENGINE_CHECK(train_set_->classes() == val_set_->classes(),
+               "lincls: train/ has {} classes and val/ {}, or their names differ; the two splits must have the same "
+               "class folders",
+               found, val_set_->classes().size());
+  ENGINE_CHECK(c_.num_classes == 0 || c_.num_classes >= found,
+               "lincls: --n-classes {} is fewer than the {} classes of {}; omit it to use the data's count",
+               c_.num_classes, found, train_set_->root());
+  classes_ = c_.num_classes ? c_.num_classes : found;
+
+  const int size = static_cast<int>(result_.image_size);
+  FeatureOptions fo;
+  fo.batch_size = c_.batch_size;
+  fo.workers = c_.workers;
+  fo.seed = c_.seed;
+  fo.high_pass = result_.high_pass;
+  fo.device = c_.device;
+  val_ = extract_features(*backbone_.net, val_set_, data::eval_transform(size), fo);
+  if (c_.cached_features) {
+    cached_train_ = extract_features(*backbone_.net, train_set_, data::eval_transform(size), fo);
+  } else {
+    data::LoaderOptions lo;
+    lo.batch_size = static_cast<int>(c_.batch_size);
+    lo.workers = c_.workers;
+    lo.views = 1;
+    lo.drop_last = false;  // as the reference's DataLoader
+    lo.seed = c_.seed;
+    lo.device = c_.device;
+    train_loader_ = std::make_unique<data::Loader>(train_set_, data::lincls_train_augment(size), lo);
+  }
+
+  Generator gen(c_.seed, kClassifierInitStream);
+  fc_ = std::make_shared<nn::Linear>(backbone_.net->feature_dim(), classes_, gen);
+  {
+    NoGradGuard no_grad;
+    normal_(fc_->weight, gen, 0.0, 0.01);  // spec 9: N(0, 0.01^2), bias 0
+    fc_->bias.zero_();
+  }
+  fc_->to(c_.device);
+  fc_->flatten_parameters();
+  sgd_ = std::make_unique<nn::Sgd>(*fc_, nn::SgdConfig{c_.momentum, c_.weight_decay});
+  schedule_.base_lr = c_.lr;
+  schedule_.epochs = c_.epochs;
+  schedule_.milestones = c_.schedule;
+  schedule_.kind = nn::LrScheduleKind::Steps;
+}
+
+void LinearProbe::prepare_save_dir() {
+  std::error_code ec;
+  fs::create_directories(checkpoint_dir(), ec);
+  ENGINE_CHECK(!ec, "lincls: cannot create {}: {}", checkpoint_dir().string(), ec.message());
+  write_file_atomic((fs::path(c_.save_dir) / "args.json").string(), c_.args_json + "\n");
+}
+
+void LinearProbe::resume_if_asked() {
+  const fs::path last = checkpoint_dir() / "last.safetensors";
+  const std::string metrics_path = (fs::path(c_.save_dir) / "metrics.jsonl").string();
+  std::string path;
+  if (c_.resume == "auto") {
+    if (fs::exists(last)) path = last.string();
+  } else if (!c_.resume.empty()) {
+    ENGINE_CHECK(fs::is_regular_file(c_.resume), "lincls: --resume {}: no such file", c_.resume);
+    path = c_.resume;
+  }
+  if (path.empty()) {
+    ENGINE_CHECK(!fs::exists(last),
+                 "lincls: {} already holds a run ({}); continue it with --resume auto, or choose another --save-dir",
+                 c_.save_dir, last.string());
+    if (fs::exists(metrics_path)) fs::remove(metrics_path);
+  } else {
+    const SafetensorsFile file = load_safetensors(path);
+    const Metadata& m = file.metadata;
+    ENGINE_CHECK(m.count("format") && m.at("format") == kLinclsCheckpointFormat,
+                 "lincls: {} is not a `moco lincls` checkpoint (format '{}')", path,
+                 m.count("format") ? m.at("format") : "none");
+    ENGINE_CHECK(m.count("pretrained") && m.at("pretrained") == c_.backbone.pretrained,
+                 "lincls: {} trained a classifier on --pretrained {}, this run gives {}; resume with the same backbone",
+                 path, m.count("pretrained") ? m.at("pretrained") : "?", c_.backbone.pretrained);
+    NamedTensors model, optimizer;
+    for (const auto& [name, t] : file.tensors) {
+      if (name.rfind(kOptimizerPrefix, 0) == 0)
+        optimizer.emplace_back(name.substr(std::string(kOptimizerPrefix).size()), t);
+      else
+        model.emplace_back(name.substr(std::string("fc.").size()), t);
+    }
+    fc_->load_state_dict(model);
+    sgd_->load_state_dict(optimizer, std::stoll(m.at("sgd_steps")));
+    first_epoch_ = std::stoll(m.at("epoch"));
+    result_.best_top1 = std::stod(m.at("best_top1"));
+    result_.best_top5 = std::stod(m.at("best_top5"));
+    result_.best_epoch = std::stoll(m.at("best_epoch"));
+    forget_after_epoch(metrics_path, first_epoch_);
+    fmt::print("resumed from {}: {} epochs done, best top-1 {:.2f}%\n", path, first_epoch_, result_.best_top1);
+  }
+  metrics_ = std::make_unique<MetricsLog>(metrics_path);
+  tensorboard_ = std::make_unique<TensorBoardWriter>((fs::path(c_.save_dir) / "logs").string());
+}
+
+void LinearProbe::save(const std::string& path, int64_t epochs_done) const {
+  NamedTensors tensors;
+  for (const auto& [name, t] : fc_->state_dict()) tensors.emplace_back("fc." + name, t);
+  for (const auto& [name, t] : sgd_->state_dict()) tensors.emplace_back(kOptimizerPrefix + name, t);
+  Metadata m = {{"format", kLinclsCheckpointFormat},
+                {"pretrained", c_.backbone.pretrained},
+                {"backbone", backbone_.description},
+                {"epoch", std::to_string(epochs_done)},
+                {"sgd_steps", std::to_string(sgd_->steps())},
+                {"best_top1", fmt::format("{}", result_.best_top1)},
+                {"best_top5", fmt::format("{}", result_.best_top5)},
+                {"best_epoch", std::to_string(result_.best_epoch)},
+                {"args", c_.args_json}};
+  save_safetensors(path, tensors, m);
+}
+
+void LinearProbe::train_step(const Tensor& features, const Tensor& labels, double lr, EpochMeter& meter) {
+  const Tensor logits = (*fc_)(features);              // (n, classes)
+  const Tensor loss = cross_entropy(logits, labels);   // ()
+  const double value = loss.item();
+  ENGINE_CHECK(std::isfinite(value),
+               "lincls: the loss became {} (lr {}); the features may be too large for this learning rate: try a "
+               "smaller --lr",
+               value, lr);
+  fc_->zero_grad();
+  loss.backward();
+  sgd_->step(lr);
+  meter.loss_sum += value;
+  ++meter.steps;
+  meter.counts += topk_counts(logits.detach(), labels);
+}
+
+EpochMeter LinearProbe::train_epoch(int64_t epoch, double lr) {
+  EpochMeter meter;
+  if (c_.cached_features) {
+    const int64_t N = cached_train_.features.size(0);
+    Generator gen(c_.seed, kCachedOrderStream + static_cast<uint64_t>(epoch));
+    const std::vector<int64_t> order = randperm(N, gen).to_vector<int64_t>();
+    const int64_t* all_labels = cached_train_.labels.data<int64_t>();
+    for (int64_t start = 0; start < N; start += c_.batch_size) {
+      const int64_t n = std::min(c_.batch_size, N - start);
+      std::vector<int64_t> index(order.begin() + start, order.begin() + start + n), labels(index.size());
+      for (size_t i = 0; i < index.size(); ++i) labels[i] = all_labels[index[i]];
+      const Tensor features = index_select(cached_train_.features, Tensor::from_vector(index, {n}));
+      train_step(features, Tensor::from_vector(labels, {n}).to(c_.device), lr, meter);
+    }
+    return meter;
+  }
+  train_loader_->start_epoch(epoch);
+  ProgressOptions po;
+  po.print_freq = c_.print_freq;
+  ProgressLine progress(fmt::format("lincls epoch {}/{}", epoch + 1, c_.epochs), train_loader_->batches_per_epoch(),
+                        po);
+  while (auto batch = train_loader_->next()) {
+    Tensor features;
+    {
+      NoGradGuard no_grad;
+      features = backbone_.net->features(backbone_input(batch->views[0], result_.high_pass));  // (n, F)
+    }
+    train_step(features, batch->labels, lr, meter);
+    progress.update(batch->index + 1, {{"loss", fmt::format("{:.4f}", meter.loss())},
+                                       {"acc1", fmt::format("{:.1f}%", meter.counts.top1())},
+                                       {"lr", fmt::format("{:.4g}", lr)}});
+  }
+  progress.finish();
+  return meter;
+}
+
+TopkCounts LinearProbe::validate() {
+  NoGradGuard no_grad;
+  return topk_counts((*fc_)(val_.features), val_.labels);
+}
+
+void LinearProbe::check_backbone_frozen(const char* when) const {
+  const std::vector<std::string> changed = frozen_->changed(*backbone_.net);
+  ENGINE_CHECK(changed.empty(),
+               "lincls: the backbone changed {} ({} tensors, the first {}); the protocol trains fc only, so this "
+               "result would be meaningless. This is a bug: please report it",
+               when, changed.size(), changed.empty() ? "" : changed.front());
+}
+
+LinclsResult LinearProbe::run() {
+  check_flags();
+  build();
+  prepare_save_dir();
+  resume_if_asked();
+  fmt::print("lincls: {} on {}: {} classes, {} training and {} validation images at {} px{}, {} epochs, lr {} ({}){}\n",
+             backbone_.description, c_.device.str(), classes_, train_set_->size(), val_set_->size(),
+             result_.image_size, result_.high_pass ? ", high-passed" : "", c_.epochs, c_.lr, schedule_.describe(),
+             c_.cached_features ? ", cached features (not the paper's protocol)" : "");
+  for (int64_t epoch = first_epoch_; epoch < c_.epochs; ++epoch) {
+    const auto start = Clock::now();
+    const double lr = schedule_.at(epoch);
+    const EpochMeter train = train_epoch(epoch, lr);
+    if (epoch == first_epoch_) check_backbone_frozen("during the first epoch");
+    const TopkCounts val = validate();
+    result_.last_top1 = val.top1();
+    result_.last_top5 = val.top5();
+    const bool best = result_.best_epoch < 0 || val.top1() > result_.best_top1;
+    if (best) {
+      result_.best_top1 = val.top1();
+      result_.best_top5 = val.top5();
+      result_.best_epoch = epoch;
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    metrics_->append({{"kind", "epoch"},
+                      {"epoch", epoch},
+                      {"step", epoch + 1},
+                      {"lr", lr},
+                      {"train_loss", train.loss()},
+                      {"train_top1", train.counts.top1()},
+                      {"val_top1", val.top1()},
+                      {"val_top5", val.top5()},
+                      {"best_top1", result_.best_top1},
+                      {"seconds", seconds}});
+    metrics_->sync();
+    tensorboard_->add_scalars(epoch + 1, {{"lincls/train_loss", train.loss()},
+                                          {"lincls/val_top1", val.top1()},
+                                          {"lincls/val_top5", val.top5()},
+                                          {"lincls/lr", lr}});
+    tensorboard_->flush();
+    fmt::print("epoch {:>3}/{}: loss {:.4f}, train top-1 {:.2f}%, val top-1 {:.2f}% top-5 {:.2f}% (best {:.2f}%){}\n",
+               epoch + 1, c_.epochs, train.loss(), train.counts.top1(), val.top1(), val.top5(), result_.best_top1,
+               c_.cached_features ? "" : fmt::format(", {:.0f} s", seconds));
+    const std::string last = (checkpoint_dir() / "last.safetensors").string();
+    save(last, epoch + 1);
+    if (best) save((checkpoint_dir() / "best.safetensors").string(), epoch + 1);
+    result_.epochs_done = epoch + 1;
+  }
+  check_backbone_frozen("during training");
+  result_.backbone_state = backbone_.net->state_dict();
+  const nlohmann::ordered_json final_entry = {{"kind", "final"},
+                                              {"best_top1", result_.best_top1},
+                                              {"best_top5", result_.best_top5},
+                                              {"best_epoch", result_.best_epoch},
+                                              {"last_top1", result_.last_top1},
+                                              {"last_top5", result_.last_top5},
+                                              {"backbone", result_.backbone},
+                                              {"image_size", result_.image_size},
+                                              {"high_pass", result_.high_pass},
+                                              {"cached_features", c_.cached_features}};
+  metrics_->append(final_entry);
+  metrics_->sync();
+  write_file_atomic((fs::path(c_.save_dir) / "result.json").string(), final_entry.dump(2) + "\n");
+  return result_;
+}
+
+}  // namespace
+
+int64_t evaluation_image_size(int64_t requested, const Backbone& backbone) {
+  if (requested > 0) return requested;
+  return backbone.image_size > 0 ? backbone.image_size : 224;
+}
+
+bool evaluation_high_pass(const std::string& requested, const Backbone& backbone) {
+  if (requested == "on") return true;
+  if (requested == "off") return false;
+  return backbone.strategy == "hp";  // spec 9: HP appended to both transforms for hp backbones
+}
+
+LinclsResult linear_classification(const LinclsConfig& config) { return LinearProbe(config).run(); }
+
+}  // namespace engine::ssl
