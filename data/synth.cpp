@@ -35,7 +35,8 @@ namespace {
 
 // A smooth gradient between two random colours, coloured low-frequency noise, and half the time a
 // faint full-image texture: no two backgrounds share a colour statistic the object could hide behind.
-void draw_background(Canvas& canvas, SampleRng& rng) {
+// `plain`: the gradient alone (the same draws are made, so the objects do not move).
+void draw_background(Canvas& canvas, SampleRng& rng, bool plain) {
   const int size = canvas.size;
   const Rgb from = random_colour(rng), to = random_colour(rng);
   const double direction = rng.uniform(0, 2 * std::numbers::pi);
@@ -51,8 +52,10 @@ void draw_background(Canvas& canvas, SampleRng& rng) {
       const float t = std::clamp(0.5f + gx * (x - size / 2.f) + gy * (y - size / 2.f), 0.f, 1.f);
       Rgb colour = mix(from, to, t);
       const float n = value_noise(static_cast<float>(x), static_cast<float>(y), noise_cell, noise_salt) - 0.5f;
-      for (size_t c = 0; c < 3; ++c) colour[c] += 2 * n * noise_amplitude[c];
-      if (textured) colour = mix(colour, overlay.at(x + 0.5f, y + 0.5f), overlay_alpha);
+      if (!plain) {
+        for (size_t c = 0; c < 3; ++c) colour[c] += 2 * n * noise_amplitude[c];
+      }
+      if (textured && !plain) colour = mix(colour, overlay.at(x + 0.5f, y + 0.5f), overlay_alpha);
       float* p = &canvas.rgb[(static_cast<size_t>(y) * size + x) * 3];
       for (size_t c = 0; c < 3; ++c) p[c] = colour[c];
     }
@@ -128,7 +131,7 @@ SynthSample render_synth_sample(const SynthOptions& options, int class_index, in
   SampleRng rng(options.seed, (static_cast<uint64_t>(split) << 16) | static_cast<uint64_t>(class_index), static_cast<uint64_t>(index));
 
   Canvas background(options.size);
-  draw_background(background, rng);
+  draw_background(background, rng, options.plain_background);
   draw_clutter(background, rng, options.clutter);
 
   const std::vector<Shape> parts = object_template.build(rng);
@@ -214,12 +217,15 @@ void prepare_output_folder(const fs::path& out, bool force) {
 std::string readme_text(const SynthOptions& o) {
   std::string text = fmt::format("{}\n\n", kReadmeFirstLine);
   text += fmt::format(
-      "Regenerate: moco synth OUT --classes {} --train-per-class {} --val-per-class {} --size {} --clutter {} --seed {}\n",
-      o.classes, o.train_per_class, o.val_per_class, o.size, o.clutter, o.seed);
+      "Regenerate: moco synth OUT --classes {} --train-per-class {} --val-per-class {} --size {} --clutter {}{} --seed {}\n",
+      o.classes, o.train_per_class, o.val_per_class, o.size, o.clutter, o.plain_background ? " --plain-background" : "",
+      o.seed);
   text += "(the same arguments give the same pixels, whatever the thread count)\n\n";
   text += fmt::format(
-      "{} classes, {} train and {} val images each, {} x {} RGB JPEG (quality 90), up to {} clutter shapes, seed {}.\n\n",
-      o.classes, o.train_per_class, o.val_per_class, o.size, o.size, o.clutter, o.seed);
+      "{} classes, {} train and {} val images each, {} x {} RGB JPEG (quality 90), up to {} clutter shapes, {} "
+      "backgrounds, seed {}.\n\n",
+      o.classes, o.train_per_class, o.val_per_class, o.size, o.size, o.clutter,
+      o.plain_background ? "plain gradient" : "textured", o.seed);
   text += "Layout:\n"
           "  train/<class>/<class>_<index:05>.jpg, val/<class>/<class>_<index:05>.jpg\n"
           "  masks/<split>/<class>/<class>_<index:05>_fg.png     8-bit gray: 255 object, 0 background\n"

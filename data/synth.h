@@ -36,6 +36,9 @@ struct SynthOptions {
   // Distractor shapes in the background: min(3, clutter) to clutter of them. 0 draws none, an
   // easier dataset (the quickstart's: a few minutes of CPU pretraining can learn its shapes).
   int clutter = 8;
+  // Backgrounds of the colour gradient alone, without noise and texture: with clutter 0, the
+  // quickstart's easy variant.
+  bool plain_background = false;
   uint64_t seed = 0;
   int threads = 0;     // 0: std::thread::hardware_concurrency()
   bool force = false;  // replace an earlier `moco synth` output in the same folder

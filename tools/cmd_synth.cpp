@@ -30,6 +30,8 @@ void add_synth_command(CLI::App& app) {
                   "most distractor shapes in the background (0: none, an easier dataset)")
       ->capture_default_str()
       ->check(CLI::Range(0, 64));
+  cmd->add_flag("--plain-background", options->plain_background,
+                "backgrounds of a colour gradient only, without noise and texture (an easier dataset)");
   cmd->add_option("--seed", options->seed, "random seed: the same seed gives the same pixels")->capture_default_str();
   cmd->add_option("--threads", options->threads, "worker threads, 0 for one per core")
       ->capture_default_str()

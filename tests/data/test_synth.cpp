@@ -110,6 +110,44 @@ TEST(Synth, ClassesDifferInTheShapeOfTheirMasks) {
   }
 }
 
+// The mean absolute difference between horizontally adjacent background pixels (both outside the
+// object): how busy the background is.
+double background_busyness(const SynthSample& s) {
+  double sum = 0;
+  int64_t count = 0;
+  for (int y = 0; y < s.image.height; ++y)
+    for (int x = 0; x + 1 < s.image.width; ++x) {
+      const size_t i = static_cast<size_t>(y) * s.image.width + x;
+      if (s.parts.pixels[i] || s.parts.pixels[i + 1]) continue;
+      for (size_t c = 0; c < 3; ++c) sum += std::abs(s.image.pixels[i * 3 + c] - s.image.pixels[(i + 1) * 3 + c]);
+      count += 3;
+    }
+  return sum / static_cast<double>(count);
+}
+
+TEST(Synth, TheEasyVariantDropsClutterAndBackgroundTextureButKeepsTheObject) {
+  SynthOptions hard = small_options(64), easy = small_options(64);
+  easy.clutter = 0;
+  easy.plain_background = true;
+  double hard_busy = 0, easy_busy = 0;
+  for (int index = 0; index < 8; ++index) {
+    const SynthSample h = render_synth_sample(hard, index % 5, kSynthTrain, index);
+    const SynthSample e = render_synth_sample(easy, index % 5, kSynthTrain, index);
+    hard_busy += background_busyness(h);
+    easy_busy += background_busyness(e);
+    EXPECT_LT(background_busyness(e), 9.0) << index;  // the gradient and the sensor noise only
+  }
+  EXPECT_GT(hard_busy, 2 * easy_busy);
+  // A plain background makes the same random draws as a textured one, so the object does not move.
+  SynthOptions plain_only = small_options(64);
+  plain_only.plain_background = true;
+  const SynthSample a = render_synth_sample(small_options(64), 2, kSynthVal, 5);
+  const SynthSample b = render_synth_sample(plain_only, 2, kSynthVal, 5);
+  EXPECT_EQ(a.parts.pixels, b.parts.pixels);
+  easy.clutter = 65;
+  EXPECT_THROW(write_synth_dataset("/nonexistent/never", easy), Error);
+}
+
 TEST(Synth, RefusesAClassIndexWithoutATemplate) {
   const int classes = static_cast<int>(synth_class_names().size());
   EXPECT_THROW(render_synth_sample(small_options(), classes, kSynthTrain, 0), Error);
@@ -165,7 +203,7 @@ TEST(Synth, WritesImageFoldersMasksAndReadme) {
   EXPECT_EQ(images, 10);
   std::ifstream readme(out / "README.txt");
   std::string text((std::istreambuf_iterator<char>(readme)), std::istreambuf_iterator<char>());
-  EXPECT_NE(text.find("--classes 2 --train-per-class 3 --val-per-class 2 --size 48 --seed 3"), std::string::npos) << text;
+  EXPECT_NE(text.find("--classes 2 --train-per-class 3 --val-per-class 2 --size 48 --clutter 8 --seed 3"), std::string::npos) << text;
   EXPECT_NE(text.find(names[0]), std::string::npos) << text;
 }
 
