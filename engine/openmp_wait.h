@@ -1,10 +1,10 @@
-// openmp_wait.h - makes idle OpenMP threads sleep instead of spin, for programs that also use
-// OpenBLAS's own thread pool.
+// openmp_wait.h - makes idle OpenMP threads sleep instead of spin.
 //
-// Why. The CPU backend runs its loops on OpenMP threads and its GEMMs on OpenBLAS's pthreads. By
-// default both keep their idle threads spinning for a while after each parallel region, so on a
-// small machine the two pools steal each other's cores: a MoCo step on 2 cores ran 3x slower
-// (measured: 6.4 s against 2.0 s per step of bench_moco_step --quick). libgomp reads its wait
+// Why. Idle OpenMP threads spin for a while after each parallel region by default, against
+// whatever else wants the cores: the data loader's decoding threads, and (before ops/matmul_cpu.cpp
+// set OpenBLAS to one thread and tiled the GEMMs over OpenMP itself) OpenBLAS's own pthreads, with
+// which a MoCo step on 2 cores ran 3x slower (6.4 s against 2.0 s per step of bench_moco_step
+// --quick). libgomp reads its wait
 // policy once, from OMP_WAIT_POLICY, when it is loaded - before main() - so the only way to set
 // it from inside the program is to start the program again with the variable set.
 #pragma once

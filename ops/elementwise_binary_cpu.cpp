@@ -2,27 +2,43 @@
 //
 // The larger operand has the output's n elements and the smaller repeats every `inner` elements,
 // so the loop runs over (n / inner) repeats of `inner` elements: the flat contract
-// out[i] = a[i % na] (op) b[i % nb] without a division per element.
+// out[i] = a[i % na] (op) b[i % nb] without a division per element. Large tensors are split over
+// OpenMP threads in pieces of `inner` elements or less (each element is computed alone, so the
+// split changes nothing in the result).
+#include <algorithm>
+
 #include "ops/elementwise_binary.h"
 
 namespace engine {
 
 namespace {
 
+// Below this many elements a parallel region costs more than the loop.
+constexpr int64_t kParallelElements = int64_t{1} << 15;
+
+template <BinaryOp Op, typename T>
+void apply(T* o, const T* x, const T* y, int64_t count) {
+  for (int64_t j = 0; j < count; ++j) {
+    if constexpr (Op == BinaryOp::Add) o[j] = x[j] + y[j];
+    if constexpr (Op == BinaryOp::Sub) o[j] = x[j] - y[j];
+    if constexpr (Op == BinaryOp::Mul) o[j] = x[j] * y[j];
+    if constexpr (Op == BinaryOp::Div) o[j] = x[j] / y[j];
+  }
+}
+
 template <BinaryOp Op, typename T>
 void binary_loop(T* out, const T* a, int64_t na, const T* b, int64_t nb, int64_t n) {
   const int64_t inner = std::min(na, nb);
   if (inner == 0) return;
-  for (int64_t start = 0; start < n; start += inner) {
+  // Pieces of at most kParallelElements / 4 elements that never straddle a repeat.
+  const int64_t piece = std::min(inner, std::max<int64_t>(kParallelElements / 4, 1));
+  const int64_t pieces_per_repeat = (inner + piece - 1) / piece, pieces = n / inner * pieces_per_repeat;
+#pragma omp parallel for schedule(static) if (n >= kParallelElements)
+  for (int64_t i = 0; i < pieces; ++i) {
+    const int64_t start = i / pieces_per_repeat * inner, j0 = i % pieces_per_repeat * piece;
     const T* x = na == n ? a + start : a;
     const T* y = nb == n ? b + start : b;
-    T* o = out + start;
-    for (int64_t j = 0; j < inner; ++j) {
-      if constexpr (Op == BinaryOp::Add) o[j] = x[j] + y[j];
-      if constexpr (Op == BinaryOp::Sub) o[j] = x[j] - y[j];
-      if constexpr (Op == BinaryOp::Mul) o[j] = x[j] * y[j];
-      if constexpr (Op == BinaryOp::Div) o[j] = x[j] / y[j];
-    }
+    apply<Op>(out + start + j0, x + j0, y + j0, std::min(piece, inner - j0));
   }
 }
 

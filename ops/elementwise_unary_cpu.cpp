@@ -1,5 +1,6 @@
 // elementwise_unary_cpu.cpp - reference loops for relu, exp, log, add_scalar, mul_scalar; the
-// op is chosen once per call, not per element.
+// op is chosen once per call, not per element. Large tensors are split over OpenMP threads (each
+// element is computed alone, so the split changes nothing in the result).
 #include <cmath>
 
 #include "ops/elementwise_unary.h"
@@ -8,8 +9,12 @@ namespace engine {
 
 namespace {
 
+// Below this many elements a parallel region costs more than the loop.
+constexpr int64_t kParallelElements = int64_t{1} << 15;
+
 template <UnaryOp Op, typename T>
 void forward_loop(T* out, const T* x, T s, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelElements)
   for (int64_t i = 0; i < n; ++i) {
     if constexpr (Op == UnaryOp::Relu) out[i] = x[i] > T(0) ? x[i] : T(0);
     if constexpr (Op == UnaryOp::Exp) out[i] = std::exp(x[i]);
@@ -21,6 +26,7 @@ void forward_loop(T* out, const T* x, T s, int64_t n) {
 
 template <UnaryOp Op, typename T>
 void backward_loop(T* dx, const T* dout, const T* x, const T* out, T s, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelElements)
   for (int64_t i = 0; i < n; ++i) {
     if constexpr (Op == UnaryOp::Relu) dx[i] = out[i] > T(0) ? dout[i] : T(0);
     if constexpr (Op == UnaryOp::Exp) dx[i] = dout[i] * out[i];
