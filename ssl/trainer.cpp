@@ -116,6 +116,10 @@ void Trainer::check_flags() const {
                  "has not both: give one with --knn-data",
                  knn_data);
   }
+  ENGINE_CHECK(c_.blur_sigma.size() == 2 && c_.blur_sigma[0] > 0 && c_.blur_sigma[1] >= c_.blur_sigma[0],
+               "pretrain: --blur-sigma wants MIN,MAX with 0 < MIN <= MAX (the reference's 0.1,2 at 224 pixels), found "
+               "{} values",
+               c_.blur_sigma.size());
   ENGINE_CHECK(c_.print_freq >= 1, "pretrain: --print-freq must be at least 1, found {}", c_.print_freq);
   const MaskStrategy strategy = parse_mask_strategy(c_.strategy);
   const SaliencySource source = parse_saliency_source(c_.saliency);
@@ -151,9 +155,10 @@ void Trainer::build() {
   options.fast_decode = c_.fast_decode;
   options.device = c_.device;
   const int size = static_cast<int>(c_.image_size);
-  loader_ = std::make_unique<data::Loader>(dataset_, c_.aug_plus ? data::mocov2_augment(size)
-                                                                 : data::mocov1_augment(size),
-                                           options);
+  data::AugmentConfig augment = c_.aug_plus ? data::mocov2_augment(size) : data::mocov1_augment(size);
+  augment.blur_sigma_min = static_cast<float>(c_.blur_sigma[0]);
+  augment.blur_sigma_max = static_cast<float>(c_.blur_sigma[1]);
+  loader_ = std::make_unique<data::Loader>(dataset_, augment, options);
   moco_ = std::make_unique<MoCo>(c_.moco, c_.seed, c_.device);
   const MaskStrategy strategy = parse_mask_strategy(c_.strategy);
   if (strategy != MaskStrategy::None) {

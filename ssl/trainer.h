@@ -38,6 +38,9 @@ struct PretrainConfig {
   double momentum = 0.9;
   double weight_decay = 1e-4;
   bool aug_plus = false;      // MoCo v2's augmentation (else MoCo v1's)
+  // aug-plus's Gaussian blur sigma range in output pixels: the reference's 0.1-2 is meant for 224
+  // pixels; smaller images want it scaled by size / 224 (at 32 pixels, 2 would wipe out the view).
+  std::vector<double> blur_sigma = {0.1, 2.0};
   int64_t image_size = 224;
   int64_t num_nonsem = 0;     // hard negatives per image (masked copies of the key view)
   std::string strategy = "none";       // masking: none, hp, blur, mean (ssl/masking.h)

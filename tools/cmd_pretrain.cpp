@@ -43,6 +43,7 @@ std::string args_json(const engine::ssl::PretrainConfig& c, const std::string& d
                                     {"moco_t", c.moco.temperature},
                                     {"mlp", c.moco.mlp},
                                     {"aug_plus", c.aug_plus},
+                                    {"blur_sigma", c.blur_sigma},
                                     {"alpha", c.moco.alpha},
                                     {"num_nonsem", c.num_nonsem},
                                     {"strategy", c.strategy},
@@ -116,6 +117,12 @@ void add_pretrain_command(CLI::App& app) {
   cmd->add_option("--moco-t", c.moco.temperature, "softmax temperature")->capture_default_str();
   cmd->add_flag("--mlp", c.moco.mlp, "the MoCo v2 MLP head");
   cmd->add_flag("--aug-plus", c.aug_plus, "MoCo v2's augmentation (blur, stronger colour jitter)");
+  cmd->add_option("--blur-sigma", c.blur_sigma,
+                  "MIN,MAX of --aug-plus's Gaussian blur in pixels (the reference's 0.1,2 suits 224 pixels; scale it "
+                  "by image size / 224 for small images)")
+      ->capture_default_str()
+      ->delimiter(',')
+      ->expected(2);
   cmd->add_option("--alpha", c.moco.alpha, "weight of the hard-negative logits")->capture_default_str();
   cmd->add_option("--num-nonsem", c.num_nonsem, "hard negatives per image")
       ->capture_default_str()

@@ -185,6 +185,9 @@ TEST_F(TrainerTest, BadFlagsAndAnOccupiedSaveDirAreClearErrors) {
     EXPECT_NE(std::string(e.what()).find("--moco-k 20 is not a multiple of the batch size -b 8"), std::string::npos)
         << e.what();
   }
+  c = config("bad_blur", 1);
+  c.blur_sigma = {0.5, 0.1};
+  EXPECT_THROW(pretrain(c), Error);
   pretrain(config("occupied", 1));
   try {
     pretrain(config("occupied", 2));
