@@ -139,6 +139,20 @@ void scatter_rows(T* t_g, const T* rows, int64_t channels, int64_t image_channel
   }
 }
 
+// The (C/G R S, B P Q) columns matrix of a chunk of B images of one group (x_g: its first image's
+// channels). One image's columns of a pointwise convolution are x_g itself: no copy then.
+template <typename T>
+const T* chunk_columns(const T* x_g, int64_t B, const Conv2dGeometry& g) {
+  if (g.is_pointwise() && B == 1) return x_g;
+  const int64_t Cg = g.c_per_group(), PQ = g.P * g.Q;
+  T* col = scratch<T>(Scratch::Columns, Cg * g.R * g.S * B * PQ);
+  if (g.is_pointwise())
+    gather_rows(col, x_g, Cg, g.C, B, PQ);
+  else
+    im2col(col, x_g, B, g);
+  return col;
+}
+
 }  // namespace
 
 template <typename T>
@@ -150,17 +164,8 @@ void conv2d_forward_cpu(T* y, const T* x, const T* weight, const T* bias, const 
     for (int64_t grp = 0; grp < g.groups(); ++grp) {
       const T* x_g = x + (n0 * g.C + grp * Cg) * g.H * g.W;
       T* y_g = y + (n0 * g.K + grp * Kg) * PQ;
-      // One image's columns of a pointwise convolution are x_g itself, and its (K/G, P Q)
-      // output is y_g itself: no copies then.
-      const T* cols = x_g;
-      if (!g.is_pointwise() || B > 1) {
-        T* col = scratch<T>(Scratch::Columns, CRS * B * PQ);
-        if (g.is_pointwise())
-          gather_rows(col, x_g, Cg, g.C, B, PQ);
-        else
-          im2col(col, x_g, B, g);
-        cols = col;
-      }
+      // One image's (K/G, P Q) output of a pointwise convolution is y_g itself: no copy then.
+      const T* cols = chunk_columns(x_g, B, g);
       T* out = B > 1 ? scratch<T>(Scratch::Rows, Kg * B * PQ) : y_g;
       gemm(out, weight + grp * Kg * CRS, cols, Kg, B * PQ, CRS, false, false);
       if (B > 1) scatter_rows(y_g, out, Kg, g.K, B, PQ);
@@ -212,15 +217,7 @@ void conv2d_backward_filter_cpu(T* dweight, T* dbias, const T* dy, const T* x, c
     for (int64_t grp = 0; grp < g.groups(); ++grp) {
       const T* x_g = x + (n0 * g.C + grp * Cg) * g.H * g.W;
       const T* dy_g = dy + (n0 * g.K + grp * Kg) * PQ;
-      const T* cols = x_g;
-      if (!g.is_pointwise() || B > 1) {
-        T* col = scratch<T>(Scratch::Columns, CRS * B * PQ);
-        if (g.is_pointwise())
-          gather_rows(col, x_g, Cg, g.C, B, PQ);
-        else
-          im2col(col, x_g, B, g);
-        cols = col;
-      }
+      const T* cols = chunk_columns(x_g, B, g);
       const T* dy_rows = dy_g;
       if (B > 1) {
         T* rows = scratch<T>(Scratch::Rows, Kg * B * PQ);

@@ -63,6 +63,9 @@ $BUILD_DIR/tools/moco demo --device cuda 2>&1 | tee "$OUT/demo.log" | tail -3
   $BUILD_DIR/bench/bench_saliency_mask --device cuda
   echo; echo "== PyTorch baseline: the reference's masking loops on the same batch =="
   LD_LIBRARY_PATH=$ORIGINAL_LD python3 bench/torch_ref/bench_saliency_mask.py --device cuda
+  echo; echo "== engine: one ResNet training step =="; $BUILD_DIR/bench/bench_resnet_step --device cuda --case all
+  echo; echo "== PyTorch baseline: the same step =="
+  LD_LIBRARY_PATH=$ORIGINAL_LD python3 bench/torch_ref/bench_resnet_step.py --device cuda --case all
   echo; echo "== engine: one MoCo v2 step (ResNet-50, 224 px, batch 128 in 4 virtual GPUs) =="
   $BUILD_DIR/bench/bench_moco_step --device cuda
   echo; echo "== PyTorch baseline: the reference's MoCo step on the same batch =="
@@ -80,6 +83,27 @@ $BUILD_DIR/tools/moco pretrain /tmp/pretrain_images --save-dir /tmp/pretrain_hp_
   --lr 0.015 --mlp --moco-t 0.2 --aug-plus --cos --epochs 200 --max-steps 60 -p 10 -j 16 --device cuda \
   --strategy hp --alpha 2 --num-nonsem 1 2>&1 | tee "$OUT/pretrain_hp_gpu.log" | tail -12
 cp /tmp/pretrain_hp_run/images/epoch_0000.jpg "$OUT/pretrain_hp_masks_epoch0.jpg" 2>/dev/null
+# Evaluation after a longer run (issue 7): ResNet-18 small stem at 64 pixels on the hard synthetic
+# dataset (10 classes, clutter), about 3000 steps of 256, plain MoCo v2 and hp + 1 hard negative,
+# each with the kNN monitor, then kNN and the linear probe (cached features, and 10 epochs of the
+# full protocol), next to a random-init encoder.
+$BUILD_DIR/tools/moco synth /tmp/eval_images --classes 10 --train-per-class 500 --val-per-class 100 --size 72 --force >/dev/null
+{
+  for strategy in none hp; do
+    $BUILD_DIR/tools/moco pretrain /tmp/eval_images --save-dir /tmp/eval_$strategy -a resnet18 --small-stem \
+      --image-size 64 -b 256 --bn-groups 4 --moco-k 4096 --moco-m 0.99 --lr 0.06 --mlp --aug-plus --cos --moco-t 0.2 \
+      --blur-sigma 0.03,0.6 --epochs 150 --knn-every 25 -p 100 -j 16 --device cuda --strategy $strategy \
+      $([ $strategy = hp ] && echo --alpha 2 --num-nonsem 1) | grep -E "knn monitor|done|error"
+  done
+  for encoder in random /tmp/eval_none/checkpoints/last.safetensors /tmp/eval_hp/checkpoints/last.safetensors; do
+    echo "== $encoder"
+    $BUILD_DIR/tools/moco knn /tmp/eval_images --pretrained $encoder -a resnet18 --small-stem --image-size 64 -j 16 --device cuda | tail -1
+    rm -rf /tmp/eval_lincls; $BUILD_DIR/tools/moco lincls /tmp/eval_images --pretrained $encoder -a resnet18 --small-stem \
+      --image-size 64 --cached-features -j 16 --device cuda --save-dir /tmp/eval_lincls | tail -4 | head -3
+    rm -rf /tmp/eval_lincls; $BUILD_DIR/tools/moco lincls /tmp/eval_images --pretrained $encoder -a resnet18 --small-stem \
+      --image-size 64 --epochs 10 --schedule 6,8 -j 16 --device cuda --save-dir /tmp/eval_lincls | tail -4 | head -3
+  done
+} 2>&1 | tee "$OUT/eval_gpu.log"
 # The data loader next to torchvision's DataLoader on the same JPEGs (photo-sized synthetic images).
 bash bench/data/run_loader_bench.sh /tmp/bench_loader_images "1,4,8,16" $BUILD_DIR 2>&1 | tee "$OUT/bench_loader.log"
 grep -E "tests passed|tests failed" "$OUT/ctest.log"
