@@ -11,6 +11,7 @@
 # pretraining, on 5 classes of `moco synth`'s easy variant (no clutter, plain backgrounds). The
 # numbers say whether self-supervision learned something at this scale; they are not the paper's.
 set -euo pipefail
+export LC_ALL=C  # printf's decimal point
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 
@@ -27,7 +28,7 @@ else
   build_dir=${BUILD_DIR:-build-cpu}
   cmake_flags=(-DENGINE_CUDA=OFF)
 fi
-cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "${cmake_flags[@]}" >/dev/null
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release ${cmake_flags[@]+"${cmake_flags[@]}"} >/dev/null
 cmake --build "$build_dir" --target moco
 moco="$build_dir/tools/moco"
 "$moco" version
@@ -57,9 +58,14 @@ echo "== pretraining MoCo v2 + hp masking + 1 hard negative"
 # the un-augmented images: seconds instead of the protocol's augmented epochs). The hp encoder is
 # evaluated on high-passed images, as the paper does; random_init_hp shows what the filter alone
 # gives an untrained encoder, so that its gain is not mistaken for learning.
-json_number() { sed -n "s/.*\"$2\": *\([-0-9.eE+]*\).*/\1/p" "$1" | head -1; }
+json_number() {
+  local value
+  value=$(sed -n "s/.*\"$2\": *\([-0-9.eE+]*\).*/\1/p" "$1" | head -1)
+  [ -n "$value" ] || { echo "quickstart: no number '$2' in $1" >&2; exit 1; }
+  echo "$value"
+}
 encoders=(random_init random_init_hp mocov2 mocov2_hp)
-declare -A knn linear
+declare -A knn linear linear_last
 for encoder in "${encoders[@]}"; do
   case $encoder in
     random_init) backbone=(--pretrained random "${net[@]}") ;;
@@ -75,25 +81,29 @@ for encoder in "${encoders[@]}"; do
   tail -3 "$out/eval/$encoder/lincls.log" | head -2
   knn[$encoder]=$(json_number "$out/eval/$encoder/knn.json" knn_top1)
   linear[$encoder]=$(json_number "$out/eval/$encoder/lincls/result.json" best_top1)
+  linear_last[$encoder]=$(json_number "$out/eval/$encoder/lincls/result.json" last_top1)
 done
 
 seconds=$(($(date +%s) - start))
-printf '\n%-15s %12s %16s\n' encoder "kNN top-1" "linear top-1"
+printf '\n%-15s %12s %18s %18s\n' encoder "kNN top-1" "linear top-1 best" "linear top-1 last"
 for encoder in "${encoders[@]}"; do
-  printf '%-15s %11.2f%% %15.2f%%\n' "$encoder" "${knn[$encoder]}" "${linear[$encoder]}"
+  printf '%-15s %11.2f%% %17.2f%% %17.2f%%\n' "$encoder" "${knn[$encoder]}" "${linear[$encoder]}" \
+    "${linear_last[$encoder]}"
 done
-printf '(%s classes: chance is %s%%; %s s on %s, %s)\n' "$classes" "$((100 / classes))" "$seconds" "$device" \
-  "build included"
+printf '(%s classes: chance is %.1f%%; %s s on %s, build included)\n' "$classes" \
+  "$(awk "BEGIN { print 100 / $classes }")" "$seconds" "$device"
 {
   echo "{"
   echo "  \"device\": \"$device\","
   echo "  \"seconds\": $seconds,"
   echo "  \"classes\": $classes,"
   echo "  \"pretrain_epochs\": $epochs,"
-  for encoder in "${encoders[@]}"; do
+  for i in "${!encoders[@]}"; do
+    encoder=${encoders[$i]}
     sep=","
-    [ "$encoder" = mocov2_hp ] && sep=""
-    echo "  \"$encoder\": {\"knn_top1\": ${knn[$encoder]}, \"linear_top1\": ${linear[$encoder]}}$sep"
+    [ "$i" -eq $((${#encoders[@]} - 1)) ] && sep=""
+    echo "  \"$encoder\": {\"knn_top1\": ${knn[$encoder]}, \"linear_top1\": ${linear[$encoder]}," \
+      "\"linear_top1_last\": ${linear_last[$encoder]}}$sep"
   done
   echo "}"
 } >"$out/summary.json"

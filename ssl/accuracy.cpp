@@ -1,6 +1,8 @@
 // accuracy.cpp - see accuracy.h.
 #include "ssl/accuracy.h"
 
+#include <cmath>
+
 #include "engine/check.h"
 
 namespace engine::ssl {
@@ -18,6 +20,8 @@ TopkCounts topk_counts(const Tensor& scores, const Tensor& labels) {
     const int64_t label = y[static_cast<size_t>(i)];
     ENGINE_CHECK(label >= 0 && label < C, "topk_counts: label {} of row {} is outside the {} classes", label, i, C);
     const double* row = s.data() + i * C;
+    ENGINE_CHECK(std::isfinite(row[label]), "topk_counts: row {} scores its label {} as {}; the model's outputs are "
+                 "not finite", i, label, row[label]);
     int64_t rank = 0;
     for (int64_t c = 0; c < C; ++c)
       if (row[c] > row[label] || (row[c] == row[label] && c < label)) ++rank;

@@ -34,27 +34,6 @@ Metadata model_signature(const MocoConfig& c, const RunIdentity& run) {
           {"strategy", run.strategy}};
 }
 
-int64_t metadata_count(const Metadata& m, const std::string& key, const std::string& path) {
-  auto it = m.find(key);
-  ENGINE_CHECK(it != m.end(), "{}: the checkpoint's metadata has no '{}'", path, key);
-  try {
-    size_t used = 0;
-    const int64_t value = std::stoll(it->second, &used);
-    if (used == it->second.size() && value >= 0) return value;
-  } catch (const std::exception&) {
-  }
-  ENGINE_THROW("{}: the checkpoint's metadata '{}' is '{}', not a count", path, key, it->second);
-}
-
-std::string metadata_text(const Metadata& m, const std::string& key, const std::string& path) {
-  auto it = m.find(key);
-  ENGINE_CHECK(it != m.end(),
-               "{}: the checkpoint's metadata has no '{}', which says how to build its encoders; give a checkpoint "
-               "written by `moco pretrain`",
-               path, key);
-  return it->second;
-}
-
 bool metadata_flag(const Metadata& m, const std::string& key, const std::string& path) {
   const std::string text = metadata_text(m, key, path);
   ENGINE_CHECK(text == "true" || text == "false", "{}: the checkpoint's metadata '{}' is '{}', not true or false",
@@ -71,6 +50,38 @@ void check_format(const Metadata& m, const std::string& path) {
 }
 
 }  // namespace
+
+int64_t metadata_count(const Metadata& m, const std::string& key, const std::string& path) {
+  auto it = m.find(key);
+  ENGINE_CHECK(it != m.end(), "{}: the checkpoint's metadata has no '{}'", path, key);
+  try {
+    size_t used = 0;
+    const int64_t value = std::stoll(it->second, &used);
+    if (used == it->second.size() && value >= 0) return value;
+  } catch (const std::exception&) {
+  }
+  ENGINE_THROW("{}: the checkpoint's metadata '{}' is '{}', not a count", path, key, it->second);
+}
+
+std::string metadata_text(const Metadata& m, const std::string& key, const std::string& path) {
+  auto it = m.find(key);
+  ENGINE_CHECK(it != m.end(),
+               "{}: the checkpoint's metadata has no '{}'; the file was not written by this program's `moco "
+               "pretrain` or `moco lincls`, or is damaged",
+               path, key);
+  return it->second;
+}
+
+double metadata_real(const Metadata& m, const std::string& key, const std::string& path) {
+  const std::string text = metadata_text(m, key, path);
+  try {
+    size_t used = 0;
+    const double value = std::stod(text, &used);
+    if (used == text.size()) return value;
+  } catch (const std::exception&) {
+  }
+  ENGINE_THROW("{}: the checkpoint's metadata '{}' is '{}', not a number", path, key, text);
+}
 
 PretrainedMoco load_pretrained_moco(const std::string& path, Device device) {
   ENGINE_CHECK(fs::is_regular_file(path),

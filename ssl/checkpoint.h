@@ -55,6 +55,12 @@ struct PretrainedMoco {
 };
 PretrainedMoco load_pretrained_moco(const std::string& path, Device device);
 
+// A checkpoint's metadata value, with a message naming the file and key when it is absent or not
+// of the kind asked for.
+std::string metadata_text(const Metadata& m, const std::string& key, const std::string& path);
+int64_t metadata_count(const Metadata& m, const std::string& key, const std::string& path);  // >= 0
+double metadata_real(const Metadata& m, const std::string& key, const std::string& path);
+
 // Writes the checkpoint atomically.
 void save_checkpoint(const std::string& path, const MoCo& moco, const nn::Sgd& sgd, const TrainingPosition& position,
                      const RunIdentity& run);

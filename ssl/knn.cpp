@@ -14,6 +14,16 @@
 
 namespace engine::ssl {
 
+namespace {
+
+void check_knn_options(const KnnOptions& options) {
+  ENGINE_CHECK(options.k >= 1 && options.temperature > 0 && options.chunk >= 1,
+               "knn: k ({}) and the chunk ({}) must be at least 1 and the temperature ({}) positive", options.k,
+               options.chunk, options.temperature);
+}
+
+}  // namespace
+
 Tensor knn_class_scores(const Tensor& bank, const Tensor& bank_labels, const Tensor& queries, int64_t classes,
                         const KnnOptions& options) {
   ENGINE_CHECK(bank.dim() == 2 && queries.dim() == 2 && bank.size(1) == queries.size(1),
@@ -21,9 +31,7 @@ Tensor knn_class_scores(const Tensor& bank, const Tensor& bank_labels, const Ten
                queries.str());
   ENGINE_CHECK(bank_labels.dim() == 1 && bank_labels.size(0) == bank.size(0) && bank_labels.dtype() == DType::i64,
                "knn: expected bank labels (M) i64 with M = {}, found {}", bank.size(0), bank_labels.str());
-  ENGINE_CHECK(options.k >= 1 && options.temperature > 0 && options.chunk >= 1,
-               "knn: k ({}) and the chunk ({}) must be at least 1 and the temperature ({}) positive", options.k,
-               options.chunk, options.temperature);
+  check_knn_options(options);
   ENGINE_CHECK(bank.size(0) >= 1 && classes >= 1, "knn: the memory bank is empty");
   const int64_t M = bank.size(0), Q = queries.size(0), k = std::min(options.k, M);
   const std::vector<int64_t> labels = bank_labels.to(Device::cpu()).contiguous().to_vector<int64_t>();
@@ -39,6 +47,9 @@ Tensor knn_class_scores(const Tensor& bank, const Tensor& bank_labels, const Ten
     const std::vector<float> s = sims.to(Device::cpu()).contiguous().to_vector<float>();
     for (int64_t i = 0; i < n; ++i) {
       const float* row = s.data() + i * M;
+      for (int64_t j = 0; j < M; ++j)
+        ENGINE_CHECK(std::isfinite(row[j]), "knn: the similarity of query {} and bank row {} is {}; the features are "
+                     "not finite", start + i, j, row[j]);
       std::iota(order.begin(), order.end(), int64_t{0});
       std::partial_sort(order.begin(), order.begin() + k, order.end(), [row](int64_t a, int64_t b) {
         return row[a] > row[b] || (row[a] == row[b] && a < b);
@@ -63,6 +74,7 @@ TopkCounts knn_evaluate(const FeatureSet& bank, const FeatureSet& queries, const
 
 TopkCounts knn_on_folders(nn::ResNet& backbone, const std::string& data, int64_t image_size,
                           const FeatureOptions& features, const KnnOptions& options) {
+  check_knn_options(options);
   const std::string bank_root = data::resolve_split(data, "train"), query_root = data::resolve_split(data, "val");
   ENGINE_CHECK(bank_root != query_root,
                "knn: {} is an image folder without train/ and val/; kNN needs both splits (the memory bank and the "

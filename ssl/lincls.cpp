@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include "data/image_folder.h"
@@ -51,9 +52,10 @@ struct EpochMeter {
 void forget_after_epoch(const std::string& path, int64_t epochs_done) {
   if (!fs::exists(path)) return;
   MetricsLog::truncate_after_step(path, epochs_done);  // also cuts a half-written last line
-  std::string kept;
-  for (const nlohmann::json& line : MetricsLog::read(path))
-    if (line.value("kind", "") != "final") kept += line.dump() + "\n";
+  std::ifstream in(path);
+  std::string kept, line;
+  while (std::getline(in, line))
+    if (nlohmann::json::parse(line, nullptr, false).value("kind", "") != "final") kept += line + "\n";
   write_file_atomic(path, kept);
 }
 
@@ -66,7 +68,12 @@ class LinearProbe {
   void check_flags() const;
   void build();
   void prepare_save_dir();
-  void resume_if_asked();
+  // The checkpoint --resume names ("" for a fresh run), refusing a fresh run into an occupied
+  // folder: checked before anything is computed or written.
+  std::string find_resume() const;
+  void resume_from(const std::string& path);
+  // What a resumed run must share with its checkpoint, as one JSON line.
+  std::string protocol() const;
   EpochMeter train_epoch(int64_t epoch, double lr);
   void train_step(const Tensor& features, const Tensor& labels, double lr, EpochMeter& meter);
   TopkCounts validate();
@@ -96,7 +103,8 @@ void LinearProbe::check_flags() const {
   ENGINE_CHECK(c_.batch_size >= 1, "lincls: -b must be at least 1, found {}", c_.batch_size);
   ENGINE_CHECK(c_.epochs >= 1, "lincls: --epochs must be at least 1, found {}", c_.epochs);
   ENGINE_CHECK(c_.lr > 0 && std::isfinite(c_.lr), "lincls: --lr must be positive, found {}", c_.lr);
-  ENGINE_CHECK(c_.num_classes >= 0, "lincls: --n-classes must be positive, found {}", c_.num_classes);
+  ENGINE_CHECK(c_.num_classes >= 0, "lincls: --n-classes must be >= 0 (0: the data's class count), found {}",
+               c_.num_classes);
   ENGINE_CHECK(c_.high_pass == "auto" || c_.high_pass == "on" || c_.high_pass == "off",
                "lincls: --high-pass must be auto, on or off, found '{}'", c_.high_pass);
   ENGINE_CHECK(c_.image_size == 0 || c_.image_size >= 16, "lincls: --image-size {} is too small (at least 16)",
@@ -170,43 +178,59 @@ void LinearProbe::prepare_save_dir() {
   write_file_atomic((fs::path(c_.save_dir) / "args.json").string(), c_.args_json + "\n");
 }
 
-void LinearProbe::resume_if_asked() {
+std::string LinearProbe::find_resume() const {
+  const std::string path = resolve_resume(c_.resume, c_.save_dir);
   const fs::path last = checkpoint_dir() / "last.safetensors";
+  ENGINE_CHECK(!path.empty() || !fs::exists(last),
+               "lincls: {} already holds a run ({}); continue it with --resume auto, or choose another --save-dir",
+               c_.save_dir, last.string());
+  return path;
+}
+
+std::string LinearProbe::protocol() const {
+  const nlohmann::ordered_json j = {{"backbone", backbone_.description},
+                                    {"classes", classes_},
+                                    {"image_size", result_.image_size},
+                                    {"high_pass", result_.high_pass},
+                                    {"cached_features", c_.cached_features},
+                                    {"batch_size", c_.batch_size},
+                                    {"seed", c_.seed}};
+  return j.dump();
+}
+
+void LinearProbe::resume_from(const std::string& path) {
   const std::string metrics_path = (fs::path(c_.save_dir) / "metrics.jsonl").string();
-  std::string path;
-  if (c_.resume == "auto") {
-    if (fs::exists(last)) path = last.string();
-  } else if (!c_.resume.empty()) {
-    ENGINE_CHECK(fs::is_regular_file(c_.resume), "lincls: --resume {}: no such file", c_.resume);
-    path = c_.resume;
-  }
   if (path.empty()) {
-    ENGINE_CHECK(!fs::exists(last),
-                 "lincls: {} already holds a run ({}); continue it with --resume auto, or choose another --save-dir",
-                 c_.save_dir, last.string());
-    if (fs::exists(metrics_path)) fs::remove(metrics_path);
+    if (fs::exists(metrics_path)) fs::remove(metrics_path);  // a fresh run starts a fresh log
   } else {
     const SafetensorsFile file = load_safetensors(path);
     const Metadata& m = file.metadata;
     ENGINE_CHECK(m.count("format") && m.at("format") == kLinclsCheckpointFormat,
                  "lincls: {} is not a `moco lincls` checkpoint (format '{}')", path,
                  m.count("format") ? m.at("format") : "none");
-    ENGINE_CHECK(m.count("pretrained") && m.at("pretrained") == c_.backbone.pretrained,
-                 "lincls: {} trained a classifier on --pretrained {}, this run gives {}; resume with the same backbone",
-                 path, m.count("pretrained") ? m.at("pretrained") : "?", c_.backbone.pretrained);
+    const std::string saved = metadata_text(m, "protocol", path);
+    ENGINE_CHECK(saved == protocol(),
+                 "lincls: {} was trained with another backbone or protocol, so this run cannot continue it:\n  "
+                 "checkpoint {}\n  this run   {}\nresume with the same --pretrained and flags",
+                 path, saved, protocol());
     NamedTensors model, optimizer;
     for (const auto& [name, t] : file.tensors) {
-      if (name.rfind(kOptimizerPrefix, 0) == 0)
+      if (name.rfind(kOptimizerPrefix, 0) == 0) {
         optimizer.emplace_back(name.substr(std::string(kOptimizerPrefix).size()), t);
-      else
+      } else {
+        ENGINE_CHECK(name.rfind("fc.", 0) == 0, "lincls: {} holds '{}', which is not the classifier's", path, name);
         model.emplace_back(name.substr(std::string("fc.").size()), t);
+      }
     }
     fc_->load_state_dict(model);
-    sgd_->load_state_dict(optimizer, std::stoll(m.at("sgd_steps")));
-    first_epoch_ = std::stoll(m.at("epoch"));
-    result_.best_top1 = std::stod(m.at("best_top1"));
-    result_.best_top5 = std::stod(m.at("best_top5"));
-    result_.best_epoch = std::stoll(m.at("best_epoch"));
+    sgd_->load_state_dict(optimizer, metadata_count(m, "sgd_steps", path));
+    first_epoch_ = metadata_count(m, "epoch", path);
+    result_.epochs_done = first_epoch_;
+    result_.best_top1 = metadata_real(m, "best_top1", path);
+    result_.best_top5 = metadata_real(m, "best_top5", path);
+    result_.best_epoch = metadata_count(m, "best_epoch", path);
+    result_.last_top1 = metadata_real(m, "last_top1", path);
+    result_.last_top5 = metadata_real(m, "last_top5", path);
     forget_after_epoch(metrics_path, first_epoch_);
     fmt::print("resumed from {}: {} epochs done, best top-1 {:.2f}%\n", path, first_epoch_, result_.best_top1);
   }
@@ -220,12 +244,14 @@ void LinearProbe::save(const std::string& path, int64_t epochs_done) const {
   for (const auto& [name, t] : sgd_->state_dict()) tensors.emplace_back(kOptimizerPrefix + name, t);
   Metadata m = {{"format", kLinclsCheckpointFormat},
                 {"pretrained", c_.backbone.pretrained},
-                {"backbone", backbone_.description},
+                {"protocol", protocol()},
                 {"epoch", std::to_string(epochs_done)},
                 {"sgd_steps", std::to_string(sgd_->steps())},
                 {"best_top1", fmt::format("{}", result_.best_top1)},
                 {"best_top5", fmt::format("{}", result_.best_top5)},
                 {"best_epoch", std::to_string(result_.best_epoch)},
+                {"last_top1", fmt::format("{}", result_.last_top1)},
+                {"last_top5", fmt::format("{}", result_.last_top5)},
                 {"args", c_.args_json}};
   save_safetensors(path, tensors, m);
 }
@@ -297,9 +323,10 @@ void LinearProbe::check_backbone_frozen(const char* when) const {
 
 LinclsResult LinearProbe::run() {
   check_flags();
+  const std::string resume = find_resume();
   build();
   prepare_save_dir();
-  resume_if_asked();
+  resume_from(resume);
   fmt::print("lincls: {} on {}: {} classes, {} training and {} validation images at {} px{}, {} epochs, lr {} ({}){}\n",
              backbone_.description, c_.device.str(), classes_, train_set_->size(), val_set_->size(),
              result_.image_size, result_.high_pass ? ", high-passed" : "", c_.epochs, c_.lr, schedule_.describe(),

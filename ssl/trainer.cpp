@@ -2,6 +2,7 @@
 #include "ssl/trainer.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <cmath>
@@ -118,8 +119,8 @@ void Trainer::check_flags() const {
   }
   ENGINE_CHECK(c_.blur_sigma.size() == 2 && c_.blur_sigma[0] > 0 && c_.blur_sigma[1] >= c_.blur_sigma[0],
                "pretrain: --blur-sigma wants MIN,MAX with 0 < MIN <= MAX (the reference's 0.1,2 at 224 pixels), found "
-               "{} values",
-               c_.blur_sigma.size());
+               "{}",
+               fmt::join(c_.blur_sigma, ","));
   ENGINE_CHECK(c_.print_freq >= 1, "pretrain: --print-freq must be at least 1, found {}", c_.print_freq);
   const MaskStrategy strategy = parse_mask_strategy(c_.strategy);
   const SaliencySource source = parse_saliency_source(c_.saliency);
@@ -142,7 +143,6 @@ void Trainer::prepare_save_dir() {
   // it was replacing is intact, so the leftover goes.
   for (const auto& entry : fs::directory_iterator(checkpoint_dir()))
     if (entry.path().extension() == ".tmp") fs::remove(entry.path(), ec);
-  write_file_atomic((fs::path(c_.save_dir) / "args.json").string(), c_.args_json + "\n");
 }
 
 void Trainer::build() {
@@ -201,6 +201,8 @@ void Trainer::resume_if_asked() {
                  c_.save_dir, last.string());
     if (fs::exists(metrics_path)) fs::remove(metrics_path);  // a fresh run starts a fresh log
   }
+  // Only now, past the refusal of an occupied folder, so a refused run leaves the other run's flags.
+  write_file_atomic((fs::path(c_.save_dir) / "args.json").string(), c_.args_json + "\n");
   metrics_ = std::make_unique<MetricsLog>(metrics_path);
   tensorboard_ = std::make_unique<TensorBoardWriter>((fs::path(c_.save_dir) / "logs").string());
 }

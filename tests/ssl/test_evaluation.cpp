@@ -260,8 +260,11 @@ TEST_F(EvaluationTest, LinearProbeSeparatesColoursAndLeavesTheBackboneBitIdentic
   EXPECT_DOUBLE_EQ(lines.back().at("best_top1").get<double>(), r.best_top1);
   EXPECT_TRUE(fs::exists(fs::path(c.save_dir) / "result.json"));
   EXPECT_TRUE(fs::exists(fs::path(c.save_dir) / "checkpoints" / "best.safetensors"));
-  // A second run into the same folder is refused rather than overwriting it.
+  // A second run into the same folder is refused before it writes anything.
+  c.args_json = R"({"second": true})";
   EXPECT_THROW(linear_classification(c), Error);
+  std::ifstream args((fs::path(c.save_dir) / "args.json").string());
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(args), {}), "{}\n");
 }
 
 TEST_F(EvaluationTest, CachedFeaturesReachTheSameAndResumeBitForBit) {
@@ -287,6 +290,15 @@ TEST_F(EvaluationTest, CachedFeaturesReachTheSameAndResumeBitForBit) {
   EXPECT_EQ(a.at("fc.weight").to_vector<float>(), b.at("fc.weight").to_vector<float>());
   EXPECT_EQ(a.at("fc.bias").to_vector<float>(), b.at("fc.bias").to_vector<float>());
   EXPECT_EQ(MetricsLog::read((fs::path(rest.save_dir) / "metrics.jsonl").string()).size(), 9u);
+  // Resuming a finished run trains nothing and reports what the run reached.
+  const LinclsResult again = linear_classification(rest);
+  EXPECT_EQ(again.epochs_done, 8);
+  EXPECT_EQ(again.last_top1, r.last_top1);
+  EXPECT_EQ(again.best_top1, r.best_top1);
+  // Another protocol (the full one instead of cached features) is refused.
+  LinclsConfig other = rest;
+  other.cached_features = false;
+  EXPECT_THROW(linear_classification(other), Error);
 }
 
 TEST_F(EvaluationTest, RefusesBadFlagsAndDataWithClearErrors) {
