@@ -4,7 +4,7 @@
 # masking and one hard negative), evaluates both and a randomly initialised encoder of the same
 # architecture by kNN and by a linear probe, prints one table and writes it to
 # quickstart-out/summary.json. A GPU is used when one is present; otherwise everything runs on the
-# CPU (about 8 minutes on 2 cores, the build included).
+# CPU (about 7.5 minutes on 2 cores, the build included).
 #
 # The scale (set below, each overridable from the environment) is chosen for 2 CPU cores: a
 # ResNet-18 of width 8 with the small-image stem at 32 pixels, about 560 steps of 64 images per
