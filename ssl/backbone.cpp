@@ -30,14 +30,17 @@ void freeze(nn::ResNet& net) {
   for (Tensor& p : net.parameters()) p.requires_grad_(false);
 }
 
-}  // namespace
-
-std::shared_ptr<nn::ResNet> load_resnet_file(const std::string& path, Device device, const std::string& flag) {
+SafetensorsFile read_resnet_file(const std::string& path, const std::string& flag) {
   ENGINE_CHECK(std::filesystem::is_regular_file(path),
                "{}{}: no such file; give a `moco pretrain` checkpoint or a ResNet state dict in safetensors with "
                "torchvision's names (tools/convert_torchvision_resnet.py converts a .pth)",
                flag, path);
-  const SafetensorsFile file = load_safetensors(path);
+  return load_safetensors(path);
+}
+
+// The frozen ResNet held by `file` (read from `path`).
+std::shared_ptr<nn::ResNet> resnet_from_file(const SafetensorsFile& file, const std::string& path, Device device,
+                                             const std::string& flag) {
   // A `moco pretrain` checkpoint holds the encoders under encoder_q. / encoder_k.; torchvision's
   // file is the bare model.
   const bool checkpoint = file.contains("encoder_q.conv1.weight");
@@ -76,6 +79,12 @@ std::shared_ptr<nn::ResNet> load_resnet_file(const std::string& path, Device dev
   return model;
 }
 
+}  // namespace
+
+std::shared_ptr<nn::ResNet> load_resnet_file(const std::string& path, Device device, const std::string& flag) {
+  return resnet_from_file(read_resnet_file(path, flag), path, device, flag);
+}
+
 Backbone load_backbone(const BackboneSpec& spec, Device device) {
   Backbone out;
   if (spec.pretrained == kRandomBackbone) {
@@ -90,9 +99,10 @@ Backbone load_backbone(const BackboneSpec& spec, Device device) {
   ENGINE_CHECK(!spec.pretrained.empty(),
                "--pretrained: give a `moco pretrain` checkpoint, a torchvision-named ResNet safetensors file, or "
                "'random' for a randomly initialised encoder");
-  out.net = load_resnet_file(spec.pretrained, device, "--pretrained ");
+  const std::string flag = "--pretrained ";
+  const SafetensorsFile file = read_resnet_file(spec.pretrained, flag);
+  out.net = resnet_from_file(file, spec.pretrained, device, flag);
   out.description = spec.pretrained;
-  const SafetensorsFile file = load_safetensors(spec.pretrained);
   if (file.metadata.count("format") && file.metadata.at("format") == kCheckpointFormat) {
     if (auto it = file.metadata.find("strategy"); it != file.metadata.end()) out.strategy = it->second;
     out.image_size = pretrained_image_size(file.metadata);
@@ -101,6 +111,17 @@ Backbone load_backbone(const BackboneSpec& spec, Device device) {
                                   file.metadata.count("epoch") ? file.metadata.at("epoch") : "?");
   }
   return out;
+}
+
+int64_t evaluation_image_size(int64_t requested, const Backbone& backbone) {
+  if (requested > 0) return requested;
+  return backbone.image_size > 0 ? backbone.image_size : 224;
+}
+
+bool evaluation_high_pass(const std::string& requested, const Backbone& backbone) {
+  if (requested == "on") return true;
+  if (requested == "off") return false;
+  return backbone.strategy == "hp";  // spec 9: HP appended to both transforms for hp backbones
 }
 
 FrozenStateCheck::FrozenStateCheck(const nn::Module& module) {

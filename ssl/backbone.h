@@ -39,6 +39,12 @@ struct Backbone {
 
 Backbone load_backbone(const BackboneSpec& spec, Device device);
 
+// What the evaluation protocols feed `backbone` given the flags: the crop side (`requested`, or 0:
+// the pretraining's --image-size, else 224) and whether the inputs are high-passed
+// ("on", "off", or "auto": when the backbone was pretrained with hp, spec section 9).
+int64_t evaluation_image_size(int64_t requested, const Backbone& backbone);
+bool evaluation_high_pass(const std::string& requested, const Backbone& backbone);
+
 // A ResNet from a safetensors file, frozen: torchvision's key names (conv1.weight,
 // layer1.0.conv1.weight, ...; the architecture, stem and width are read from the shapes) or a
 // `moco pretrain` checkpoint (its encoder_q.*). The head is dropped. `flag` names the command-line

@@ -390,17 +390,6 @@ LinclsResult LinearProbe::run() {
 
 }  // namespace
 
-int64_t evaluation_image_size(int64_t requested, const Backbone& backbone) {
-  if (requested > 0) return requested;
-  return backbone.image_size > 0 ? backbone.image_size : 224;
-}
-
-bool evaluation_high_pass(const std::string& requested, const Backbone& backbone) {
-  if (requested == "on") return true;
-  if (requested == "off") return false;
-  return backbone.strategy == "hp";  // spec 9: HP appended to both transforms for hp backbones
-}
-
 LinclsResult linear_classification(const LinclsConfig& config) { return LinearProbe(config).run(); }
 
 }  // namespace engine::ssl

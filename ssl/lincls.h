@@ -72,8 +72,4 @@ struct LinclsResult {
 // input, and when the backbone changed (which would make the result meaningless).
 LinclsResult linear_classification(const LinclsConfig& config);
 
-// The evaluation size and high-pass switch the protocol uses for `backbone` with these flags.
-int64_t evaluation_image_size(int64_t requested, const Backbone& backbone);
-bool evaluation_high_pass(const std::string& requested, const Backbone& backbone);
-
 }  // namespace engine::ssl

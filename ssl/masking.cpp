@@ -10,13 +10,12 @@
 #include "ops/gaussian_filter.h"
 #include "ops/saliency_mask.h"
 #include "ssl/backbone.h"
+#include "ssl/features.h"
 
 namespace engine::ssl {
 
 namespace {
 
-constexpr int kHighPassTaps = 11;   // spec 3.1
-constexpr double kHighPassSigma = 5.0;
 constexpr int kStrongBlurTaps = 31;  // spec 3.2
 constexpr double kStrongBlurSigma = 10.0;
 constexpr uint64_t kHardNegativeStreamOffset = 8;  // after the query's kSaliencyMaskStreams
@@ -91,9 +90,7 @@ SaliencyGuidedMasking::SaliencyGuidedMasking(const MaskingConfig& config, Device
 }
 
 Tensor SaliencyGuidedMasking::encoder_input(const Tensor& view) const {
-  if (config_.strategy != MaskStrategy::Hp) return view;
-  NoGradGuard no_grad;
-  return high_pass(view, kHighPassTaps, kHighPassSigma);
+  return backbone_input(view, config_.strategy == MaskStrategy::Hp);
 }
 
 Tensor SaliencyGuidedMasking::saliency_of(const Tensor& view, const Tensor& input, nn::ResNet& key_encoder) const {

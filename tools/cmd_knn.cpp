@@ -6,8 +6,8 @@
 #include <thread>
 
 #include "engine/file_io.h"
+#include "ssl/backbone.h"
 #include "ssl/knn.h"
-#include "ssl/lincls.h"
 #include "tools/backbone_flags.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
