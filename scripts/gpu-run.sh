@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (through the device tool, with .devdeps carried): unpacks our Debian
-# libraries into a private prefix, builds with all cores, runs every test (CUDA cases included)
-# and the op benchmarks next to their PyTorch baselines, and leaves the logs in $OUT.
+# libraries into a private prefix, configures and builds with all cores (a no-op when a warm machine
+# already has build-gpu), then runs the stages asked for and leaves their logs in $OUT.
 #
-#   device run: bash scripts/gpu-run.sh        carry: [".devdeps"]
+#   device run: bash scripts/gpu-run.sh [STAGE...]        carry: [".devdeps"]
+#
+# Stages: test (ctest, CUDA cases included, and compute-sanitizer on them), bench (every benchmark
+# next to its PyTorch baseline), pretrain (60-step ResNet-50 pretrainings, plain and hp), eval (issue
+# 7's longer evaluated run, scripts/longer-eval.sh; EVAL_EPOCHS overrides its 150 epochs), loader
+# (the data loader against torchvision's). No stage means all of them, in that order. One call may
+# run at most 10 minutes, so a fresh lease is best spent as: `test`, then `bench`, then
+# `pretrain loader`, then `eval`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(test bench pretrain eval loader)
+for stage in "${stages[@]}"; do
+  case $stage in test | bench | pretrain | eval | loader) ;; *) echo "gpu-run: unknown stage '$stage'" >&2; exit 2 ;; esac
+done
+wants() { [[ " ${stages[*]} " == *" $1 "* ]]; }
 OUT=${OUT:-out}
 mkdir -p "$OUT"
 P=/opt/devdeps
@@ -40,13 +53,19 @@ cmake -S . -B $BUILD_DIR -G Ninja -DCMAKE_BUILD_TYPE=Release -DCBLAS_INCLUDE_DIR
 cmake --build $BUILD_DIR -j "$(nproc)" > "$OUT/build-full.log" 2>&1; rc=$?
 tail -50 "$OUT/build-full.log" > "$OUT/build.log"
 if [ $rc -ne 0 ]; then tail -50 "$OUT/build.log"; exit $rc; fi
+$BUILD_DIR/tools/moco version 2>&1 | tee -a "$OUT/device.txt"
+
+if wants test; then
 ctest --test-dir $BUILD_DIR --output-on-failure -j 8 2>&1 | tee "$OUT/ctest.log" | tail -30
 # Out-of-bounds and race checks of every CUDA case, once.
 for suite in test_engine test_ops test_layers test_data test_ssl; do
   compute-sanitizer --tool memcheck --error-exitcode 1 $BUILD_DIR/tests/$suite --gtest_filter='*Cuda*' 2>&1 | tail -5
 done | tee "$OUT/sanitizer.log"
-$BUILD_DIR/tools/moco version 2>&1 | tee -a "$OUT/device.txt"
 $BUILD_DIR/tools/moco demo --device cuda 2>&1 | tee "$OUT/demo.log" | tail -3
+grep -E "tests passed|tests failed" "$OUT/ctest.log"
+fi
+
+if wants bench; then
 {
   echo "== engine =="; $BUILD_DIR/bench/bench_ops --device all
   echo; echo "== PyTorch baseline =="; LD_LIBRARY_PATH=$ORIGINAL_LD python3 bench/torch_ref/bench_ops.py --device all
@@ -71,8 +90,12 @@ $BUILD_DIR/tools/moco demo --device cuda 2>&1 | tee "$OUT/demo.log" | tail -3
   echo; echo "== PyTorch baseline: the reference's MoCo step on the same batch =="
   LD_LIBRARY_PATH=$ORIGINAL_LD python3 bench/torch_ref/bench_moco_step.py --device cuda
 } 2>&1 | tee "$OUT/bench.log"
+fi
+
+if wants pretrain; then
 # Pretraining end to end on the GPU: ResNet-50 at 224 pixels, batch 128 as 4 virtual GPUs of 32,
 # the MoCo v2 recipe, on synthetic photo-sized images; 60 steps with a checkpoint at the end.
+rm -rf /tmp/pretrain_run /tmp/pretrain_hp_run
 $BUILD_DIR/tools/moco synth /tmp/pretrain_images --classes 10 --train-per-class 256 --val-per-class 8 --size 256 --force >/dev/null
 $BUILD_DIR/tools/moco pretrain /tmp/pretrain_images --save-dir /tmp/pretrain_run -a resnet50 -b 128 --bn-groups 4 \
   --lr 0.015 --mlp --moco-t 0.2 --aug-plus --cos --epochs 200 --max-steps 60 -p 10 -j 16 --device cuda 2>&1 \
@@ -83,27 +106,13 @@ $BUILD_DIR/tools/moco pretrain /tmp/pretrain_images --save-dir /tmp/pretrain_hp_
   --lr 0.015 --mlp --moco-t 0.2 --aug-plus --cos --epochs 200 --max-steps 60 -p 10 -j 16 --device cuda \
   --strategy hp --alpha 2 --num-nonsem 1 2>&1 | tee "$OUT/pretrain_hp_gpu.log" | tail -12
 cp /tmp/pretrain_hp_run/images/epoch_0000.jpg "$OUT/pretrain_hp_masks_epoch0.jpg" 2>/dev/null
-# Evaluation after a longer run (issue 7): ResNet-18 small stem at 64 pixels on the hard synthetic
-# dataset (10 classes, clutter), about 3000 steps of 256, plain MoCo v2 and hp + 1 hard negative,
-# each with the kNN monitor, then kNN and the linear probe (cached features, and 10 epochs of the
-# full protocol), next to a random-init encoder.
-$BUILD_DIR/tools/moco synth /tmp/eval_images --classes 10 --train-per-class 500 --val-per-class 100 --size 72 --force >/dev/null
-{
-  for strategy in none hp; do
-    $BUILD_DIR/tools/moco pretrain /tmp/eval_images --save-dir /tmp/eval_$strategy -a resnet18 --small-stem \
-      --image-size 64 -b 256 --bn-groups 4 --moco-k 4096 --moco-m 0.99 --lr 0.06 --mlp --aug-plus --cos --moco-t 0.2 \
-      --blur-sigma 0.03,0.6 --epochs 150 --knn-every 25 -p 100 -j 16 --device cuda --strategy $strategy \
-      $([ $strategy = hp ] && echo --alpha 2 --num-nonsem 1) | grep -E "knn monitor|done|error"
-  done
-  for encoder in random /tmp/eval_none/checkpoints/last.safetensors /tmp/eval_hp/checkpoints/last.safetensors; do
-    echo "== $encoder"
-    $BUILD_DIR/tools/moco knn /tmp/eval_images --pretrained $encoder -a resnet18 --small-stem --image-size 64 -j 16 --device cuda | tail -1
-    rm -rf /tmp/eval_lincls; $BUILD_DIR/tools/moco lincls /tmp/eval_images --pretrained $encoder -a resnet18 --small-stem \
-      --image-size 64 --cached-features -j 16 --device cuda --save-dir /tmp/eval_lincls | tail -4 | head -3
-    rm -rf /tmp/eval_lincls; $BUILD_DIR/tools/moco lincls /tmp/eval_images --pretrained $encoder -a resnet18 --small-stem \
-      --image-size 64 --epochs 10 --schedule 6,8 -j 16 --device cuda --save-dir /tmp/eval_lincls | tail -4 | head -3
-  done
-} 2>&1 | tee "$OUT/eval_gpu.log"
+fi
+
+if wants eval; then
+EVAL_EPOCHS=${EVAL_EPOCHS:-150} scripts/longer-eval.sh $BUILD_DIR/tools/moco cuda /tmp/longer_eval 2>&1 | tee "$OUT/eval_gpu.log"
+fi
+
+if wants loader; then
 # The data loader next to torchvision's DataLoader on the same JPEGs (photo-sized synthetic images).
 bash bench/data/run_loader_bench.sh /tmp/bench_loader_images "1,4,8,16" $BUILD_DIR 2>&1 | tee "$OUT/bench_loader.log"
-grep -E "tests passed|tests failed" "$OUT/ctest.log"
+fi
