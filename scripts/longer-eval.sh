@@ -37,7 +37,7 @@ for strategy in none hp; do
     "${hard_negative[@]}" | grep -E "^pretraining|knn monitor|^done"
 done
 
-json_number() { sed -n "s/.*\"$2\": *\([-0-9.eE+]*\).*/\1/p" "$1" | head -1; }
+source "$(dirname "$0")/json-number.sh"
 encoders=(random_init random_init_hp mocov2 mocov2_hp)
 declare -A knn cached full
 for encoder in "${encoders[@]}"; do

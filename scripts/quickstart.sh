@@ -58,12 +58,7 @@ echo "== pretraining MoCo v2 + hp masking + 1 hard negative"
 # the un-augmented images: seconds instead of the protocol's augmented epochs). The hp encoder is
 # evaluated on high-passed images, as the paper does; random_init_hp shows what the filter alone
 # gives an untrained encoder, so that its gain is not mistaken for learning.
-json_number() {
-  local value
-  value=$(sed -n "s/.*\"$2\": *\([-0-9.eE+]*\).*/\1/p" "$1" | head -1)
-  [ -n "$value" ] || { echo "quickstart: no number '$2' in $1" >&2; exit 1; }
-  echo "$value"
-}
+source scripts/json-number.sh
 encoders=(random_init random_init_hp mocov2 mocov2_hp)
 declare -A knn linear linear_last
 for encoder in "${encoders[@]}"; do
