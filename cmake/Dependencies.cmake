@@ -67,7 +67,19 @@ endfunction()
 set(ENGINE_WITH_CUDA OFF)
 set(ENGINE_WITH_CUDNN OFF)
 set(ENGINE_WITH_NCCL OFF)
-if(ENGINE_CUDA)
+if(ENGINE_CUDA_EMULATION)
+  # The emulator's threads are Boost.Context fibers. Its __shared__ variables are statics of one
+  # named section; GCC drops the section of a static inside a template, clang keeps it.
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "ENGINE_CUDA_EMULATION needs clang as the C++ compiler (found ${CMAKE_CXX_COMPILER_ID}): "
+                        "GCC ignores the section attribute the emulator uses to find every __shared__ variable in "
+                        "templates. Configure with -DCMAKE_CXX_COMPILER=clang++ (scripts/test-emulation.sh does).")
+  endif()
+  find_package(boost_context CONFIG QUIET)
+  engine_require(boost_context_FOUND "Boost.Context" "the CUDA emulation runs each CUDA thread as a fiber"
+                 libboost-context-dev)
+  set(ENGINE_WITH_CUDA ON)
+elseif(ENGINE_CUDA)
   include(CheckLanguage)
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)

@@ -96,6 +96,7 @@ void* CachingAllocator::allocate(size_t nbytes, void* stream) {
     stats_.peak_reserved_bytes = std::max(stats_.peak_reserved_bytes, stats_.reserved_bytes);
   }
   live_.emplace(ptr, Block{block_size, stream});
+  backing_->handed_out(ptr, nbytes);
   stats_.allocated_bytes += block_size;
   stats_.peak_allocated_bytes = std::max(stats_.peak_allocated_bytes, stats_.allocated_bytes);
   return ptr;
@@ -109,6 +110,7 @@ void CachingAllocator::deallocate(void* ptr) {
                "{}: deallocate({}) of a pointer it never handed out (or freed twice)", name_, ptr);
   const Block block = it->second;
   live_.erase(it);
+  backing_->taken_back(ptr);
   stats_.allocated_bytes -= block.size;
   cached_.emplace(std::make_pair(block.stream, block.size), ptr);
   if (stats_.reserved_bytes - stats_.allocated_bytes > max_cached_bytes_) release_cached_locked();

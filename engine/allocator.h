@@ -58,6 +58,10 @@ class BackingAllocator {
   // The call that draws memory, for the counters' names ("cudaMalloc").
   virtual const char* allocate_call() const = 0;
   virtual const char* free_call() const = 0;
+  // A block drawn earlier is handed out for a request of `nbytes`, or comes back from its user.
+  // The CUDA emulation (engine/cuda_emulation/device_memory.h) fills and guards it; others ignore it.
+  virtual void handed_out(void* /*ptr*/, size_t /*nbytes*/) {}
+  virtual void taken_back(void* /*ptr*/) {}
 };
 
 struct AllocatorStats {

@@ -9,6 +9,9 @@
 #include "engine/cuda_check.h"
 #include "engine/cuda_context.h"
 #include "engine/device.h"
+#if ENGINE_CUDA_EMULATION
+#include "engine/cuda_emulation/device_memory.h"
+#endif
 
 namespace engine {
 
@@ -36,6 +39,10 @@ class CudaBacking final : public BackingAllocator {
   void synchronize() override { cuda::synchronize(device_); }
   const char* allocate_call() const override { return "cudaMalloc"; }
   const char* free_call() const override { return "cudaFree"; }
+#if ENGINE_CUDA_EMULATION
+  void handed_out(void* ptr, size_t nbytes) override { cuda::emulation::note_handed_out(ptr, nbytes); }
+  void taken_back(void* ptr) override { cuda::emulation::note_taken_back(ptr); }
+#endif
   std::string describe() const override {
     size_t free_bytes = 0, total_bytes = 0;
     if (cudaSetDevice(device_) != cudaSuccess || cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {

@@ -29,9 +29,11 @@ int cuda_device_count() {
   return count;
 }
 
+#if !ENGINE_CUDA_EMULATION
 namespace detail {
 const char* cublas_status_string(cublasStatus_t status) { return cublasGetStatusString(status); }
 }  // namespace detail
+#endif
 
 }  // namespace engine
 
@@ -42,8 +44,10 @@ namespace {
 struct DeviceContext {
   std::mutex mutex;  // guards the lazily set fields below
   cudaStream_t stream = nullptr;
+#if !ENGINE_CUDA_EMULATION
   cublasHandle_t cublas = nullptr;
   bool cublas_tf32 = false;
+#endif
 #if ENGINE_WITH_CUDNN
   cudnnHandle_t cudnn = nullptr;  // created on first use: nothing loads cuDNN until a conv needs it
 #endif
@@ -62,9 +66,11 @@ DeviceContext& context(int device) {
     auto ctx = std::make_unique<DeviceContext>();
     CUDA_CHECK(cudaSetDevice(device));
     CUDA_CHECK(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking));
+#if !ENGINE_CUDA_EMULATION
     CUBLAS_CHECK(cublasCreate(&ctx->cublas));
     CUBLAS_CHECK(cublasSetStream(ctx->cublas, ctx->stream));
     CUBLAS_CHECK(cublasSetMathMode(ctx->cublas, CUBLAS_DEFAULT_MATH));
+#endif
     slot = std::move(ctx);
   }
   return *slot;
@@ -78,6 +84,7 @@ cudaStream_t stream(int device) {
   return ctx.stream;
 }
 
+#if !ENGINE_CUDA_EMULATION
 cublasHandle_t cublas_handle(int device) {
   DeviceContext& ctx = context(device);
   CUDA_CHECK(cudaSetDevice(device));
@@ -89,6 +96,7 @@ cublasHandle_t cublas_handle(int device) {
   }
   return ctx.cublas;
 }
+#endif
 
 #if ENGINE_WITH_CUDNN
 cudnnHandle_t cudnn_handle(int device) {
@@ -109,6 +117,12 @@ void set_tf32_enabled(bool enabled) { g_tf32 = enabled; }
 bool tf32_enabled() { return g_tf32; }
 
 std::string library_versions() {
+#if ENGINE_CUDA_EMULATION
+  return fmt::format("CUDA emulation on the CPU: our kernels run on a SIMT emulator with an H100's limits "
+                     "(schedule seed {}); cuBLAS, cuDNN and CUB calls run the CPU reference instead; {} GPU(s) "
+                     "visible",
+                     emulation::schedule_seed(), cuda_device_count());
+#else
   int runtime = 0, driver = 0;
   CUDA_CHECK(cudaRuntimeGetVersion(&runtime));
   if (cudaDriverGetVersion(&driver) != cudaSuccess) driver = 0;
@@ -132,6 +146,7 @@ std::string library_versions() {
 #endif
   text += fmt::format(", {} GPU(s) visible", cuda_device_count());
   return text;
+#endif
 }
 
 int elementwise_grid(int64_t n, int block) {

@@ -4,14 +4,16 @@
 // engine::Error. The *_WARN forms print instead of throwing, for destructors.
 //
 //   CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDefault, stream));
-//   my_kernel<<<grid, block, 0, stream>>>(...);
-//   CUDA_CHECK_LAUNCH("my_kernel");
+//   cuda::launch("my_kernel", my_kernel, grid, block, 0, stream, args...);  // checks the launch
 //
-// Only translation units of the CUDA backend include this header.
+// Only translation units of the CUDA backend include this header. The emulation build
+// (ENGINE_CUDA_EMULATION) has the CUDA runtime only: no cuBLAS, cuDNN or NCCL.
 #pragma once
 
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
+#if !ENGINE_CUDA_EMULATION
+#include <cublas_v2.h>
+#endif
 #if ENGINE_WITH_CUDNN
 #include <cudnn.h>
 #endif
@@ -21,9 +23,11 @@
 
 #include "engine/check.h"
 
+#if !ENGINE_CUDA_EMULATION
 namespace engine::detail {
 const char* cublas_status_string(cublasStatus_t status);
 }  // namespace engine::detail
+#endif
 
 #define ENGINE_LIBRARY_CHECK_(call, ok, error_string, hint)                                        \
   do {                                                                                             \
@@ -45,10 +49,12 @@ const char* cublas_status_string(cublasStatus_t status);
 
 #define CUDA_CHECK(call) ENGINE_LIBRARY_CHECK_(call, cudaSuccess, cudaGetErrorString, "")
 #define CUDA_WARN(call) ENGINE_LIBRARY_WARN_(call, cudaSuccess, cudaGetErrorString)
+#if !ENGINE_CUDA_EMULATION
 #define CUBLAS_CHECK(call) \
   ENGINE_LIBRARY_CHECK_(call, CUBLAS_STATUS_SUCCESS, ::engine::detail::cublas_status_string, "")
 #define CUBLAS_WARN(call) \
   ENGINE_LIBRARY_WARN_(call, CUBLAS_STATUS_SUCCESS, ::engine::detail::cublas_status_string)
+#endif
 #if ENGINE_WITH_CUDNN
 #define CUDNN_CHECK(call) ENGINE_LIBRARY_CHECK_(call, CUDNN_STATUS_SUCCESS, cudnnGetErrorString, "")
 #define CUDNN_WARN(call) ENGINE_LIBRARY_WARN_(call, CUDNN_STATUS_SUCCESS, cudnnGetErrorString)

@@ -1,9 +1,10 @@
-// cuda_common.cuh - small helpers every kernel file uses.
+// cuda_common.cuh - small helpers every kernel file uses, and the one way kernels are launched.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "engine/cuda_check.h"
 #include "engine/cuda_context.h"
@@ -12,6 +13,31 @@ namespace engine::cuda {
 
 constexpr int kWarpSize = 32;
 constexpr int kBlock = 256;  // default block for elementwise kernels
+
+// Every kernel launch in the engine:
+//     cuda::launch("name", kernel, grid, block, shared_bytes, stream, args...);
+// is kernel<<<grid, block, shared_bytes, stream>>>(args...) followed by CUDA_CHECK_LAUNCH(name), so
+// a bad configuration throws at once, naming the launch. In the emulation build
+// (-DENGINE_CUDA_EMULATION=ON) the same call runs the kernel on the CPU's SIMT emulator
+// (engine/cuda_emulation/simt.h), which also reports faults it sees as it runs.
+template <typename... Params, typename... Args>
+void launch(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
+            cudaStream_t stream, Args&&... args) {
+#if ENGINE_CUDA_EMULATION
+  unsigned g[3] = {grid.x, grid.y, grid.z}, b[3] = {block.x, block.y, block.z};
+  emulation::launch(name, kernel, g, b, shared_bytes, stream, std::forward<Args>(args)...);
+#else
+  kernel<<<grid, block, shared_bytes, stream>>>(std::forward<Args>(args)...);
+#endif
+  CUDA_CHECK_LAUNCH(name);
+}
+
+// The launch's dynamic shared memory as an array `name` of T (CUDA's `extern __shared__ T name[]`).
+#if ENGINE_CUDA_EMULATION
+#define ENGINE_DYNAMIC_SHARED(T, name) T* const name = static_cast<T*>(::engine::cuda::emulation::dynamic_shared_memory())
+#else
+#define ENGINE_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
 
 // for (i = global thread index; i < n; i += total threads): covers any n with any grid.
 #define ENGINE_GRID_STRIDE_LOOP(i, n)                                                         \

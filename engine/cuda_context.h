@@ -7,8 +7,10 @@
 // The caching allocator is stream-ordered over the same stream (see allocator.h).
 #pragma once
 
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
+#if !ENGINE_CUDA_EMULATION
+#include <cublas_v2.h>
+#endif
 #if ENGINE_WITH_CUDNN
 #include <cudnn.h>
 #endif
@@ -19,8 +21,10 @@ namespace engine::cuda {
 
 // Makes `device` current for this thread (cudaSetDevice) and returns its engine stream.
 cudaStream_t stream(int device);
+#if !ENGINE_CUDA_EMULATION
 // The cuBLAS handle of `device`, bound to its stream, math mode following tf32_enabled().
 cublasHandle_t cublas_handle(int device);
+#endif
 #if ENGINE_WITH_CUDNN
 cudnnHandle_t cudnn_handle(int device);
 #endif

@@ -70,5 +70,9 @@ void random_fill_cpu(void* out, DType dtype, int64_t n, const RandomParams& para
 void random_fill_cuda(int device, void* out, DType dtype, int64_t n, const RandomParams& params);
 void randperm_cpu(int64_t* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t first_block);
 void randperm_cuda(int device, int64_t* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t first_block);
+// randperm's stable sort of n < 2^31 (key, value) pairs by the whole 64-bit key: CUB's radix sort
+// (random_sort_cub.cu), or std::stable_sort in the CUDA emulation build.
+void sort_pairs_by_key_cuda(int device, const uint64_t* keys_in, uint64_t* keys_out, const int64_t* values_in,
+                            int64_t* values_out, int64_t n);
 
 }  // namespace engine

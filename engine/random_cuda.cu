@@ -1,7 +1,6 @@
 // random_cuda.cu - the random fills (one thread per Philox block) and randperm (radix sort of the
-// per-index keys with CUB, stable, so ties keep index order exactly as the CPU's sort does).
-#include <cub/device/device_radix_sort.cuh>
-
+// per-index keys, stable, so ties keep index order exactly as the CPU's sort does: CUB's in
+// random_sort_cub.cu).
 #include "engine/allocator.h"
 #include "engine/cuda_common.cuh"
 #include "engine/random_fill.h"
@@ -30,9 +29,8 @@ void random_fill_cuda(int device, void* out, DType dtype, int64_t n, const Rando
   cudaStream_t stream = cuda::stream(device);
   const int64_t blocks = (n + 3) / 4;
   dispatch_dtype(dtype, [&]<typename T>() {
-    random_fill_kernel<T><<<cuda::elementwise_grid(blocks, cuda::kBlock), cuda::kBlock, 0, stream>>>(
-        static_cast<T*>(out), n, params);
-    CUDA_CHECK_LAUNCH("random_fill_kernel");
+    cuda::launch("random_fill_kernel", random_fill_kernel<T>, cuda::elementwise_grid(blocks, cuda::kBlock),
+        cuda::kBlock, 0, stream, static_cast<T*>(out), n, params);
   });
 }
 
@@ -43,15 +41,9 @@ void randperm_cuda(int device, int64_t* out, int64_t n, uint64_t seed, uint64_t 
   const size_t count = static_cast<size_t>(n);
   CudaScratch<uint64_t> keys_in(device, count), keys_out(device, count);
   CudaScratch<int64_t> indices_in(device, count);
-  randperm_keys_kernel<<<cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0, stream>>>(
-      keys_in.ptr, indices_in.ptr, n, seed, stream_id, first_block);
-  CUDA_CHECK_LAUNCH("randperm_keys_kernel");
-  size_t temp_bytes = 0;
-  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys_in.ptr, keys_out.ptr, indices_in.ptr, out,
-                                             static_cast<int>(n), 0, 64, stream));
-  CudaScratch<uint8_t> temp(device, std::max<size_t>(temp_bytes, 1));
-  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.ptr, temp_bytes, keys_in.ptr, keys_out.ptr, indices_in.ptr, out,
-                                             static_cast<int>(n), 0, 64, stream));
+  cuda::launch("randperm_keys_kernel", randperm_keys_kernel, cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0,
+      stream, keys_in.ptr, indices_in.ptr, n, seed, stream_id, first_block);
+  sort_pairs_by_key_cuda(device, keys_in.ptr, keys_out.ptr, indices_in.ptr, out, n);
 }
 
 }  // namespace engine

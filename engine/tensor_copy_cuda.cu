@@ -43,9 +43,8 @@ void copy_strided_cuda(int device, void* dst, DType dst_dtype, const StridedGeom
   cudaStream_t stream = cuda::stream(device);
   dispatch_dtype(dst_dtype, [&]<typename D>() {
     dispatch_dtype(src_dtype, [&]<typename S>() {
-      copy_strided_kernel<D, S><<<cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0, stream>>>(
-          static_cast<D*>(dst), dst_geometry, static_cast<const S*>(src), src_geometry, n);
-      CUDA_CHECK_LAUNCH("copy_strided_kernel");
+      cuda::launch("copy_strided_kernel", copy_strided_kernel<D, S>, cuda::elementwise_grid(n, cuda::kBlock),
+          cuda::kBlock, 0, stream, static_cast<D*>(dst), dst_geometry, static_cast<const S*>(src), src_geometry, n);
     });
   });
 }
@@ -55,9 +54,8 @@ void fill_strided_cuda(int device, void* dst, DType dtype, const StridedGeometry
   if (n == 0) return;
   cudaStream_t stream = cuda::stream(device);
   dispatch_dtype(dtype, [&]<typename T>() {
-    fill_strided_kernel<T><<<cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0, stream>>>(
-        static_cast<T*>(dst), geometry, convert_element<T>(value), n);
-    CUDA_CHECK_LAUNCH("fill_strided_kernel");
+    cuda::launch("fill_strided_kernel", fill_strided_kernel<T>, cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock,
+        0, stream, static_cast<T*>(dst), geometry, convert_element<T>(value), n);
   });
 }
 
@@ -74,9 +72,8 @@ void add_contiguous_cuda(int device, void* out, const void* a, const void* b, DT
   if (n == 0) return;
   cudaStream_t stream = cuda::stream(device);
   dispatch_dtype(dtype, [&]<typename T>() {
-    add_contiguous_kernel<T><<<cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0, stream>>>(
-        static_cast<T*>(out), static_cast<const T*>(a), static_cast<const T*>(b), n);
-    CUDA_CHECK_LAUNCH("add_contiguous_kernel");
+    cuda::launch("add_contiguous_kernel", add_contiguous_kernel<T>, cuda::elementwise_grid(n, cuda::kBlock),
+        cuda::kBlock, 0, stream, static_cast<T*>(out), static_cast<const T*>(a), static_cast<const T*>(b), n);
   });
 }
 

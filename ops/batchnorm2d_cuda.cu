@@ -114,19 +114,16 @@ void batchnorm2d_forward_train_cuda(int device, void* y, float* save_mean, float
   CudaScratch<float> sums(device, l.C);
   cuda::dispatch_activation(dtype, "batchnorm2d", [&]<typename T>() {
     const T* xt = static_cast<const T*>(x);
-    cuda::channel_sums_kernel<1><<<channel_blocks(l), cuda::kBlock, 0, stream>>>(sums.ptr, l, SumX<T>{xt});
-    CUDA_CHECK_LAUNCH("channel_sums_kernel (mean)");
-    finish_mean_kernel<<<small_grid, cuda::kBlock, 0, stream>>>(save_mean, sums.ptr, l.C, 1.f / float(M));
-    CUDA_CHECK_LAUNCH("finish_mean_kernel");
-    cuda::channel_sums_kernel<1>
-        <<<channel_blocks(l), cuda::kBlock, 0, stream>>>(sums.ptr, l, SumSquaredDeviation<T>{xt, save_mean});
-    CUDA_CHECK_LAUNCH("channel_sums_kernel (variance)");
-    finish_variance_kernel<<<small_grid, cuda::kBlock, 0, stream>>>(save_invstd, running_mean, running_var, save_mean,
-                                                                     sums.ptr, l.C, double(M), momentum, eps);
-    CUDA_CHECK_LAUNCH("finish_variance_kernel");
-    normalize_kernel<T><<<cuda::elementwise_grid(l.numel(), cuda::kBlock), cuda::kBlock, 0, stream>>>(
-        static_cast<T*>(y), xt, gamma, beta, save_mean, save_invstd, l);
-    CUDA_CHECK_LAUNCH("normalize_kernel");
+    cuda::launch("channel_sums_kernel (mean)", cuda::channel_sums_kernel<1, SumX<T>>, channel_blocks(l), cuda::kBlock,
+        0, stream, sums.ptr, l, SumX<T>{xt});
+    cuda::launch("finish_mean_kernel", finish_mean_kernel, small_grid, cuda::kBlock, 0, stream, save_mean, sums.ptr,
+        l.C, 1.f / float(M));
+    cuda::launch("channel_sums_kernel (variance)", cuda::channel_sums_kernel<1, SumSquaredDeviation<T>>,
+        channel_blocks(l), cuda::kBlock, 0, stream, sums.ptr, l, SumSquaredDeviation<T>{xt, save_mean});
+    cuda::launch("finish_variance_kernel", finish_variance_kernel, small_grid, cuda::kBlock, 0, stream, save_invstd,
+        running_mean, running_var, save_mean, sums.ptr, l.C, double(M), momentum, eps);
+    cuda::launch("normalize_kernel", normalize_kernel<T>, cuda::elementwise_grid(l.numel(), cuda::kBlock), cuda::kBlock,
+        0, stream, static_cast<T*>(y), xt, gamma, beta, save_mean, save_invstd, l);
   });
 }
 
@@ -135,14 +132,12 @@ void batchnorm2d_forward_eval_cuda(int device, void* y, float* save_invstd, cons
                                    DType dtype, ChannelLayout l, double eps) {
   if (l.C == 0) return;
   cudaStream_t stream = cuda::stream(device);
-  invstd_from_running_var_kernel<<<cuda::elementwise_grid(l.C, cuda::kBlock), cuda::kBlock, 0, stream>>>(
-      save_invstd, running_var, l.C, eps);
-  CUDA_CHECK_LAUNCH("invstd_from_running_var_kernel");
+  cuda::launch("invstd_from_running_var_kernel", invstd_from_running_var_kernel,
+      cuda::elementwise_grid(l.C, cuda::kBlock), cuda::kBlock, 0, stream, save_invstd, running_var, l.C, eps);
   if (l.numel() == 0) return;
   cuda::dispatch_activation(dtype, "batchnorm2d", [&]<typename T>() {
-    normalize_kernel<T><<<cuda::elementwise_grid(l.numel(), cuda::kBlock), cuda::kBlock, 0, stream>>>(
-        static_cast<T*>(y), static_cast<const T*>(x), gamma, beta, running_mean, save_invstd, l);
-    CUDA_CHECK_LAUNCH("normalize_kernel");
+    cuda::launch("normalize_kernel", normalize_kernel<T>, cuda::elementwise_grid(l.numel(), cuda::kBlock), cuda::kBlock,
+        0, stream, static_cast<T*>(y), static_cast<const T*>(x), gamma, beta, running_mean, save_invstd, l);
   });
 }
 
@@ -155,16 +150,14 @@ void batchnorm2d_backward_cuda(int device, void* dx, float* dgamma, float* dbeta
   cuda::dispatch_activation(dtype, "batchnorm2d", [&]<typename T>() {
     const T* dyt = static_cast<const T*>(dy);
     const T* xt = static_cast<const T*>(x);
-    cuda::channel_sums_kernel<2>
-        <<<channel_blocks(l), cuda::kBlock, 0, stream>>>(sums.ptr, l, SumDyAndDyXhat<T>{dyt, xt, mean, invstd});
-    CUDA_CHECK_LAUNCH("channel_sums_kernel (backward)");
-    copy_channel_sums_kernel<<<cuda::elementwise_grid(l.C, cuda::kBlock), cuda::kBlock, 0, stream>>>(
-        dgamma, dbeta, sums.ptr, l.C);
-    CUDA_CHECK_LAUNCH("copy_channel_sums_kernel");
+    cuda::launch("channel_sums_kernel (backward)", cuda::channel_sums_kernel<2, SumDyAndDyXhat<T>>, channel_blocks(l),
+        cuda::kBlock, 0, stream, sums.ptr, l, SumDyAndDyXhat<T>{dyt, xt, mean, invstd});
+    cuda::launch("copy_channel_sums_kernel", copy_channel_sums_kernel, cuda::elementwise_grid(l.C, cuda::kBlock),
+        cuda::kBlock, 0, stream, dgamma, dbeta, sums.ptr, l.C);
     if (dx && l.numel() > 0) {
-      backward_dx_kernel<T><<<cuda::elementwise_grid(l.numel(), cuda::kBlock), cuda::kBlock, 0, stream>>>(
-          static_cast<T*>(dx), dyt, xt, gamma, mean, invstd, sums.ptr, l, 1.f / float(l.N * l.HW), training);
-      CUDA_CHECK_LAUNCH("backward_dx_kernel");
+      cuda::launch("backward_dx_kernel", backward_dx_kernel<T>, cuda::elementwise_grid(l.numel(), cuda::kBlock),
+          cuda::kBlock, 0, stream, static_cast<T*>(dx), dyt, xt, gamma, mean, invstd, sums.ptr, l,
+          1.f / float(l.N * l.HW), training);
     }
   });
 }

@@ -34,9 +34,8 @@ void conv2d_bias_forward_cuda(int device, void* y, const void* bias, DType dtype
   if (layout.numel() == 0) return;
   cudaStream_t stream = cuda::stream(device);
   cuda::dispatch_activation(dtype, "conv2d bias", [&]<typename T>() {
-    bias_forward_kernel<T><<<cuda::elementwise_grid(layout.numel(), cuda::kBlock), cuda::kBlock, 0, stream>>>(
-        static_cast<T*>(y), static_cast<const T*>(bias), layout);
-    CUDA_CHECK_LAUNCH("bias_forward_kernel");
+    cuda::launch("bias_forward_kernel", bias_forward_kernel<T>, cuda::elementwise_grid(layout.numel(), cuda::kBlock),
+        cuda::kBlock, 0, stream, static_cast<T*>(y), static_cast<const T*>(bias), layout);
   });
 }
 
@@ -47,12 +46,10 @@ void conv2d_bias_backward_cuda(int device, void* dbias, const void* dy, DType dt
   cudaStream_t stream = cuda::stream(device);
   CudaScratch<float> sums(device, K);
   cuda::dispatch_activation(dtype, "conv2d bias", [&]<typename T>() {
-    cuda::channel_sums_kernel<1><<<static_cast<unsigned>(K), cuda::kBlock, 0, stream>>>(
-        sums.ptr, layout, DyTerm<T>{static_cast<const T*>(dy)});
-    CUDA_CHECK_LAUNCH("channel_sums_kernel");
-    store_channel_sums_kernel<T><<<cuda::elementwise_grid(K, cuda::kBlock), cuda::kBlock, 0, stream>>>(
-        static_cast<T*>(dbias), sums.ptr, K);
-    CUDA_CHECK_LAUNCH("store_channel_sums_kernel");
+    cuda::launch("channel_sums_kernel", cuda::channel_sums_kernel<1, DyTerm<T>>, static_cast<unsigned>(K), cuda::kBlock,
+        0, stream, sums.ptr, layout, DyTerm<T>{static_cast<const T*>(dy)});
+    cuda::launch("store_channel_sums_kernel", store_channel_sums_kernel<T>, cuda::elementwise_grid(K, cuda::kBlock),
+        cuda::kBlock, 0, stream, static_cast<T*>(dbias), sums.ptr, K);
   });
 }
 

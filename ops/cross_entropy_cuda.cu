@@ -98,19 +98,18 @@ void cross_entropy_forward_cuda(int device, T* loss, T* lse, const T* logits, co
   cudaStream_t stream = cuda::stream(device);
   CudaScratch<double> row_loss(device, static_cast<size_t>(N));
   const auto row_blocks = static_cast<unsigned>(std::min(N, kMaxRowBlocks));
-  cross_entropy_rows_kernel<T><<<row_blocks, cuda::kBlock, 0, stream>>>(row_loss.ptr, lse, logits, labels, N, C);
-  CUDA_CHECK_LAUNCH("cross_entropy_rows_kernel");
-  cross_entropy_mean_kernel<T><<<1, cuda::kBlock, 0, stream>>>(loss, row_loss.ptr, N);
-  CUDA_CHECK_LAUNCH("cross_entropy_mean_kernel");
+  cuda::launch("cross_entropy_rows_kernel", cross_entropy_rows_kernel<T>, row_blocks, cuda::kBlock, 0, stream,
+      row_loss.ptr, lse, logits, labels, N, C);
+  cuda::launch("cross_entropy_mean_kernel", cross_entropy_mean_kernel<T>, 1, cuda::kBlock, 0, stream, loss,
+      row_loss.ptr, N);
 }
 
 template <typename T>
 void cross_entropy_backward_cuda(int device, T* dlogits, const T* dloss, const T* logits, const T* lse,
                                  const int64_t* labels, int64_t N, int64_t C) {
   cudaStream_t stream = cuda::stream(device);
-  cross_entropy_backward_kernel<T><<<cuda::elementwise_grid(N * C, cuda::kBlock), cuda::kBlock, 0, stream>>>(
-      dlogits, dloss, logits, lse, labels, N, C);
-  CUDA_CHECK_LAUNCH("cross_entropy_backward_kernel");
+  cuda::launch("cross_entropy_backward_kernel", cross_entropy_backward_kernel<T>,
+      cuda::elementwise_grid(N * C, cuda::kBlock), cuda::kBlock, 0, stream, dlogits, dloss, logits, lse, labels, N, C);
 }
 
 template void cross_entropy_forward_cuda<float>(int, float*, float*, const float*, const int64_t*, int64_t, int64_t);

@@ -30,11 +30,12 @@ template <BinaryOp Op, typename T>
 void launch(cudaStream_t stream, T* out, const T* a, int64_t na, const T* b, int64_t nb, int64_t n) {
   const int grid = cuda::elementwise_grid(n, cuda::kBlock);
   if (na == n && nb == n) {
-    binary_forward_kernel<Op, false><<<grid, cuda::kBlock, 0, stream>>>(out, a, na, b, nb, n);
+    cuda::launch("binary_forward_kernel", binary_forward_kernel<Op, false, T>, grid, cuda::kBlock, 0, stream, out, a,
+        na, b, nb, n);
   } else {
-    binary_forward_kernel<Op, true><<<grid, cuda::kBlock, 0, stream>>>(out, a, na, b, nb, n);
+    cuda::launch("binary_forward_kernel", binary_forward_kernel<Op, true, T>, grid, cuda::kBlock, 0, stream, out, a, na,
+        b, nb, n);
   }
-  CUDA_CHECK_LAUNCH("binary_forward_kernel");
 }
 
 }  // namespace

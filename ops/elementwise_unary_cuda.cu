@@ -49,8 +49,8 @@ void unary_forward_cuda(int device, UnaryOp op, T* out, const T* x, T scalar, in
   if (n == 0) return;
   cudaStream_t stream = cuda::stream(device);
   dispatch_unary(op, [&]<UnaryOp Op>() {
-    unary_forward_kernel<Op><<<cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0, stream>>>(out, x, scalar, n);
-    CUDA_CHECK_LAUNCH("unary_forward_kernel");
+    cuda::launch("unary_forward_kernel", unary_forward_kernel<Op, T>, cuda::elementwise_grid(n, cuda::kBlock),
+        cuda::kBlock, 0, stream, out, x, scalar, n);
   });
 }
 
@@ -60,9 +60,8 @@ void unary_backward_cuda(int device, UnaryOp op, T* dx, const T* dout, const T* 
   if (n == 0) return;
   cudaStream_t stream = cuda::stream(device);
   dispatch_unary(op, [&]<UnaryOp Op>() {
-    unary_backward_kernel<Op><<<cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0, stream>>>(
-        dx, dout, x, out, scalar, n);
-    CUDA_CHECK_LAUNCH("unary_backward_kernel");
+    cuda::launch("unary_backward_kernel", unary_backward_kernel<Op, T>, cuda::elementwise_grid(n, cuda::kBlock),
+        cuda::kBlock, 0, stream, dx, dout, x, out, scalar, n);
   });
 }
 

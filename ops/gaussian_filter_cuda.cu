@@ -52,10 +52,10 @@ void gaussian_blur_cuda(int device, float* out, const float* x, int64_t planes, 
   cudaStream_t stream = cuda::stream(device);
   const int grid = cuda::elementwise_grid(total, cuda::kBlock);
   CudaScratch<float> rows(device, static_cast<size_t>(total));
-  gaussian_pass_kernel<<<grid, cuda::kBlock, 0, stream>>>(rows.ptr, x, total, H, W, true, t);
-  CUDA_CHECK_LAUNCH("gaussian_pass_kernel (horizontal)");
-  gaussian_pass_kernel<<<grid, cuda::kBlock, 0, stream>>>(out, rows.ptr, total, H, W, false, t);
-  CUDA_CHECK_LAUNCH("gaussian_pass_kernel (vertical)");
+  cuda::launch("gaussian_pass_kernel (horizontal)", gaussian_pass_kernel, grid, cuda::kBlock, 0, stream, rows.ptr, x,
+      total, H, W, true, t);
+  cuda::launch("gaussian_pass_kernel (vertical)", gaussian_pass_kernel, grid, cuda::kBlock, 0, stream, out, rows.ptr,
+      total, H, W, false, t);
 }
 
 }  // namespace engine

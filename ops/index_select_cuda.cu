@@ -57,9 +57,8 @@ void index_select_forward_cuda(int device, T* out, const T* x, const int64_t* in
                                int64_t row_size) {
   if (rows_out == 0 || row_size == 0) return;
   cudaStream_t stream = cuda::stream(device);
-  index_select_forward_kernel<T><<<row_grid(rows_out, row_size), cuda::kBlock, 0, stream>>>(out, x, index, rows_out,
-                                                                                          row_size);
-  CUDA_CHECK_LAUNCH("index_select_forward_kernel");
+  cuda::launch("index_select_forward_kernel", index_select_forward_kernel<T>, row_grid(rows_out, row_size),
+      cuda::kBlock, 0, stream, out, x, index, rows_out, row_size);
 }
 
 template <typename T>
@@ -67,9 +66,8 @@ void index_select_backward_cuda(int device, T* dx, const T* dout, const int64_t*
                                 int64_t rows_in, int64_t row_size) {
   if (rows_in == 0 || row_size == 0) return;
   cudaStream_t stream = cuda::stream(device);
-  index_select_backward_kernel<T><<<row_grid(rows_in, row_size), cuda::kBlock, 0, stream>>>(
-      dx, dout, row_starts, sources, rows_in, row_size);
-  CUDA_CHECK_LAUNCH("index_select_backward_kernel");
+  cuda::launch("index_select_backward_kernel", index_select_backward_kernel<T>, row_grid(rows_in, row_size),
+      cuda::kBlock, 0, stream, dx, dout, row_starts, sources, rows_in, row_size);
 }
 
 template void index_select_forward_cuda<float>(int, float*, const float*, const int64_t*, int64_t, int64_t);

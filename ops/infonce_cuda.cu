@@ -171,12 +171,11 @@ void infonce_forward_cuda(int device, float* loss, int64_t* correct, float* lse,
   CudaScratch<float> row_loss(device, static_cast<size_t>(N));
   CudaScratch<int> row_rank(device, static_cast<size_t>(N));
   const bool vector_loads = K % 4 == 0 && reinterpret_cast<uintptr_t>(queue_dots) % sizeof(float4) == 0;
-  infonce_rows_kernel<<<static_cast<unsigned>(N), kRowThreads, 0, stream>>>(
+  cuda::launch("infonce_rows_kernel", infonce_rows_kernel, static_cast<unsigned>(N), kRowThreads, 0, stream,
       row_loss.ptr, row_rank.ptr, lse, key_dots, queue_dots, q, k, hard, D, K, n_h, static_cast<float>(alpha),
       static_cast<float>(temperature), vector_loads);
-  CUDA_CHECK_LAUNCH("infonce_rows_kernel");
-  infonce_mean_kernel<<<1, cuda::kBlock, 0, stream>>>(loss, correct, row_loss.ptr, row_rank.ptr, N);
-  CUDA_CHECK_LAUNCH("infonce_mean_kernel");
+  cuda::launch("infonce_mean_kernel", infonce_mean_kernel, 1, cuda::kBlock, 0, stream, loss, correct, row_loss.ptr,
+      row_rank.ptr, N);
 }
 
 void infonce_backward_cuda(int device, float* dq, float* queue_dots, const float* dloss, const float* lse,
@@ -184,13 +183,11 @@ void infonce_backward_cuda(int device, float* dq, float* queue_dots, const float
                            int64_t D, int64_t K, int64_t n_h, double alpha, double temperature) {
   cudaStream_t stream = cuda::stream(device);
   const float t = static_cast<float>(temperature);
-  infonce_probabilities_kernel<<<cuda::elementwise_grid(N * K, cuda::kBlock), cuda::kBlock, 0, stream>>>(
-      queue_dots, dloss, lse, N, K, t);
-  CUDA_CHECK_LAUNCH("infonce_probabilities_kernel");
+  cuda::launch("infonce_probabilities_kernel", infonce_probabilities_kernel,
+      cuda::elementwise_grid(N * K, cuda::kBlock), cuda::kBlock, 0, stream, queue_dots, dloss, lse, N, K, t);
   matmul_forward_cuda<float>(device, dq, queue_dots, queue, N, D, K, false, true, K, K, D);
-  infonce_key_axpy_kernel<<<cuda::elementwise_grid(N * D, cuda::kBlock), cuda::kBlock, 0, stream>>>(
-      dq, dloss, lse, key_dots, k, hard, N, D, n_h, static_cast<float>(alpha), t);
-  CUDA_CHECK_LAUNCH("infonce_key_axpy_kernel");
+  cuda::launch("infonce_key_axpy_kernel", infonce_key_axpy_kernel, cuda::elementwise_grid(N * D, cuda::kBlock),
+      cuda::kBlock, 0, stream, dq, dloss, lse, key_dots, k, hard, N, D, n_h, static_cast<float>(alpha), t);
 }
 
 }  // namespace engine

@@ -62,8 +62,8 @@ template <typename T>
 void l2_normalize_forward_cuda(int device, T* y, T* norm, const T* x, int64_t rows, int64_t dim, double eps) {
   if (rows == 0) return;
   cudaStream_t stream = cuda::stream(device);
-  l2_normalize_forward_kernel<T><<<row_blocks(rows), cuda::kBlock, 0, stream>>>(y, norm, x, rows, dim, eps);
-  CUDA_CHECK_LAUNCH("l2_normalize_forward_kernel");
+  cuda::launch("l2_normalize_forward_kernel", l2_normalize_forward_kernel<T>, row_blocks(rows), cuda::kBlock, 0, stream,
+      y, norm, x, rows, dim, eps);
 }
 
 template <typename T>
@@ -71,8 +71,8 @@ void l2_normalize_backward_cuda(int device, T* dx, const T* dy, const T* y, cons
                                 double eps) {
   if (rows == 0) return;
   cudaStream_t stream = cuda::stream(device);
-  l2_normalize_backward_kernel<T><<<row_blocks(rows), cuda::kBlock, 0, stream>>>(dx, dy, y, norm, rows, dim, eps);
-  CUDA_CHECK_LAUNCH("l2_normalize_backward_kernel");
+  cuda::launch("l2_normalize_backward_kernel", l2_normalize_backward_kernel<T>, row_blocks(rows), cuda::kBlock, 0,
+      stream, dx, dy, y, norm, rows, dim, eps);
 }
 
 template void l2_normalize_forward_cuda<float>(int, float*, float*, const float*, int64_t, int64_t, double);

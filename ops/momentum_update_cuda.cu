@@ -21,9 +21,8 @@ template <typename T>
 void momentum_update_cuda(int device, T* key, const T* query, int64_t n, double m) {
   if (n == 0) return;
   cudaStream_t stream = cuda::stream(device);
-  momentum_update_kernel<T><<<cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0, stream>>>(
-      key, query, n, static_cast<T>(m), static_cast<T>(1.0 - m));
-  CUDA_CHECK_LAUNCH("momentum_update_kernel");
+  cuda::launch("momentum_update_kernel", momentum_update_kernel<T>, cuda::elementwise_grid(n, cuda::kBlock),
+      cuda::kBlock, 0, stream, key, query, n, static_cast<T>(m), static_cast<T>(1.0 - m));
 }
 
 template void momentum_update_cuda<float>(int, float*, const float*, int64_t, double);

@@ -101,9 +101,8 @@ void maxpool2d_forward_cuda(int device, void* y, int32_t* argmax, const void* x,
   if (n == 0) return;
   cudaStream_t stream = cuda::stream(device);
   cuda::dispatch_activation(dtype, "maxpool2d", [&]<typename T>() {
-    maxpool_forward_kernel<T><<<grid_for(n), cuda::kBlock, 0, stream>>>(static_cast<T*>(y), argmax,
-                                                                         static_cast<const T*>(x), g);
-    CUDA_CHECK_LAUNCH("maxpool_forward_kernel");
+    cuda::launch("maxpool_forward_kernel", maxpool_forward_kernel<T>, grid_for(n), cuda::kBlock, 0, stream,
+        static_cast<T*>(y), argmax, static_cast<const T*>(x), g);
   });
 }
 
@@ -113,9 +112,8 @@ void maxpool2d_backward_cuda(int device, void* dx, const void* dy, const int32_t
   if (n == 0) return;
   cudaStream_t stream = cuda::stream(device);
   cuda::dispatch_activation(dtype, "maxpool2d", [&]<typename T>() {
-    maxpool_backward_kernel<T><<<grid_for(n), cuda::kBlock, 0, stream>>>(static_cast<T*>(dx),
-                                                                          static_cast<const T*>(dy), argmax, g);
-    CUDA_CHECK_LAUNCH("maxpool_backward_kernel");
+    cuda::launch("maxpool_backward_kernel", maxpool_backward_kernel<T>, grid_for(n), cuda::kBlock, 0, stream,
+        static_cast<T*>(dx), static_cast<const T*>(dy), argmax, g);
   });
 }
 
@@ -123,9 +121,8 @@ void avgpool_global_forward_cuda(int device, void* y, const void* x, DType dtype
   if (l.N * l.C == 0) return;
   cudaStream_t stream = cuda::stream(device);
   cuda::dispatch_activation(dtype, "avgpool_global", [&]<typename T>() {
-    avgpool_forward_kernel<T><<<grid_for(l.N * l.C), cuda::kBlock, 0, stream>>>(static_cast<T*>(y),
-                                                                                 static_cast<const T*>(x), l);
-    CUDA_CHECK_LAUNCH("avgpool_forward_kernel");
+    cuda::launch("avgpool_forward_kernel", avgpool_forward_kernel<T>, grid_for(l.N * l.C), cuda::kBlock, 0, stream,
+        static_cast<T*>(y), static_cast<const T*>(x), l);
   });
 }
 
@@ -133,9 +130,8 @@ void avgpool_global_backward_cuda(int device, void* dx, const void* dy, DType dt
   if (l.numel() == 0) return;
   cudaStream_t stream = cuda::stream(device);
   cuda::dispatch_activation(dtype, "avgpool_global", [&]<typename T>() {
-    avgpool_backward_kernel<T><<<grid_for(l.numel()), cuda::kBlock, 0, stream>>>(static_cast<T*>(dx),
-                                                                                  static_cast<const T*>(dy), l);
-    CUDA_CHECK_LAUNCH("avgpool_backward_kernel");
+    cuda::launch("avgpool_backward_kernel", avgpool_backward_kernel<T>, grid_for(l.numel()), cuda::kBlock, 0, stream,
+        static_cast<T*>(dx), static_cast<const T*>(dy), l);
   });
 }
 

@@ -55,12 +55,11 @@ void reduce_dim_forward_cuda(int device, ReduceOp op, T* out, const T* x, int64_
   cudaStream_t stream = cuda::stream(device);
   const double scale = reduce_scale<double>(op, D);
   if (I == 1 && O <= 0x7fffffff) {
-    reduce_rows_kernel<T><<<static_cast<unsigned>(O), cuda::kBlock, 0, stream>>>(out, x, D, scale);
-    CUDA_CHECK_LAUNCH("reduce_rows_kernel");
+    cuda::launch("reduce_rows_kernel", reduce_rows_kernel<T>, static_cast<unsigned>(O), cuda::kBlock, 0, stream, out, x,
+        D, scale);
   } else {
-    reduce_columns_kernel<T><<<cuda::elementwise_grid(O * I, cuda::kBlock), cuda::kBlock, 0, stream>>>(out, x, O, D,
-                                                                                                      I, scale);
-    CUDA_CHECK_LAUNCH("reduce_columns_kernel");
+    cuda::launch("reduce_columns_kernel", reduce_columns_kernel<T>, cuda::elementwise_grid(O * I, cuda::kBlock),
+        cuda::kBlock, 0, stream, out, x, O, D, I, scale);
   }
 }
 
@@ -69,9 +68,8 @@ void reduce_dim_backward_cuda(int device, ReduceOp op, T* dx, const T* dout, int
   const int64_t n = O * D * I;
   if (n == 0) return;
   cudaStream_t stream = cuda::stream(device);
-  reduce_dim_backward_kernel<T><<<cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0, stream>>>(
-      dx, dout, D, I, n, reduce_scale<T>(op, D));
-  CUDA_CHECK_LAUNCH("reduce_dim_backward_kernel");
+  cuda::launch("reduce_dim_backward_kernel", reduce_dim_backward_kernel<T>, cuda::elementwise_grid(n, cuda::kBlock),
+      cuda::kBlock, 0, stream, dx, dout, D, I, n, reduce_scale<T>(op, D));
 }
 
 template void reduce_dim_forward_cuda<float>(int, ReduceOp, float*, const float*, int64_t, int64_t, int64_t);

@@ -22,9 +22,9 @@ __global__ void saliency_mask_kernel(float* out, uint8_t* cells, uint8_t* focal,
   __shared__ uint8_t masks[kMaxChannels * kMaxCells];
   __shared__ uint32_t keys[kMaxChannels * kMaxCells];
   // Raw storage: a __shared__ variable gets no constructor run, and thread 0 writes it whole.
-  __shared__ alignas(MaskImagePlan) unsigned char plan_storage[sizeof(MaskImagePlan)];
+  alignas(MaskImagePlan) __shared__ unsigned char plan_storage[sizeof(MaskImagePlan)];
   MaskImagePlan& plan = *reinterpret_cast<MaskImagePlan*>(plan_storage);
-  extern __shared__ uint8_t cell_tables[];  // H row cells, then W column cells
+  ENGINE_DYNAMIC_SHARED(uint8_t, cell_tables);  // H row cells, then W column cells
   uint8_t* row_cell = cell_tables;
   uint8_t* col_cell = cell_tables + p.H;
   const int64_t G2 = p.grid * p.grid;
@@ -81,8 +81,8 @@ void saliency_mask_cuda(int device, float* out, uint8_t* cells, uint8_t* focal, 
   const dim3 grid(static_cast<unsigned>(wanted < kBlocksPerImage ? wanted : kBlocksPerImage),
                   static_cast<unsigned>(p.N < kMaxGridY ? p.N : kMaxGridY));
   const size_t tables = static_cast<size_t>(p.H + p.W);
-  saliency_mask_kernel<<<grid, cuda::kBlock, tables, cuda::stream(device)>>>(out, cells, focal, x, foreground, fill, p);
-  CUDA_CHECK_LAUNCH("saliency_mask_kernel");
+  cuda::launch("saliency_mask_kernel", saliency_mask_kernel, grid, cuda::kBlock, tables, cuda::stream(device), out,
+      cells, focal, x, foreground, fill, p);
 }
 
 }  // namespace engine

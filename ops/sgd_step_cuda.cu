@@ -32,9 +32,8 @@ void sgd_step_cuda(int device, T* params, T* momentum_buffer, const T* grads, in
   if (n == 0) return;
   const SgdScalars<T> s(opt, first_step);
   cudaStream_t stream = cuda::stream(device);
-  sgd_step_kernel<T><<<cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0, stream>>>(params, momentum_buffer,
-                                                                                           grads, n, s);
-  CUDA_CHECK_LAUNCH("sgd_step_kernel");
+  cuda::launch("sgd_step_kernel", sgd_step_kernel<T>, cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0, stream,
+      params, momentum_buffer, grads, n, s);
 }
 
 template void sgd_step_cuda<float>(int, float*, float*, const float*, int64_t, const SgdStepOptions&, bool);

@@ -1,0 +1,26 @@
+// cuda_libraries_emulated.cpp - the CUDA emulation build's stand-in for CUB (engine's one call to a
+// CUDA library). The emulation runs our own kernels, not NVIDIA's libraries: where a CUDA path
+// calls one, this build computes the same result on the CPU, on the same (host) memory. The
+// complete list is in docs/ARCHITECTURE.md ("CUDA emulation"); ops/cuda_libraries_emulated.cpp has
+// the cuBLAS and cuDNN calls.
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+#include "engine/random.h"
+
+namespace engine {
+
+// CUB's DeviceRadixSort::SortPairs over all 64 key bits is a stable sort by key.
+void sort_pairs_by_key_cuda(int, const uint64_t* keys_in, uint64_t* keys_out, const int64_t* values_in,
+                            int64_t* values_out, int64_t n) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return keys_in[a] < keys_in[b]; });
+  for (int64_t i = 0; i < n; ++i) {
+    keys_out[i] = keys_in[order[i]];
+    values_out[i] = values_in[order[i]];
+  }
+}
+
+}  // namespace engine
