@@ -7,7 +7,8 @@
 //      catastrophically in f32 when |mean| >> std)
 //   3. elementwise: y = x scale_c + shift_c
 // Backward, two launches: channel_sums of dy and dy xhat, then the elementwise dx.
-// Statistics live in f32 whatever the activation type.
+// Statistics are stored in f32 whatever the activation type; the per-channel sums accumulate in
+// double (channel_reduce.cuh says why).
 #include <cmath>
 
 #include "ops/batchnorm2d.h"

@@ -30,7 +30,6 @@ constexpr int kMaxThreadsPerBlock = 1024;
 constexpr size_t kSharedPerBlock = 48 * 1024;
 constexpr size_t kSharedPerBlockOptin = 227 * 1024;
 constexpr size_t kDeviceAlignment = 256;  // cudaMalloc's alignment
-constexpr uint32_t kGuardWord = 0x7fc0deadu;  // a NaN with a payload no computation produces
 
 struct Block {
   size_t capacity;  // bytes usable by the program (cudaMalloc's size, rounded to the alignment)
@@ -45,10 +44,16 @@ std::map<uintptr_t, Block>& blocks() {
 }
 size_t g_device_bytes = 0;
 
-unsigned char guard_byte(size_t offset) { return static_cast<unsigned char>(kGuardWord >> (8 * (offset % 4))); }
+// The guard pattern: a hash of the byte's address, so that a kernel copying one buffer's guard
+// zone into another's (an off-by-one on both sides of out[i] = f(in[i])) still changes it.
+unsigned char guard_byte(const unsigned char* address) {
+  uint64_t z = reinterpret_cast<uintptr_t>(address) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 29)) * 0xBF58476D1CE4E5B9ull;
+  return static_cast<unsigned char>(z >> 56);
+}
 
 void fill_guard(unsigned char* base, size_t from, size_t to) {
-  for (size_t i = from; i < to; ++i) base[i] = guard_byte(i);
+  for (size_t i = from; i < to; ++i) base[i] = guard_byte(base + i);
 }
 
 // The block that contains [ptr, ptr + nbytes), or end() (caller holds the mutex).
@@ -154,7 +159,7 @@ void check_guard_zones(const char* kernel) {
   for (const auto& [address, block] : blocks()) {
     const auto* base = reinterpret_cast<const unsigned char*>(address);
     for (size_t i = block.live; i < block.capacity + kGuardBytes; ++i) {
-      if (base[i] == guard_byte(i)) continue;
+      if (base[i] == guard_byte(base + i)) continue;
       ENGINE_THROW(
           "CUDA emulation: {} wrote past the end of a {} buffer: the buffer at {:#x} holds {} bytes and byte {} "
           "(element {} of 4-byte elements) was overwritten. Look for an index that reaches n (<= instead of <) or "

@@ -1,0 +1,339 @@
+// test_simt.cu - the CUDA emulator itself (emulation build only): what CUDA promises holds
+// (barriers, warp collectives, atomics, launch limits) and the classic kernel bugs are caught: a
+// missing __syncthreads() in a shared-memory reduction, an off-by-one grid-stride loop, a shuffle
+// that some lanes of the warp skip, and a launch over the H100's block limit.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "engine/cuda_common.cuh"
+#include "engine/cuda_emulation/simt.h"
+
+namespace engine {
+namespace {
+
+constexpr unsigned kFull = 0xffffffffu;
+
+// ---- device memory for a test: cudaMalloc of exactly n elements, copied in and out ----
+template <typename T>
+struct DeviceArray {
+  T* ptr = nullptr;
+  size_t n;
+  explicit DeviceArray(size_t count, T fill = T(0)) : n(count) {
+    EXPECT_EQ(cudaMalloc(reinterpret_cast<void**>(&ptr), n * sizeof(T)), cudaSuccess);
+    std::vector<T> host(n, fill);
+    EXPECT_EQ(cudaMemcpy(ptr, host.data(), n * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
+  }
+  explicit DeviceArray(const std::vector<T>& host) : DeviceArray(host.size()) {
+    EXPECT_EQ(cudaMemcpy(ptr, host.data(), n * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
+  }
+  ~DeviceArray() { cudaFree(ptr); }
+  std::vector<T> read() const {
+    std::vector<T> host(n);
+    EXPECT_EQ(cudaMemcpy(host.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
+    return host;
+  }
+};
+
+// Runs fn under the plain schedule and then under several shuffled ones, restoring the seed.
+template <typename Fn>
+void for_each_schedule(Fn&& fn) {
+  const uint64_t saved = cuda::emulation::schedule_seed();
+  for (uint64_t seed : {0, 1, 2, 3, 7, 1234}) {
+    SCOPED_TRACE("schedule seed " + std::to_string(seed));
+    cuda::emulation::set_schedule_seed(seed);
+    fn();
+  }
+  cuda::emulation::set_schedule_seed(saved);
+}
+
+std::string message_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// ---- kernels ----
+
+// The textbook tree reduction of one block's 256 values.
+__global__ void block_sum_kernel(float* out, const float* in) {
+  __shared__ float partial[256];
+  const unsigned t = threadIdx.x;
+  partial[t] = in[blockIdx.x * blockDim.x + t];
+  __syncthreads();
+  for (unsigned s = blockDim.x / 2; s > 0; s /= 2) {
+    if (t < s) partial[t] += partial[t + s];
+    __syncthreads();
+  }
+  if (t == 0) out[blockIdx.x] = partial[0];
+}
+
+// Planted bug 1: the same without the barrier between the stores and the first reads.
+__global__ void block_sum_missing_barrier_kernel(float* out, const float* in) {
+  __shared__ float partial[256];
+  const unsigned t = threadIdx.x;
+  partial[t] = in[blockIdx.x * blockDim.x + t];
+  for (unsigned s = blockDim.x / 2; s > 0; s /= 2) {
+    if (t < s) partial[t] += partial[t + s];
+    __syncthreads();
+  }
+  if (t == 0) out[blockIdx.x] = partial[0];
+}
+
+__global__ void scale_kernel(float* out, const float* in, int64_t n) {
+  ENGINE_GRID_STRIDE_LOOP(i, n) out[i] = 2.0f * in[i];
+}
+
+// Planted bug 2: a grid-stride loop that runs to i <= n.
+__global__ void scale_off_by_one_kernel(float* out, const float* in, int64_t n) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i <= n;
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+    out[i] = 2.0f * in[i];
+}
+
+// A warp reduction over the first n lanes: correct when n is 32.
+__global__ void warp_sum_of_first_lanes_kernel(float* out, const float* in, int n) {
+  const int lane = threadIdx.x % 32;
+  if (lane >= n) return;  // planted bug 3 when n < 32: the others still shuffle with a full mask
+  float v = in[lane];
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_down_sync(kFull, v, offset);
+  if (lane == 0) *out = v;
+}
+
+// Planted bug 3b: the two halves of a warp wait at different shuffles, each naming the whole warp.
+__global__ void split_shuffle_kernel(float* out, const float* in) {
+  const int lane = threadIdx.x % 32;
+  float v = in[lane];
+  if (lane < 16)
+    v = __shfl_down_sync(kFull, v, 1);
+  else
+    v = __shfl_up_sync(kFull, v, 1);
+  out[lane] = v;
+}
+
+// A barrier that only half of the block reaches.
+__global__ void divergent_barrier_kernel(float* out) {
+  if (threadIdx.x < 64) {
+    __syncthreads();
+    out[threadIdx.x] = 1.0f;
+  } else {
+    __syncthreads();
+    out[threadIdx.x] = 2.0f;
+  }
+}
+
+__global__ void noop_kernel(float* out) {
+  if (out && threadIdx.x == 0) out[blockIdx.x] = 1.0f;
+}
+
+__global__ void dynamic_shared_kernel(float* out, int n) {
+  ENGINE_DYNAMIC_SHARED(float, buffer);
+  for (int i = threadIdx.x; i < n; i += blockDim.x) buffer[i] = 1.0f;
+  __syncthreads();
+  float s = 0;
+  for (int i = 0; i < n; ++i) s += buffer[i];
+  if (threadIdx.x == 0) *out = s;
+}
+
+// Every lane's result of each shuffle, the ballot and __activemask, side by side.
+__global__ void warp_collectives_kernel(int* idx, int* up, int* down, int* xr, unsigned* ballot, unsigned* active) {
+  const int lane = threadIdx.x;
+  idx[lane] = __shfl_sync(kFull, lane * 10, 5);
+  up[lane] = __shfl_up_sync(kFull, lane * 10, 3);
+  down[lane] = __shfl_down_sync(kFull, lane * 10, 3, 8);  // in groups of 8 lanes
+  xr[lane] = __shfl_xor_sync(kFull, lane * 10, 1);
+  ballot[lane] = __ballot_sync(kFull, lane % 3 == 0);
+  if (lane % 2 == 0) active[lane] = __activemask();
+  else active[lane] = 0;
+}
+
+__global__ void atomic_count_kernel(int* counter, float* total) {
+  atomicAdd(counter, 1);
+  atomicAdd(total, 0.5f);
+}
+
+// Reads its shared memory before writing it: each block must see NaN, never an earlier block's value.
+__global__ void read_shared_first_kernel(float* out) {
+  __shared__ float value;
+  if (threadIdx.x == 0) {
+    out[blockIdx.x] = value;
+    value = 42.0f;
+  }
+}
+
+// ---- the emulator does what CUDA promises ----
+
+TEST(CudaEmulation, BlockReductionIsRightInEverySchedule) {
+  std::vector<float> in(4 * 256);
+  std::iota(in.begin(), in.end(), 0.0f);
+  const DeviceArray<float> x(in);
+  for_each_schedule([&] {
+    DeviceArray<float> sums(4);
+    cuda::launch("block_sum_kernel", block_sum_kernel, 4, 256, 0, cuda::stream(0), sums.ptr, x.ptr);
+    const auto got = sums.read();
+    for (int b = 0; b < 4; ++b) EXPECT_EQ(got[b], 256.0f * 256 * b + 255.0f * 256 / 2) << "block " << b;
+  });
+}
+
+TEST(CudaEmulation, WarpCollectivesFollowCudasLaneRules) {
+  DeviceArray<int> idx(32), up(32), down(32), xr(32);
+  DeviceArray<unsigned> ballot(32), active(32);
+  for_each_schedule([&] {
+    cuda::launch("warp_collectives_kernel", warp_collectives_kernel, 1, 32, 0, cuda::stream(0), idx.ptr, up.ptr,
+                 down.ptr, xr.ptr, ballot.ptr, active.ptr);
+    const auto i = idx.read(), u = up.read(), d = down.read(), x = xr.read();
+    const auto b = ballot.read(), a = active.read();
+    unsigned every_third = 0;
+    for (int lane = 0; lane < 32; lane += 3) every_third |= 1u << lane;
+    for (int lane = 0; lane < 32; ++lane) {
+      EXPECT_EQ(i[lane], 50) << lane;
+      EXPECT_EQ(u[lane], lane >= 3 ? (lane - 3) * 10 : lane * 10) << lane;          // below the warp: own value
+      EXPECT_EQ(d[lane], lane % 8 + 3 < 8 ? (lane + 3) * 10 : lane * 10) << lane;  // past the group: own value
+      EXPECT_EQ(x[lane], (lane ^ 1) * 10) << lane;
+      EXPECT_EQ(b[lane], every_third) << lane;
+      EXPECT_EQ(a[lane], lane % 2 == 0 ? 0x55555555u : 0u) << lane;  // the even lanes took the branch
+    }
+  });
+}
+
+TEST(CudaEmulation, AtomicsCountEveryThread) {
+  DeviceArray<int> counter(1);
+  DeviceArray<float> total(1);
+  cuda::launch("atomic_count_kernel", atomic_count_kernel, 7, 96, 0, cuda::stream(0), counter.ptr, total.ptr);
+  EXPECT_EQ(counter.read()[0], 7 * 96);
+  EXPECT_EQ(total.read()[0], 7 * 96 * 0.5f);
+}
+
+TEST(CudaEmulation, SharedMemoryIsPoisonedBeforeEveryBlock) {
+  DeviceArray<float> out(3);
+  cuda::launch("read_shared_first_kernel", read_shared_first_kernel, 3, 32, 0, cuda::stream(0), out.ptr);
+  for (float v : out.read()) EXPECT_TRUE(std::isnan(v)) << "a block saw " << v;
+}
+
+TEST(CudaEmulation, DynamicSharedMemoryUpToTheOptInLimit) {
+  DeviceArray<float> out(1);
+  const int n = 20000;  // 80 000 bytes: more than the default 48 KiB
+  const std::string refused = message_of([&] {
+    cuda::launch("dynamic_shared_kernel", dynamic_shared_kernel, 1, 128, n * sizeof(float), cuda::stream(0), out.ptr, n);
+  });
+  EXPECT_NE(refused.find("cudaErrorInvalidValue"), std::string::npos) << refused;
+  ASSERT_EQ(cudaFuncSetAttribute(dynamic_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, n * 4), cudaSuccess);
+  cuda::launch("dynamic_shared_kernel", dynamic_shared_kernel, 1, 128, n * sizeof(float), cuda::stream(0), out.ptr, n);
+  EXPECT_EQ(out.read()[0], static_cast<float>(n));
+  EXPECT_EQ(cudaFuncSetAttribute(dynamic_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 300 * 1024),
+            cudaErrorInvalidValue)
+      << "over the H100's 227 KiB";
+  cudaGetLastError();
+}
+
+TEST(CudaEmulation, DevicePropertiesAreAnH100s) {
+  cudaDeviceProp p;
+  ASSERT_EQ(cudaGetDeviceProperties(&p, 0), cudaSuccess);
+  EXPECT_EQ(p.multiProcessorCount, 132);
+  EXPECT_EQ(p.maxThreadsPerBlock, 1024);
+  EXPECT_EQ(p.sharedMemPerBlock, 48u * 1024);
+  EXPECT_EQ(p.sharedMemPerBlockOptin, 227u * 1024);
+  EXPECT_EQ(p.warpSize, 32);
+  EXPECT_EQ(p.major, 9);
+}
+
+TEST(CudaEmulation, CopiesOutsideAnAllocationAreRefused) {
+  DeviceArray<float> x(16);
+  std::vector<float> host(32);
+  const std::string m = message_of([&] { CUDA_CHECK(cudaMemcpy(host.data(), x.ptr, 32 * 4, cudaMemcpyDeviceToHost)); });
+  EXPECT_NE(m.find("run past its end"), std::string::npos) << m;
+  const std::string wrong_side =
+      message_of([&] { CUDA_CHECK(cudaMemcpy(host.data(), x.ptr, 16 * 4, cudaMemcpyHostToDevice)); });
+  EXPECT_NE(wrong_side.find("expects device memory on its destination side"), std::string::npos) << wrong_side;
+}
+
+TEST(CudaEmulation, AHostPointerHandedToAKernelIsAFault) {
+  std::vector<float> host(4);
+  const std::string m = message_of(
+      [&] { cuda::launch("noop_kernel", noop_kernel, 1, 32, 0, cuda::stream(0), host.data()); });
+  EXPECT_NE(m.find("argument 0 of noop_kernel"), std::string::npos) << m;
+  EXPECT_NE(m.find("neither device memory nor pinned host memory"), std::string::npos) << m;
+}
+
+TEST(CudaEmulation, ThreadsAtDifferentBarriersAreAFault) {
+  DeviceArray<float> out(128);
+  const std::string m = message_of(
+      [&] { cuda::launch("divergent_barrier_kernel", divergent_barrier_kernel, 1, 128, 0, cuda::stream(0), out.ptr); });
+  EXPECT_NE(m.find("threads wait at different __syncthreads()"), std::string::npos) << m;
+}
+
+// ---- the four planted bugs are caught ----
+
+TEST(CudaEmulation, CatchesAMissingSyncthreadsInASharedMemoryReduction) {
+  std::vector<float> in(256, 1.0f);
+  const DeviceArray<float> x(in);
+  for_each_schedule([&] {
+    DeviceArray<float> sum(1);
+    cuda::launch("block_sum_missing_barrier_kernel", block_sum_missing_barrier_kernel, 1, 256, 0, cuda::stream(0),
+                 sum.ptr, x.ptr);
+    const float got = sum.read()[0];
+    EXPECT_TRUE(std::isnan(got)) << "the reduction read shared values no thread had written yet, which the "
+                                    "emulator's NaN poison must expose; got "
+                                 << got << " (256 is right)";
+  });
+}
+
+TEST(CudaEmulation, CatchesAnOffByOneGridStrideLoop) {
+  const int64_t n = 1000;
+  const DeviceArray<float> x(std::vector<float>(n, 1.0f));
+  DeviceArray<float> y(n);
+  cuda::launch("scale_kernel", scale_kernel, 4, 256, 0, cuda::stream(0), y.ptr, x.ptr, n);  // the correct loop
+  EXPECT_EQ(y.read()[n - 1], 2.0f);
+  const std::string m = message_of([&] {
+    cuda::launch("scale_off_by_one_kernel", scale_off_by_one_kernel, 4, 256, 0, cuda::stream(0), y.ptr, x.ptr, n);
+  });
+  EXPECT_NE(m.find("scale_off_by_one_kernel wrote past the end of a device buffer"), std::string::npos) << m;
+  EXPECT_NE(m.find("holds 4000 bytes and byte 4000"), std::string::npos) << m;
+}
+
+TEST(CudaEmulation, CatchesAShuffleThatSomeLanesOfTheWarpSkip) {
+  const DeviceArray<float> x(std::vector<float>(32, 1.0f));
+  DeviceArray<float> sum(1);
+  cuda::launch("warp_sum_of_first_lanes_kernel", warp_sum_of_first_lanes_kernel, 1, 32, 0, cuda::stream(0), sum.ptr,
+               x.ptr, 32);
+  EXPECT_EQ(sum.read()[0], 32.0f);
+  for_each_schedule([&] {
+    const std::string m = message_of([&] {
+      cuda::launch("warp_sum_of_first_lanes_kernel", warp_sum_of_first_lanes_kernel, 1, 32, 0, cuda::stream(0),
+                   sum.ptr, x.ptr, 20);
+    });
+    EXPECT_NE(m.find("__shfl_down_sync at"), std::string::npos) << m;
+    EXPECT_NE(m.find("reads lane 20, which has exited"), std::string::npos) << m;
+  });
+  DeviceArray<float> out(32);
+  const std::string stuck = message_of(
+      [&] { cuda::launch("split_shuffle_kernel", split_shuffle_kernel, 1, 32, 0, cuda::stream(0), out.ptr, x.ptr); });
+  EXPECT_NE(stuck.find("no thread can go on"), std::string::npos) << stuck;
+  EXPECT_NE(stuck.find("16 thread(s) wait at __shfl_down_sync"), std::string::npos) << stuck;
+  EXPECT_NE(stuck.find("16 thread(s) wait at __shfl_up_sync"), std::string::npos) << stuck;
+}
+
+TEST(CudaEmulation, CatchesALaunchOverTheBlockLimit) {
+  DeviceArray<float> out(2);
+  cuda::launch("noop_kernel", noop_kernel, 2, 1024, 0, cuda::stream(0), out.ptr);  // the limit itself is fine
+  for (const dim3 block : {dim3(1025), dim3(32, 33), dim3(1, 1, 65), dim3(0)}) {
+    const std::string m =
+        message_of([&] { cuda::launch("noop_kernel", noop_kernel, 1, block, 0, cuda::stream(0), out.ptr); });
+    EXPECT_NE(m.find("kernel launch failed: cudaErrorInvalidConfiguration (invalid configuration argument)"),
+              std::string::npos)
+        << block.x << "x" << block.y << "x" << block.z << ": " << m;
+  }
+  const std::string grid_y =
+      message_of([&] { cuda::launch("noop_kernel", noop_kernel, dim3(1, 65536), 32, 0, cuda::stream(0), out.ptr); });
+  EXPECT_NE(grid_y.find("cudaErrorInvalidConfiguration"), std::string::npos) << grid_y;
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess) << "the launch helper has read and cleared the error";
+}
+
+}  // namespace
+}  // namespace engine
