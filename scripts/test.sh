@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds everything (the CUDA backend too when the
-# toolkit is installed) and runs every test. CUDA cases skip themselves on a machine without a GPU.
+# toolkit is installed) and runs every test; CUDA cases skip themselves on a machine without a GPU.
+# Then the CUDA emulation build runs every test again, the CUDA cases included, with our kernels on
+# the CPU's SIMT emulator (scripts/test-emulation.sh). Both run to the end; either failing fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
-ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "$(nproc)"
+status=0
+ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "$(nproc)" || status=$?
+scripts/test-emulation.sh || status=$?
+exit $status

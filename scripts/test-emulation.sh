@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The CUDA emulation build and its tests: the CUDA backend compiled by clang for the CPU
+# (-DENGINE_CUDA_EMULATION=ON), our kernels executed by the SIMT emulator, every test of the
+# project run against it (the CUDA cases, which skip in the ordinary build on a machine without a
+# GPU, among them), the CUDA cases of the engine and op suites once more with the threads' order
+# shuffled, and a count of the CUDA cases. See docs/ARCHITECTURE.md ("CUDA emulation"). Extra
+# arguments go to the configure step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${EMULATION_BUILD_DIR:-build-emulation}
+start=$(date +%s)
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+  -DENGINE_CUDA_EMULATION=ON -DENGINE_BUILD_BENCH=OFF "$@"
+cmake --build "$BUILD_DIR" -j "$(nproc)"
+built=$(date +%s)
+status=0
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)" | tee "$BUILD_DIR/ctest.log" || status=$?
+# The CUDA cases of the op and engine suites once more, with every block's threads in an order
+# shuffled by a fixed seed: a kernel that is right only in index order fails here.
+seed=${ENGINE_CUDA_EMULATION_SEED:-20261206}
+for suite in test_engine test_ops; do
+  ENGINE_CUDA_EMULATION_SEED=$seed OMP_WAIT_POLICY=passive "$BUILD_DIR/tests/$suite" --gtest_filter='*Cuda*' \
+    --gtest_brief=1 >"$BUILD_DIR/$suite.shuffled.log" 2>&1 \
+    && echo "test-emulation: $suite's CUDA cases pass with the threads shuffled (seed $seed)" \
+    || { cat "$BUILD_DIR/$suite.shuffled.log"; echo "test-emulation: $suite FAILED with seed $seed"; status=1; }
+done
+# The CUDA cases: every test named for CUDA or the emulator, and how each ended.
+cuda_lines=$(grep -E "Test +#[0-9]+: [^ ]*([Cc]uda|[Ee]mulat)" "$BUILD_DIR/ctest.log" || true)
+count() { grep -c "$1" <<<"$cuda_lines" || true; }
+echo "test-emulation: CUDA cases on the emulator: $(count ' Passed') passed, $(count 'Failed') failed," \
+  "$(count 'Skipped') skipped (bf16 cases of ops without a bf16 path, and the cases for a machine" \
+  "without a GPU); build $((built - start)) s, tests $(($(date +%s) - built)) s"
+exit $status
