@@ -14,7 +14,8 @@ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILE
 cmake --build "$BUILD_DIR" -j "$(nproc)"
 built=$(date +%s)
 status=0
-ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)" | tee "$BUILD_DIR/ctest.log" || status=$?
+# At most 45 minutes in all (CI has 90): a kernel that loops forever cannot eat the whole budget.
+timeout 45m ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)" | tee "$BUILD_DIR/ctest.log" || status=$?
 # The CUDA cases of the op and engine suites once more, with every block's threads in an order
 # shuffled by a fixed seed: a kernel that is right only in index order fails here.
 seed=${ENGINE_CUDA_EMULATION_SEED:-20261206}

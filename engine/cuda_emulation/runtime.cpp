@@ -63,7 +63,7 @@ std::map<uintptr_t, Block>::iterator find_block(const void* ptr) {
   auto it = b.upper_bound(p);
   if (it == b.begin()) return b.end();
   --it;
-  return p <= it->first + it->second.capacity + kGuardBytes ? it : b.end();
+  return p < it->first + it->second.capacity + kGuardBytes ? it : b.end();
 }
 
 void* allocate(size_t nbytes, Space space) {
@@ -187,10 +187,6 @@ cudaError_t cudaSetDevice(int device) {
   emu::g_current_device = device;
   return cudaSuccess;
 }
-cudaError_t cudaGetDevice(int* device) {
-  *device = emu::g_current_device;
-  return cudaSuccess;
-}
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   if (device != 0) return emu::record(cudaErrorInvalidValue);
   *prop = cudaDeviceProp{};
@@ -211,42 +207,11 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   prop->minor = 0;
   return cudaSuccess;
 }
-cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
-  cudaDeviceProp p;
-  if (cudaGetDeviceProperties(&p, device) != cudaSuccess) return cudaErrorInvalidValue;
-  switch (attr) {
-    case cudaDevAttrMaxThreadsPerBlock: *value = p.maxThreadsPerBlock; break;
-    case cudaDevAttrMaxBlockDimX: *value = p.maxThreadsDim[0]; break;
-    case cudaDevAttrMaxBlockDimY: *value = p.maxThreadsDim[1]; break;
-    case cudaDevAttrMaxBlockDimZ: *value = p.maxThreadsDim[2]; break;
-    case cudaDevAttrMaxGridDimX: *value = p.maxGridSize[0]; break;
-    case cudaDevAttrMaxGridDimY: *value = p.maxGridSize[1]; break;
-    case cudaDevAttrMaxGridDimZ: *value = p.maxGridSize[2]; break;
-    case cudaDevAttrMaxSharedMemoryPerBlock: *value = static_cast<int>(p.sharedMemPerBlock); break;
-    case cudaDevAttrWarpSize: *value = p.warpSize; break;
-    case cudaDevAttrMultiProcessorCount: *value = p.multiProcessorCount; break;
-    case cudaDevAttrComputeCapabilityMajor: *value = p.major; break;
-    case cudaDevAttrComputeCapabilityMinor: *value = p.minor; break;
-    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = static_cast<int>(p.sharedMemPerBlockOptin); break;
-    default: return emu::record(cudaErrorInvalidValue);
-  }
-  return cudaSuccess;
-}
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
-cudaError_t cudaRuntimeGetVersion(int* version) {
-  *version = 0;  // no runtime library: library_versions() says "emulation"
-  return cudaSuccess;
-}
-cudaError_t cudaDriverGetVersion(int* version) {
-  *version = 0;
-  return cudaSuccess;
-}
 cudaError_t cudaGetLastError() {
   const cudaError_t e = emu::t_last_error;
   emu::t_last_error = cudaSuccess;
   return e;
 }
-cudaError_t cudaPeekAtLastError() { return emu::t_last_error; }
 
 const char* cudaGetErrorName(cudaError_t error) {
   switch (error) {
@@ -254,12 +219,8 @@ const char* cudaGetErrorName(cudaError_t error) {
     case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
-    case cudaErrorInvalidDevicePointer: return "cudaErrorInvalidDevicePointer";
     case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
-    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
-    case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
-    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     default: return "cudaErrorUnknown";
   }
 }
@@ -270,12 +231,8 @@ const char* cudaGetErrorString(cudaError_t error) {
     case cudaErrorInvalidValue: return "invalid argument";
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
-    case cudaErrorInvalidDevicePointer: return "invalid device pointer";
     case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
-    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
-    case cudaErrorLaunchOutOfResources: return "too many resources requested for launch";
-    case cudaErrorLaunchFailure: return "unspecified launch failure";
     default: return "unknown error";
   }
 }
@@ -292,7 +249,6 @@ cudaError_t cudaHostAlloc(void** ptr, size_t nbytes, unsigned) {
   *ptr = emu::allocate_pinned(nbytes);
   return *ptr ? cudaSuccess : emu::record(cudaErrorMemoryAllocation);
 }
-cudaError_t cudaMallocHost(void** ptr, size_t nbytes) { return cudaHostAlloc(ptr, nbytes, 0); }
 cudaError_t cudaFreeHost(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
   return emu::free_pinned(ptr) ? cudaSuccess : emu::record(cudaErrorInvalidValue);
@@ -350,22 +306,12 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, size_t nbytes, cudaStream_t) {
   std::memset(ptr, value, nbytes);
   return cudaSuccess;
 }
-cudaError_t cudaMemset(void* ptr, int value, size_t nbytes) { return cudaMemsetAsync(ptr, value, nbytes, nullptr); }
 
-cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, cudaStreamDefault); }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags) {
   *stream = new EmulatedStream{flags};
   return cudaSuccess;
 }
-cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-  delete stream;
-  return cudaSuccess;
-}
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t event, unsigned) {
-  return event ? cudaSuccess : emu::record(cudaErrorInvalidResourceHandle);
-}
-cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlags(event, cudaEventDefault); }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned flags) {
   *event = new EmulatedEvent{flags};
   return cudaSuccess;
@@ -379,12 +325,4 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   return event ? cudaSuccess : emu::record(cudaErrorInvalidResourceHandle);
-}
-cudaError_t cudaEventQuery(cudaEvent_t event) {
-  return event ? cudaSuccess : emu::record(cudaErrorInvalidResourceHandle);
-}
-cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
-  if (!start || !end) return emu::record(cudaErrorInvalidResourceHandle);
-  *ms = 0.0f;  // no device time exists here
-  return cudaSuccess;
 }

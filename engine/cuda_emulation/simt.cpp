@@ -371,9 +371,9 @@ class BlockRun {
     if (progress) return;
 
     bool all_at_barrier = true;
-    const Thread* first = nullptr;
-    for (const Thread& u : threads_) {
-      if (&u - threads_.data() >= launch_.threads) break;
+    const Thread* first = nullptr;  // the first live thread
+    for (int i = 0; i < launch_.threads; ++i) {
+      const Thread& u = threads_[i];
       if (u.state == State::Done) continue;
       if (u.wait != Wait::Barrier) all_at_barrier = false;
       if (!first) first = &u;

@@ -8,7 +8,7 @@
 //
 //   - __syncthreads() is a barrier of the block's live threads; threads waiting at different
 //     __syncthreads() calls are a fault (the CUDA programming guide leaves it undefined).
-//   - __syncwarp, __shfl*_sync, __ballot_sync, __any_sync, __all_sync complete when every live lane
+//   - __syncwarp, __shfl*_sync and __ballot_sync complete when every live lane
 //     named in the mask has arrived at the same collective with the same mask; a lane reading the
 //     value of a lane that exited or is not in the mask, a mask without the caller's own lane, lanes
 //     of one mask at different collectives, and a block in which no thread can go on, are faults.
@@ -145,12 +145,6 @@ inline unsigned __ballot_sync(unsigned mask, int predicate, const char* file = _
   return static_cast<unsigned>(engine::cuda::emulation::warp_collective(
       engine::cuda::emulation::Collective::Ballot, mask, predicate != 0, 0, 32, {file, line}));
 }
-inline int __any_sync(unsigned mask, int predicate, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
-  return __ballot_sync(mask, predicate, file, line) != 0;
-}
-inline int __all_sync(unsigned mask, int predicate, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
-  return __ballot_sync(mask, !predicate, file, line) == 0;
-}
 
 #define ENGINE_EMULATED_SHUFFLE_(name, kind)                                                                  \
   template <typename T>                                                                                       \
@@ -175,12 +169,6 @@ T atomicAdd(T* address, T value) {
   return old;
 }
 template <typename T>
-T atomicSub(T* address, T value) {
-  const T old = *address;
-  *address = old - value;
-  return old;
-}
-template <typename T>
 T atomicExch(T* address, T value) {
   const T old = *address;
   *address = value;
@@ -202,23 +190,5 @@ template <typename T>
 T atomicCAS(T* address, T compare, T value) {
   const T old = *address;
   if (old == compare) *address = value;
-  return old;
-}
-template <typename T>
-T atomicAnd(T* address, T value) {
-  const T old = *address;
-  *address = old & value;
-  return old;
-}
-template <typename T>
-T atomicOr(T* address, T value) {
-  const T old = *address;
-  *address = old | value;
-  return old;
-}
-template <typename T>
-T atomicXor(T* address, T value) {
-  const T old = *address;
-  *address = old ^ value;
   return old;
 }

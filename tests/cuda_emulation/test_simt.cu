@@ -149,12 +149,20 @@ __global__ void warp_collectives_kernel(int* idx, int* up, int* down, int* xr, u
   down[lane] = __shfl_down_sync(kFull, lane * 10, 3, 8);  // in groups of 8 lanes
   xr[lane] = __shfl_xor_sync(kFull, lane * 10, 1);
   ballot[lane] = __ballot_sync(kFull, lane % 3 == 0);
+  __syncwarp();
   if (lane % 2 == 0) active[lane] = __activemask();
   else active[lane] = 0;
 }
 
-__global__ void atomic_count_kernel(int* counter, float* total) {
-  atomicAdd(counter, 1);
+// counters: [count, max, min, last exchanged, CAS winners]; the CAS only succeeds for the first
+// thread to find the slot at -1.
+__global__ void atomics_kernel(int* counters, float* total) {
+  const int id = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  atomicAdd(&counters[0], 1);
+  atomicMax(&counters[1], id);
+  atomicMin(&counters[2], id);
+  atomicExch(&counters[3], id);
+  if (atomicCAS(&counters[5], -1, id) == -1) atomicAdd(&counters[4], 1);
   atomicAdd(total, 0.5f);
 }
 
@@ -202,12 +210,35 @@ TEST(CudaEmulation, WarpCollectivesFollowCudasLaneRules) {
   });
 }
 
-TEST(CudaEmulation, AtomicsCountEveryThread) {
-  DeviceArray<int> counter(1);
-  DeviceArray<float> total(1);
-  cuda::launch("atomic_count_kernel", atomic_count_kernel, 7, 96, 0, cuda::stream(0), counter.ptr, total.ptr);
-  EXPECT_EQ(counter.read()[0], 7 * 96);
-  EXPECT_EQ(total.read()[0], 7 * 96 * 0.5f);
+TEST(CudaEmulation, AtomicsSeeEveryThread) {
+  for_each_schedule([&] {
+    DeviceArray<int> counters(std::vector<int>{0, -1, 1 << 30, -1, 0, -1});
+    DeviceArray<float> total(1);
+    cuda::launch("atomics_kernel", atomics_kernel, 7, 96, 0, cuda::stream(0), counters.ptr, total.ptr);
+    const auto c = counters.read();
+    EXPECT_EQ(c[0], 7 * 96);
+    EXPECT_EQ(c[1], 7 * 96 - 1);
+    EXPECT_EQ(c[2], 0);
+    EXPECT_GE(c[3], 0);
+    EXPECT_LT(c[3], 7 * 96);
+    EXPECT_EQ(c[4], 1) << "exactly one thread wins the compare-and-swap";
+    EXPECT_EQ(total.read()[0], 7 * 96 * 0.5f);
+  });
+}
+
+TEST(CudaEmulation, ThreadsThatNeverSynchroniseCostNoContextSwitch) {
+  const DeviceArray<float> x(std::vector<float>(4 * 256, 1.0f));
+  DeviceArray<float> y(4 * 256);
+  const auto before = cuda::emulation::counters();
+  cuda::launch("scale_kernel", scale_kernel, 4, 256, 0, cuda::stream(0), y.ptr, x.ptr, int64_t{4 * 256});
+  const auto after = cuda::emulation::counters();
+  EXPECT_EQ(after.launches - before.launches, 1);
+  EXPECT_EQ(after.threads - before.threads, 4 * 256);
+  EXPECT_EQ(after.context_switches - before.context_switches, 4) << "one runner a block runs all its threads";
+  DeviceArray<float> sums(4);
+  cuda::launch("block_sum_kernel", block_sum_kernel, 4, 256, 0, cuda::stream(0), sums.ptr, x.ptr);
+  EXPECT_GE(cuda::emulation::counters().context_switches - after.context_switches, 4 * 256 * 9)
+      << "every thread yields at each of the reduction's 9 barriers";
 }
 
 TEST(CudaEmulation, SharedMemoryIsPoisonedBeforeEveryBlock) {
