@@ -32,34 +32,34 @@ int64_t layout_offset(bool channels_last, int64_t c_, int64_t h_, int64_t w_, in
   return channels_last ? ((n * h_ + y) * w_ + x) * c_ + c : ((n * c_ + c) * h_ + y) * w_ + x;
 }
 
-// The operand as contiguous NCHW floats.
-std::vector<float> to_nchw(const void* p, DType dtype, bool channels_last, int64_t N, int64_t C, int64_t H, int64_t W) {
-  std::vector<float> out(static_cast<size_t>(N * C * H * W));
+// Calls fn(i, o) for element i of the operand in NCHW order, o its offset in the layout.
+template <typename Fn>
+void for_each_nchw(bool channels_last, int64_t N, int64_t C, int64_t H, int64_t W, Fn&& fn) {
   size_t i = 0;
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < C; ++c)
       for (int64_t y = 0; y < H; ++y)
-        for (int64_t x = 0; x < W; ++x) {
-          const int64_t o = layout_offset(channels_last, C, H, W, n, c, y, x);
-          out[i++] = dtype == DType::f32 ? static_cast<const float*>(p)[o]
-                                         : convert_element<float>(static_cast<const bf16*>(p)[o]);
-        }
+        for (int64_t x = 0; x < W; ++x) fn(i++, layout_offset(channels_last, C, H, W, n, c, y, x));
+}
+
+// The operand as contiguous NCHW floats.
+std::vector<float> to_nchw(const void* p, DType dtype, bool channels_last, int64_t N, int64_t C, int64_t H, int64_t W) {
+  std::vector<float> out(static_cast<size_t>(N * C * H * W));
+  for_each_nchw(channels_last, N, C, H, W, [&](size_t i, int64_t o) {
+    out[i] = dtype == DType::f32 ? static_cast<const float*>(p)[o]
+                                 : convert_element<float>(static_cast<const bf16*>(p)[o]);
+  });
   return out;
 }
 
 void from_nchw(void* p, DType dtype, bool channels_last, const std::vector<float>& v, int64_t N, int64_t C, int64_t H,
                int64_t W) {
-  size_t i = 0;
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t y = 0; y < H; ++y)
-        for (int64_t x = 0; x < W; ++x) {
-          const int64_t o = layout_offset(channels_last, C, H, W, n, c, y, x);
-          if (dtype == DType::f32)
-            static_cast<float*>(p)[o] = v[i++];
-          else
-            static_cast<bf16*>(p)[o] = convert_element<bf16>(v[i++]);
-        }
+  for_each_nchw(channels_last, N, C, H, W, [&](size_t i, int64_t o) {
+    if (dtype == DType::f32)
+      static_cast<float*>(p)[o] = v[i];
+    else
+      static_cast<bf16*>(p)[o] = convert_element<bf16>(v[i]);
+  });
 }
 
 void check_dtype(DType dtype) {

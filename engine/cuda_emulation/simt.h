@@ -162,33 +162,31 @@ ENGINE_EMULATED_SHUFFLE_(__shfl_xor_sync, ShflXor)
 
 // Atomics: emulated threads switch only at synchronisation points, so a plain read-modify-write
 // cannot be interleaved with another thread's.
+namespace engine::cuda::emulation {
+template <typename T, typename Update>
+T read_modify_write(T* address, Update update) {
+  const T old = *address;
+  *address = update(old);
+  return old;
+}
+}  // namespace engine::cuda::emulation
 template <typename T>
 T atomicAdd(T* address, T value) {
-  const T old = *address;
-  *address = old + value;
-  return old;
+  return engine::cuda::emulation::read_modify_write(address, [=](T old) { return old + value; });
 }
 template <typename T>
 T atomicExch(T* address, T value) {
-  const T old = *address;
-  *address = value;
-  return old;
+  return engine::cuda::emulation::read_modify_write(address, [=](T) { return value; });
 }
 template <typename T>
 T atomicMax(T* address, T value) {
-  const T old = *address;
-  *address = old < value ? value : old;
-  return old;
+  return engine::cuda::emulation::read_modify_write(address, [=](T old) { return old < value ? value : old; });
 }
 template <typename T>
 T atomicMin(T* address, T value) {
-  const T old = *address;
-  *address = value < old ? value : old;
-  return old;
+  return engine::cuda::emulation::read_modify_write(address, [=](T old) { return value < old ? value : old; });
 }
 template <typename T>
 T atomicCAS(T* address, T compare, T value) {
-  const T old = *address;
-  if (old == compare) *address = value;
-  return old;
+  return engine::cuda::emulation::read_modify_write(address, [=](T old) { return old == compare ? value : old; });
 }
