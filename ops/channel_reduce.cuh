@@ -5,7 +5,7 @@
 // reduction adds their partial sums, in double, as the CPU reference does. Why not float: the sum
 // of dy that batchnorm2d's backward needs cancels (its terms are far larger than the sum), and in
 // float it came out about 1% off on the quickstart's data, so emulated CUDA training left the CPU
-// run by a factor of ten per step; in double it agrees to 1e-6. The kernel is memory-bound, so the
+// run by a factor of ten per step; in double it agrees to 5e-6. The kernel is memory-bound, so the
 // double adds cost nothing a GPU would notice. In NHWC a channel's elements are C apart,
 // so these loads do not coalesce: correct, not yet fast (a tiled NHWC kernel is future work).
 #pragma once

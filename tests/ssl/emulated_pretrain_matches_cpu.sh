@@ -4,12 +4,13 @@
 # same seed, at the quickstart's scale (ResNet-18 width 8, small stem, 32 px, batch 64 in 4 BatchNorm
 # groups, queue 256), plain MoCo v2 and hp masking with one hard negative, a few steps each. The
 # losses logged at every step must agree within a tolerance that grows with the step:
-#   step 1: 1e-5   the same weights and inputs: only the forward's f32 rounding differs;
-#   step 2: 1e-4   after one update: the gradients differ by f32 rounding (about 5e-6 of each);
-#   later:  1e-2   training amplifies those differences about tenfold a step (the CPU reference
-#                  accumulates in double, the CUDA kernels' elementwise math is f32, and hp's
-#                  saliency cells can flip at the threshold), while a wrong update, queue or mask
-#                  moves the loss by far more.
+#   step 1: 1e-5   the same weights and inputs: only the forward's f32 rounding differs (0 seen);
+#   step 2: 5e-4   after one update whose gradients differ by rounding: the CPU reference computes
+#                  BatchNorm's backward in double, the CUDA kernel in f32, and where a BatchNorm
+#                  bias's gradient is a sum that cancels, that moves it by up to 2% (seen: 5e-7
+#                  plain, 4e-5 hp);
+#   later:  1e-2   training amplifies those differences about tenfold a step (seen: up to 3e-3),
+#                  while a wrong update, queue or mask moves the loss by far more.
 #   usage: emulated_pretrain_matches_cpu.sh MOCO WORKDIR [STEPS]
 set -euo pipefail
 moco=$1
@@ -45,7 +46,7 @@ for method in plain hp; do
   # Columns: step, cpu loss, cpu acc1, step, cuda loss, cuda acc1.
   if ! awk -v method="$method" '
       function abs(x) { return x < 0 ? -x : x }
-      { tol = NR == 1 ? 1e-5 : NR == 2 ? 1e-4 : 1e-2
+      { tol = NR == 1 ? 1e-5 : NR == 2 ? 5e-4 : 1e-2
         d = abs($2 - $5)
         printf "%s step %d: loss cpu %.7f cuda %.7f, |diff| %.2e (tolerance %.0e), acc1 cpu %s cuda %s\n",
           method, $1, $2, $5, d, tol, $3, $6
