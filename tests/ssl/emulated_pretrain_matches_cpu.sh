@@ -2,8 +2,9 @@
 # The whole CUDA training step in the emulation build: `moco pretrain --device cuda` (our kernels on
 # the SIMT emulator, convolutions and GEMMs on the CPU references) against `--device cpu` with the
 # same seed, at the quickstart's scale (ResNet-18 width 8, small stem, 32 px, batch 64 in 4 BatchNorm
-# groups, queue 256), plain MoCo v2 and hp masking with one hard negative, a few steps each. The
-# losses logged at every step must agree within a tolerance that grows with the step:
+# groups, queue 256), plain MoCo v2 and hp masking with one hard negative, a few steps each, then
+# `moco knn` of the CPU run's encoder on both devices (the same accuracies). The losses logged at
+# every step must agree within a tolerance that grows with the step:
 #   step 1: 1e-5   the same weights and inputs: only the forward's f32 rounding differs (0 seen);
 #   step 2: 5e-4   after one update whose gradients differ by rounding: the CPU reference computes
 #                  BatchNorm's backward in double, the CUDA kernel in f32, and where a BatchNorm
@@ -56,5 +57,12 @@ for method in plain hp; do
     status=1
   fi
 done
-[ $status -eq 0 ] && echo "PASS: emulated CUDA pretraining matches the CPU for $steps steps, plain and hp"
+# The evaluation's CUDA path on the CPU run's encoder: the same kNN accuracies on both devices.
+for device in cpu cuda; do
+  "$moco" knn "$work/data" --pretrained "$work/plain-cpu/checkpoints/last.safetensors" --k 5 -j 2 --device "$device" |
+    grep "knn top-1" >"$work/knn-$device.txt"
+  echo "knn on $device: $(cat "$work/knn-$device.txt")"
+done
+cmp -s "$work/knn-cpu.txt" "$work/knn-cuda.txt" || { echo "FAIL: kNN accuracies differ between cpu and cuda"; status=1; }
+[ $status -eq 0 ] && echo "PASS: emulated CUDA pretraining matches the CPU for $steps steps, plain and hp, and kNN agrees"
 exit $status
