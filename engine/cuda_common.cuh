@@ -34,7 +34,8 @@ void launch(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, 
 
 // The launch's dynamic shared memory as an array `name` of T (CUDA's `extern __shared__ T name[]`).
 #if ENGINE_CUDA_EMULATION
-#define ENGINE_DYNAMIC_SHARED(T, name) T* const name = static_cast<T*>(::engine::cuda::emulation::dynamic_shared_memory())
+#define ENGINE_DYNAMIC_SHARED(T, name) \
+  T* const name = static_cast<T*>(::engine::cuda::emulation::dynamic_shared_memory())
 #else
 #define ENGINE_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
 #endif

@@ -56,8 +56,8 @@ class StackPool {
       base = free_.back();
       free_.pop_back();
     } else {
-      base = mmap(nullptr, kStackBytes + kGuardPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                  -1, 0);
+      base = mmap(nullptr, kStackBytes + kGuardPage, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
       ENGINE_CHECK(base != MAP_FAILED, "CUDA emulation: could not map a {} KiB fiber stack", kStackBytes / 1024);
       mprotect(base, kGuardPage, PROT_NONE);
     }
@@ -342,7 +342,9 @@ class BlockRun {
       const char* why = src < 0 || src >= kWarp || base + src >= launch_.threads ? "does not exist"
                         : !(u.mask & (1u << src))                              ? "is not in the mask"
                                                                                : "has exited";
-      fail(fmt::format("{} at {}: thread {} (lane {}) reads lane {}, which {}; its value is undefined on a GPU",
+      fail(fmt::format("{} at {}: thread {} (lane {}) reads lane {}, which {}; its value is undefined on a GPU. "
+                       "Keep every lane the shuffle reads in the mask and alive until the shuffle (return after "
+                       "it, not before)",
                        collective_name(u.kind), where(u.site), u.linear, lane, src, why));
     }
     return threads_[base + src];
@@ -398,9 +400,10 @@ class BlockRun {
     for (int i = 0; i < launch_.threads; ++i) {
       const Thread& u = threads_[i];
       if (u.state != State::Waiting) continue;
-      const std::string what = u.wait == Wait::Barrier
-                                   ? fmt::format("__syncthreads() at {}", where(u.site))
-                                   : fmt::format("{} (mask {:#010x}) at {}", collective_name(u.kind), u.mask, where(u.site));
+      const std::string what =
+          u.wait == Wait::Barrier
+              ? fmt::format("__syncthreads() at {}", where(u.site))
+              : fmt::format("{} (mask {:#010x}) at {}", collective_name(u.kind), u.mask, where(u.site));
       groups[what].push_back(i);
     }
     std::string text = "no thread can go on (a collective or barrier that some threads never reach):";
@@ -483,7 +486,8 @@ int execute(const char* name, const void* kernel, unsigned grid[3], unsigned blo
   for (int i = 0; i < pointers.count; ++i)
     ENGINE_CHECK(kernel_may_use(pointers.value[i]),
                  "CUDA emulation: argument {} of {} is {}, which is neither device memory nor pinned host memory "
-                 "(a host pointer handed to a kernel: the GPU would stop with an illegal address)",
+                 "(a host pointer handed to a kernel: the GPU would stop with an illegal address); copy the data "
+                 "to the device first",
                  pointers.index[i], name, pointers.value[i]);
 
   std::lock_guard<std::mutex> lock(g_launch_mutex);
@@ -498,7 +502,8 @@ int execute(const char* name, const void* kernel, unsigned grid[3], unsigned blo
   std::unique_ptr<std::mt19937_64> rng;
   std::vector<uint32_t> block_order;
   if (g_seed != 0) {
-    rng = std::make_unique<std::mt19937_64>(g_seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(g_counters.launches));
+    const uint64_t launch_seed = g_seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(g_counters.launches);
+    rng = std::make_unique<std::mt19937_64>(launch_seed);
     if (blocks <= (uint64_t{1} << 20)) {
       block_order.resize(blocks);
       std::iota(block_order.begin(), block_order.end(), 0u);

@@ -251,10 +251,12 @@ TEST(CudaEmulation, DynamicSharedMemoryUpToTheOptInLimit) {
   DeviceArray<float> out(1);
   const int n = 20000;  // 80 000 bytes: more than the default 48 KiB
   const std::string refused = message_of([&] {
-    cuda::launch("dynamic_shared_kernel", dynamic_shared_kernel, 1, 128, n * sizeof(float), cuda::stream(0), out.ptr, n);
+    cuda::launch("dynamic_shared_kernel", dynamic_shared_kernel, 1, 128, n * sizeof(float), cuda::stream(0), out.ptr,
+                 n);
   });
   EXPECT_NE(refused.find("cudaErrorInvalidValue"), std::string::npos) << refused;
-  ASSERT_EQ(cudaFuncSetAttribute(dynamic_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, n * 4), cudaSuccess);
+  ASSERT_EQ(cudaFuncSetAttribute(dynamic_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, n * 4),
+            cudaSuccess);
   cuda::launch("dynamic_shared_kernel", dynamic_shared_kernel, 1, 128, n * sizeof(float), cuda::stream(0), out.ptr, n);
   EXPECT_EQ(out.read()[0], static_cast<float>(n));
   EXPECT_EQ(cudaFuncSetAttribute(dynamic_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 300 * 1024),
