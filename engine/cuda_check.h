@@ -1,4 +1,5 @@
-// cuda_check.h - checked wrappers for every CUDA, cuBLAS, cuDNN and NCCL call, and for launches.
+// cuda_check.h - checked wrappers for every CUDA, cuBLAS, cuDNN and NCCL call, and for launches
+// (detail::check_launch, which cuda::launch in cuda_common.cuh calls).
 //
 // Each reports the call as written, file:line and the library's own error string, and throws
 // engine::Error. The *_WARN forms print instead of throwing, for destructors.
@@ -66,14 +67,14 @@ const char* cublas_status_string(cublasStatus_t status);
 #define NCCL_WARN(call) ENGINE_LIBRARY_WARN_(call, ncclSuccess, ncclGetErrorString)
 #endif
 
-// After every kernel launch: catches bad launch configurations at once (asynchronous faults
-// surface at the next synchronising call, which is checked too).
-#define CUDA_CHECK_LAUNCH(kernel_name)                                                        \
-  do {                                                                                        \
-    const cudaError_t engine_status_ = cudaGetLastError();                                    \
-    if (engine_status_ != cudaSuccess) [[unlikely]]                                           \
-      ::engine::detail::throw_error(__FILE__, __LINE__, kernel_name,                          \
-                                    ENGINE_FORMAT("kernel launch failed: {} ({})",             \
-                                                  cudaGetErrorName(engine_status_),           \
-                                                  cudaGetErrorString(engine_status_)));       \
-  } while (0)
+namespace engine::detail {
+// After every kernel launch (cuda::launch calls it with the launch's own file and line): catches bad
+// launch configurations at once (asynchronous faults surface at the next synchronising call, which
+// is checked too).
+inline void check_launch(const char* file, int line, const char* kernel_name) {
+  const cudaError_t status = cudaGetLastError();
+  if (status != cudaSuccess) [[unlikely]]
+    throw_error(file, line, kernel_name,
+                ENGINE_FORMAT("kernel launch failed: {} ({})", cudaGetErrorName(status), cudaGetErrorString(status)));
+}
+}  // namespace engine::detail

@@ -14,22 +14,32 @@ namespace engine::cuda {
 constexpr int kWarpSize = 32;
 constexpr int kBlock = 256;  // default block for elementwise kernels
 
+// A launch's name and the place in our sources that makes it, taken where the name is written:
+// the file and line a failed launch reports.
+struct LaunchSite {
+  const char* name;
+  const char* file;
+  int line;
+  LaunchSite(const char* name_, const char* file_ = __builtin_FILE(), int line_ = __builtin_LINE())
+      : name(name_), file(file_), line(line_) {}
+};
+
 // Every kernel launch in the engine:
 //     cuda::launch("name", kernel, grid, block, shared_bytes, stream, args...);
-// is kernel<<<grid, block, shared_bytes, stream>>>(args...) followed by CUDA_CHECK_LAUNCH(name), so
-// a bad configuration throws at once, naming the launch. In the emulation build
+// is kernel<<<grid, block, shared_bytes, stream>>>(args...) followed by the launch check, so a bad
+// configuration throws at once, naming the launch and its line. In the emulation build
 // (-DENGINE_CUDA_EMULATION=ON) the same call runs the kernel on the CPU's SIMT emulator
 // (engine/cuda_emulation/simt.h), which also reports faults it sees as it runs.
 template <typename... Params, typename... Args>
-void launch(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
+void launch(LaunchSite site, void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
             cudaStream_t stream, Args&&... args) {
 #if ENGINE_CUDA_EMULATION
   unsigned g[3] = {grid.x, grid.y, grid.z}, b[3] = {block.x, block.y, block.z};
-  emulation::launch(name, kernel, g, b, shared_bytes, stream, std::forward<Args>(args)...);
+  emulation::launch(site.name, kernel, g, b, shared_bytes, stream, std::forward<Args>(args)...);
 #else
   kernel<<<grid, block, shared_bytes, stream>>>(std::forward<Args>(args)...);
 #endif
-  CUDA_CHECK_LAUNCH(name);
+  ::engine::detail::check_launch(site.file, site.line, site.name);
 }
 
 // The launch's dynamic shared memory as an array `name` of T (CUDA's `extern __shared__ T name[]`).

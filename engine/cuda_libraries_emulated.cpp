@@ -7,6 +7,7 @@
 #include <numeric>
 #include <vector>
 
+#include "engine/cuda_emulation/device_memory.h"
 #include "engine/random.h"
 
 namespace engine {
@@ -14,6 +15,14 @@ namespace engine {
 // CUB's DeviceRadixSort::SortPairs over all 64 key bits is a stable sort by key.
 void sort_pairs_by_key_cuda(int, const uint64_t* keys_in, uint64_t* keys_out, const int64_t* values_in,
                             int64_t* values_out, int64_t n) {
+  namespace emu = cuda::emulation;
+  const char* call = "cub::DeviceRadixSort::SortPairs (CPU stand-in)";
+  const size_t bytes = static_cast<size_t>(n) * 8;
+  emu::library_call_begins(call);
+  emu::check_library_operand(call, "keys_in", keys_in, bytes);
+  emu::check_library_operand(call, "keys_out", keys_out, bytes);
+  emu::check_library_operand(call, "values_in", values_in, bytes);
+  emu::check_library_operand(call, "values_out", values_out, bytes);
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), int64_t{0});
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return keys_in[a] < keys_in[b]; });
@@ -21,6 +30,7 @@ void sort_pairs_by_key_cuda(int, const uint64_t* keys_in, uint64_t* keys_out, co
     keys_out[i] = keys_in[order[i]];
     values_out[i] = values_in[order[i]];
   }
+  emu::check_guard_zones(call);
 }
 
 }  // namespace engine

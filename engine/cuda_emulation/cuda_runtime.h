@@ -4,11 +4,12 @@
 // kernel files (*_cuda.cu) compile unchanged with the host compiler.
 //
 // What it is:
-//   - memory: device and pinned allocations are host memory; the emulator knows every live device
-//     block, fills new memory with NaN bytes, and keeps a guard zone after it (simt.h checks it after
-//     every launch); copies are memcpy after a range check; memset is memset;
-//   - streams and events: every call runs to completion when made, so stream order holds trivially
-//     and every synchronisation is immediate;
+//   - memory: device and pinned allocations are host memory; the emulator knows every block in use,
+//     fills new memory with NaN bytes, and keeps a guard zone after it (checked after every launch);
+//     copies and memsets are checked against the buffers they touch (device_memory.h);
+//   - streams and events: one queue in program order: kernels and memsets run when called, copies
+//     between device and pinned memory wait for the next operation or synchronisation, an event
+//     wait runs what was queued before the event (device_memory.h);
 //   - one device with an H100's limits (132 SMs, 1024 threads a block, 48 KiB shared memory per block
 //     and 227 KiB with the opt-in, warps of 32) and CUDA's error codes, strings and last error;
 //   - the device language our kernels use: the qualifiers, threadIdx & co. (per emulated thread),
@@ -26,8 +27,6 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
-
-#define ENGINE_CUDA_EMULATION_RUNTIME 1
 
 // ---- qualifiers: host functions, all of them ----
 #define __host__
@@ -68,7 +67,6 @@ enum cudaError_t : int {
   cudaErrorInvalidMemcpyDirection = 21,
   cudaErrorInvalidResourceHandle = 400,
 };
-using cudaError = cudaError_t;
 
 enum cudaMemcpyKind : int {
   cudaMemcpyHostToHost = 0,
@@ -138,8 +136,6 @@ inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
 inline double __dadd_rn(double a, double b) { return a + b; }
 inline double __dmul_rn(double a, double b) { return a * b; }
-inline double __ddiv_rn(double a, double b) { return a / b; }
-inline double __dsqrt_rn(double a) { return std::sqrt(a); }
 inline double __fma_rn(double a, double b, double c) { return std::fma(a, b, c); }
 
 #include "simt.h"  // __syncthreads, the warp collectives, atomics

@@ -1,62 +1,61 @@
-// runtime.cpp - the emulated CUDA runtime calls (cuda_runtime.h) and the book of device memory
-// (device_memory.h). Every call completes before it returns: streams and events only have to
-// exist, and a synchronisation has nothing to wait for.
+// runtime.cpp - the emulated CUDA runtime calls (cuda_runtime.h) and the emulated device's memory
+// and copy queue (device_memory.h). Kernels and memsets run when called; asynchronous copies wait
+// in the queue for the next operation that would follow them on the GPU.
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include "engine/check.h"
 #include "engine/cuda_emulation/cuda_runtime.h"
 #include "engine/cuda_emulation/device_memory.h"
 
-struct EmulatedStream {
-  unsigned flags;
-};
+struct EmulatedStream {};
 struct EmulatedEvent {
-  unsigned flags;
+  uint64_t position = 0;  // the copies queued before it was recorded (device_memory.h)
 };
 
 namespace engine::cuda::emulation {
 
 namespace {
 
-// An H100 SXM (compute capability 9.0) as cudaGetDeviceProperties describes it.
-constexpr size_t kTotalMemory = size_t{80} << 30;
-constexpr int kMultiProcessors = 132;
-constexpr int kMaxThreadsPerBlock = 1024;
-constexpr size_t kSharedPerBlock = 48 * 1024;
-constexpr size_t kSharedPerBlockOptin = 227 * 1024;
 constexpr size_t kDeviceAlignment = 256;  // cudaMalloc's alignment
 
 struct Block {
   size_t capacity;  // bytes usable by the program (cudaMalloc's size, rounded to the alignment)
-  size_t live;      // the current user's request: [live, capacity + guard) holds the pattern
+  size_t live;      // the current user's request: [live, capacity + guard) holds the guard pattern
   Space space;
+  bool in_use;      // false once the caching allocator took it back
 };
 
-std::mutex g_mutex;
+std::mutex g_mutex;  // guards the book below
 std::map<uintptr_t, Block>& blocks() {
   static auto* b = new std::map<uintptr_t, Block>();  // never destroyed: memory may be freed at exit
   return *b;
 }
 size_t g_device_bytes = 0;
 
-// The guard pattern: a hash of the byte's address, so that a kernel copying one buffer's guard
-// zone into another's (an off-by-one on both sides of out[i] = f(in[i])) still changes it.
+const char* space_name(Space space) { return space == Space::Device ? "device" : "pinned host"; }
+
+// The guard pattern: quiet-NaN words whose payload hashes the word's address, so that reading past
+// the end gives NaN and a kernel copying one buffer's guard zone into another's (an off-by-one on
+// both sides of out[i] = f(in[i])) still changes it.
 unsigned char guard_byte(const unsigned char* address) {
-  uint64_t z = reinterpret_cast<uintptr_t>(address) * 0x9E3779B97F4A7C15ull;
+  const auto a = reinterpret_cast<uintptr_t>(address);
+  uint64_t z = (a & ~uintptr_t{3}) * 0x9E3779B97F4A7C15ull;
   z = (z ^ (z >> 29)) * 0xBF58476D1CE4E5B9ull;
-  return static_cast<unsigned char>(z >> 56);
+  const uint32_t word = 0x7fc00000u | static_cast<uint32_t>(z >> 42);  // 22 payload bits
+  return static_cast<unsigned char>(word >> (8 * (a & 3)));
 }
 
 void fill_guard(unsigned char* base, size_t from, size_t to) {
   for (size_t i = from; i < to; ++i) base[i] = guard_byte(base + i);
 }
 
-// The block that contains [ptr, ptr + nbytes), or end() (caller holds the mutex).
+// The block whose memory or guard zone holds ptr, or end() (the caller holds g_mutex).
 std::map<uintptr_t, Block>::iterator find_block(const void* ptr) {
   auto& b = blocks();
   const auto p = reinterpret_cast<uintptr_t>(ptr);
@@ -74,12 +73,13 @@ void* allocate(size_t nbytes, Space space) {
   std::memset(base, kUnwrittenByte, nbytes);
   fill_guard(base, nbytes, capacity + kGuardBytes);
   std::lock_guard<std::mutex> lock(g_mutex);
-  blocks().emplace(reinterpret_cast<uintptr_t>(base), Block{capacity, nbytes, space});
+  blocks().emplace(reinterpret_cast<uintptr_t>(base), Block{capacity, nbytes, space, true});
   if (space == Space::Device) g_device_bytes += capacity;
   return base;
 }
 
 bool release(void* ptr, Space space) {
+  run_queued_copies();  // a free waits for the work queued before it
   {
     std::lock_guard<std::mutex> lock(g_mutex);
     auto it = blocks().find(reinterpret_cast<uintptr_t>(ptr));
@@ -91,13 +91,29 @@ bool release(void* ptr, Space space) {
   return true;
 }
 
+// The first changed byte of a block's guard zone, or SIZE_MAX.
+size_t first_damaged_byte(uintptr_t address, const Block& block) {
+  const auto* base = reinterpret_cast<const unsigned char*>(address);
+  for (size_t i = block.live; i < block.capacity + kGuardBytes; ++i)
+    if (base[i] != guard_byte(base + i)) return i;
+  return SIZE_MAX;
+}
+
+struct QueuedCopy {
+  void* dst;
+  const void* src;
+  size_t nbytes;
+  uint64_t position;  // how many copies were queued before it and it
+};
+std::mutex g_queue_mutex;  // taken after g_mutex where both are held
+std::vector<QueuedCopy> g_queue;
+uint64_t g_queued = 0;  // copies ever queued
+
 thread_local cudaError_t t_last_error = cudaSuccess;
 cudaError_t record(cudaError_t status) {
   if (status != cudaSuccess) t_last_error = status;
   return status;
 }
-
-int g_current_device = 0;
 
 }  // namespace
 
@@ -116,58 +132,121 @@ size_t device_bytes_in_use() {
 }
 
 void note_handed_out(void* ptr, size_t nbytes) {
+  run_queued_copies();  // copies queued before the block changed hands belong to its last user
   std::lock_guard<std::mutex> lock(g_mutex);
   auto it = blocks().find(reinterpret_cast<uintptr_t>(ptr));
   ENGINE_CHECK(it != blocks().end() && nbytes <= it->second.capacity,
                "CUDA emulation: the caching allocator handed out {} bytes at {}, which is not a device block "
-               "that large",
+               "that large (a block from another allocator in the CUDA allocator's cache?)",
                nbytes, ptr);
   auto* base = static_cast<unsigned char*>(ptr);
   std::memset(base, kUnwrittenByte, nbytes);
   fill_guard(base, nbytes, it->second.capacity + kGuardBytes);
   it->second.live = nbytes;
+  it->second.in_use = true;
 }
 
 void note_taken_back(void* ptr) {
+  run_queued_copies();
   std::lock_guard<std::mutex> lock(g_mutex);
   auto it = blocks().find(reinterpret_cast<uintptr_t>(ptr));
-  if (it == blocks().end()) return;
+  ENGINE_CHECK(it != blocks().end(),
+               "CUDA emulation: the caching allocator took back {}, which is not a device block (a block from "
+               "another allocator in the CUDA allocator's cache?)",
+               ptr);
   std::memset(ptr, kUnwrittenByte, it->second.live);  // a later read of it gives NaN
+  it->second.in_use = false;
 }
 
 Space classify(const void* ptr, size_t nbytes, std::string* problem) {
   std::lock_guard<std::mutex> lock(g_mutex);
   auto it = find_block(ptr);
   if (it == blocks().end()) return Space::Host;
+  const Block& b = it->second;
   const auto offset = reinterpret_cast<uintptr_t>(ptr) - it->first;
-  if (offset + nbytes > it->second.live && problem != nullptr)
-    *problem = fmt::format("bytes [{}, {}) of a {} block of {} bytes at {:#x} run past its end", offset,
-                           offset + nbytes, it->second.space == Space::Device ? "device" : "pinned",
-                           it->second.live, it->first);
-  return it->second.space;
+  if (!b.in_use) {
+    *problem = fmt::format("the {} block at {:#x} was freed (its tensor or scratch buffer is gone)",
+                           space_name(b.space), it->first);
+  } else if (offset + nbytes > b.live) {
+    *problem = fmt::format("bytes [{}, {}) of the {} block at {:#x} run past its {} bytes", offset,
+                           offset + nbytes, space_name(b.space), it->first, b.live);
+  }
+  return b.space;
 }
 
-bool kernel_may_use(const void* ptr) {
+bool kernel_may_use(const void* ptr, std::string* problem) {
   if (ptr == nullptr) return true;
   std::lock_guard<std::mutex> lock(g_mutex);
   auto it = find_block(ptr);
-  return it != blocks().end() && reinterpret_cast<uintptr_t>(ptr) <= it->first + it->second.capacity;
+  if (it == blocks().end() || reinterpret_cast<uintptr_t>(ptr) > it->first + it->second.capacity) {
+    *problem = "neither device memory nor pinned host memory (a host pointer: the GPU would stop with an "
+               "illegal address); copy the data to the device first";
+    return false;
+  }
+  if (!it->second.in_use) {
+    *problem = fmt::format("in a {} block that was freed (use after free); keep its tensor alive until the "
+                           "kernel is launched",
+                           space_name(it->second.space));
+    return false;
+  }
+  return true;
 }
 
-void check_guard_zones(const char* kernel) {
+void check_guard_zones(const char* what) {
   std::lock_guard<std::mutex> lock(g_mutex);
   for (const auto& [address, block] : blocks()) {
-    const auto* base = reinterpret_cast<const unsigned char*>(address);
-    for (size_t i = block.live; i < block.capacity + kGuardBytes; ++i) {
-      if (base[i] == guard_byte(base + i)) continue;
-      ENGINE_THROW(
-          "CUDA emulation: {} wrote past the end of a {} buffer: the buffer at {:#x} holds {} bytes and byte {} "
-          "(element {} of 4-byte elements) was overwritten. Look for an index that reaches n (<= instead of <) or "
-          "a grid that covers more than the buffer",
-          kernel, block.space == Space::Device ? "device" : "pinned", address, block.live, i, i / 4);
-    }
+    const size_t i = first_damaged_byte(address, block);
+    if (i == SIZE_MAX) continue;
+    fill_guard(reinterpret_cast<unsigned char*>(address), block.live, block.capacity + kGuardBytes);
+    ENGINE_THROW(
+        "CUDA emulation: {} wrote past the end of a {} buffer: the buffer at {:#x} holds {} bytes and byte {} "
+        "(element {} of 4-byte elements) was overwritten. Look for an index that reaches n (<= instead of <) or "
+        "a grid that covers more than the buffer",
+        what, space_name(block.space), address, block.live, i, i / 4);
   }
 }
+
+void repair_guard_zones() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  for (const auto& [address, block] : blocks())
+    if (first_damaged_byte(address, block) != SIZE_MAX)
+      fill_guard(reinterpret_cast<unsigned char*>(address), block.live, block.capacity + kGuardBytes);
+}
+
+void library_call_begins(const char*) { run_queued_copies(); }
+
+void check_library_operand(const char* call, const char* operand, const void* ptr, size_t nbytes) {
+  if (nbytes == 0) return;
+  std::string problem;
+  const Space space = classify(ptr, nbytes, &problem);
+  ENGINE_CHECK(space == Space::Device && problem.empty(),
+               "CUDA emulation: {} needs {} bytes of device memory for its operand {} at {}, found {}; the "
+               "library would fault or write over another buffer",
+               call, nbytes, operand, ptr, space != Space::Device ? std::string("host memory") : problem);
+}
+
+void enqueue_copy(void* dst, const void* src, size_t nbytes, bool to_host) {
+  std::lock_guard<std::mutex> lock(g_queue_mutex);
+  g_queue.push_back({dst, src, nbytes, ++g_queued});
+  // Until the copy runs its destination reads NaN. The device source cannot change before then:
+  // every later operation on the device runs the queue first.
+  if (to_host) std::memset(dst, kUnwrittenByte, nbytes);
+}
+
+uint64_t queue_position() {
+  std::lock_guard<std::mutex> lock(g_queue_mutex);
+  return g_queued;
+}
+
+void run_queued_copies_through(uint64_t position) {
+  std::lock_guard<std::mutex> lock(g_queue_mutex);
+  size_t done = 0;
+  for (; done < g_queue.size() && g_queue[done].position <= position; ++done)
+    std::memmove(g_queue[done].dst, g_queue[done].src, g_queue[done].nbytes);
+  g_queue.erase(g_queue.begin(), g_queue.begin() + static_cast<std::ptrdiff_t>(done));
+}
+
+void run_queued_copies() { run_queued_copies_through(UINT64_MAX); }
 
 }  // namespace engine::cuda::emulation
 
@@ -183,9 +262,7 @@ cudaError_t cudaGetDeviceCount(int* count) {
   return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int device) {
-  if (device != 0) return emu::record(cudaErrorInvalidValue);
-  emu::g_current_device = device;
-  return cudaSuccess;
+  return device == 0 ? cudaSuccess : emu::record(cudaErrorInvalidValue);
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   if (device != 0) return emu::record(cudaErrorInvalidValue);
@@ -261,26 +338,35 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
 
 namespace {
 
-// Checks one side of a copy or memset: a device side must lie inside a live block; a host side
-// must not be device memory. Throws with the details (a real GPU would fault or corrupt memory).
-void check_side(const void* ptr, size_t nbytes, bool device_side, const char* call, const char* side) {
+// Checks one side of a copy or memset and says where it lies: a device side must lie inside a
+// block in use; a host side must not be device memory. Throws with the details (a GPU would fault
+// or corrupt memory).
+emu::Space check_side(const void* ptr, size_t nbytes, bool device_side, const char* call, const char* side) {
   std::string problem;
   const emu::Space space = emu::classify(ptr, nbytes, &problem);
-  ENGINE_CHECK(problem.empty(), "CUDA emulation: {} {} side: {}", call, side, problem);
+  ENGINE_CHECK(problem.empty(), "CUDA emulation: {}'s {}: {}; copy at most what the buffer holds", call, side,
+               problem);
   if (device_side) {
     ENGINE_CHECK(space == emu::Space::Device,
-                 "CUDA emulation: {} expects device memory on its {} side, found {} memory at {}", call, side,
-                 space == emu::Space::Pinned ? "pinned host" : "host", ptr);
+                 "CUDA emulation: {} expects device memory as its {}, found {} memory at {}; check the copy's "
+                 "direction",
+                 call, side, space == emu::Space::Pinned ? "pinned host" : "host", ptr);
   } else {
     ENGINE_CHECK(space != emu::Space::Device,
-                 "CUDA emulation: {} expects host memory on its {} side, found device memory at {}", call, side, ptr);
+                 "CUDA emulation: {} expects host memory as its {}, found device memory at {}; check the copy's "
+                 "direction",
+                 call, side, ptr);
   }
+  return space;
 }
 
 }  // namespace
 
+// As on a GPU, a copy between device memory and pinned host memory is asynchronous (queued: see
+// device_memory.h); one from or to pageable host memory has completed when the call returns.
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t nbytes, cudaMemcpyKind kind, cudaStream_t) {
   if (nbytes == 0) return cudaSuccess;
+  emu::run_queued_copies();
   if (kind == cudaMemcpyDefault) {
     std::string ignored;
     const bool dst_device = emu::classify(dst, nbytes, &ignored) == emu::Space::Device;
@@ -292,28 +378,40 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t nbytes, cudaMemcp
     return emu::record(cudaErrorInvalidMemcpyDirection);
   const bool dst_device = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
   const bool src_device = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
-  check_side(dst, nbytes, dst_device, "cudaMemcpy", "destination");
-  check_side(src, nbytes, src_device, "cudaMemcpy", "source");
-  std::memmove(dst, src, nbytes);
+  const emu::Space dst_space = check_side(dst, nbytes, dst_device, "cudaMemcpy", "destination");
+  const emu::Space src_space = check_side(src, nbytes, src_device, "cudaMemcpy", "source");
+  if (kind == cudaMemcpyHostToDevice && src_space == emu::Space::Pinned) {
+    emu::enqueue_copy(dst, src, nbytes, false);
+  } else if (kind == cudaMemcpyDeviceToHost && dst_space == emu::Space::Pinned) {
+    emu::enqueue_copy(dst, src, nbytes, true);
+  } else {
+    std::memmove(dst, src, nbytes);
+  }
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t nbytes, cudaMemcpyKind kind) {
-  return cudaMemcpyAsync(dst, src, nbytes, kind, nullptr);
+  const cudaError_t status = cudaMemcpyAsync(dst, src, nbytes, kind, nullptr);
+  emu::run_queued_copies();
+  return status;
 }
 cudaError_t cudaMemsetAsync(void* ptr, int value, size_t nbytes, cudaStream_t) {
   if (nbytes == 0) return cudaSuccess;
+  emu::run_queued_copies();
   check_side(ptr, nbytes, true, "cudaMemset", "destination");
   std::memset(ptr, value, nbytes);
   return cudaSuccess;
 }
 
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags) {
-  *stream = new EmulatedStream{flags};
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned) {
+  *stream = new EmulatedStream{};
   return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned flags) {
-  *event = new EmulatedEvent{flags};
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  emu::run_queued_copies();
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned) {
+  *event = new EmulatedEvent{};
   return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
@@ -321,8 +419,13 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
   return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
-  return event ? cudaSuccess : emu::record(cudaErrorInvalidResourceHandle);
+  if (!event) return emu::record(cudaErrorInvalidResourceHandle);
+  event->position = emu::queue_position();
+  return cudaSuccess;
 }
+// Waits for what was queued before the event was recorded, not for what came after.
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
-  return event ? cudaSuccess : emu::record(cudaErrorInvalidResourceHandle);
+  if (!event) return emu::record(cudaErrorInvalidResourceHandle);
+  emu::run_queued_copies_through(event->position);
+  return cudaSuccess;
 }

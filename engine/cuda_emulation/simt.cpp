@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <deque>
 #include <map>
@@ -43,8 +44,6 @@ namespace {
 constexpr int kWarp = 32;
 constexpr size_t kStackBytes = 256 * 1024;  // kernels keep little on the stack; sanitizers need more
 constexpr size_t kGuardPage = 4096;
-constexpr size_t kMaxDynamicShared = 227 * 1024;
-constexpr size_t kDefaultSharedLimit = 48 * 1024;
 
 // Fiber stacks, mapped once with a guard page below each (an overflow faults instead of writing
 // over the neighbour) and reused by every block of every launch.
@@ -122,19 +121,47 @@ struct Launch {
   const char* name;
   KernelBody body;
   unsigned block[3];
-  unsigned grid[3];
   int threads;  // per block
+  uint64_t seed;  // of this launch's shuffled order; 0: index order
 };
 
 std::mutex g_launch_mutex;
 std::mutex g_attribute_mutex;
 std::map<const void*, int> g_max_dynamic_shared;  // cudaFuncSetAttribute
 Counters g_counters;
-uint64_t g_seed = [] {
-  const char* text = std::getenv("ENGINE_CUDA_EMULATION_SEED");
-  return text ? std::strtoull(text, nullptr, 10) : 0;
-}();
-std::vector<unsigned char> g_dynamic_shared(kMaxDynamicShared + 64);
+// The schedule seed: ENGINE_CUDA_EMULATION_SEED at start, then set_schedule_seed().
+struct ScheduleSeed {
+  std::atomic<uint64_t> value{0};
+  std::string bad_text;  // an ENGINE_CUDA_EMULATION_SEED that is not a number, reported at the first launch
+  ScheduleSeed() {
+    const char* text = std::getenv("ENGINE_CUDA_EMULATION_SEED");
+    if (text == nullptr || *text == '\0') return;
+    char* end = nullptr;
+    const unsigned long long parsed = std::strtoull(text, &end, 10);
+    if (*end != '\0' || *text == '-')
+      bad_text = text;
+    else
+      value = parsed;
+  }
+};
+ScheduleSeed& schedule_seed_state() {
+  static ScheduleSeed seed;
+  return seed;
+}
+std::vector<unsigned char> g_dynamic_shared(kSharedPerBlockOptin + 64);
+
+// The seed of one launch's order: from the schedule seed and the launch itself (kernel, geometry),
+// not from what ran before, so that a failure under seed S replays when its test runs alone.
+uint64_t launch_seed(uint64_t seed, const char* name, const unsigned grid[3], const unsigned block[3]) {
+  if (seed == 0) return 0;
+  uint64_t h = 0xcbf29ce484222325ull ^ seed;  // FNV-1a
+  auto mix = [&](uint64_t v) {
+    for (int i = 0; i < 8; ++i, v >>= 8) h = (h ^ (v & 0xff)) * 0x100000001b3ull;
+  };
+  for (const char* c = name; *c; ++c) mix(static_cast<unsigned char>(*c));
+  for (int i = 0; i < 3; ++i) mix((uint64_t{grid[i]} << 32) | block[i]);
+  return h | 1;
+}
 
 class BlockRun;
 BlockRun* g_block = nullptr;
@@ -153,7 +180,7 @@ class BlockRun {
       t.idx = {static_cast<unsigned>(i % launch.block[0]), static_cast<unsigned>(i / launch.block[0] % launch.block[1]),
                static_cast<unsigned>(i / (launch.block[0] * launch.block[1]))};
     }
-    if (rng_) {
+    if (rng_) {  // a thread order of its own for every block
       start_order_.resize(n);
       std::iota(start_order_.begin(), start_order_.end(), 0);
       std::shuffle(start_order_.begin(), start_order_.end(), *rng_);
@@ -210,11 +237,16 @@ class BlockRun {
     Thread& t = current();
     const int lane = t.linear % kWarp;
     if (kind != Collective::ActiveMask && !(mask & (1u << lane)))
-      fail(fmt::format("{} at {}: thread {} (lane {}) calls it with mask {:#010x}, which leaves out its own lane",
+      fail(fmt::format("{} at {}: thread {} (lane {}) calls it with mask {:#010x}, which leaves out its own lane; "
+                       "a lane must name itself in the mask",
                        collective_name(kind), where(site), t.linear, lane, mask));
     if (width < 1 || width > kWarp || (width & (width - 1)) != 0)
-      fail(fmt::format("{} at {}: width {} is not a power of two from 1 to 32", collective_name(kind), where(site),
-                       width));
+      fail(fmt::format("{} at {}: width {} is not 1, 2, 4, 8, 16 or 32", collective_name(kind), where(site), width));
+    if ((kind == Collective::ShflUp || kind == Collective::ShflDown || kind == Collective::ShflXor) &&
+        (argument < 0 || argument >= kWarp))
+      fail(fmt::format("{} at {}: thread {} shifts by {}; the GPU reads only the offset's low 5 bits, so keep it "
+                       "from 0 to 31",
+                       collective_name(kind), where(site), t.linear, argument));
     t.state = State::Waiting;
     t.wait = Wait::Warp;
     t.kind = kind;
@@ -230,8 +262,8 @@ class BlockRun {
 
  private:
   [[noreturn]] void fail(const std::string& what) {
-    ENGINE_THROW("CUDA emulation: kernel {}, block ({}, {}, {}): {}", launch_.name, blockIdx.x, blockIdx.y, blockIdx.z,
-                 what);
+    ENGINE_THROW("CUDA emulation: kernel {}, block ({}, {}, {}){}: {}", launch_.name, blockIdx.x, blockIdx.y,
+                 blockIdx.z, rng_ ? fmt::format(" (schedule seed {})", schedule_seed()) : std::string(), what);
   }
 
   ctx::fiber run_threads(Runner* r, ctx::fiber&& sink) {
@@ -434,6 +466,9 @@ void poison_shared(size_t dynamic_bytes) {
   if (dynamic_bytes) std::memset(dynamic_shared_memory(), kUnwrittenByte, dynamic_bytes);
 }
 
+// The launch's configuration against an H100's limits, as the GPU checks it. The static
+// __shared__ memory of a kernel is not known here: ptxas limits it when nvcc compiles the kernel,
+// and the sum of static and dynamic shared memory is not checked.
 int check_configuration(const void* kernel, const unsigned grid[3], const unsigned block[3], size_t dynamic_shared) {
   const uint64_t threads = uint64_t{block[0]} * block[1] * block[2];
   if (block[0] == 0 || block[1] == 0 || block[2] == 0 || block[0] > 1024 || block[1] > 1024 || block[2] > 64 ||
@@ -441,7 +476,7 @@ int check_configuration(const void* kernel, const unsigned grid[3], const unsign
     return cudaErrorInvalidConfiguration;
   if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0 || grid[0] > 2147483647u || grid[1] > 65535 || grid[2] > 65535)
     return cudaErrorInvalidConfiguration;
-  size_t limit = kDefaultSharedLimit;
+  size_t limit = kSharedPerBlock;
   {
     std::lock_guard<std::mutex> lock(g_attribute_mutex);
     auto it = g_max_dynamic_shared.find(kernel);
@@ -454,12 +489,14 @@ int check_configuration(const void* kernel, const unsigned grid[3], const unsign
 }  // namespace
 
 void block_barrier(Site site) {
-  ENGINE_CHECK(g_block != nullptr, "__syncthreads() called outside a kernel launch");
+  ENGINE_CHECK(g_block != nullptr, "__syncthreads() at {}:{} called outside a kernel launch: only a kernel run by "
+               "cuda::launch may call it", site.file, site.line);
   g_block->arrive_at_barrier(site);
 }
 
 uint64_t warp_collective(Collective kind, unsigned mask, uint64_t value, int argument, int width, Site site) {
-  ENGINE_CHECK(g_block != nullptr, "{} called outside a kernel launch", collective_name(kind));
+  ENGINE_CHECK(g_block != nullptr, "{} at {}:{} called outside a kernel launch: only a kernel run by cuda::launch "
+               "may call it", collective_name(kind), site.file, site.line);
   return g_block->arrive_at_collective(kind, mask, value, argument, width, site);
 }
 
@@ -469,8 +506,8 @@ void* dynamic_shared_memory() {
   return g_dynamic_shared.data() + ((64 - address % 64) % 64);
 }
 
-void set_schedule_seed(uint64_t seed) { g_seed = seed; }
-uint64_t schedule_seed() { return g_seed; }
+void set_schedule_seed(uint64_t seed) { schedule_seed_state().value = seed; }
+uint64_t schedule_seed() { return schedule_seed_state().value; }
 Counters counters() {
   std::lock_guard<std::mutex> lock(g_launch_mutex);
   return g_counters;
@@ -478,21 +515,26 @@ Counters counters() {
 
 int execute(const char* name, const void* kernel, unsigned grid[3], unsigned block[3], size_t dynamic_shared,
             const void*, const KernelBody& body, const PointerParameters& pointers) {
+  ENGINE_CHECK(schedule_seed_state().bad_text.empty(),
+               "ENGINE_CUDA_EMULATION_SEED is '{}', not a number: set it to a non-negative integer (0 runs threads "
+               "in index order)",
+               schedule_seed_state().bad_text);
   const int status = check_configuration(kernel, grid, block, dynamic_shared);
   if (status != cudaSuccess) {
     set_last_error(status);
     return status;
   }
-  for (int i = 0; i < pointers.count; ++i)
-    ENGINE_CHECK(kernel_may_use(pointers.value[i]),
-                 "CUDA emulation: argument {} of {} is {}, which is neither device memory nor pinned host memory "
-                 "(a host pointer handed to a kernel: the GPU would stop with an illegal address); copy the data "
-                 "to the device first",
-                 pointers.index[i], name, pointers.value[i]);
+  run_queued_copies();  // the copies queued before the launch have reached the device
+  for (int i = 0; i < pointers.count; ++i) {
+    std::string problem;
+    ENGINE_CHECK(kernel_may_use(pointers.value[i], &problem), "CUDA emulation: argument {} of {} is {}, {}",
+                 pointers.index[i], name, pointers.value[i], problem);
+  }
 
   std::lock_guard<std::mutex> lock(g_launch_mutex);
-  const Launch launch{name, body, {block[0], block[1], block[2]}, {grid[0], grid[1], grid[2]},
-                      static_cast<int>(block[0] * block[1] * block[2])};
+  const uint64_t seed = launch_seed(schedule_seed(), name, grid, block);
+  const Launch launch{name, body, {block[0], block[1], block[2]}, static_cast<int>(block[0] * block[1] * block[2]),
+                      seed};
   gridDim = dim3(grid[0], grid[1], grid[2]);
   blockDim = dim3(block[0], block[1], block[2]);
   const uint64_t blocks = uint64_t{grid[0]} * grid[1] * grid[2];
@@ -501,9 +543,8 @@ int execute(const char* name, const void* kernel, unsigned grid[3], unsigned blo
 
   std::unique_ptr<std::mt19937_64> rng;
   std::vector<uint32_t> block_order;
-  if (g_seed != 0) {
-    const uint64_t launch_seed = g_seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(g_counters.launches);
-    rng = std::make_unique<std::mt19937_64>(launch_seed);
+  if (seed != 0) {
+    rng = std::make_unique<std::mt19937_64>(seed);
     if (blocks <= (uint64_t{1} << 20)) {
       block_order.resize(blocks);
       std::iota(block_order.begin(), block_order.end(), 0u);
@@ -511,12 +552,17 @@ int execute(const char* name, const void* kernel, unsigned grid[3], unsigned blo
     }
   }
   std::vector<Thread> threads(launch.threads);
-  for (uint64_t b = 0; b < blocks; ++b) {
-    const uint64_t id = block_order.empty() ? b : block_order[b];
-    blockIdx = {static_cast<unsigned>(id % grid[0]), static_cast<unsigned>(id / grid[0] % grid[1]),
-                static_cast<unsigned>(id / (uint64_t{grid[0]} * grid[1]))};
-    poison_shared(dynamic_shared);
-    BlockRun(launch, threads, rng.get()).run();
+  try {
+    for (uint64_t b = 0; b < blocks; ++b) {
+      const uint64_t id = block_order.empty() ? b : block_order[b];
+      blockIdx = {static_cast<unsigned>(id % grid[0]), static_cast<unsigned>(id / grid[0] % grid[1]),
+                  static_cast<unsigned>(id / (uint64_t{grid[0]} * grid[1]))};
+      poison_shared(dynamic_shared);
+      BlockRun(launch, threads, rng.get()).run();
+    }
+  } catch (...) {
+    repair_guard_zones();  // the fault is this launch's report; later launches must not be blamed
+    throw;
   }
   check_guard_zones(name);
   return cudaSuccess;
@@ -527,7 +573,7 @@ int execute(const char* name, const void* kernel, unsigned grid[3], unsigned blo
 cudaError_t cudaFuncSetAttribute(const void* kernel, cudaFuncAttribute attr, int value) {
   namespace emu = engine::cuda::emulation;
   if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
-      static_cast<size_t>(value) > emu::kMaxDynamicShared) {
+      static_cast<size_t>(value) > emu::kSharedPerBlockOptin) {
     emu::set_last_error(cudaErrorInvalidValue);
     return cudaErrorInvalidValue;
   }

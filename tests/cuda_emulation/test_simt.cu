@@ -10,7 +10,9 @@
 #include <vector>
 
 #include "engine/cuda_common.cuh"
+#include "engine/allocator.h"
 #include "engine/cuda_emulation/simt.h"
+#include "ops/matmul.h"
 
 namespace engine {
 namespace {
@@ -156,6 +158,32 @@ __global__ void warp_collectives_kernel(int* idx, int* up, int* down, int* xr, u
 
 // counters: [count, max, min, last exchanged, CAS winners]; the CAS only succeeds for the first
 // thread to find the slot at -1.
+// Four shuffles in a 16 x 4 block (two warps), each lane's value its linear thread index t:
+// out[t] idx lane 2 of its group of 8; out[64 + t] xor 4 in groups of 16; out[128 + t] lane 0 of its
+// half warp, each half with its own mask; out[192 + t] lane 0 of the warp.
+__global__ void group_shuffles_kernel(int* out) {
+  const int t = static_cast<int>(threadIdx.y * blockDim.x + threadIdx.x), lane = t % 32;
+  out[t] = __shfl_sync(kFull, t, 2, 8) - t / 32 * 32;
+  out[64 + t] = __shfl_xor_sync(kFull, t, 4, 16) - t / 32 * 32;
+  const unsigned half = lane < 16 ? 0x0000ffffu : 0xffff0000u;
+  out[128 + t] = __shfl_sync(half, t, lane < 16 ? 0 : 16);
+  out[192 + t] = __shfl_sync(kFull, t, 0);
+}
+
+// Lanes of the low half shuffle among themselves but read a lane of the high half.
+__global__ void shuffle_outside_mask_kernel(int* out) {
+  const int lane = static_cast<int>(threadIdx.x);
+  out[lane] = __shfl_down_sync(lane < 16 ? 0x0000ffffu : 0xffff0000u, lane, 8);
+}
+
+__global__ void mask_without_caller_kernel(int* out) {
+  out[threadIdx.x] = __shfl_sync(0x1u, static_cast<int>(threadIdx.x), 0);
+}
+
+__global__ void shuffle_by_32_kernel(int* out) {
+  out[threadIdx.x] = __shfl_down_sync(kFull, static_cast<int>(threadIdx.x), 32);
+}
+
 __global__ void atomics_kernel(int* counters, float* total) {
   const int id = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
   atomicAdd(&counters[0], 1);
@@ -190,9 +218,9 @@ TEST(CudaEmulation, BlockReductionIsRightInEverySchedule) {
 }
 
 TEST(CudaEmulation, WarpCollectivesFollowCudasLaneRules) {
-  DeviceArray<int> idx(32), up(32), down(32), xr(32);
-  DeviceArray<unsigned> ballot(32), active(32);
   for_each_schedule([&] {
+    DeviceArray<int> idx(32), up(32), down(32), xr(32);
+    DeviceArray<unsigned> ballot(32), active(32);
     cuda::launch("warp_collectives_kernel", warp_collectives_kernel, 1, 32, 0, cuda::stream(0), idx.ptr, up.ptr,
                  down.ptr, xr.ptr, ballot.ptr, active.ptr);
     const auto i = idx.read(), u = up.read(), d = down.read(), x = xr.read();
@@ -208,6 +236,36 @@ TEST(CudaEmulation, WarpCollectivesFollowCudasLaneRules) {
       EXPECT_EQ(a[lane], lane % 2 == 0 ? 0x55555555u : 0u) << lane;  // the even lanes took the branch
     }
   });
+}
+
+TEST(CudaEmulation, ShufflesWithinGroupsAndHalfWarpMasksIn2DBlocks) {
+  for_each_schedule([&] {
+    DeviceArray<int> out(4 * 64);
+    cuda::launch("group_shuffles_kernel", group_shuffles_kernel, 1, dim3(16, 4), 0, cuda::stream(0), out.ptr);
+    const auto o = out.read();
+    for (int t = 0; t < 64; ++t) {  // t = threadIdx.y * 16 + threadIdx.x; warp t / 32, lane t % 32
+      const int lane = t % 32, warp_base = t - lane;
+      EXPECT_EQ(o[t], lane / 8 * 8 + 2) << "idx in groups of 8, thread " << t;
+      EXPECT_EQ(o[64 + t], lane ^ 4) << "xor in groups of 16, thread " << t;
+      EXPECT_EQ(o[128 + t], warp_base + (lane < 16 ? 0 : 16)) << "each half warp reads its own lane 0, thread " << t;
+      EXPECT_EQ(o[192 + t], warp_base) << "lane 0 of the thread's warp, thread " << t;
+    }
+  });
+}
+
+TEST(CudaEmulation, BadShuffleMasksAndOffsetsAreFaults) {
+  DeviceArray<int> out(32);
+  const std::string not_in_mask = message_of([&] {
+    cuda::launch("shuffle_outside_mask_kernel", shuffle_outside_mask_kernel, 1, 32, 0, cuda::stream(0), out.ptr);
+  });
+  EXPECT_NE(not_in_mask.find("reads lane 16, which is not in the mask"), std::string::npos) << not_in_mask;
+  const std::string own_lane = message_of([&] {
+    cuda::launch("mask_without_caller_kernel", mask_without_caller_kernel, 1, 32, 0, cuda::stream(0), out.ptr);
+  });
+  EXPECT_NE(own_lane.find("which leaves out its own lane"), std::string::npos) << own_lane;
+  const std::string offset = message_of(
+      [&] { cuda::launch("shuffle_by_32_kernel", shuffle_by_32_kernel, 1, 32, 0, cuda::stream(0), out.ptr); });
+  EXPECT_NE(offset.find("shifts by 32"), std::string::npos) << offset;
 }
 
 TEST(CudaEmulation, AtomicsSeeEveryThread) {
@@ -280,10 +338,72 @@ TEST(CudaEmulation, CopiesOutsideAnAllocationAreRefused) {
   DeviceArray<float> x(16);
   std::vector<float> host(32);
   const std::string m = message_of([&] { CUDA_CHECK(cudaMemcpy(host.data(), x.ptr, 32 * 4, cudaMemcpyDeviceToHost)); });
-  EXPECT_NE(m.find("run past its end"), std::string::npos) << m;
+  EXPECT_NE(m.find("bytes [0, 128) of the device block at"), std::string::npos) << m;
+  EXPECT_NE(m.find("run past its 64 bytes"), std::string::npos) << m;
   const std::string wrong_side =
       message_of([&] { CUDA_CHECK(cudaMemcpy(host.data(), x.ptr, 16 * 4, cudaMemcpyHostToDevice)); });
-  EXPECT_NE(wrong_side.find("expects device memory on its destination side"), std::string::npos) << wrong_side;
+  EXPECT_NE(wrong_side.find("expects device memory as its destination, found host memory"), std::string::npos)
+      << wrong_side;
+}
+
+// A copy between the device and pinned memory waits for the next operation on the device, as on a
+// GPU; from or to pageable memory it is done when the call returns.
+TEST(CudaEmulation, CopiesWithPinnedMemoryCompleteOnlyAtASynchronisation) {
+  DeviceArray<float> x(4);
+  float* pinned = nullptr;
+  ASSERT_EQ(cudaHostAlloc(reinterpret_cast<void**>(&pinned), 4 * sizeof(float), cudaHostAllocDefault), cudaSuccess);
+  for (int i = 0; i < 4; ++i) pinned[i] = 1.0f + i;
+  ASSERT_EQ(cudaMemcpyAsync(x.ptr, pinned, 16, cudaMemcpyHostToDevice, cuda::stream(0)), cudaSuccess);
+  pinned[0] = 99.0f;  // rewritten before the copy ran: the GPU may read either value, the emulation the new one
+  cudaEvent_t after_upload = nullptr;
+  ASSERT_EQ(cudaEventCreateWithFlags(&after_upload, cudaEventDisableTiming), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(after_upload, cuda::stream(0)), cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(pinned, x.ptr, 16, cudaMemcpyDeviceToHost, cuda::stream(0)), cudaSuccess);
+  EXPECT_TRUE(std::isnan(pinned[1])) << "read before a synchronisation: the copy has not arrived";
+  ASSERT_EQ(cudaEventSynchronize(after_upload), cudaSuccess);
+  EXPECT_TRUE(std::isnan(pinned[1])) << "the download was queued after the event: waiting for it does not run it";
+  ASSERT_EQ(cudaStreamSynchronize(cuda::stream(0)), cudaSuccess);
+  EXPECT_EQ(pinned[0], 99.0f);
+  EXPECT_EQ(pinned[3], 4.0f);
+  std::vector<float> pageable(4, 7.0f);
+  ASSERT_EQ(cudaMemcpyAsync(x.ptr, pageable.data(), 16, cudaMemcpyHostToDevice, cuda::stream(0)), cudaSuccess);
+  pageable[0] = -1.0f;  // the copy from pageable memory is already done
+  EXPECT_EQ(x.read()[0], 7.0f);
+  ASSERT_EQ(cudaEventDestroy(after_upload), cudaSuccess);
+  ASSERT_EQ(cudaFreeHost(pinned), cudaSuccess);
+}
+
+TEST(CudaEmulation, ATensorsBlockIsGuardedAtItsRequestAndRefusedOnceFreed) {
+  // 4000 bytes from the caching allocator: a 4096-byte block whose last 96 bytes are guarded too.
+  auto* y = static_cast<float*>(cuda_allocate(0, 4000));
+  const DeviceArray<float> x(std::vector<float>(1001, 1.0f));
+  const std::string overflow = message_of([&] {
+    cuda::launch("scale_off_by_one_kernel", scale_off_by_one_kernel, 4, 256, 0, cuda::stream(0), y, x.ptr,
+                 int64_t{1000});
+  });
+  EXPECT_NE(overflow.find("holds 4000 bytes"), std::string::npos) << overflow;
+  EXPECT_NE(overflow.find("(element 1000 of 4-byte elements)"), std::string::npos) << overflow;
+  cuda::launch("scale_kernel", scale_kernel, 4, 256, 0, cuda::stream(0), y, x.ptr, int64_t{1000});  // repaired
+  cuda_free(0, y);
+  const std::string after_free = message_of([&] {
+    cuda::launch("scale_kernel", scale_kernel, 4, 256, 0, cuda::stream(0), y, x.ptr, int64_t{1000});
+  });
+  EXPECT_NE(after_free.find("argument 0 of scale_kernel"), std::string::npos) << after_free;
+  EXPECT_NE(after_free.find("freed (use after free)"), std::string::npos) << after_free;
+}
+
+TEST(CudaEmulation, LibraryStandInsCheckTheirOperands) {
+  DeviceArray<float> a(6), b(6), c(3);  // C of 2 x 2 needs 4 floats
+  const std::string small =
+      message_of([&] { matmul_forward_cuda<float>(0, c.ptr, a.ptr, b.ptr, 2, 2, 3, false, false, 3, 2, 2); });
+  EXPECT_NE(small.find("cublasGemm (CPU stand-in) needs 16 bytes of device memory for its operand C"),
+            std::string::npos)
+      << small;
+  std::vector<float> host(6);
+  const std::string on_host =
+      message_of([&] { matmul_forward_cuda<float>(0, c.ptr, host.data(), b.ptr, 1, 1, 3, false, false, 3, 1, 1); });
+  EXPECT_NE(on_host.find("operand A"), std::string::npos) << on_host;
+  EXPECT_NE(on_host.find("found host memory"), std::string::npos) << on_host;
 }
 
 TEST(CudaEmulation, AHostPointerHandedToAKernelIsAFault) {
@@ -327,7 +447,10 @@ TEST(CudaEmulation, CatchesAnOffByOneGridStrideLoop) {
     cuda::launch("scale_off_by_one_kernel", scale_off_by_one_kernel, 4, 256, 0, cuda::stream(0), y.ptr, x.ptr, n);
   });
   EXPECT_NE(m.find("scale_off_by_one_kernel wrote past the end of a device buffer"), std::string::npos) << m;
-  EXPECT_NE(m.find("holds 4000 bytes and byte 4000"), std::string::npos) << m;
+  EXPECT_NE(m.find("holds 4000 bytes"), std::string::npos) << m;
+  EXPECT_NE(m.find("(element 1000 of 4-byte elements)"), std::string::npos) << m;
+  cuda::launch("scale_kernel", scale_kernel, 4, 256, 0, cuda::stream(0), y.ptr, x.ptr, n);
+  EXPECT_EQ(y.read()[n - 1], 2.0f) << "the guard zone was restored: the next launch is not blamed";
 }
 
 TEST(CudaEmulation, CatchesAShuffleThatSomeLanesOfTheWarpSkip) {
@@ -365,6 +488,8 @@ TEST(CudaEmulation, CatchesALaunchOverTheBlockLimit) {
   const std::string grid_y =
       message_of([&] { cuda::launch("noop_kernel", noop_kernel, dim3(1, 65536), 32, 0, cuda::stream(0), out.ptr); });
   EXPECT_NE(grid_y.find("cudaErrorInvalidConfiguration"), std::string::npos) << grid_y;
+  EXPECT_NE(grid_y.find("test_simt.cu:" + std::to_string(__LINE__ - 2)), std::string::npos)
+      << "the error names the line of the launch: " << grid_y;
   EXPECT_EQ(cudaGetLastError(), cudaSuccess) << "the launch helper has read and cleared the error";
 }
 

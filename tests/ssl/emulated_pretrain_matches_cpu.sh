@@ -7,9 +7,9 @@
 # every step must agree within a tolerance that grows with the step:
 #   step 1: 1e-5   the same weights and inputs: only the forward's f32 rounding differs (0 seen);
 #   step 2: 5e-4   after one update whose gradients differ by rounding: the CPU reference computes
-#                  BatchNorm's backward in double, the CUDA kernel in f32, and where a BatchNorm
-#                  bias's gradient is a sum that cancels, that moves it by up to 2% (seen: 5e-7
-#                  plain, 4e-5 hp);
+#                  BatchNorm in double, the CUDA kernels sum in double but normalise and form dx in
+#                  f32, and where a BatchNorm bias's gradient is a sum that cancels, that moves it
+#                  by up to 2% (seen: 5e-7 plain, 4e-5 hp);
 #   later:  1e-2   training amplifies those differences about tenfold a step (seen: up to 3e-3),
 #                  while a wrong update, queue or mask moves the loss by far more.
 #   usage: emulated_pretrain_matches_cpu.sh MOCO WORKDIR [STEPS]
