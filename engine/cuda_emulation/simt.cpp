@@ -122,7 +122,6 @@ struct Launch {
   KernelBody body;
   unsigned block[3];
   int threads;  // per block
-  uint64_t seed;  // of this launch's shuffled order; 0: index order
 };
 
 std::mutex g_launch_mutex;
@@ -533,8 +532,7 @@ int execute(const char* name, const void* kernel, unsigned grid[3], unsigned blo
 
   std::lock_guard<std::mutex> lock(g_launch_mutex);
   const uint64_t seed = launch_seed(schedule_seed(), name, grid, block);
-  const Launch launch{name, body, {block[0], block[1], block[2]}, static_cast<int>(block[0] * block[1] * block[2]),
-                      seed};
+  const Launch launch{name, body, {block[0], block[1], block[2]}, static_cast<int>(block[0] * block[1] * block[2])};
   gridDim = dim3(grid[0], grid[1], grid[2]);
   blockDim = dim3(block[0], block[1], block[2]);
   const uint64_t blocks = uint64_t{grid[0]} * grid[1] * grid[2];
