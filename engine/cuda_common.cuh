@@ -34,8 +34,9 @@ template <typename... Params, typename... Args>
 void launch(LaunchSite site, void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
             cudaStream_t stream, Args&&... args) {
 #if ENGINE_CUDA_EMULATION
+  (void)stream;  // the emulated device has one queue in program order (cuda_emulation/device_memory.h)
   unsigned g[3] = {grid.x, grid.y, grid.z}, b[3] = {block.x, block.y, block.z};
-  emulation::launch(site.name, kernel, g, b, shared_bytes, stream, std::forward<Args>(args)...);
+  emulation::launch(site.name, kernel, g, b, shared_bytes, std::forward<Args>(args)...);
 #else
   kernel<<<grid, block, shared_bytes, stream>>>(std::forward<Args>(args)...);
 #endif

@@ -18,7 +18,7 @@ void sort_pairs_by_key_cuda(int, const uint64_t* keys_in, uint64_t* keys_out, co
   namespace emu = cuda::emulation;
   const char* call = "cub::DeviceRadixSort::SortPairs (CPU stand-in)";
   const size_t bytes = static_cast<size_t>(n) * 8;
-  emu::library_call_begins(call);
+  emu::run_queued_copies();
   emu::check_library_operand(call, "keys_in", keys_in, bytes);
   emu::check_library_operand(call, "keys_out", keys_out, bytes);
   emu::check_library_operand(call, "values_in", values_in, bytes);

@@ -1,14 +1,15 @@
 // cuda_libraries_emulated.cpp - the CUDA emulation build's stand-in for cuBLAS and cuDNN. The
 // emulation runs our own kernels, not NVIDIA's libraries: matmul (cuBLAS) and the three convolution
 // passes (cuDNN) compute the CPU reference's result on the same (host) memory, converting bf16 and
-// the NHWC layout on the way, while the conv2d bias still goes through our CUDA kernels exactly as
-// after cuDNN. Each stand-in checks its operands as the library would need them (device memory in
+// the NHWC layout on the way with the engine's strided copy, while the conv2d bias still goes
+// through our CUDA kernels exactly as after cuDNN. Each stand-in checks its operands as the library would need them (device memory in
 // use, large enough) and, after writing, the buffers' guard zones. The complete list is in
 // docs/ARCHITECTURE.md ("CUDA emulation").
 #include <vector>
 
 #include "engine/cuda_common.cuh"
 #include "engine/cuda_emulation/device_memory.h"
+#include "engine/tensor_copy.h"
 #include "ops/conv2d.h"
 #include "ops/matmul.h"
 
@@ -30,7 +31,7 @@ void matmul_forward_cuda(int, T* c, const T* a, const T* b, int64_t M, int64_t N
                          bool trans_b, int64_t lda, int64_t ldb, int64_t ldc) {
   if (M == 0 || N == 0) return;
   const char* call = "cublasGemm (CPU stand-in)";
-  emu::library_call_begins(call);
+  emu::run_queued_copies();
   const size_t e = sizeof(T);
   emu::check_library_operand(call, "A", a, trans_a ? matrix_bytes(K, M, lda, e) : matrix_bytes(M, K, lda, e));
   emu::check_library_operand(call, "B", b, trans_b ? matrix_bytes(N, K, ldb, e) : matrix_bytes(K, N, ldb, e));
@@ -46,101 +47,83 @@ template void matmul_forward_cuda<double>(int, double*, const double*, const dou
 
 namespace {
 
-// Where element (n, c, y, x) of a C x H x W operand lives in cuDNN's layout: NCHW, or NHWC (the
-// weight then KRSC) when channels_last.
-int64_t layout_offset(bool channels_last, int64_t c_, int64_t h_, int64_t w_, int64_t n, int64_t c, int64_t y,
-                      int64_t x) {
-  return channels_last ? ((n * h_ + y) * w_ + x) * c_ + c : ((n * c_ + c) * h_ + y) * w_ + x;
-}
-
-// Calls fn(i, o) for element i of the operand in NCHW order, o its offset in the layout.
-template <typename Fn>
-void for_each_nchw(bool channels_last, int64_t N, int64_t C, int64_t H, int64_t W, Fn&& fn) {
-  size_t i = 0;
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t y = 0; y < H; ++y)
-        for (int64_t x = 0; x < W; ++x) fn(i++, layout_offset(channels_last, C, H, W, n, c, y, x));
-}
-
-// The operand as contiguous NCHW floats.
-std::vector<float> to_nchw(const void* p, DType dtype, bool channels_last, int64_t N, int64_t C, int64_t H, int64_t W) {
-  std::vector<float> out(static_cast<size_t>(N * C * H * W));
-  for_each_nchw(channels_last, N, C, H, W, [&](size_t i, int64_t o) {
-    out[i] = dtype == DType::f32 ? static_cast<const float*>(p)[o]
-                                 : convert_element<float>(static_cast<const bf16*>(p)[o]);
-  });
-  return out;
-}
-
-void from_nchw(void* p, DType dtype, bool channels_last, const std::vector<float>& v, int64_t N, int64_t C, int64_t H,
-               int64_t W) {
-  for_each_nchw(channels_last, N, C, H, W, [&](size_t i, int64_t o) {
-    if (dtype == DType::f32)
-      static_cast<float*>(p)[o] = v[i];
-    else
-      static_cast<bf16*>(p)[o] = convert_element<bf16>(v[i]);
-  });
-}
-
-// The checks cuDNN's call would make of its dtype and operands, the queued copies run first.
-struct ConvOperands {
-  const char* call;
-  size_t element, x, w, y;
-  ConvOperands(const char* call_, DType dtype, const Conv2dGeometry& g) : call(call_) {
-    ENGINE_CHECK(dtype == DType::f32 || dtype == DType::bf16,
-                 "conv2d on CUDA takes f32 or bf16 tensors, found {}; convert with .to(DType::f32)", dtype_name(dtype));
-    element = dtype_size(dtype);
-    x = static_cast<size_t>(g.N * g.C * g.H * g.W) * element;
-    w = static_cast<size_t>(g.K * g.c_per_group() * g.R * g.S) * element;
-    y = static_cast<size_t>(g.N * g.K * g.P * g.Q) * element;
-    emu::library_call_begins(call);
-  }
-  void check(const char* name, const void* ptr, size_t nbytes) const {
-    emu::check_library_operand(call, name, ptr, nbytes);
+// One operand of a convolution pass: N x C x H x W in cuDNN's layout, NCHW, or NHWC when
+// channels_last (the weight is then K x C x R x S stored KRSC).
+struct ConvOperand {
+  const char* name;
+  const void* data;
+  int64_t n, c, h, w;
+  int64_t numel() const { return n * c * h * w; }
+  StridedGeometry geometry(bool channels_last) const {
+    StridedGeometry g;
+    g.ndim = 4;
+    const int64_t shape[4] = {n, c, h, w};
+    const int64_t nchw[4] = {c * h * w, h * w, w, 1}, nhwc[4] = {h * w * c, 1, w * c, c};
+    for (int k = 0; k < 4; ++k) {
+      g.shape[k] = shape[k];
+      g.strides[k] = channels_last ? nhwc[k] : nchw[k];
+    }
+    return g;
   }
 };
+
+// A convolution pass as cuDNN's would run it, on the CPU: the operands checked as cuDNN needs them,
+// the inputs copied to contiguous NCHW floats (the strided copy of engine/tensor_copy.h converts
+// bf16 and the layout), compute(out, in0, in1), the result copied back into out's dtype and layout,
+// then the guard zones checked.
+template <typename Compute>
+void convolve_on_cpu(const char* call, DType dtype, bool channels_last, const ConvOperand& in0,
+                     const ConvOperand& in1, void* out_data, const ConvOperand& out, Compute compute) {
+  emu::run_queued_copies();
+  const size_t element = dtype_size(dtype);
+  for (const ConvOperand* o : {&in0, &in1, &out})
+    emu::check_library_operand(call, o->name, o->data, static_cast<size_t>(o->numel()) * element);
+  std::vector<float> a(static_cast<size_t>(in0.numel())), b(static_cast<size_t>(in1.numel())),
+      y(static_cast<size_t>(out.numel()));
+  copy_strided_cpu(a.data(), DType::f32, in0.geometry(false), in0.data, dtype, in0.geometry(channels_last));
+  copy_strided_cpu(b.data(), DType::f32, in1.geometry(false), in1.data, dtype, in1.geometry(channels_last));
+  compute(y.data(), a.data(), b.data());
+  copy_strided_cpu(out_data, dtype, out.geometry(channels_last), y.data(), DType::f32, out.geometry(false));
+  emu::check_guard_zones(call);
+}
+
+void check_dtype(DType dtype) {
+  ENGINE_CHECK(dtype == DType::f32 || dtype == DType::bf16,
+               "conv2d on CUDA takes f32 or bf16 tensors, found {}; convert with .to(DType::f32)", dtype_name(dtype));
+}
 
 }  // namespace
 
 void conv2d_forward_cuda(int device, void* y, const void* x, const void* weight, const void* bias, DType dtype,
                          bool channels_last, const Conv2dGeometry& g) {
-  const ConvOperands ops("cudnnConvolutionForward (CPU stand-in)", dtype, g);
+  check_dtype(dtype);
   if (g.N * g.K * g.P * g.Q == 0) return;
-  ops.check("x", x, ops.x);
-  ops.check("w", weight, ops.w);
-  ops.check("y", y, ops.y);
-  const auto xf = to_nchw(x, dtype, channels_last, g.N, g.C, g.H, g.W);
-  const auto wf = to_nchw(weight, dtype, channels_last, g.K, g.c_per_group(), g.R, g.S);
-  std::vector<float> yf(static_cast<size_t>(g.N * g.K * g.P * g.Q));
-  conv2d_forward_cpu<float>(yf.data(), xf.data(), wf.data(), nullptr, g);
-  from_nchw(y, dtype, channels_last, yf, g.N, g.K, g.P, g.Q);
-  emu::check_guard_zones(ops.call);
+  convolve_on_cpu("cudnnConvolutionForward (CPU stand-in)", dtype, channels_last, {"x", x, g.N, g.C, g.H, g.W},
+                  {"w", weight, g.K, g.c_per_group(), g.R, g.S}, y, {"y", y, g.N, g.K, g.P, g.Q},
+                  [&](float* out, const float* xf, const float* wf) {
+                    conv2d_forward_cpu<float>(out, xf, wf, nullptr, g);
+                  });
   if (bias) conv2d_bias_forward_cuda(device, y, bias, dtype, channels_last, g.N, g.K, g.P * g.Q);
 }
 
 void conv2d_backward_data_cuda(int device, void* dx, const void* dy, const void* weight, DType dtype,
                                bool channels_last, const Conv2dGeometry& g) {
-  const ConvOperands ops("cudnnConvolutionBackwardData (CPU stand-in)", dtype, g);
+  check_dtype(dtype);
   if (g.N * g.C * g.H * g.W == 0) return;
   if (g.K == 0) {
     CUDA_CHECK(cudaMemsetAsync(dx, 0, g.N * g.C * g.H * g.W * dtype_size(dtype), cuda::stream(device)));
     return;
   }
-  ops.check("dy", dy, ops.y);
-  ops.check("w", weight, ops.w);
-  ops.check("dx", dx, ops.x);
-  const auto dyf = to_nchw(dy, dtype, channels_last, g.N, g.K, g.P, g.Q);
-  const auto wf = to_nchw(weight, dtype, channels_last, g.K, g.c_per_group(), g.R, g.S);
-  std::vector<float> dxf(static_cast<size_t>(g.N * g.C * g.H * g.W));
-  conv2d_backward_data_cpu<float>(dxf.data(), dyf.data(), wf.data(), g);
-  from_nchw(dx, dtype, channels_last, dxf, g.N, g.C, g.H, g.W);
-  emu::check_guard_zones(ops.call);
+  convolve_on_cpu("cudnnConvolutionBackwardData (CPU stand-in)", dtype, channels_last,
+                  {"dy", dy, g.N, g.K, g.P, g.Q}, {"w", weight, g.K, g.c_per_group(), g.R, g.S}, dx,
+                  {"dx", dx, g.N, g.C, g.H, g.W}, [&](float* out, const float* dyf, const float* wf) {
+                    conv2d_backward_data_cpu<float>(out, dyf, wf, g);
+                  });
 }
 
 void conv2d_backward_filter_cuda(int device, void* dweight, void* dbias, const void* dy, const void* x, DType dtype,
                                  bool channels_last, const Conv2dGeometry& g) {
-  const ConvOperands ops("cudnnConvolutionBackwardFilter (CPU stand-in)", dtype, g);
+  check_dtype(dtype);
   if (g.N * g.P * g.Q == 0) {
     cudaStream_t stream = cuda::stream(device);
     CUDA_CHECK(cudaMemsetAsync(dweight, 0, g.K * g.c_per_group() * g.R * g.S * dtype_size(dtype), stream));
@@ -148,15 +131,11 @@ void conv2d_backward_filter_cuda(int device, void* dweight, void* dbias, const v
     return;
   }
   if (g.K == 0) return;
-  ops.check("dy", dy, ops.y);
-  ops.check("x", x, ops.x);
-  ops.check("dw", dweight, ops.w);
-  const auto dyf = to_nchw(dy, dtype, channels_last, g.N, g.K, g.P, g.Q);
-  const auto xf = to_nchw(x, dtype, channels_last, g.N, g.C, g.H, g.W);
-  std::vector<float> dwf(static_cast<size_t>(g.K * g.c_per_group() * g.R * g.S));
-  conv2d_backward_filter_cpu<float>(dwf.data(), nullptr, dyf.data(), xf.data(), g);
-  from_nchw(dweight, dtype, channels_last, dwf, g.K, g.c_per_group(), g.R, g.S);
-  emu::check_guard_zones(ops.call);
+  convolve_on_cpu("cudnnConvolutionBackwardFilter (CPU stand-in)", dtype, channels_last,
+                  {"dy", dy, g.N, g.K, g.P, g.Q}, {"x", x, g.N, g.C, g.H, g.W}, dweight,
+                  {"dw", dweight, g.K, g.c_per_group(), g.R, g.S}, [&](float* out, const float* dyf, const float* xf) {
+                    conv2d_backward_filter_cpu<float>(out, nullptr, dyf, xf, g);
+                  });
   if (dbias) conv2d_bias_backward_cuda(device, dbias, dy, dtype, channels_last, g.N, g.K, g.P * g.Q);
 }
 

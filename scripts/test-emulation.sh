@@ -9,9 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${EMULATION_BUILD_DIR:-build-emulation}
 start=$(date +%s)
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-  -DENGINE_CUDA_EMULATION=ON -DENGINE_BUILD_BENCH=OFF "$@"
-cmake --build "$BUILD_DIR" -j "$(nproc)"
+BUILD_DIR=$BUILD_DIR scripts/build.sh -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DENGINE_CUDA_EMULATION=ON \
+  -DENGINE_BUILD_BENCH=OFF "$@"
 built=$(date +%s)
 status=0
 # At most 45 minutes for the suite and 10 for each shuffled rerun (CI has 90): a kernel that loops

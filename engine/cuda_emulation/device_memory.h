@@ -59,10 +59,9 @@ void check_guard_zones(const char* what);
 // Restores every guard zone without a word: after a fault, whose launch is reported already.
 void repair_guard_zones();
 
-// A CPU stand-in for a cuBLAS, cuDNN or CUB call (the *_emulated.cpp files) starts with this: the
-// queued copies run, and each operand must be device memory in use of at least `nbytes`, as the
-// library would need it. Throws naming the call and the operand otherwise.
-void library_call_begins(const char* call);
+// A CPU stand-in for a cuBLAS, cuDNN or CUB call (the *_emulated.cpp files) runs the queued copies,
+// then checks each operand: device memory in use of at least `nbytes`, as the library would need
+// it. Throws naming the call and the operand otherwise.
 void check_library_operand(const char* call, const char* operand, const void* ptr, size_t nbytes);
 
 // ---- the copy queue ----

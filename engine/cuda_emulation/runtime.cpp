@@ -29,6 +29,7 @@ struct Block {
   size_t live;      // the current user's request: [live, capacity + guard) holds the guard pattern
   Space space;
   bool in_use;      // false once the caching allocator took it back
+  std::vector<unsigned char> guard;  // the pattern written at [live, capacity + guard), to compare with
 };
 
 std::mutex g_mutex;  // guards the book below
@@ -51,8 +52,12 @@ unsigned char guard_byte(const unsigned char* address) {
   return static_cast<unsigned char>(word >> (8 * (a & 3)));
 }
 
-void fill_guard(unsigned char* base, size_t from, size_t to) {
-  for (size_t i = from; i < to; ++i) base[i] = guard_byte(base + i);
+// Writes the guard pattern behind the block's live extent and keeps a copy: the check after every
+// launch is then one memcmp a block.
+void fill_guard(unsigned char* base, Block& block) {
+  block.guard.resize(block.capacity + kGuardBytes - block.live);
+  for (size_t i = 0; i < block.guard.size(); ++i) block.guard[i] = guard_byte(base + block.live + i);
+  std::memcpy(base + block.live, block.guard.data(), block.guard.size());
 }
 
 // The block whose memory or guard zone holds ptr, or end() (the caller holds g_mutex).
@@ -71,9 +76,10 @@ void* allocate(size_t nbytes, Space space) {
   auto* base = static_cast<unsigned char*>(std::aligned_alloc(kDeviceAlignment, capacity + kGuardBytes));
   if (base == nullptr) return nullptr;
   std::memset(base, kUnwrittenByte, nbytes);
-  fill_guard(base, nbytes, capacity + kGuardBytes);
+  Block block{capacity, nbytes, space, true, {}};
+  fill_guard(base, block);
   std::lock_guard<std::mutex> lock(g_mutex);
-  blocks().emplace(reinterpret_cast<uintptr_t>(base), Block{capacity, nbytes, space, true});
+  blocks().emplace(reinterpret_cast<uintptr_t>(base), std::move(block));
   if (space == Space::Device) g_device_bytes += capacity;
   return base;
 }
@@ -93,10 +99,11 @@ bool release(void* ptr, Space space) {
 
 // The first changed byte of a block's guard zone, or SIZE_MAX.
 size_t first_damaged_byte(uintptr_t address, const Block& block) {
-  const auto* base = reinterpret_cast<const unsigned char*>(address);
-  for (size_t i = block.live; i < block.capacity + kGuardBytes; ++i)
-    if (base[i] != guard_byte(base + i)) return i;
-  return SIZE_MAX;
+  const auto* zone = reinterpret_cast<const unsigned char*>(address) + block.live;
+  if (std::memcmp(zone, block.guard.data(), block.guard.size()) == 0) return SIZE_MAX;
+  size_t i = 0;
+  while (zone[i] == block.guard[i]) ++i;
+  return block.live + i;
 }
 
 struct QueuedCopy {
@@ -141,9 +148,9 @@ void note_handed_out(void* ptr, size_t nbytes) {
                nbytes, ptr);
   auto* base = static_cast<unsigned char*>(ptr);
   std::memset(base, kUnwrittenByte, nbytes);
-  fill_guard(base, nbytes, it->second.capacity + kGuardBytes);
   it->second.live = nbytes;
   it->second.in_use = true;
+  fill_guard(base, it->second);
 }
 
 void note_taken_back(void* ptr) {
@@ -194,10 +201,10 @@ bool kernel_may_use(const void* ptr, std::string* problem) {
 
 void check_guard_zones(const char* what) {
   std::lock_guard<std::mutex> lock(g_mutex);
-  for (const auto& [address, block] : blocks()) {
+  for (auto& [address, block] : blocks()) {
     const size_t i = first_damaged_byte(address, block);
     if (i == SIZE_MAX) continue;
-    fill_guard(reinterpret_cast<unsigned char*>(address), block.live, block.capacity + kGuardBytes);
+    fill_guard(reinterpret_cast<unsigned char*>(address), block);
     ENGINE_THROW(
         "CUDA emulation: {} wrote past the end of a {} buffer: the buffer at {:#x} holds {} bytes and byte {} "
         "(element {} of 4-byte elements) was overwritten. Look for an index that reaches n (<= instead of <) or "
@@ -208,12 +215,9 @@ void check_guard_zones(const char* what) {
 
 void repair_guard_zones() {
   std::lock_guard<std::mutex> lock(g_mutex);
-  for (const auto& [address, block] : blocks())
-    if (first_damaged_byte(address, block) != SIZE_MAX)
-      fill_guard(reinterpret_cast<unsigned char*>(address), block.live, block.capacity + kGuardBytes);
+  for (auto& [address, block] : blocks())
+    if (first_damaged_byte(address, block) != SIZE_MAX) fill_guard(reinterpret_cast<unsigned char*>(address), block);
 }
-
-void library_call_begins(const char*) { run_queued_copies(); }
 
 void check_library_operand(const char* call, const char* operand, const void* ptr, size_t nbytes) {
   if (nbytes == 0) return;

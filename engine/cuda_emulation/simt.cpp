@@ -513,7 +513,7 @@ Counters counters() {
 }
 
 int execute(const char* name, const void* kernel, unsigned grid[3], unsigned block[3], size_t dynamic_shared,
-            const void*, const KernelBody& body, const PointerParameters& pointers) {
+            const KernelBody& body, const PointerParameters& pointers) {
   ENGINE_CHECK(schedule_seed_state().bad_text.empty(),
                "ENGINE_CUDA_EMULATION_SEED is '{}', not a number: set it to a non-negative integer (0 runs threads "
                "in index order)",

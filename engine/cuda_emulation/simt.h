@@ -65,7 +65,7 @@ struct PointerParameters {
 // Runs a launch. Returns the configuration error a GPU would report (cudaErrorInvalidConfiguration,
 // cudaErrorInvalidValue, ...) without running anything, or 0; throws engine::Error on a fault.
 int execute(const char* name, const void* kernel, unsigned grid[3], unsigned block[3], size_t dynamic_shared,
-            const void* stream, const KernelBody& body, const PointerParameters& pointers);
+            const KernelBody& body, const PointerParameters& pointers);
 
 // The seed of the shuffled schedule; 0 runs blocks and threads in index order.
 void set_schedule_seed(uint64_t seed);
@@ -82,7 +82,7 @@ Counters counters();
 // kernel's parameter types once, and every thread calls the kernel with a copy.
 template <typename... Params, typename... Args>
 int launch(const char* name, void (*kernel)(Params...), unsigned grid[3], unsigned block[3], size_t dynamic_shared,
-           const void* stream, Args&&... args) {
+           Args&&... args) {
   static_assert(sizeof...(Params) == sizeof...(Args), "a kernel launch passes one argument per parameter");
   using Tuple = std::tuple<std::decay_t<Params>...>;
   struct Call {
@@ -109,7 +109,7 @@ int launch(const char* name, void (*kernel)(Params...), unsigned grid[3], unsign
                           std::apply(c.kernel, c.params);
                         },
                         &call};
-  return execute(name, reinterpret_cast<const void*>(kernel), grid, block, dynamic_shared, stream, body, pointers);
+  return execute(name, reinterpret_cast<const void*>(kernel), grid, block, dynamic_shared, body, pointers);
 }
 
 template <typename T>
