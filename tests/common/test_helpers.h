@@ -21,6 +21,19 @@ namespace engine::testing {
                                                  : "this build has no CUDA backend");         \
   } while (0)
 
+// CUDA cases at the sizes training uses (a ResNet-50 layer at batch 256, a queue of 65536) take
+// the emulator hours, so in the emulation build they skip; each has a small twin that does run
+// there. Their names contain "CudaRealSize": scripts/test-emulation.sh counts them as skipped by
+// design, and scripts/gpu-check.sh runs them on a GPU with the other CUDA cases.
+#if ENGINE_CUDA_EMULATION
+#define SKIP_REAL_SIZE_ON_EMULATOR() \
+  GTEST_SKIP() << "real-size CUDA case: GPU only (the emulator runs its small twin)"
+#else
+#define SKIP_REAL_SIZE_ON_EMULATOR() \
+  do {                               \
+  } while (0)
+#endif
+
 // Per element |actual - expected| <= atol + rtol * |expected| (llm.c's rule). On failure the
 // message gives the worst element, the first few mismatches and the count.
 ::testing::AssertionResult all_close(const Tensor& actual, const Tensor& expected, double atol, double rtol);
