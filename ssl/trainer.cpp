@@ -372,6 +372,18 @@ PretrainResult Trainer::run() {
   build();
   prepare_save_dir();
   resume_if_asked();
+  const bool reached_max_steps = c_.max_steps > 0 && position_.step >= c_.max_steps;
+  if (reached_max_steps || position_.epoch >= c_.epochs) {
+    // A finished run that is resumed (a job script run twice, a retry after the last save) stays
+    // as it is: training even one more step would move it past what was asked.
+    fmt::print("pretrain: the run in {} is finished ({} at step {}, epoch {}); nothing to train. Raise {} to "
+               "train further\n",
+               c_.save_dir, reached_max_steps ? fmt::format("--max-steps {} reached", c_.max_steps)
+                                              : fmt::format("all {} epochs done", c_.epochs),
+               position_.step, position_.epoch, reached_max_steps ? "--max-steps" : "--epochs");
+    result_.position = position_;
+    return result_;
+  }
   fmt::print("pretraining {} ({} parameters) on {}: {} images, {} batches of {} per epoch, {} epochs, lr {} ({})\n",
              c_.moco.arch, moco_->encoder_q().flat_parameters().numel(), c_.device.str(), dataset_->size(),
              loader_->batches_per_epoch(), c_.batch_size, c_.epochs, c_.lr, schedule_.describe());

@@ -1,6 +1,7 @@
 // test_trainer.cpp - the pretraining loop on a tiny synthetic dataset: resuming (at an epoch's end
 // and mid-epoch) continues bit for bit, the logs and checkpoints hold what they should, and bad
 // flags or a diverging loss stop the run with a clear message and the last good checkpoint kept.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -102,6 +103,29 @@ TEST_F(TrainerTest, ResumingContinuesBitForBitAtAnEpochEndAndMidEpoch) {
   for (const nlohmann::json& line : lines)
     if (line.at("kind").get<std::string>() == "step") steps.push_back(line.at("step").get<int64_t>());
   EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4}));
+}
+
+// A finished run resumed again (a job script run twice) trains nothing: the checkpoint stays at
+// --max-steps, mid-epoch or at an epoch's end, and at the last epoch.
+TEST_F(TrainerTest, ResumingAFinishedRunTrainsNothing) {
+  for (const int64_t max_steps : {3, 4}) {
+    const std::string run = fmt::format("finished{}", max_steps);
+    pretrain(config(run, max_steps));
+    const fs::path last = dir_->path() / run / "checkpoints" / "last.safetensors";
+    const auto written = fs::last_write_time(last);
+    PretrainConfig again = config(run, max_steps);
+    again.resume = "auto";
+    const PretrainResult r = pretrain(again);
+    EXPECT_EQ(r.position.step, max_steps);
+    EXPECT_EQ(load_safetensors(last.string()).metadata.at("step"), std::to_string(max_steps));
+    EXPECT_EQ(fs::last_write_time(last), written) << "the finished run's checkpoint was rewritten";
+  }
+  // All epochs done, no --max-steps.
+  PretrainConfig all = config("finished_epochs", 0);
+  all.epochs = 1;
+  pretrain(all);
+  all.resume = "auto";
+  EXPECT_EQ(pretrain(all).position.step, 2);
 }
 
 TEST_F(TrainerTest, WritesCheckpointsMetricsTensorBoardAndArgs) {
