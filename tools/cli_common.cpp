@@ -1,11 +1,29 @@
 // cli_common.cpp - small helpers the subcommands share.
 #include "tools/cli_common.h"
 
+#include "engine/precision.h"
+
 namespace moco_cli {
 
 engine::Device resolve_device(const std::string& text) {
   if (text == "auto") return engine::cuda_device_count() > 0 ? engine::Device::cuda() : engine::Device::cpu();
   return engine::Device::parse(text);
+}
+
+engine::Device DeviceFlags::resolve() const {
+  const engine::Device resolved = resolve_device(device);
+  engine::use_precision(engine::parse_precision(precision), resolved);
+  return resolved;
+}
+
+void add_device_flags(CLI::App* cmd, DeviceFlags& flags) {
+  cmd->add_option("--device", flags.device, "auto (a GPU when there is one), cpu, cuda or cuda:N")
+      ->capture_default_str();
+  cmd->add_option("--precision", flags.precision,
+                  "math of the GEMMs and convolutions: fp32, or tf32 (GPU tensor cores, f32 tensors with operands "
+                  "rounded to 10 mantissa bits)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "tf32"}));
 }
 
 }  // namespace moco_cli

@@ -20,7 +20,7 @@ namespace {
 using engine::Tensor;
 
 struct DemoOptions {
-  std::string device = "auto";
+  DeviceFlags device;
   int steps = 300;
   int batch = 256;
   int hidden = 64;
@@ -40,7 +40,7 @@ Tensor mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2
 }
 
 void run_demo(const DemoOptions& opt) {
-  const engine::Device device = resolve_device(opt.device);
+  const engine::Device device = opt.device.resolve();
   engine::Generator gen(opt.seed, /*stream=*/1);
   constexpr int64_t kIn = 16, kOut = 4, kTeacherHidden = 32;
 
@@ -96,7 +96,7 @@ void run_demo(const DemoOptions& opt) {
 void add_demo_command(CLI::App& app) {
   auto opt = std::make_shared<DemoOptions>();
   CLI::App* cmd = app.add_subcommand("demo", "train a small MLP with the engine's autograd (a smoke test you can read)");
-  cmd->add_option("--device", opt->device, "auto (a GPU when there is one), cpu, cuda or cuda:N")->capture_default_str();
+  add_device_flags(cmd, opt->device);
   cmd->add_option("--steps", opt->steps, "gradient steps")->capture_default_str()->check(CLI::Range(1, 100000000));
   cmd->add_option("-b,--batch-size", opt->batch, "examples per step")->capture_default_str()->check(CLI::Range(1, 100000000));
   cmd->add_option("--hidden", opt->hidden, "student hidden width")->capture_default_str()->check(CLI::Range(1, 100000000));

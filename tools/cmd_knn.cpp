@@ -24,12 +24,12 @@ struct KnnArgs {
   std::string high_pass = "auto";
   int64_t batch_size = 256;
   int workers = 1;
-  std::string device = "auto";
+  DeviceFlags device;
   std::string json;
 };
 
 void run_knn(const KnnArgs& a) {
-  const engine::Device device = resolve_device(a.device);
+  const engine::Device device = a.device.resolve();
   const engine::ssl::Backbone backbone = engine::ssl::load_backbone(a.backbone.spec(), device);
   engine::ssl::FeatureOptions fo;
   fo.batch_size = a.batch_size;
@@ -46,7 +46,8 @@ void run_knn(const KnnArgs& a) {
     const nlohmann::ordered_json j = {{"backbone", backbone.description}, {"knn_top1", counts.top1()},
                                       {"knn_top5", counts.top5()},       {"k", a.knn.k},
                                       {"t", a.knn.temperature},          {"image_size", size},
-                                      {"high_pass", fo.high_pass},       {"images", counts.total}};
+                                      {"high_pass", fo.high_pass},       {"images", counts.total},
+                                      {"precision", a.device.precision}};
     engine::write_file_atomic(a.json, j.dump(2) + "\n");
   }
 }
@@ -70,7 +71,7 @@ void add_knn_command(CLI::App& app) {
       ->check(CLI::IsMember({"auto", "on", "off"}));
   cmd->add_option("-b,--batch-size", a->batch_size, "images per forward")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   cmd->add_option("-j,--workers", a->workers, "decoding threads")->capture_default_str()->check(CLI::Range(1, 256));
-  cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  add_device_flags(cmd, a->device);
   cmd->add_option("--json", a->json, "also write the result to this JSON file");
   cmd->callback([a] { run_knn(*a); });
 }

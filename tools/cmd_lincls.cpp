@@ -17,7 +17,7 @@ namespace {
 struct LinclsArgs {
   engine::ssl::LinclsConfig config;
   BackboneFlags backbone;
-  std::string device = "auto";
+  DeviceFlags device;
 };
 
 std::string args_json(const LinclsArgs& a, const std::string& device) {
@@ -41,6 +41,7 @@ std::string args_json(const LinclsArgs& a, const std::string& device) {
                                     {"seed", a.backbone.seed},
                                     {"workers", c.workers},
                                     {"device", device},
+                                    {"precision", a.device.precision},
                                     {"resume", c.resume}};
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
 }
@@ -49,7 +50,7 @@ void run_lincls(LinclsArgs& a) {
   engine::ssl::LinclsConfig& c = a.config;
   c.backbone = a.backbone.spec();
   c.seed = a.backbone.seed;
-  c.device = resolve_device(a.device);
+  c.device = a.device.resolve();
   c.args_json = args_json(a, c.device.str());
   const engine::ssl::LinclsResult r = engine::ssl::linear_classification(c);
   fmt::print("\n{:<8} {:>8} {:>8}\n", "epoch", "top-1", "top-5");
@@ -90,7 +91,7 @@ void add_lincls_command(CLI::App& app) {
   cmd->add_option("-p,--print-freq", c.print_freq, "progress every this many steps")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
-  cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  add_device_flags(cmd, a->device);
   cmd->callback([a] { run_lincls(*a); });
 }
 

@@ -17,13 +17,14 @@ namespace {
 
 struct PretrainArgs {
   engine::ssl::PretrainConfig config;
-  std::string device = "auto";
+  DeviceFlags device;
   bool small_stem = false;
 };
 
 // The flags as given, for args.json and the checkpoints' metadata; keys in the order of the
 // reference's flags. Bytes of a path that are not UTF-8 become U+FFFD, so the text is valid JSON.
-std::string args_json(const engine::ssl::PretrainConfig& c, const std::string& device) {
+std::string args_json(const engine::ssl::PretrainConfig& c, const std::string& device,
+                      const std::string& precision) {
   const nlohmann::ordered_json j = {{"data", c.data},
                                     {"save_dir", c.save_dir},
                                     {"arch", c.moco.arch},
@@ -55,6 +56,7 @@ std::string args_json(const engine::ssl::PretrainConfig& c, const std::string& d
                                     {"workers", c.workers},
                                     {"fast_decode", c.fast_decode},
                                     {"device", device},
+                                    {"precision", precision},
                                     {"max_steps", c.max_steps},
                                     {"save_freq_steps", c.save_freq_steps},
                                     {"resume", c.resume},
@@ -68,8 +70,8 @@ std::string args_json(const engine::ssl::PretrainConfig& c, const std::string& d
 void run_pretrain(PretrainArgs& a) {
   engine::ssl::PretrainConfig& c = a.config;
   c.moco.small_stem = a.small_stem;
-  c.device = resolve_device(a.device);
-  c.args_json = args_json(c, c.device.str());
+  c.device = a.device.resolve();
+  c.args_json = args_json(c, c.device.str(), a.device.precision);
   const engine::ssl::PretrainResult r = engine::ssl::pretrain(c);
   fmt::print("done: epoch {}, step {}; loss {:.4f} (first step of this run {:.4f}); last checkpoint {}{}\n",
              r.position.epoch, r.position.step, r.last_loss, r.first_loss,
@@ -149,7 +151,7 @@ void add_pretrain_command(CLI::App& app) {
   cmd->add_option("-j,--workers", c.workers, "decoding threads")->capture_default_str()->check(CLI::Range(1, 256));
   cmd->add_flag("--fast-decode", c.fast_decode, "reduced-size JPEG decoding when the crops allow it");
   cmd->add_option("-p,--print-freq", c.print_freq, "log every this many steps")->capture_default_str()->check(CLI::Range(1, 1 << 30));
-  cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  add_device_flags(cmd, a->device);
   cmd->add_option("--max-steps", c.max_steps, "stop after this many optimizer steps in all (0: no limit)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));

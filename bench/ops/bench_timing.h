@@ -14,6 +14,7 @@
 #include "engine/check.h"
 #include "engine/device.h"
 #include "engine/openmp_wait.h"
+#include "engine/precision.h"
 #if ENGINE_WITH_CUDA
 #include "engine/cuda_context.h"
 #endif
@@ -42,31 +43,50 @@ inline double median_seconds_per_call(Device device, int repeats, const std::fun
   return rounds[2];
 }
 
-// The whole main() of a benchmark: parses [--device cpu|cuda|all] [--quick] and runs
-// bench_device(device, quick) on each device asked for that this machine has.
+// The whole main() of a benchmark: parses [--device cpu|cuda|all] [--quick] [--precision fp32|tf32]
+// and runs bench_device(device, quick) on each device asked for that this machine has, with the
+// precision (engine/precision.h) printed first; the PyTorch twins take the same flag and set
+// cuDNN's and cuBLAS's TF32 switches from it (bench/torch_ref/timing.py).
 inline int run_benchmark(int argc, char** argv, const char* name,
                          const std::function<void(Device, bool)>& bench_device) {
   use_passive_openmp_wait(argv);
   std::string which = "all";
   bool quick = false;
+  Precision precision = Precision::fp32;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--quick") {
       quick = true;
     } else if (arg == "--device" && i + 1 < argc) {
       which = argv[++i];
+    } else if (arg == "--precision" && i + 1 < argc) {
+      try {
+        precision = parse_precision(argv[++i]);
+      } catch (const Error& e) {
+        fmt::print(stderr, "{}: {}\n", name, e.what());
+        return 2;
+      }
     } else {
-      fmt::print(stderr, "usage: {} [--device cpu|cuda|all] [--quick]\n", name);
+      fmt::print(stderr, "usage: {} [--device cpu|cuda|all] [--quick] [--precision fp32|tf32]\n", name);
       return 2;
     }
   }
+  fmt::print("precision: {} (GEMMs and convolutions{})\n", precision_name(precision),
+             precision == Precision::tf32 ? " on TF32 tensor cores, GPU only" : " in f32, TF32 off");
   try {
-    if (which == "cpu" || which == "all") bench_device(Device::cpu(), quick);
-    if (which == "cuda" || which == "all") {
-      if (cuda_device_count() > 0)
-        bench_device(Device::cuda(), quick);
+    if (which == "cpu" || which == "all") {
+      if (precision == Precision::fp32)
+        bench_device(Device::cpu(), quick);
       else
+        fmt::print("\ncpu: skipped (--precision {} is a GPU math mode)\n", precision_name(precision));
+    }
+    if (which == "cuda" || which == "all") {
+      if (cuda_device_count() > 0) {
+        use_precision(precision, Device::cuda());
+        bench_device(Device::cuda(), quick);
+      } else {
         fmt::print("\ncuda: skipped ({})\n", cuda_is_built() ? "no GPU on this machine" : "built without CUDA");
+      }
     }
   } catch (const Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());

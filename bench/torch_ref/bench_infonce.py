@@ -31,7 +31,6 @@ def reference_loss(q, k, queue, hard, alpha, temperature):
 
 def bench_device(device, quick):
     gpu = device.type == "cuda"
-    torch.backends.cuda.matmul.allow_tf32 = False
     n, d, k_len, n_h = 128, 128, 4096 if quick else 65536, 1
     repeats = 20 if gpu else 2
     gen = torch.Generator(device="cpu").manual_seed(0)

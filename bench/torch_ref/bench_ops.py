@@ -12,7 +12,6 @@ from timing import run_benchmark, seconds_per_call
 
 def bench_device(device, quick):
     gpu = device.type == "cuda"
-    torch.backends.cuda.matmul.allow_tf32 = False
     n = 1 << 20 if quick else (1 << 26 if gpu else 1 << 24)
     repeats = 20 if gpu else 3
     nbytes = n * 4

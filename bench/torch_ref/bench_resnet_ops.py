@@ -21,8 +21,6 @@ CONV_SHAPES = [  # name, C, H, K, R, stride, pad: where ResNet-50 spends its con
 def bench_device(device, quick):
     gpu = device.type == "cuda"
     torch.backends.cudnn.benchmark = True
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
     n = 2 if quick else (64 if gpu else 4)
     repeats = 10 if gpu else 1
     gen = torch.Generator(device="cpu").manual_seed(0)
