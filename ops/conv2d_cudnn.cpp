@@ -1,9 +1,15 @@
-// conv2d_cudnn.cpp - conv2d on CUDA through cuDNN 9's convolution API: descriptors, the
-// measured algorithm choice (cached per shape, as cudnn.benchmark), workspaces from the caching
-// allocator, and the three passes. The bias kernels are in conv2d_cuda.cu.
+// conv2d_cudnn.cpp - conv2d on CUDA through cuDNN 9's convolution API: descriptors (made once per
+// shape), the measured algorithm ranking (cached per shape, as cudnn.benchmark) with a fallback
+// to the next candidate and then to cuDNN's heuristic when a search finds nothing usable or an
+// algorithm fails, workspaces from the caching allocator, and the three passes. The bias kernels
+// are in conv2d_cuda.cu.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -77,30 +83,36 @@ struct ConvDescriptors {
   ConvDescriptors& operator=(const ConvDescriptors&) = delete;
 };
 
-// One measured candidate, the same for the three passes.
+// One candidate algorithm, measured or ranked by cuDNN's heuristic, the same for the three passes.
 struct Candidate {
   int algo;
   cudnnStatus_t status;
-  float time_ms;
   size_t memory;
   cudnnDeterminism_t determinism;
   cudnnMathType_t math;
 };
 template <typename Perf>
 Candidate candidate(const Perf& p) {
-  return {int(p.algo), p.status, p.time, p.memory, p.determinism, p.mathType};
+  return {int(p.algo), p.status, p.memory, p.determinism, p.mathType};
 }
 
-struct AlgoKey {
+// One convolution's shape, type and layout: the key of its descriptors. Its algorithm choice
+// also depends on the pass and the two math switches.
+struct ShapeKey {
   int device;
-  ConvPass pass;
   int64_t N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups;
   DType dtype;
-  bool channels_last, deterministic, tf32;
+  bool channels_last;
   auto tie() const {
-    return std::tie(device, pass, N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups, dtype, channels_last,
-                    deterministic, tf32);
+    return std::tie(device, N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups, dtype, channels_last);
   }
+  bool operator<(const ShapeKey& o) const { return tie() < o.tie(); }
+};
+struct AlgoKey {
+  ShapeKey shape;
+  ConvPass pass;
+  bool deterministic, tf32;
+  auto tie() const { return std::tie(shape, pass, deterministic, tf32); }
   bool operator<(const AlgoKey& o) const { return tie() < o.tie(); }
 };
 struct AlgoChoice {
@@ -109,13 +121,30 @@ struct AlgoChoice {
   size_t workspace;
 };
 
+// Both caches live as long as the process, as cudnn.benchmark's: a ResNet has a few dozen shapes.
 std::mutex g_cache_mutex;
-std::map<AlgoKey, AlgoChoice> g_algo_cache;
+std::map<ShapeKey, std::unique_ptr<ConvDescriptors>> g_descriptors;
+// The usable algorithms of a key, best first. One that fails when run is dropped from its list.
+std::map<AlgoKey, std::vector<AlgoChoice>> g_algo_cache;
+
+ShapeKey shape_key(int device, const Conv2dGeometry& g, DType dtype, bool channels_last) {
+  return {device,         g.N,         g.C,         g.H,         g.W,              g.K,
+          g.R,            g.S,         g.opt.stride_h, g.opt.stride_w, g.opt.pad_h, g.opt.pad_w,
+          g.opt.dilation_h, g.opt.dilation_w, g.groups(), dtype,    channels_last};
+}
+
+// The descriptors of a shape, made once (four cuDNN objects per call otherwise).
+const ConvDescriptors& descriptors(const ShapeKey& key, const Conv2dGeometry& g) {
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  std::unique_ptr<ConvDescriptors>& d = g_descriptors[key];
+  if (!d) d = std::make_unique<ConvDescriptors>(g, key.dtype, key.channels_last);
+  return *d;
+}
 
 // The largest workspace any algorithm of `pass` asks for, capped so the search cannot take the
 // whole GPU (algorithms that need more are then measured as failing and skipped).
+constexpr size_t kWorkspaceCap = size_t(1) << 30;
 size_t search_workspace_bytes(cudnnHandle_t handle, const ConvDescriptors& d, ConvPass pass) {
-  constexpr size_t kCap = size_t(1) << 30;
   size_t largest = 0;
   const int count = pass == ConvPass::Forward        ? int(CUDNN_CONVOLUTION_FWD_ALGO_COUNT)
                     : pass == ConvPass::BackwardData ? int(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT)
@@ -131,65 +160,141 @@ size_t search_workspace_bytes(cudnnHandle_t handle, const ConvDescriptors& d, Co
     else
       st = cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, d.x, d.y, d.conv, d.w,
                                                           cudnnConvolutionBwdFilterAlgo_t(a), &bytes);
-    if (st == CUDNN_STATUS_SUCCESS && bytes <= kCap) largest = std::max(largest, bytes);
+    if (st == CUDNN_STATUS_SUCCESS && bytes <= kWorkspaceCap) largest = std::max(largest, bytes);
   }
   return largest;
 }
 
 // Times every algorithm of `pass` on the real buffers (the search overwrites the output, which
-// the pass writes next anyway) and keeps the fastest usable one.
-AlgoChoice choose_algorithm(int device, const AlgoKey& key, const ConvDescriptors& d, const void* x, const void* w,
-                            const void* y, const void* dst_for_search) {
-  {
-    std::lock_guard<std::mutex> lock(g_cache_mutex);
-    auto it = g_algo_cache.find(key);
-    if (it != g_algo_cache.end()) return it->second;
-  }
+// the pass writes next anyway); cuDNN returns them fastest first. A search that fails as a whole
+// (out of memory for its workspace, say) yields no candidate rather than an error.
+std::vector<Candidate> measured_candidates(int device, ConvPass pass, const ConvDescriptors& d, const void* x,
+                                           const void* w, const void* y, void* out) {
   cudnnHandle_t handle = cuda::cudnn_handle(device);
-  CudaScratch<uint8_t> ws(device, search_workspace_bytes(handle, d, key.pass));
   std::vector<Candidate> found;
   int returned = 0;
-  void* out = const_cast<void*>(dst_for_search);
-  if (key.pass == ConvPass::Forward) {
+  try {
+    CudaScratch<uint8_t> ws(device, search_workspace_bytes(handle, d, pass));
+    if (pass == ConvPass::Forward) {
+      std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
+      if (cudnnFindConvolutionForwardAlgorithmEx(handle, d.x, x, d.w, w, d.conv, d.y, out, int(perf.size()),
+                                                 &returned, perf.data(), ws.ptr, ws.bytes()) != CUDNN_STATUS_SUCCESS)
+        return {};
+      for (int i = 0; i < returned; ++i) found.push_back(candidate(perf[i]));
+    } else if (pass == ConvPass::BackwardData) {
+      std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
+      if (cudnnFindConvolutionBackwardDataAlgorithmEx(handle, d.w, w, d.y, y, d.conv, d.x, out, int(perf.size()),
+                                                      &returned, perf.data(), ws.ptr,
+                                                      ws.bytes()) != CUDNN_STATUS_SUCCESS)
+        return {};
+      for (int i = 0; i < returned; ++i) found.push_back(candidate(perf[i]));
+    } else {
+      std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
+      if (cudnnFindConvolutionBackwardFilterAlgorithmEx(handle, d.x, x, d.y, y, d.conv, d.w, out, int(perf.size()),
+                                                        &returned, perf.data(), ws.ptr,
+                                                        ws.bytes()) != CUDNN_STATUS_SUCCESS)
+        return {};
+      for (int i = 0; i < returned; ++i) found.push_back(candidate(perf[i]));
+    }
+  } catch (const Error&) {
+    return {};  // no memory for the search's workspace: the heuristic ranking still works
+  }
+  return found;
+}
+
+// cuDNN's heuristic ranking: no run, no timing; what is left when measuring found nothing usable.
+std::vector<Candidate> heuristic_candidates(int device, ConvPass pass, const ConvDescriptors& d) {
+  cudnnHandle_t handle = cuda::cudnn_handle(device);
+  std::vector<Candidate> found;
+  int returned = 0;
+  if (pass == ConvPass::Forward) {
     std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
-    CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(handle, d.x, x, d.w, w, d.conv, d.y, out, int(perf.size()),
-                                                       &returned, perf.data(), ws.ptr, ws.bytes()));
+    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle, d.x, d.w, d.conv, d.y, int(perf.size()), &returned,
+                                                       perf.data()));
     for (int i = 0; i < returned; ++i) found.push_back(candidate(perf[i]));
-  } else if (key.pass == ConvPass::BackwardData) {
+  } else if (pass == ConvPass::BackwardData) {
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
-    CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(handle, d.w, w, d.y, y, d.conv, d.x, out,
-                                                            int(perf.size()), &returned, perf.data(), ws.ptr,
-                                                            ws.bytes()));
+    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, d.w, d.y, d.conv, d.x, int(perf.size()),
+                                                            &returned, perf.data()));
     for (int i = 0; i < returned; ++i) found.push_back(candidate(perf[i]));
   } else {
     std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
-    CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(handle, d.x, x, d.y, y, d.conv, d.w, out,
-                                                              int(perf.size()), &returned, perf.data(), ws.ptr,
-                                                              ws.bytes()));
+    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, d.x, d.y, d.conv, d.w, int(perf.size()),
+                                                              &returned, perf.data()));
     for (int i = 0; i < returned; ++i) found.push_back(candidate(perf[i]));
   }
-  // cuDNN returns the candidates fastest first.
-  for (const Candidate& c : found) {
-    if (c.status != CUDNN_STATUS_SUCCESS || c.memory > ws.bytes()) continue;
-    if (key.deterministic && c.determinism != CUDNN_DETERMINISTIC) continue;
-    // f32 without TF32 must stay in f32 FMA math, whatever cuDNN would otherwise prefer.
-    if (key.dtype == DType::f32 && !key.tf32 && c.math != CUDNN_FMA_MATH) continue;
-    const AlgoChoice choice{c.algo, c.math, c.memory};
-    std::lock_guard<std::mutex> lock(g_cache_mutex);
-    g_algo_cache.emplace(key, choice);
-    return choice;
-  }
-  ENGINE_THROW("conv2d {}: cuDNN found no usable{} algorithm among {} candidates for x ({}, {}, {}, {}), "
-               "weight ({}, {}, {}, {}), groups {}{}",
-               pass_name(key.pass), key.deterministic ? " deterministic" : "", found.size(), key.N, key.C, key.H,
-               key.W, key.K, key.C / key.groups, key.R, key.S, key.groups,
-               key.deterministic ? "; turn deterministic mode off (set_conv2d_deterministic(false))" : "");
+  return found;
 }
 
-AlgoKey make_key(int device, ConvPass pass, const Conv2dGeometry& g, DType dtype, bool channels_last) {
-  return {device,  pass,    g.N,   g.C,       g.H,       g.W,       g.K,       g.R,          g.S,
-          g.opt.stride_h, g.opt.stride_w, g.opt.pad_h, g.opt.pad_w, g.opt.dilation_h, g.opt.dilation_w,
-          g.groups(), dtype, channels_last, conv2d_deterministic(), cuda::tf32_enabled()};
+// The candidates this key may use, in their order: they work, fit the workspace cap, are
+// deterministic when asked, and f32 without TF32 stays in FMA math whatever cuDNN would prefer.
+std::vector<AlgoChoice> usable(const AlgoKey& key, const std::vector<Candidate>& found) {
+  std::vector<AlgoChoice> out;
+  for (const Candidate& c : found) {
+    if (c.status != CUDNN_STATUS_SUCCESS || c.memory > kWorkspaceCap) continue;
+    if (key.deterministic && c.determinism != CUDNN_DETERMINISTIC) continue;
+    if (key.shape.dtype == DType::f32 && !key.tf32 && c.math != CUDNN_FMA_MATH) continue;
+    out.push_back({c.algo, c.math, c.memory});
+  }
+  return out;
+}
+
+[[noreturn]] void no_algorithm(const AlgoKey& key, const char* why) {
+  const ShapeKey& s = key.shape;
+  ENGINE_THROW("conv2d {}: {} for x ({}, {}, {}, {}), weight ({}, {}, {}, {}), groups {}, {}{}; {}",
+               pass_name(key.pass), why, s.N, s.C, s.H, s.W, s.K, s.C / s.groups, s.R, s.S, s.groups,
+               dtype_name(s.dtype), key.tf32 ? " with TF32" : "", key.deterministic ? " deterministic" : "",
+               key.deterministic ? "turn deterministic mode off (set_conv2d_deterministic(false))"
+                                 : "try --precision tf32, another batch size, or the CPU");
+}
+
+// Runs one pass: the cached ranking (measured once per key, else cuDNN's heuristic), each
+// candidate in turn until one runs. A candidate whose workspace cannot be allocated or whose call
+// fails is dropped for good and the next one runs, so a bad algorithm costs one failed call.
+template <typename RunPass>
+void run_with_fallback(int device, const AlgoKey& key, const ConvDescriptors& d, const void* x, const void* w,
+                       const void* y, void* out, RunPass&& run_pass) {
+  std::vector<AlgoChoice> ranked;
+  {
+    std::lock_guard<std::mutex> lock(g_cache_mutex);
+    auto it = g_algo_cache.find(key);
+    if (it != g_algo_cache.end()) ranked = it->second;
+  }
+  if (ranked.empty()) {
+    ranked = usable(key, measured_candidates(device, key.pass, d, x, w, y, out));
+    if (ranked.empty()) ranked = usable(key, heuristic_candidates(device, key.pass, d));
+    if (ranked.empty()) no_algorithm(key, "cuDNN offers no usable algorithm, measured or by its heuristic");
+  }
+  std::vector<AlgoChoice> kept;
+  std::string failures;
+  for (size_t i = 0; i < ranked.size(); ++i) {
+    const AlgoChoice& choice = ranked[i];
+    cudnnStatus_t status = CUDNN_STATUS_SUCCESS;
+    try {
+      CudaScratch<uint8_t> ws(device, choice.workspace);
+      CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, choice.math));
+      status = run_pass(choice, ws.ptr, ws.bytes());
+    } catch (const Error&) {
+      status = CUDNN_STATUS_ALLOC_FAILED;  // its workspace did not fit in the memory left
+    }
+    if (status == CUDNN_STATUS_SUCCESS) {
+      kept.assign(ranked.begin() + static_cast<std::ptrdiff_t>(i), ranked.end());
+      std::lock_guard<std::mutex> lock(g_cache_mutex);
+      g_algo_cache[key] = std::move(kept);
+      return;
+    }
+    failures += fmt::format("{}algorithm {}: {}", failures.empty() ? "" : ", ", choice.algo,
+                            cudnnGetErrorString(status));
+  }
+  {
+    std::lock_guard<std::mutex> lock(g_cache_mutex);
+    g_algo_cache.erase(key);
+  }
+  no_algorithm(key, fmt::format("every usable algorithm failed ({})", failures).c_str());
+}
+
+AlgoKey algo_key(const ShapeKey& shape, ConvPass pass) {
+  return {shape, pass, conv2d_deterministic(), cuda::tf32_enabled()};
 }
 
 void check_cudnn_sizes(const Conv2dGeometry& g) {
@@ -207,14 +312,14 @@ void conv2d_forward_cuda(int device, void* y, const void* x, const void* weight,
                          bool channels_last, const Conv2dGeometry& g) {
   if (g.N * g.K * g.P * g.Q == 0) return;  // nothing to write; cuDNN refuses empty descriptors
   check_cudnn_sizes(g);
-  const ConvDescriptors d(g, dtype, channels_last);
-  const AlgoChoice choice =
-      choose_algorithm(device, make_key(device, ConvPass::Forward, g, dtype, channels_last), d, x, weight, y, y);
-  CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, choice.math));
-  CudaScratch<uint8_t> ws(device, choice.workspace);
+  const ShapeKey shape = shape_key(device, g, dtype, channels_last);
+  const ConvDescriptors& d = descriptors(shape, g);
   const float one = 1.f, zero = 0.f;
-  CUDNN_CHECK(cudnnConvolutionForward(cuda::cudnn_handle(device), &one, d.x, x, d.w, weight, d.conv,
-                                      cudnnConvolutionFwdAlgo_t(choice.algo), ws.ptr, ws.bytes(), &zero, d.y, y));
+  run_with_fallback(device, algo_key(shape, ConvPass::Forward), d, x, weight, y, y,
+                    [&](const AlgoChoice& c, void* ws, size_t ws_bytes) {
+                      return cudnnConvolutionForward(cuda::cudnn_handle(device), &one, d.x, x, d.w, weight, d.conv,
+                                                     cudnnConvolutionFwdAlgo_t(c.algo), ws, ws_bytes, &zero, d.y, y);
+                    });
   if (bias) conv2d_bias_forward_cuda(device, y, bias, dtype, channels_last, g.N, g.K, g.P * g.Q);
 }
 
@@ -226,15 +331,15 @@ void conv2d_backward_data_cuda(int device, void* dx, const void* dy, const void*
     return;
   }
   check_cudnn_sizes(g);
-  const ConvDescriptors d(g, dtype, channels_last);
-  const AlgoChoice choice = choose_algorithm(device, make_key(device, ConvPass::BackwardData, g, dtype, channels_last),
-                                             d, nullptr, weight, dy, dx);
-  CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, choice.math));
-  CudaScratch<uint8_t> ws(device, choice.workspace);
+  const ShapeKey shape = shape_key(device, g, dtype, channels_last);
+  const ConvDescriptors& d = descriptors(shape, g);
   const float one = 1.f, zero = 0.f;
-  CUDNN_CHECK(cudnnConvolutionBackwardData(cuda::cudnn_handle(device), &one, d.w, weight, d.y, dy, d.conv,
-                                           cudnnConvolutionBwdDataAlgo_t(choice.algo), ws.ptr, ws.bytes(), &zero, d.x,
-                                           dx));
+  run_with_fallback(device, algo_key(shape, ConvPass::BackwardData), d, nullptr, weight, dy, dx,
+                    [&](const AlgoChoice& c, void* ws, size_t ws_bytes) {
+                      return cudnnConvolutionBackwardData(cuda::cudnn_handle(device), &one, d.w, weight, d.y, dy,
+                                                          d.conv, cudnnConvolutionBwdDataAlgo_t(c.algo), ws, ws_bytes,
+                                                          &zero, d.x, dx);
+                    });
 }
 
 void conv2d_backward_filter_cuda(int device, void* dweight, void* dbias, const void* dy, const void* x, DType dtype,
@@ -247,15 +352,15 @@ void conv2d_backward_filter_cuda(int device, void* dweight, void* dbias, const v
   }
   if (g.K == 0) return;
   check_cudnn_sizes(g);
-  const ConvDescriptors d(g, dtype, channels_last);
-  const AlgoChoice choice = choose_algorithm(
-      device, make_key(device, ConvPass::BackwardFilter, g, dtype, channels_last), d, x, nullptr, dy, dweight);
-  CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, choice.math));
-  CudaScratch<uint8_t> ws(device, choice.workspace);
+  const ShapeKey shape = shape_key(device, g, dtype, channels_last);
+  const ConvDescriptors& d = descriptors(shape, g);
   const float one = 1.f, zero = 0.f;
-  CUDNN_CHECK(cudnnConvolutionBackwardFilter(cuda::cudnn_handle(device), &one, d.x, x, d.y, dy, d.conv,
-                                             cudnnConvolutionBwdFilterAlgo_t(choice.algo), ws.ptr, ws.bytes(), &zero,
-                                             d.w, dweight));
+  run_with_fallback(device, algo_key(shape, ConvPass::BackwardFilter), d, x, nullptr, dy, dweight,
+                    [&](const AlgoChoice& c, void* ws, size_t ws_bytes) {
+                      return cudnnConvolutionBackwardFilter(cuda::cudnn_handle(device), &one, d.x, x, d.y, dy,
+                                                            d.conv, cudnnConvolutionBwdFilterAlgo_t(c.algo), ws,
+                                                            ws_bytes, &zero, d.w, dweight);
+                    });
   if (dbias) conv2d_bias_backward_cuda(device, dbias, dy, dtype, channels_last, g.N, g.K, g.P * g.Q);
 }
 
