@@ -22,6 +22,10 @@ void randperm_cpu(int64_t* out, int64_t n, uint64_t seed, uint64_t stream, uint6
   for (int64_t i = 0; i < n; ++i) out[i] = keyed[i].second;
 }
 
+void inverse_permutation_cpu(int64_t* inverse, const int64_t* perm, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) inverse[perm[i]] = i;
+}
+
 namespace {
 
 void fill_random(Tensor& t, Generator& gen, RandomParams params, const char* what) {
@@ -72,6 +76,22 @@ Tensor randperm(int64_t n, Generator& gen, Device device) {
   } else {
     ENGINE_DISPATCH_CUDA(device, "randperm",
                          randperm_cuda(device.index, out.data<int64_t>(), n, gen.seed(), gen.stream(), first_block));
+  }
+  return out;
+}
+
+Tensor inverse_permutation(const Tensor& perm) {
+  check_defined(perm, "inverse_permutation", "perm");
+  ENGINE_CHECK(perm.dim() == 1 && perm.dtype() == DType::i64,
+               "inverse_permutation: expected a 1-D i64 permutation (a randperm), found {}", perm.str());
+  const Tensor p = perm.contiguous();
+  const int64_t n = p.numel();
+  Tensor out = Tensor::empty({n}, DType::i64, p.device());
+  if (p.device().is_cpu()) {
+    inverse_permutation_cpu(out.data<int64_t>(), p.data<int64_t>(), n);
+  } else {
+    ENGINE_DISPATCH_CUDA(p.device(), "inverse_permutation",
+                         inverse_permutation_cuda(p.device().index, out.data<int64_t>(), p.data<int64_t>(), n));
   }
   return out;
 }

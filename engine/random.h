@@ -48,6 +48,10 @@ void normal_(Tensor& t, Generator& gen, double mean = 0.0, double std = 1.0);
 void bernoulli_(Tensor& t, Generator& gen, double p);
 // A random permutation of 0..n-1 as an i64 tensor on `device`.
 Tensor randperm(int64_t n, Generator& gen, Device device = Device::cpu());
+// The inverse of a permutation (1-D i64), on its device: inverse[perm[i]] = i. Shuffle BN undoes
+// its randperm with it without reading the permutation back to the host. perm must be a
+// permutation of 0..n-1 (a randperm); it is not checked (that would read it back).
+Tensor inverse_permutation(const Tensor& perm);
 
 // Shuffles a host vector in place with randperm's permutation.
 template <typename T>
@@ -70,6 +74,8 @@ void random_fill_cpu(void* out, DType dtype, int64_t n, const RandomParams& para
 void random_fill_cuda(int device, void* out, DType dtype, int64_t n, const RandomParams& params);
 void randperm_cpu(int64_t* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t first_block);
 void randperm_cuda(int device, int64_t* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t first_block);
+void inverse_permutation_cpu(int64_t* inverse, const int64_t* perm, int64_t n);
+void inverse_permutation_cuda(int device, int64_t* inverse, const int64_t* perm, int64_t n);
 // randperm's stable sort of n < 2^31 (key, value) pairs by the whole 64-bit key: CUB's radix sort
 // (random_sort_cub.cu), or std::stable_sort in the CUDA emulation build.
 void sort_pairs_by_key_cuda(int device, const uint64_t* keys_in, uint64_t* keys_out, const int64_t* values_in,

@@ -1,6 +1,6 @@
-// random_cuda.cu - the random fills (one thread per Philox block) and randperm (radix sort of the
+// random_cuda.cu - the random fills (one thread per Philox block), randperm (radix sort of the
 // per-index keys, stable, so ties keep index order exactly as the CPU's sort does: CUB's in
-// random_sort_cub.cu).
+// random_sort_cub.cu) and the inverse of a permutation (one scatter).
 #include "engine/allocator.h"
 #include "engine/cuda_common.cuh"
 #include "engine/random_fill.h"
@@ -20,6 +20,10 @@ __global__ void randperm_keys_kernel(uint64_t* keys, int64_t* indices, int64_t n
     keys[i] = randperm_key(i, seed, stream, first_block);
     indices[i] = i;
   }
+}
+
+__global__ void inverse_permutation_kernel(int64_t* inverse, const int64_t* perm, int64_t n) {
+  ENGINE_GRID_STRIDE_LOOP(i, n) inverse[perm[i]] = i;
 }
 
 }  // namespace
@@ -44,6 +48,12 @@ void randperm_cuda(int device, int64_t* out, int64_t n, uint64_t seed, uint64_t 
   cuda::launch("randperm_keys_kernel", randperm_keys_kernel, cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0,
       stream, keys_in.ptr, indices_in.ptr, n, seed, stream_id, first_block);
   sort_pairs_by_key_cuda(device, keys_in.ptr, keys_out.ptr, indices_in.ptr, out, n);
+}
+
+void inverse_permutation_cuda(int device, int64_t* inverse, const int64_t* perm, int64_t n) {
+  if (n == 0) return;
+  cuda::launch("inverse_permutation_kernel", inverse_permutation_kernel, cuda::elementwise_grid(n, cuda::kBlock),
+      cuda::kBlock, 0, cuda::stream(device), inverse, perm, n);
 }
 
 }  // namespace engine

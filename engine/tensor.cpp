@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <numeric>
 #include <ostream>
 
@@ -391,6 +392,13 @@ Tensor Tensor::clone() const {
   return out;
 }
 
+namespace {
+std::atomic<uint64_t> g_host_reads{0};
+}  // namespace
+
+uint64_t host_read_count() { return g_host_reads.load(std::memory_order_relaxed); }
+void count_host_read() { g_host_reads.fetch_add(1, std::memory_order_relaxed); }
+
 Tensor Tensor::to(Device target) const {
   const Device source = device();
   if (source == target) return *this;
@@ -404,6 +412,7 @@ Tensor Tensor::to(Device target) const {
       ENGINE_DISPATCH_CUDA(target, "Tensor::to",
                            memcpy_cuda(out.data_ptr(), false, src.data_ptr(), true, nbytes, target.index));
     } else {
+      count_host_read();
       ENGINE_DISPATCH_CUDA(source, "Tensor::to",
                            memcpy_cuda(out.data_ptr(), true, src.data_ptr(), false, nbytes, source.index));
     }

@@ -179,6 +179,13 @@ class Tensor {
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
 
 // Checks used at op boundaries; each message names the op and prints what it found.
+// Reads of tensor values by host code: every to_vector() and item() (on any device) and every copy
+// from a GPU to the host. On a GPU each one waits for the stream to drain, so a training step that
+// should never wait for the host can be checked by counting: the test takes the count before and
+// after steady-state steps. Counting CPU tensors too runs that test's logic on the CPU.
+uint64_t host_read_count();
+void count_host_read();
+
 void check_defined(const Tensor& t, const char* op, const char* arg);
 void check_same_device(const Tensor& a, const Tensor& b, const char* op);
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op);
@@ -209,6 +216,7 @@ T* Tensor::data() const {
 
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
+  if (device().is_cpu()) count_host_read();  // from a GPU, to() counts the copy
   const Tensor host = detach().to(dtype_of<T>()).to_cpu_contiguous();
   std::vector<T> values(host.numel());
   if (!values.empty()) std::memcpy(values.data(), host.data_ptr(), values.size() * sizeof(T));

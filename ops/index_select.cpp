@@ -46,7 +46,7 @@ struct IndexSelectBackward : Node {
 
 }  // namespace
 
-Tensor index_select(const Tensor& x, const Tensor& index) {
+Tensor index_select(const Tensor& x, const Tensor& index, IndexCheck check) {
   check_defined(x, "index_select", "x");
   check_defined(index, "index_select", "index");
   ENGINE_CHECK(x.dim() >= 1, "index_select: x must have a dim 0 to select rows from, found the 0-dim {}", x.str());
@@ -61,9 +61,15 @@ Tensor index_select(const Tensor& x, const Tensor& index) {
   out_shape[0] = rows_out;
   const int64_t row_size = shape_numel(Shape(x.shape().begin() + 1, x.shape().end()));
 
+  const bool needs_grad = autograd::needs_grad({&x});
+  ENGINE_CHECK(check == IndexCheck::Checked || !needs_grad,
+               "index_select: a Trusted index is for paths without gradient, but x {} requires grad; use "
+               "IndexCheck::Checked",
+               x.str());
   // Every value checked on the host (an index on the GPU comes back for it; see the header).
-  const std::vector<int64_t> host_index = index.to_vector<int64_t>();
-  for (int64_t i = 0; i < rows_out; ++i)
+  std::vector<int64_t> host_index;
+  if (check == IndexCheck::Checked) host_index = index.to_vector<int64_t>();
+  for (int64_t i = 0; i < static_cast<int64_t>(host_index.size()); ++i)
     ENGINE_CHECK(host_index[i] >= 0 && host_index[i] < rows_in,
                  "index_select: index[{}] = {} is out of range for x {} with {} rows; values must lie in [0, {})", i,
                  host_index[i], x.str(), rows_in, rows_in);
@@ -80,7 +86,7 @@ Tensor index_select(const Tensor& x, const Tensor& index) {
                                                         index_c.data<int64_t>(), rows_out, row_size));
     }
   });
-  if (autograd::needs_grad({&x})) {
+  if (needs_grad) {
     std::vector<int64_t> inverse(static_cast<size_t>(rows_in + 1 + rows_out));
     invert_index(inverse.data(), inverse.data() + rows_in + 1, host_index.data(), rows_out, rows_in);
     auto node = std::make_shared<IndexSelectBackward>();

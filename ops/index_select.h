@@ -12,10 +12,10 @@
 // CUDA results are the same bits. Forward saves only that table.
 //
 // Types: f32, f64 and bf16 (a copy forward; bf16 gradients are summed in f32 and rounded once).
-// The Tensor level checks every index value on the host. The index may live on the CPU even when x
-// is on a GPU (what shuffle BN does: it builds its permutations on the host), and is then checked
-// before one copy to the device; an index already on the GPU is copied back to be checked, which
-// synchronises the stream (it holds a batch's worth of rows, a few thousand at most).
+// The Tensor level checks every index value on the host, unless told the index is Trusted (below).
+// The index may live on the CPU even when x is on a GPU, and is then checked before one copy to the
+// device; an index already on the GPU is copied back to be checked, which synchronises the stream.
+// Shuffle BN makes its permutations on the GPU and passes them as Trusted: nothing is read back.
 #pragma once
 
 #include <cstdint>
@@ -44,7 +44,13 @@ void index_select_backward_cuda(int device, T* dx, const T* dout, const int64_t*
                                 int64_t rows_in, int64_t row_size);
 
 // ---- Tensor level ----
+// How the Tensor level treats the index values. Checked: each is checked on the host (see above).
+// Trusted: not checked and not read, for an index the engine made itself and knows to be in range
+// (shuffle BN's randperm and its inverse, made on x's device): nothing waits for the GPU. Trusted
+// is refused when x needs a gradient, whose table is built on the host.
+enum class IndexCheck { Checked, Trusted };
+
 // x: dim >= 1, f32/f64/bf16, any layout (copied to contiguous); index: 1-D i64 on the CPU or x's device.
-Tensor index_select(const Tensor& x, const Tensor& index);
+Tensor index_select(const Tensor& x, const Tensor& index, IndexCheck check = IndexCheck::Checked);
 
 }  // namespace engine

@@ -97,24 +97,20 @@ InfoNceResult infonce(const Tensor& q, const Tensor& k, const Tensor& queue, con
   Tensor lse = Tensor::empty({N}, q.dtype(), device);
   Tensor key_dots = Tensor::empty({N, 1 + n_h}, q.dtype(), device);
   Tensor queue_dots = Tensor::empty({N, K}, q.dtype(), device);
-  int64_t correct[2] = {0, 0};
+  Tensor counts = Tensor::empty({2}, DType::i64, device);
   if (device.is_cpu()) {
     dispatch_float(q.dtype(), "infonce", [&]<typename T>() {
-      infonce_forward_cpu<T>(loss.data<T>(), correct, lse.data<T>(), key_dots.data<T>(), queue_dots.data<T>(),
+      infonce_forward_cpu<T>(loss.data<T>(), counts.data<int64_t>(), lse.data<T>(), key_dots.data<T>(), queue_dots.data<T>(),
                              qc.data<T>(), kc.data<T>(), queue_c.data<T>(), n_h > 0 ? hard_c.data<T>() : nullptr, N, D,
                              K, n_h, opt.alpha, opt.temperature);
     });
   } else {
-    Tensor counts = Tensor::empty({2}, DType::i64, device);
     ENGINE_DISPATCH_CUDA(device, "infonce",
                          infonce_forward_cuda(device.index, loss.data<float>(), counts.data<int64_t>(),
                                               lse.data<float>(), key_dots.data<float>(), queue_dots.data<float>(),
                                               qc.data<float>(), kc.data<float>(), queue_c.data<float>(),
                                               n_h > 0 ? hard_c.data<float>() : nullptr, N, D, K, n_h, opt.alpha,
                                               opt.temperature));
-    const std::vector<int64_t> host = counts.to_vector<int64_t>();  // waits for the stream
-    correct[0] = host[0];
-    correct[1] = host[1];
   }
   if (autograd::needs_grad({&q})) {
     auto node = std::make_shared<InfoNceBackward>();
@@ -133,7 +129,7 @@ InfoNceResult infonce(const Tensor& q, const Tensor& k, const Tensor& queue, con
     node->temperature = opt.temperature;
     autograd::record(node, loss, {&q});
   }
-  return {loss, correct[0], correct[1], N};
+  return {loss, counts, N};
 }
 
 }  // namespace engine

@@ -71,14 +71,14 @@ struct InfoNceOptions {
 };
 
 struct InfoNceResult {
-  Tensor loss;           // () scalar on q's device; autograd reaches q only
-  int64_t correct1 = 0;  // rows whose positive is the top-1 logit
-  int64_t correct5 = 0;  // rows whose positive is within the top 5
-  int64_t rows = 0;      // N
+  Tensor loss;     // () scalar on q's device; autograd reaches q only
+  Tensor correct;  // (2,) i64 on q's device: the rows whose positive is the top-1 logit, and those
+                   // whose positive is within the top 5; left there so a step need not wait for it
+  int64_t rows = 0;  // N
 };
 
-// hard may be undefined (n_h = 0). Inputs that are not contiguous are copied. Reading the two
-// counts waits for the device (one small copy to the host).
+// hard may be undefined (n_h = 0). Inputs that are not contiguous are copied. Nothing is read back
+// to the host.
 InfoNceResult infonce(const Tensor& q, const Tensor& k, const Tensor& queue, const Tensor& hard,
                       const InfoNceOptions& opt = {});
 

@@ -16,5 +16,6 @@
 #include "ops/op_registry.h"
 #include "ops/pooling.h"
 #include "ops/reduce_dim.h"
+#include "ops/saliency_foreground.h"
 #include "ops/saliency_mask.h"
 #include "ops/sgd_step.h"

@@ -107,9 +107,9 @@ Tensor SaliencyGuidedMasking::foreground_of(const Tensor& maps, int64_t N, int64
                "masking: the final feature map is {}x{} for {}-pixel views, but masking needs a grid of 2 to {} cells "
                "a side; choose an --image-size (or a localizer) whose final feature map is in that range",
                grid, grid, side, kSaliencyMaskMaxGrid);
-  if (!maps.defined()) return Tensor::ones({N, grid, grid}, DType::u8);  // every cell foreground
+  if (!maps.defined()) return Tensor::ones({N, grid, grid}, DType::u8, device_);  // every cell foreground
   const ForegroundRule rule = config_.reference_quirks ? ForegroundRule::RowSortedQuirk : ForegroundRule::Threshold;
-  return foreground_cells(maps, rule).foreground;
+  return foreground_cells(maps, rule);  // on the maps' device
 }
 
 MaskedBatch SaliencyGuidedMasking::mask(const Tensor& query_view, const Tensor& key_view, const Tensor& query_input,
@@ -124,11 +124,10 @@ MaskedBatch SaliencyGuidedMasking::mask(const Tensor& query_view, const Tensor& 
   out.key = key_input;
   out.high_passed = config_.strategy == MaskStrategy::Hp;
 
-  // Saliency of both views (spec 4), then the foreground cells (4.3).
+  // Saliency of both views (spec 4), then the foreground cells (4.3), all on the views' device.
   if (config_.saliency.kind != SaliencySourceKind::None) {
-    out.saliency_query = saliency_of(query_view, query_input, key_encoder).to(Device::cpu());
-    out.saliency_key =
-        (key_saliency.defined() ? key_saliency : saliency_of(key_view, key_input, key_encoder)).to(Device::cpu());
+    out.saliency_query = saliency_of(query_view, query_input, key_encoder);
+    out.saliency_key = key_saliency.defined() ? key_saliency : saliency_of(key_view, key_input, key_encoder);
   }
   out.fg_query = foreground_of(out.saliency_query, N, side, key_encoder);
   out.fg_key = foreground_of(out.saliency_key, N, side, key_encoder);

@@ -65,8 +65,8 @@ struct MaskedBatch {
   Tensor key;                  // (N, 3, H, W) the key input, never masked
   bool high_passed = false;    // the inputs are high-passed views (hp), not normalised RGB
   Tensor hard_negative;        // (N, n_h, 3, H, W) masked copies of the key input (neg); undefined if n_h = 0
-  Tensor saliency_query, saliency_key;  // (N, G, G) f32 maps on the host (undefined for `none`)
-  Tensor fg_query, fg_key;     // (N, G, G) u8 on the host, 1 = foreground cell
+  Tensor saliency_query, saliency_key;  // (N, G, G) f32 maps on the views' device (undefined for `none`)
+  Tensor fg_query, fg_key;     // (N, G, G) u8 on the views' device, 1 = foreground cell
   // On the views' device (a training step does not wait for them):
   Tensor mask_query;           // (N, 3, G, G) u8, 1 = that channel of that cell masked by the grid
   Tensor mask_hard_negative;   // (N, n_h, 3, G, G) u8

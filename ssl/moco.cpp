@@ -99,33 +99,32 @@ Tensor MoCo::encode_keys(const Tensor& images, Generator& shuffle, Tensor* salie
   NoGradGuard no_grad;
   const int64_t N = images.size(0);
   // Shuffle BN: a random permutation spreads the images over the groups; undo it on the keys.
-  const std::vector<int64_t> perm = randperm(N, shuffle).to_vector<int64_t>();
-  std::vector<int64_t> inverse(perm.size());
-  for (size_t i = 0; i < perm.size(); ++i) inverse[static_cast<size_t>(perm[i])] = static_cast<int64_t>(i);
-  const Tensor shuffled = index_select(images, index_tensor(perm));  // (N, 3, H, W)
-  const Tensor features = encoder_k_->feature_map(shuffled);          // (N, F, G, G), shuffled order
-  const Tensor keys = l2_normalize(encoder_k_->head(features));       // (N, D), shuffled order
-  if (saliency) *saliency = index_select(saliency_maps(features), index_tensor(inverse));  // (N, G, G)
-  return index_select(keys, index_tensor(inverse));                   // (N, D)
+  // Both are made on the images' device (the same bits on the CPU and a GPU), so nothing crosses
+  // to or from the host.
+  const Tensor perm = randperm(N, shuffle, images.device());               // (N,)
+  const Tensor inverse = inverse_permutation(perm);                        // (N,)
+  const Tensor shuffled = index_select(images, perm, IndexCheck::Trusted);  // (N, 3, H, W)
+  const Tensor features = encoder_k_->feature_map(shuffled);               // (N, F, G, G), shuffled order
+  const Tensor keys = l2_normalize(encoder_k_->head(features));            // (N, D), shuffled order
+  if (saliency) *saliency = index_select(saliency_maps(features), inverse, IndexCheck::Trusted);  // (N, G, G)
+  return index_select(keys, inverse, IndexCheck::Trusted);                 // (N, D)
 }
 
 Tensor MoCo::encode_hard_negatives(const Tensor& hard, Generator& shuffle) {
   NoGradGuard no_grad;
   ENGINE_CHECK(hard.dim() == 5, "MoCo: hard negatives must be (N, n_h, 3, H, W), found {}", hard.str());
   const int64_t N = hard.size(0), n_h = hard.size(1), D = config_.dim;
-  const Tensor flat = hard.contiguous().view({N * n_h, hard.size(2), hard.size(3), hard.size(4)});
   Tensor out = Tensor::empty({N, n_h, D}, hard.dtype(), hard.device());  // (N, n_h, D)
   if (!config_.reference_quirks) {
     for (int64_t h = 0; h < n_h; ++h) {
-      std::vector<int64_t> rows(static_cast<size_t>(N));
-      for (int64_t i = 0; i < N; ++i) rows[static_cast<size_t>(i)] = i * n_h + h;
-      const Tensor views = index_select(flat, index_tensor(rows));  // (N, 3, H, W)
-      out.slice(1, h, h + 1).copy_(encode_keys(views, shuffle).view({N, 1, D}));
+      const Tensor views = hard.slice(1, h, h + 1).contiguous().view({N, hard.size(2), hard.size(3), hard.size(4)});
+      out.slice(1, h, h + 1).copy_(encode_keys(views, shuffle).view({N, 1, D}));  // views (N, 3, H, W)
     }
     return out;
   }
   // The published code (O7): hard negative j of group g is image j of the group's (first)
   // hard-negative view, encoded in a batch of one per group, and shared by the group's b queries.
+  const Tensor flat = hard.contiguous().view({N * n_h, hard.size(2), hard.size(3), hard.size(4)});
   const int64_t G = config_.bn_groups, b = N / G;
   ENGINE_CHECK(n_h <= b, "MoCo: with --reference-quirks, hard negative j is image j of each group, so --num-nonsem "
                "({}) cannot exceed the images per group ({})", n_h, b);
@@ -186,7 +185,7 @@ MocoOutput MoCo::contrast(const Tensor& q, const Tensor& k, const Tensor& t) {
   opt.alpha = config_.alpha;
   const InfoNceResult r = infonce(q, k, queue_.clone(), t, opt);
   dequeue_and_enqueue(k);
-  return {r.loss, r.correct1, r.correct5, r.rows};
+  return {r.loss, r.correct, r.rows};
 }
 
 NamedTensors MoCo::state_dict() const {

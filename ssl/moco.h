@@ -46,10 +46,11 @@ struct MocoConfig {
 };
 
 struct MocoOutput {
-  Tensor loss;                 // () mean InfoNCE over the batch; backward reaches f_q only
-  int64_t correct1 = 0;        // rows whose positive is the top-1 logit
-  int64_t correct5 = 0;        // rows whose positive is among the top-5 logits
+  Tensor loss;     // () mean InfoNCE over the batch; backward reaches f_q only
+  Tensor correct;  // (2,) i64: rows whose positive is the top-1 logit, and among the top 5
   int64_t rows = 0;
+  // loss and correct stay on the device: the step never waits to read them (ssl/trainer.cpp reads
+  // them once per print interval).
 };
 
 class MoCo {

@@ -16,14 +16,13 @@
 #include <vector>
 
 #include "engine/tensor.h"
+#include "ops/saliency_foreground.h"
 
 namespace engine::ssl {
 
 // The saliency maps of a batch: feature_map (N, C, G, G), e.g. ResNet::feature_map, summed over
 // its channels: (N, G, G).
 Tensor saliency_maps(const Tensor& feature_map);
-
-enum class ForegroundRule { Threshold, RowSortedQuirk };
 
 struct ForegroundCells {
   std::vector<uint8_t> foreground;  // G * G, row-major, 1 for a foreground cell
@@ -32,16 +31,13 @@ struct ForegroundCells {
   double mean = 0, std = 0, threshold = 0;
 };
 
-// One map of grid * grid values, row-major. Statistics in double (the reference's float32 sums
-// differ only in the last bits; ties with tau are measure-zero).
+// One map of grid * grid values on the host, row-major, with its statistics (for the pictures and
+// tests; the step uses the op below). Statistics in double (the reference's float32 sums differ
+// only in the last bits; ties with tau are measure-zero).
 ForegroundCells foreground_cells(const float* map, int64_t grid, ForegroundRule rule);
 
-struct ForegroundBatch {
-  Tensor foreground;  // (N, G, G) u8 on the CPU, 1 = foreground
-  Tensor ratio;       // (N) f32 on the CPU
-};
-
-// maps: (N, G, G) f32 on any device (copied to the host: 49 values per image).
-ForegroundBatch foreground_cells(const Tensor& maps, ForegroundRule rule);
+// maps: (N, G, G) f32 on any device; the foreground cells (N, G, G) u8 on the same device
+// (ops/saliency_foreground.h: nothing is read back to the host).
+Tensor foreground_cells(const Tensor& maps, ForegroundRule rule);
 
 }  // namespace engine::ssl

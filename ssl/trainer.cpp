@@ -19,6 +19,7 @@
 #include "engine/tensorboard_writer.h"
 #include "layers/lr_schedule.h"
 #include "layers/optimizer.h"
+#include "ops/elementwise_binary.h"
 #include "ops/reduce_dim.h"
 #include "ssl/knn.h"
 #include "ssl/mask_picture.h"
@@ -33,26 +34,49 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
-// Sums over some steps: the epoch's, or the window since the last logged step.
+// What the steps leave on the device for the log, summed there and read by the host once per
+// print interval (and before every checkpoint), so a step never waits for the GPU:
+//   sums (5,) f32 = [loss, top-1 rows, top-5 rows, foreground share, the last step's loss]
+// (the first four summed over the steps since the last read; counts are exact in f32 below 2^24).
+// A loss that is not finite makes the sum not finite, which the read catches.
+struct DeviceSums {
+  Tensor sums;          // undefined when no step is pending
+  Tensor first_loss;    // the run's first loss, kept until it has been read
+  int64_t first_step = 0, steps = 0;  // the pending steps: [first_step, first_step + steps)
+  int64_t first_batch = 0, rows = 0;
+};
+
+// One read of DeviceSums: the values of `steps` steps of `rows` rows in all.
+struct StepValues {
+  int64_t steps = 0, rows = 0;
+  double loss_sum = 0, correct1 = 0, correct5 = 0, fg_ratio_sum = 0, last_loss = 0;
+};
+
+// Sums over some steps: the epoch's, or the window since the last logged step. The host knows the
+// counts and times at once; the values computed on the device arrive at each read.
 struct Meter {
-  int64_t steps = 0, rows = 0, images = 0;
+  int64_t steps = 0, images = 0;
+  int64_t read_steps = 0, read_rows = 0;  // the steps whose values have been read
+  uint64_t host_reads = 0;  // reads of tensor values by the host during the steps (engine/tensor.h)
   double loss_sum = 0, correct1 = 0, correct5 = 0, seconds = 0, wait_seconds = 0, fg_ratio_sum = 0;
-  void add(const MocoOutput& out, double loss, int64_t images_in_step, double step_seconds, double wait,
-           double fg_ratio) {
+  void add_step(int64_t images_in_step, double step_seconds, double wait) {
     ++steps;
-    fg_ratio_sum += fg_ratio;
-    rows += out.rows;
     images += images_in_step;
-    loss_sum += loss;
-    correct1 += static_cast<double>(out.correct1);
-    correct5 += static_cast<double>(out.correct5);
     seconds += step_seconds;
     wait_seconds += wait;
   }
-  double loss() const { return steps ? loss_sum / static_cast<double>(steps) : 0.0; }
-  double fg_ratio() const { return steps ? fg_ratio_sum / static_cast<double>(steps) : 0.0; }
-  double acc1() const { return rows ? 100.0 * correct1 / static_cast<double>(rows) : 0.0; }
-  double acc5() const { return rows ? 100.0 * correct5 / static_cast<double>(rows) : 0.0; }
+  void add_values(const StepValues& v) {
+    read_steps += v.steps;
+    read_rows += v.rows;
+    loss_sum += v.loss_sum;
+    correct1 += v.correct1;
+    correct5 += v.correct5;
+    fg_ratio_sum += v.fg_ratio_sum;
+  }
+  double loss() const { return read_steps ? loss_sum / static_cast<double>(read_steps) : 0.0; }
+  double fg_ratio() const { return read_steps ? fg_ratio_sum / static_cast<double>(read_steps) : 0.0; }
+  double acc1() const { return read_rows ? 100.0 * correct1 / static_cast<double>(read_rows) : 0.0; }
+  double acc5() const { return read_rows ? 100.0 * correct5 / static_cast<double>(read_rows) : 0.0; }
   double images_per_second() const { return seconds > 0 ? static_cast<double>(images) / seconds : 0.0; }
   double data_wait_share() const { return seconds > 0 ? wait_seconds / seconds : 0.0; }
 };
@@ -70,6 +94,9 @@ class Trainer {
   // Trains the rest of `epoch`; false when --max-steps stopped it.
   bool train_epoch(int64_t epoch);
   void train_step(const data::Batch& batch, double lr, Meter& epoch_meter, Meter& window);
+  // Reads what the pending steps left on the device into both meters; stops the run when the
+  // loss was not finite. Called at print steps and before every checkpoint.
+  void read_device_sums(double lr, Meter& epoch_meter, Meter& window);
   void log_window(int64_t epoch, int64_t batch_index, double lr, Meter& window);
   void log_epoch(int64_t epoch, double lr, const Meter& meter);
   void run_knn_monitor(int64_t epoch);
@@ -89,7 +116,9 @@ class Trainer {
   std::unique_ptr<TensorBoardWriter> tensorboard_;
   TrainingPosition position_;
   PretrainResult result_;
+  DeviceSums pending_;
   bool ran_a_step_ = false;
+  uint64_t host_reads_at_last_read_ = 0;  // host_read_count() after the last read of DeviceSums
 };
 
 void Trainer::check_flags() const {
@@ -218,32 +247,62 @@ void Trainer::train_step(const data::Batch& batch, double lr, Meter& epoch_meter
   const Tensor& key = batch.views[1];    // (N, 3, H, W)
   Generator shuffle(c_.seed, kShuffleBnStreamBase + static_cast<uint64_t>(position_.step));
   MocoOutput out;
-  double fg_ratio = 0;
+  Tensor values = Tensor::zeros({5}, DType::f32, c_.device);  // this step's DeviceSums row
   if (masking_) {
     MaskedBatch masked;
     out = moco_->forward_masked(query, key, *masking_, position_.step, shuffle, &masked);
-    fg_ratio = mean(masked.fg_query.to(DType::f32)).item();  // the share of foreground cells
+    values.slice(0, 3, 4).copy_(mean(masked.fg_query.to(DType::f32)).view({1}));  // the share of foreground cells
     if (batch.index == 0) write_masking_picture(position_.epoch, batch, masked);  // the first batch of each epoch
   } else {
     out = moco_->forward(query, key, Tensor(), shuffle);
   }
-  const double loss = out.loss.item();
-  ENGINE_CHECK(std::isfinite(loss),
-               "pretrain: the loss became {} at epoch {}, batch {} (step {}), with lr {}; training stops here and "
-               "this step is not applied. The last good checkpoint is {}. Resume from it with a lower --lr",
-               std::isnan(loss) ? "NaN" : fmt::format("{}", loss), position_.epoch, batch.index, position_.step, lr,
-               result_.last_checkpoint.empty() ? "none (no checkpoint was written yet)" : result_.last_checkpoint);
+  values.slice(0, 0, 1).copy_(out.loss.detach().view({1}));
+  values.slice(0, 1, 3).copy_(out.correct);
   moco_->encoder_q().zero_grad();
   out.loss.backward();
   sgd_->step(lr);
+  if (!ran_a_step_) pending_.first_loss = values.slice(0, 0, 1);
+  ran_a_step_ = true;
+  if (!pending_.sums.defined()) {
+    pending_.sums = values;
+    pending_.first_step = position_.step;
+    pending_.first_batch = batch.index;
+  } else {
+    pending_.sums = add(pending_.sums, values);
+  }
+  pending_.sums.slice(0, 4, 5).copy_(values.slice(0, 0, 1));  // the last loss, not summed
+  ++pending_.steps;
+  pending_.rows += out.rows;
   ++position_.step;
   position_.batch = batch.index + 1;
-  if (!ran_a_step_) result_.first_loss = loss;
-  ran_a_step_ = true;
-  result_.last_loss = loss;
   const double seconds = seconds_between(start, Clock::now()) + batch.wait_seconds;
-  epoch_meter.add(out, loss, batch.size(), seconds, batch.wait_seconds, fg_ratio);
-  window.add(out, loss, batch.size(), seconds, batch.wait_seconds, fg_ratio);
+  epoch_meter.add_step(batch.size(), seconds, batch.wait_seconds);
+  window.add_step(batch.size(), seconds, batch.wait_seconds);
+}
+
+void Trainer::read_device_sums(double lr, Meter& epoch_meter, Meter& window) {
+  if (!pending_.sums.defined()) return;
+  window.host_reads += host_read_count() - host_reads_at_last_read_;  // what the steps themselves read
+  const std::vector<double> v = pending_.sums.to_vector<double>();  // waits for the GPU, once
+  const StepValues values{pending_.steps, pending_.rows, v[0], v[1], v[2], v[3], v[4]};
+  const int64_t first = pending_.first_step, last = first + pending_.steps - 1;
+  const int64_t first_batch = pending_.first_batch;
+  if (pending_.first_loss.defined()) result_.first_loss = pending_.first_loss.item();  // once per run
+  pending_ = DeviceSums();
+  if (!std::isfinite(values.loss_sum)) {
+    const std::string where =
+        first == last ? fmt::format("at epoch {}, batch {} (step {})", position_.epoch, first_batch, first)
+                      : fmt::format("in steps {} to {} (epoch {}, batches {} to {})", first, last, position_.epoch,
+                                    first_batch, first_batch + last - first);
+    ENGINE_THROW("pretrain: the loss became {} {}, with lr {}; training stops here and nothing after the last good "
+                 "checkpoint is saved. The last good checkpoint is {}. Resume from it with a lower --lr",
+                 std::isnan(values.loss_sum) ? "NaN" : "infinite", where, lr,
+                 result_.last_checkpoint.empty() ? "none (no checkpoint was written yet)" : result_.last_checkpoint);
+  }
+  epoch_meter.add_values(values);
+  window.add_values(values);
+  result_.last_loss = values.last_loss;
+  host_reads_at_last_read_ = host_read_count();
 }
 
 void Trainer::write_masking_picture(int64_t epoch, const data::Batch& batch, const MaskedBatch& masked) const {
@@ -267,7 +326,8 @@ void Trainer::log_window(int64_t epoch, int64_t batch_index, double lr, Meter& w
                                   {"acc5", window.acc5()},
                                   {"lr", lr},
                                   {"img_per_s", window.images_per_second()},
-                                  {"data_wait", window.data_wait_share()}};
+                                  {"data_wait", window.data_wait_share()},
+                                  {"host_reads", window.host_reads}};
   std::vector<TaggedValue> scalars = {{"loss", window.loss()},
                                       {"acc1", window.acc1()},
                                       {"acc5", window.acc5()},
@@ -329,6 +389,7 @@ void Trainer::run_knn_monitor(int64_t epoch) {
 
 bool Trainer::train_epoch(int64_t epoch) {
   const int64_t batches = loader_->batches_per_epoch();
+  host_reads_at_last_read_ = host_read_count();  // what the epoch's start reads counts in its first window
   loader_->start_epoch(epoch, position_.batch);
   ProgressOptions progress_options;
   progress_options.print_freq = c_.print_freq;
@@ -339,15 +400,20 @@ bool Trainer::train_epoch(int64_t epoch) {
     lr = schedule_.at(epoch, batch->index, batches);
     train_step(*batch, lr, epoch_meter, window);
     const bool last = batch->index + 1 == batches;
+    if ((batch->index + 1) % c_.print_freq == 0 || last) {
+      read_device_sums(lr, epoch_meter, window);
+      log_window(epoch, batch->index, lr, window);
+    }
+    // The values of the last read: between print steps nothing is read from the device.
     progress.update(batch->index + 1, {{"loss", fmt::format("{:.4f}", epoch_meter.loss())},
                                        {"acc1", fmt::format("{:.1f}%", epoch_meter.acc1())},
                                        {"acc5", fmt::format("{:.1f}%", epoch_meter.acc5())},
                                        {"", fmt::format("{:.0f} img/s", epoch_meter.images_per_second())},
                                        {"data", fmt::format("{:.0f}%", 100 * epoch_meter.data_wait_share())},
                                        {"lr", fmt::format("{:.4g}", lr)}});
-    if ((batch->index + 1) % c_.print_freq == 0 || last) log_window(epoch, batch->index, lr, window);
     const bool stop = c_.max_steps > 0 && position_.step >= c_.max_steps;
     if (!last && (stop || (c_.save_freq_steps > 0 && position_.step % c_.save_freq_steps == 0))) {
+      read_device_sums(lr, epoch_meter, window);  // a checkpoint only after a finite loss
       save((checkpoint_dir() / "last.safetensors").string());
     }
     if (stop && !last) {

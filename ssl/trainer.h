@@ -7,8 +7,13 @@
 // SAVE_DIR/metrics.jsonl (one JSON object per logged step, per epoch and per kNN monitor run,
 // --knn-every), TensorBoard scalars
 // under SAVE_DIR/logs/, SAVE_DIR/args.json, and checkpoints (ssl/checkpoint.h) at every epoch's
-// end, every --save-freq-steps steps and at --max-steps. A loss that is not finite stops the run
-// with an error before the step is applied, so the last checkpoint stays the last good one.
+// end, every --save-freq-steps steps and at --max-steps.
+//
+// The step never waits for the device: the loss, the contrast accuracy and the foreground share
+// stay there, summed over the steps since the last read, and the host reads them once per print
+// interval and before every checkpoint (engine/tensor.h counts such reads; a test checks that
+// steady-state steps make none). A loss that is not finite stops the run with an error at that
+// read, before any checkpoint after it is written, so the last checkpoint stays the last good one.
 //
 // Determinism: the data is a function of (seed, epoch, index), shuffle BN of (seed, step), and the
 // CPU kernels reduce in a fixed order, so on the CPU a run resumed from a checkpoint continues

@@ -208,7 +208,7 @@ double cell_auc(const TruthCells& t, const float* map) {
 
 // The per-image counts of a rule's cells, for the random split of the same sizes.
 std::vector<int64_t> foreground_counts(const std::vector<float>& maps, int64_t n, int64_t grid,
-                                       ssl::ForegroundRule rule) {
+                                       ForegroundRule rule) {
   std::vector<int64_t> counts;
   for (int64_t i = 0; i < n; ++i)
     counts.push_back(ssl::foreground_cells(maps.data() + i * grid * grid, grid, rule).count);
@@ -239,7 +239,7 @@ void random_split_scores(const std::vector<TruthCells>& truth, const std::vector
 }
 
 Scores score_maps(const std::vector<TruthCells>& truth, const std::vector<float>& maps, int64_t grid,
-                  ssl::ForegroundRule rule, int draws) {
+                  ForegroundRule rule, int draws) {
   const int64_t n = static_cast<int64_t>(truth.size());
   std::vector<ssl::ForegroundCells> foreground;
   std::vector<int64_t> counts;
@@ -330,8 +330,8 @@ void run_report(const ReportArgs& a) {
              a.random_draws);
   print_header();
 
-  const std::vector<std::pair<ssl::ForegroundRule, const char*>> rules = {
-      {ssl::ForegroundRule::Threshold, "threshold"}, {ssl::ForegroundRule::RowSortedQuirk, "row-sorted"}};
+  const std::vector<std::pair<ForegroundRule, const char*>> rules = {
+      {ForegroundRule::Threshold, "threshold"}, {ForegroundRule::RowSortedQuirk, "row-sorted"}};
   auto report = [&](const std::string& source, const std::string& mode, const std::vector<float>& maps) {
     for (const auto& [rule, rule_name] : rules)
       print_row(source, mode, rule_name, score_maps(truth, maps, grid, rule, a.random_draws));
@@ -360,7 +360,7 @@ void run_report(const ReportArgs& a) {
   }
 
   // The random split with the counts the trainer's source (momentum, train mode, threshold) picked.
-  const std::vector<int64_t> counts = foreground_counts(momentum_train, n, grid, ssl::ForegroundRule::Threshold);
+  const std::vector<int64_t> counts = foreground_counts(momentum_train, n, grid, ForegroundRule::Threshold);
   std::vector<double> precision, recall;
   random_split_scores(truth, counts, a.random_draws, 17, precision, recall);
   Scores r;

@@ -179,8 +179,23 @@ TEST(Random, CudaIsBitIdenticalToCpu) {
   }
   for (int64_t n : {1, 2, 255, 4097, 100000}) {
     Generator gc(31), gg(31);
-    EXPECT_EQ(randperm(n, gc).to_vector<int64_t>(), randperm(n, gg, Device::cuda()).to_vector<int64_t>()) << n;
+    const Tensor pc = randperm(n, gc), pg = randperm(n, gg, Device::cuda());
+    EXPECT_EQ(pc.to_vector<int64_t>(), pg.to_vector<int64_t>()) << n;
+    EXPECT_EQ(inverse_permutation(pc).to_vector<int64_t>(), inverse_permutation(pg).to_vector<int64_t>()) << n;
   }
+}
+
+TEST(Random, InversePermutationUndoesTheShuffle) {
+  Generator g(8);
+  const Tensor perm = randperm(1000, g);
+  const std::vector<int64_t> p = perm.to_vector<int64_t>(), inv = inverse_permutation(perm).to_vector<int64_t>();
+  for (int64_t i = 0; i < 1000; ++i) {
+    EXPECT_EQ(inv[static_cast<size_t>(p[static_cast<size_t>(i)])], i);
+    EXPECT_EQ(p[static_cast<size_t>(inv[static_cast<size_t>(i)])], i);
+  }
+  EXPECT_EQ(inverse_permutation(Tensor::from_vector<int64_t>({2, 0, 1}, {3})).to_vector<int64_t>(),
+            (std::vector<int64_t>{1, 2, 0}));
+  EXPECT_THROW(inverse_permutation(Tensor::from_vector<int32_t>({0}, {1})), Error);
 }
 
 }  // namespace

@@ -209,6 +209,18 @@ void saliency_mask_case(std::vector<OpCase>& cases, const std::string& label, In
   cases.push_back(std::move(c));
 }
 
+// saliency_foreground (input maps): no backward. Both backends run foreground_of_map in double in
+// the same order, so the cells agree exactly; the output is returned as 0/1 in the maps' type.
+void saliency_foreground_case(std::vector<OpCase>& cases, const std::string& label, InputSpec maps,
+                              ForegroundRule rule) {
+  OpCase c{"saliency_foreground", label, {std::move(maps)}, [rule](const Inputs& t) {
+             return saliency_foreground(t[0].to(DType::f32), rule).to(t[0].dtype());
+           }};
+  c.differentiable = false;
+  c.cuda_atol = c.cuda_rtol = 0.0;
+  cases.push_back(std::move(c));
+}
+
 }  // namespace
 
 std::vector<OpCase> all_op_cases() {
@@ -365,6 +377,9 @@ std::vector<OpCase> all_op_cases() {
                      MaskMode::Positive, false);
   saliency_mask_case(cases, "mean_neg_strided_4x3x16x16", in({4, 3, 16, 16}, S), 4, MaskFill::Mean,
                      MaskMode::Negative, false);
+  saliency_foreground_case(cases, "threshold_300x7x7", in({300, 7, 7}), ForegroundRule::Threshold);
+  saliency_foreground_case(cases, "row_sorted_quirk_5x4x4", in({5, 4, 4}), ForegroundRule::RowSortedQuirk);
+  saliency_foreground_case(cases, "threshold_strided_6x2x2", in({6, 2, 2}, S), ForegroundRule::Threshold);
   return cases;
 }
 

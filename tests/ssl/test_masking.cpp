@@ -237,8 +237,8 @@ TEST(Masking, PretrainedSourceMasksWithTheLocalizersMapsOfTheRgbViews) {
   NoGradGuard no_grad;
   EXPECT_TRUE(all_close(b.saliency_query, saliency_maps(model->feature_map(q)), 0, 0));
   EXPECT_TRUE(all_close(b.saliency_key, saliency_maps(model->feature_map(k)), 0, 0));
-  const ForegroundBatch fg = foreground_cells(b.saliency_query, ForegroundRule::Threshold);
-  EXPECT_EQ(b.fg_query.to_vector<uint8_t>(), fg.foreground.to_vector<uint8_t>());
+  EXPECT_EQ(b.fg_query.to_vector<uint8_t>(),
+            foreground_cells(b.saliency_query, ForegroundRule::Threshold).to_vector<uint8_t>());
 }
 
 }  // namespace

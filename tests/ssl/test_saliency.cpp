@@ -10,6 +10,7 @@
 #include "engine/random.h"
 #include "layers/resnet.h"
 #include "ssl/saliency.h"
+#include "tests/common/test_helpers.h"
 
 namespace engine::ssl {
 namespace {
@@ -73,14 +74,34 @@ TEST(ForegroundRule, TwoLevelMapsVector20ReachTheBound) {
   }
 }
 
-TEST(ForegroundRule, BatchOfMapsGivesMasksAndRatios) {
+// A batch of maps through the op (on the maps' device) gives each map's cells of the host rule.
+void check_batch_of_maps(Device device) {
   std::vector<float> values = map_of([](int r, int c) { return static_cast<float>(7 * r + c); });
   const std::vector<float> flat(49, 1.0f);
   values.insert(values.end(), flat.begin(), flat.end());
-  const ForegroundBatch batch = foreground_cells(Tensor::from_vector(values, {2, 7, 7}), ForegroundRule::Threshold);
-  EXPECT_EQ(batch.foreground.shape(), (Shape{2, 7, 7}));
-  EXPECT_EQ(batch.ratio.to_vector<float>(), (std::vector<float>{33.0f / 49.0f, 1.0f}));
-  EXPECT_THROW(foreground_cells(Tensor::zeros({2, 7, 6}), ForegroundRule::Threshold), Error);
+  const std::vector<float> wavy = map_of([](int r, int c) { return static_cast<float>(std::sin(r * 1.3 + c * 0.7)); });
+  values.insert(values.end(), wavy.begin(), wavy.end());
+  for (ForegroundRule rule : {ForegroundRule::Threshold, ForegroundRule::RowSortedQuirk}) {
+    const Tensor cells = foreground_cells(Tensor::from_vector(values, {3, 7, 7}, device), rule);
+    EXPECT_EQ(cells.shape(), (Shape{3, 7, 7}));
+    EXPECT_EQ(cells.device(), device);
+    const std::vector<uint8_t> got = cells.to_vector<uint8_t>();
+    int64_t counted = 0;
+    for (int64_t n = 0; n < 3; ++n) {
+      const ForegroundCells one = foreground_cells(values.data() + n * 49, 7, rule);
+      EXPECT_EQ(std::vector<uint8_t>(got.begin() + n * 49, got.begin() + (n + 1) * 49), one.foreground) << n;
+      counted += one.count;
+    }
+    EXPECT_EQ(counted, 33 + 49 + foreground_cells(wavy.data(), 7, rule).count);
+  }
+  EXPECT_THROW(foreground_cells(Tensor::zeros({2, 7, 6}, DType::f32, device), ForegroundRule::Threshold), Error);
+}
+
+TEST(ForegroundRule, BatchOfMapsGivesEachMapsCells) { check_batch_of_maps(Device::cpu()); }
+
+TEST(ForegroundRule, CudaBatchOfMapsGivesEachMapsCells) {
+  SKIP_WITHOUT_CUDA();
+  check_batch_of_maps(Device::cuda());
 }
 
 TEST(SaliencyMaps, SumTheFeatureMapOverChannelsOfAResNet) {

@@ -13,6 +13,7 @@
 #include "engine/tensorboard_reader.h"
 #include "ssl/trainer.h"
 #include "tests/common/temp_dir.h"
+#include "tests/common/test_helpers.h"
 
 namespace engine::ssl {
 namespace {
@@ -126,6 +127,44 @@ TEST_F(TrainerTest, ResumingAFinishedRunTrainsNothing) {
   pretrain(all);
   all.resume = "auto";
   EXPECT_EQ(pretrain(all).position.step, 2);
+}
+
+// The training step never waits for the device: between two print steps nothing is read back to
+// the host (engine/tensor.h counts every read, on the CPU too, so this runs in CI). With
+// --print-freq 1 each step is a window of its own; batch 0 of an epoch also draws the epoch's
+// shuffle and, when masking, its picture, so only the steps after it are steady state.
+void check_steady_state_steps_read_nothing(PretrainConfig c) {
+  c.print_freq = 1;
+  c.epochs = 2;
+  pretrain(c);
+  int64_t steady = 0, first_of_epoch_reads = 0;
+  for (const nlohmann::json& line : MetricsLog::read((fs::path(c.save_dir) / "metrics.jsonl").string())) {
+    if (line.at("kind").get<std::string>() != "step") continue;
+    const int64_t reads = line.at("host_reads").get<int64_t>();
+    if (line.at("batch").get<int64_t>() == 0) {
+      first_of_epoch_reads += reads;
+    } else {
+      EXPECT_EQ(reads, 0) << "step " << line.at("step") << " read tensor values back to the host";
+      ++steady;
+    }
+  }
+  EXPECT_EQ(steady, 2);  // 2 epochs of 2 batches
+  EXPECT_GT(first_of_epoch_reads, 0) << "the epoch's shuffle is a read: the count should have seen it";
+}
+
+TEST_F(TrainerTest, SteadyStateStepsNeverReadFromTheDevice) {
+  check_steady_state_steps_read_nothing(config("reads_plain", 0));
+  check_steady_state_steps_read_nothing(masked_config("reads_hp", 0, "hp"));
+}
+
+TEST_F(TrainerTest, CudaSteadyStateStepsNeverReadFromTheDevice) {
+  SKIP_WITHOUT_CUDA();
+  PretrainConfig plain = config("reads_plain_cuda", 0);
+  plain.device = Device::cuda();
+  check_steady_state_steps_read_nothing(plain);
+  PretrainConfig hp = masked_config("reads_hp_cuda", 0, "hp");
+  hp.device = Device::cuda();
+  check_steady_state_steps_read_nothing(hp);
 }
 
 TEST_F(TrainerTest, WritesCheckpointsMetricsTensorBoardAndArgs) {
