@@ -18,15 +18,21 @@
 // Layouts: NCHW or NHWC (ChannelLayout), as the input comes; y and dx take x's layout.
 // Types: CPU float or double with parameters and statistics of the same type, accumulating in
 // double. CUDA: x, y, dy, dx in f32 or bf16; gamma, beta, running statistics, saved statistics
-// always f32; sums in f32 (see channel_reduce.cuh).
+// always f32; sums in double (see channel_reduce.cuh), combined in a fixed order (deterministic).
 // Training needs M > 1 (a variance of one value is undefined), as PyTorch.
+//
 // Ghost BatchNorm (spec sections 6.3 and 8: the reference's 4 GPUs x 32 images become 4 groups of
 // 32 on one device): with `groups` G > 1 in training, the N images form G consecutive groups of
 // N/G, each normalised with its own statistics, exactly as G GPUs without synchronised BatchNorm.
-// The Tensor level calls the raw level once per group (a group of consecutive images is a
-// contiguous slice in both layouts); dgamma and dbeta sum over the groups. The running statistics
-// follow the first group only (what DDP's broadcast of rank 0's buffers amounts to: the
-// reference's behaviour, spec O12) or the average of the groups' updates.
+// Then M = (N/G) H W, and in the formulas above "per channel" reads "per (group, channel)":
+//   save_mean, save_invstd (G, C): row g holds group g's statistics
+//   dx of group g uses group g's mean, invstd and sums;  dbeta_c, dgamma_c sum over all groups
+//   running statistics (GhostRunningStats): FirstGroup moves them by group 0's mean and variance
+//   only (what DDP's broadcast of rank 0's buffers amounts to: the reference's behaviour, spec
+//   O12); Average by the groups' mean of them, which equals averaging the G updates:
+//   mean_g((1 - m) r + m s_g) = (1 - m) r + m mean_g(s_g).
+// The raw level takes G itself (all groups in one call, on CUDA one set of launches); G must
+// divide N. Eval has no groups: it uses the running statistics for every image.
 #pragma once
 
 #include <cstdint>
@@ -36,33 +42,39 @@
 
 namespace engine {
 
+// Which groups of a ghost batch move the running statistics (spec O12).
+enum class GhostRunningStats { FirstGroup, Average };
+
 // ---- raw level, CPU, T = float or double ----
+// Training: save_mean, save_invstd (groups, C) written; running_mean, running_var (C) updated in
+// place, or null when not tracked.
 template <typename T>
 void batchnorm2d_forward_train_cpu(T* y, T* save_mean, T* save_invstd, T* running_mean, T* running_var, const T* x,
-                                   const T* gamma, const T* beta, ChannelLayout layout, double momentum, double eps);
+                                   const T* gamma, const T* beta, ChannelLayout layout, int64_t groups,
+                                   GhostRunningStats running_stats, double momentum, double eps);
 template <typename T>
 void batchnorm2d_forward_eval_cpu(T* y, T* save_invstd, const T* x, const T* gamma, const T* beta,
                                   const T* running_mean, const T* running_var, ChannelLayout layout, double eps);
-// mean and invstd: what the forward used (saved statistics in training, running ones in eval).
+// mean and invstd (groups, C): what the forward used (saved statistics in training, running ones
+// in eval, with groups 1); dgamma and dbeta (C), summed over the groups; any of dx, dgamma, dbeta
+// may be null (not wanted).
 template <typename T>
 void batchnorm2d_backward_cpu(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* gamma, const T* mean,
-                              const T* invstd, ChannelLayout layout, bool training);
+                              const T* invstd, ChannelLayout layout, int64_t groups, bool training);
 
 // ---- raw level, CUDA: activations f32 or bf16 (`dtype`), everything per channel f32 ----
 void batchnorm2d_forward_train_cuda(int device, void* y, float* save_mean, float* save_invstd, float* running_mean,
                                     float* running_var, const void* x, const float* gamma, const float* beta,
-                                    DType dtype, ChannelLayout layout, double momentum, double eps);
+                                    DType dtype, ChannelLayout layout, int64_t groups, GhostRunningStats running_stats,
+                                    double momentum, double eps);
 void batchnorm2d_forward_eval_cuda(int device, void* y, float* save_invstd, const void* x, const float* gamma,
                                    const float* beta, const float* running_mean, const float* running_var,
                                    DType dtype, ChannelLayout layout, double eps);
 void batchnorm2d_backward_cuda(int device, void* dx, float* dgamma, float* dbeta, const void* dy, const void* x,
                                const float* gamma, const float* mean, const float* invstd, DType dtype,
-                               ChannelLayout layout, bool training);
+                               ChannelLayout layout, int64_t groups, bool training);
 
 // ---- Tensor level ----
-// Which groups of a ghost batch move the running statistics (spec O12).
-enum class GhostRunningStats { FirstGroup, Average };
-
 struct BatchNormOptions {
   bool training = true;
   double momentum = 0.1;

@@ -1,5 +1,6 @@
 // batchnorm2d_cpu.cpp - the CPU reference of batchnorm2d: plain loops, double accumulators,
-// parallel over channels (each channel's sums belong to one thread).
+// parallel over channels (each channel's sums, in every ghost group, belong to one thread; so does
+// its running-statistics update, which may read every group).
 #include <cmath>
 
 #include "ops/batchnorm2d.h"
@@ -8,44 +9,56 @@ namespace engine {
 
 namespace {
 
-// Calls fn(offset) for every element of channel c.
+// Calls fn(offset) for every element of channel c in group g (images g N/G .. (g + 1) N/G - 1).
 template <typename Fn>
-inline void for_channel(const ChannelLayout& l, int64_t c, Fn&& fn) {
-  for (int64_t n = 0; n < l.N; ++n)
+inline void for_channel(const ChannelLayout& l, int64_t groups, int64_t g, int64_t c, Fn&& fn) {
+  const int64_t images = l.N / groups;
+  for (int64_t n = g * images; n < (g + 1) * images; ++n)
     for (int64_t i = 0; i < l.HW; ++i) fn(l.offset(n, c, i));
 }
 
 template <typename T>
-void normalize(T* y, const T* x, const T* gamma, const T* beta, const ChannelLayout& l, int64_t c, double mean,
-               double invstd) {
+void normalize(T* y, const T* x, const T* gamma, const T* beta, const ChannelLayout& l, int64_t groups, int64_t g,
+               int64_t c, double mean, double invstd) {
   const double scale = static_cast<double>(gamma[c]) * invstd;
   const double shift = static_cast<double>(beta[c]) - mean * scale;
-  for_channel(l, c, [&](int64_t o) { y[o] = static_cast<T>(static_cast<double>(x[o]) * scale + shift); });
+  for_channel(l, groups, g, c, [&](int64_t o) { y[o] = static_cast<T>(static_cast<double>(x[o]) * scale + shift); });
 }
 
 }  // namespace
 
 template <typename T>
 void batchnorm2d_forward_train_cpu(T* y, T* save_mean, T* save_invstd, T* running_mean, T* running_var, const T* x,
-                                   const T* gamma, const T* beta, ChannelLayout l, double momentum, double eps) {
-  const double M = static_cast<double>(l.N * l.HW);
+                                   const T* gamma, const T* beta, ChannelLayout l, int64_t groups,
+                                   GhostRunningStats running_stats, double momentum, double eps) {
+  const double M = static_cast<double>(l.N / groups * l.HW);
+  // Groups 0 .. movers - 1 move the running statistics, by the mean of their statistics.
+  const int64_t movers = running_stats == GhostRunningStats::Average ? groups : 1;
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < l.C; ++c) {
-    double sum = 0.0;
-    for_channel(l, c, [&](int64_t o) { sum += static_cast<double>(x[o]); });
-    const double mean = sum / M;
-    double sq = 0.0;  // second pass: no cancellation from subtracting two large sums
-    for_channel(l, c, [&](int64_t o) {
-      const double d = static_cast<double>(x[o]) - mean;
-      sq += d * d;
-    });
-    const double var = sq / M, invstd = 1.0 / std::sqrt(var + eps);
-    save_mean[c] = static_cast<T>(mean);
-    save_invstd[c] = static_cast<T>(invstd);
-    if (running_mean) running_mean[c] = static_cast<T>((1.0 - momentum) * running_mean[c] + momentum * mean);
+    double moved_mean = 0.0, moved_var = 0.0;
+    for (int64_t g = 0; g < groups; ++g) {
+      double sum = 0.0;
+      for_channel(l, groups, g, c, [&](int64_t o) { sum += static_cast<double>(x[o]); });
+      const double mean = sum / M;
+      double sq = 0.0;  // second pass: no cancellation from subtracting two large sums
+      for_channel(l, groups, g, c, [&](int64_t o) {
+        const double d = static_cast<double>(x[o]) - mean;
+        sq += d * d;
+      });
+      const double var = sq / M, invstd = 1.0 / std::sqrt(var + eps);
+      save_mean[g * l.C + c] = static_cast<T>(mean);
+      save_invstd[g * l.C + c] = static_cast<T>(invstd);
+      if (g < movers) {
+        moved_mean += mean;
+        moved_var += var * M / (M - 1.0);  // the running variance is unbiased
+      }
+      normalize(y, x, gamma, beta, l, groups, g, c, mean, invstd);
+    }
+    if (running_mean)
+      running_mean[c] = static_cast<T>((1.0 - momentum) * running_mean[c] + momentum * (moved_mean / movers));
     if (running_var)
-      running_var[c] = static_cast<T>((1.0 - momentum) * running_var[c] + momentum * var * M / (M - 1.0));
-    normalize(y, x, gamma, beta, l, c, mean, invstd);
+      running_var[c] = static_cast<T>((1.0 - momentum) * running_var[c] + momentum * (moved_var / movers));
   }
 }
 
@@ -56,46 +69,51 @@ void batchnorm2d_forward_eval_cpu(T* y, T* save_invstd, const T* x, const T* gam
   for (int64_t c = 0; c < l.C; ++c) {
     const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
     save_invstd[c] = static_cast<T>(invstd);
-    normalize(y, x, gamma, beta, l, c, static_cast<double>(running_mean[c]), invstd);
+    normalize(y, x, gamma, beta, l, 1, 0, c, static_cast<double>(running_mean[c]), invstd);
   }
 }
 
 template <typename T>
 void batchnorm2d_backward_cpu(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* gamma, const T* mean,
-                              const T* invstd, ChannelLayout l, bool training) {
-  const double M = static_cast<double>(l.N * l.HW);
+                              const T* invstd, ChannelLayout l, int64_t groups, bool training) {
+  const double M = static_cast<double>(l.N / groups * l.HW);
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < l.C; ++c) {
-    const double mu = static_cast<double>(mean[c]), is = static_cast<double>(invstd[c]);
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for_channel(l, c, [&](int64_t o) {
-      const double g = static_cast<double>(dy[o]);
-      sum_dy += g;
-      sum_dy_xhat += g * (static_cast<double>(x[o]) - mu) * is;
-    });
-    if (dbeta) dbeta[c] = static_cast<T>(sum_dy);
-    if (dgamma) dgamma[c] = static_cast<T>(sum_dy_xhat);
-    if (!dx) continue;
-    const double k = static_cast<double>(gamma[c]) * is;
-    if (training) {
-      const double mean_dy = sum_dy / M, mean_dy_xhat = sum_dy_xhat / M;
-      for_channel(l, c, [&](int64_t o) {
-        const double xhat = (static_cast<double>(x[o]) - mu) * is;
-        dx[o] = static_cast<T>(k * (static_cast<double>(dy[o]) - mean_dy - xhat * mean_dy_xhat));
+    double total_dy = 0.0, total_dy_xhat = 0.0;  // over the groups: gamma and beta are shared
+    for (int64_t g = 0; g < groups; ++g) {
+      const double mu = static_cast<double>(mean[g * l.C + c]), is = static_cast<double>(invstd[g * l.C + c]);
+      double sum_dy = 0.0, sum_dy_xhat = 0.0;
+      for_channel(l, groups, g, c, [&](int64_t o) {
+        const double d = static_cast<double>(dy[o]);
+        sum_dy += d;
+        sum_dy_xhat += d * (static_cast<double>(x[o]) - mu) * is;
       });
-    } else {
-      for_channel(l, c, [&](int64_t o) { dx[o] = static_cast<T>(k * static_cast<double>(dy[o])); });
+      total_dy += sum_dy;
+      total_dy_xhat += sum_dy_xhat;
+      if (!dx) continue;
+      const double k = static_cast<double>(gamma[c]) * is;
+      if (training) {
+        const double mean_dy = sum_dy / M, mean_dy_xhat = sum_dy_xhat / M;
+        for_channel(l, groups, g, c, [&](int64_t o) {
+          const double xhat = (static_cast<double>(x[o]) - mu) * is;
+          dx[o] = static_cast<T>(k * (static_cast<double>(dy[o]) - mean_dy - xhat * mean_dy_xhat));
+        });
+      } else {
+        for_channel(l, groups, g, c, [&](int64_t o) { dx[o] = static_cast<T>(k * static_cast<double>(dy[o])); });
+      }
     }
+    if (dbeta) dbeta[c] = static_cast<T>(total_dy);
+    if (dgamma) dgamma[c] = static_cast<T>(total_dy_xhat);
   }
 }
 
 #define ENGINE_INSTANTIATE_BATCHNORM2D_CPU(T)                                                                 \
   template void batchnorm2d_forward_train_cpu<T>(T*, T*, T*, T*, T*, const T*, const T*, const T*,           \
-                                                 ChannelLayout, double, double);                            \
+                                                 ChannelLayout, int64_t, GhostRunningStats, double, double); \
   template void batchnorm2d_forward_eval_cpu<T>(T*, T*, const T*, const T*, const T*, const T*, const T*,     \
                                                 ChannelLayout, double);                                     \
   template void batchnorm2d_backward_cpu<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*,     \
-                                            ChannelLayout, bool);
+                                            ChannelLayout, int64_t, bool);
 ENGINE_INSTANTIATE_BATCHNORM2D_CPU(float)
 ENGINE_INSTANTIATE_BATCHNORM2D_CPU(double)
 #undef ENGINE_INSTANTIATE_BATCHNORM2D_CPU

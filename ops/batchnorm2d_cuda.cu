@@ -1,14 +1,28 @@
-// batchnorm2d_cuda.cu - batchnorm2d on CUDA, hand-written (see batchnorm2d.h for the math).
+// batchnorm2d_cuda.cu - batchnorm2d on CUDA, hand-written (see batchnorm2d.h for the math), all
+// ghost groups in one set of launches.
 //
-// Training forward, three launches:
-//   1. channel_sums: sum x per channel                    -> mean
-//   2. channel_sums: sum (x - mean)^2 per channel          -> var, invstd, running statistics
+// Training forward, five launches:
+//   1. partials of sum x per (group, channel)           (channel_reduce.cuh: a grid of row x split)
+//   2. finish_mean: add each row's partials in order     -> mean (groups, C)
+//   3. partials of sum (x - mean)^2 per (group, channel)
 //      (two passes over x rather than one pass of sum and sum of squares: the latter cancels
 //      catastrophically in f32 when |mean| >> std)
-//   3. elementwise: y = x scale_c + shift_c
-// Backward, two launches: channel_sums of dy and dy xhat, then the elementwise dx.
+//   4. finish_variance, one thread per channel           -> invstd (groups, C); the running
+//      statistics from the first group or the groups' average (one thread sees every group of its
+//      channel, so the update needs no atomics)
+//   5. elementwise: y = (x - mean) gamma invstd + beta
+// Backward, three launches: partials of dy and dy xhat; finish_backward, one thread per channel,
+// which keeps each group's mean(dy) and mean(dy xhat) for dx and sums dbeta and dgamma over the
+// groups in group order; then the elementwise dx.
 // Statistics are stored in f32 whatever the activation type; the per-channel sums accumulate in
-// double (channel_reduce.cuh says why).
+// double (channel_reduce.cuh says why) and are combined in a fixed order, so results repeat bit
+// for bit.
+//
+// The elementwise kernels walk one image at a time: grid.y over images, so an image's group, and
+// the row of its statistics, is found once per image; grid.x and the threads over the image's
+// C HW contiguous values, each thread taking kElementsPerThread or more of them. The channel of
+// value j of an image is j / HW (NCHW) or j % C (NHWC): a DivWalker keeps it as the thread moves
+// on, with no division per element, and in NHWC neighbouring threads read neighbouring channels.
 #include <cmath>
 
 #include "ops/batchnorm2d.h"
@@ -21,45 +35,75 @@ namespace {
 template <typename T>
 struct SumX {
   const T* x;
-  __device__ cuda::ChannelTerms<1> operator()(int64_t, int64_t o) const { return {{cuda::load_float(x, o)}}; }
+  struct Row {
+    const T* x;
+    __device__ cuda::ChannelTerms<1> operator()(int64_t o) const { return {{cuda::load_float(x, o)}}; }
+  };
+  __device__ Row row(int64_t) const { return {x}; }
 };
 
 template <typename T>
 struct SumSquaredDeviation {
   const T* x;
-  const float* mean;
-  __device__ cuda::ChannelTerms<1> operator()(int64_t c, int64_t o) const {
-    const float d = cuda::load_float(x, o) - mean[c];
-    return {{d * d}};
-  }
+  const float* mean;  // (groups, C)
+  struct Row {
+    const T* x;
+    float mean;
+    __device__ cuda::ChannelTerms<1> operator()(int64_t o) const {
+      const float d = cuda::load_float(x, o) - mean;
+      return {{d * d}};
+    }
+  };
+  __device__ Row row(int64_t r) const { return {x, mean[r]}; }
 };
 
 template <typename T>
 struct SumDyAndDyXhat {
   const T* dy;
   const T* x;
-  const float* mean;
-  const float* invstd;
-  __device__ cuda::ChannelTerms<2> operator()(int64_t c, int64_t o) const {
-    const float g = cuda::load_float(dy, o);
-    return {{g, g * (cuda::load_float(x, o) - mean[c]) * invstd[c]}};
-  }
+  const float* mean;    // (groups, C)
+  const float* invstd;  // (groups, C)
+  struct Row {
+    const T* dy;
+    const T* x;
+    float mean, invstd;
+    __device__ cuda::ChannelTerms<2> operator()(int64_t o) const {
+      const float g = cuda::load_float(dy, o);
+      return {{g, g * (cuda::load_float(x, o) - mean) * invstd}};
+    }
+  };
+  __device__ Row row(int64_t r) const { return {dy, x, mean[r], invstd[r]}; }
 };
 
-// sums holds the per-channel sum of x; becomes the mean.
-__global__ void finish_mean_kernel(float* mean, const float* sums, int64_t C, float inv_m) {
-  ENGINE_GRID_STRIDE_LOOP(c, C) mean[c] = sums[c] * inv_m;
+// M: the values of one (group, channel).
+__global__ void finish_mean_kernel(float* mean, const double* partials, ChannelReducePlan plan, double M) {
+  ENGINE_GRID_STRIDE_LOOP(row, plan.rows) {
+    mean[row] = static_cast<float>(cuda::combine_partials(partials, plan, 0, row) / M);
+  }
 }
 
+// The running statistics move by the first group's statistics or by the groups' average:
+// mean_g((1 - m) r + m s_g) = (1 - m) r + m mean_g(s_g), so averaging the statistics is averaging
+// the groups' updates.
 __global__ void finish_variance_kernel(float* invstd, float* running_mean, float* running_var, const float* mean,
-                                       const float* sq_sums, int64_t C, double M, double momentum, double eps) {
+                                       const double* partials, ChannelReducePlan plan, int64_t C,
+                                       GhostRunningStats rule, double M, double momentum, double eps) {
+  const int64_t groups = plan.rows / C, movers = rule == GhostRunningStats::Average ? groups : 1;
   ENGINE_GRID_STRIDE_LOOP(c, C) {
-    const double var = static_cast<double>(sq_sums[c]) / M;
-    invstd[c] = static_cast<float>(1.0 / sqrt(var + eps));
+    double moved_mean = 0.0, moved_var = 0.0;
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t row = g * C + c;
+      const double var = cuda::combine_partials(partials, plan, 0, row) / M;
+      invstd[row] = static_cast<float>(1.0 / sqrt(var + eps));
+      if (g < movers) {
+        moved_mean += mean[row];
+        moved_var += var * M / (M - 1.0);  // the running variance is unbiased
+      }
+    }
     if (running_mean)
-      running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * mean[c]);
+      running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * (moved_mean / movers));
     if (running_var)
-      running_var[c] = static_cast<float>((1.0 - momentum) * running_var[c] + momentum * var * M / (M - 1.0));
+      running_var[c] = static_cast<float>((1.0 - momentum) * running_var[c] + momentum * (moved_var / movers));
   }
 }
 
@@ -67,64 +111,118 @@ __global__ void invstd_from_running_var_kernel(float* invstd, const float* runni
   ENGINE_GRID_STRIDE_LOOP(c, C) invstd[c] = static_cast<float>(1.0 / sqrt(static_cast<double>(running_var[c]) + eps));
 }
 
-template <typename T>
-__global__ void normalize_kernel(T* y, const T* x, const float* gamma, const float* beta, const float* mean,
-                                 const float* invstd, ChannelLayout layout) {
-  ENGINE_GRID_STRIDE_LOOP(o, layout.numel()) {
-    const int64_t c = layout.channel(o);
-    const float scale = gamma[c] * invstd[c];
-    y[o] = convert_element<T>((cuda::load_float(x, o) - mean[c]) * scale + beta[c]);
+// partials: [sum dy | sum dy xhat] per (group, channel). Keeps each row's means for dx and sums
+// dbeta and dgamma over the groups (the parameters are shared by all groups).
+__global__ void finish_backward_kernel(float* dgamma, float* dbeta, float* mean_dy, float* mean_dy_xhat,
+                                       const double* partials, ChannelReducePlan plan, int64_t C, double M) {
+  const int64_t groups = plan.rows / C;
+  ENGINE_GRID_STRIDE_LOOP(c, C) {
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t row = g * C + c;
+      const double dy = cuda::combine_partials(partials, plan, 0, row);
+      const double dy_xhat = cuda::combine_partials(partials, plan, 1, row);
+      mean_dy[row] = static_cast<float>(dy / M);
+      mean_dy_xhat[row] = static_cast<float>(dy_xhat / M);
+      sum_dy += dy;
+      sum_dy_xhat += dy_xhat;
+    }
+    if (dbeta) dbeta[c] = static_cast<float>(sum_dy);
+    if (dgamma) dgamma[c] = static_cast<float>(sum_dy_xhat);
   }
 }
 
-// sums: [sum dy | sum dy xhat], each C long.
-template <typename T>
-__global__ void backward_dx_kernel(T* dx, const T* dy, const T* x, const float* gamma, const float* mean,
-                                   const float* invstd, const float* sums, ChannelLayout layout, float inv_m,
-                                   bool training) {
-  ENGINE_GRID_STRIDE_LOOP(o, layout.numel()) {
-    const int64_t c = layout.channel(o);
-    const float k = gamma[c] * invstd[c], g = cuda::load_float(dy, o);
-    if (training) {
-      const float xhat = (cuda::load_float(x, o) - mean[c]) * invstd[c];
-      dx[o] = convert_element<T>(k * (g - sums[c] * inv_m - xhat * sums[layout.C + c] * inv_m));
-    } else {
-      dx[o] = convert_element<T>(k * g);
+// The elementwise kernels' walk (see the file comment): image n of group n / images_per_group;
+// `step` is the grid's x extent in threads, through an image's C HW values split by HW (NCHW,
+// channel = q) or C (NHWC, channel = r).
+struct ImageWalk {
+  ChannelLayout l;
+  int64_t images_per_group;
+  cuda::DivStep step;
+};
+
+constexpr int64_t kElementsPerThread = 4;
+
+// Calls fn(offset, row, c) for every value, row = g C + c indexing the (groups, C) statistics.
+template <typename Fn>
+__device__ void for_each_value(const ImageWalk& walk, Fn&& fn) {
+  const ChannelLayout& l = walk.l;
+  const int64_t per_image = l.C * l.HW, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (first >= per_image) return;
+  const cuda::DivWalker start(first, walk.step);
+  for (int64_t n = blockIdx.y; n < l.N; n += gridDim.y) {
+    const int64_t image = n * per_image, group_row = n / walk.images_per_group * l.C;
+    cuda::DivWalker w = start;
+    for (int64_t j = first; j < per_image; j += stride, w.advance(walk.step)) {
+      const int64_t c = l.channels_last ? w.r : w.q;
+      fn(image + j, group_row + c, c);
     }
   }
 }
 
-__global__ void copy_channel_sums_kernel(float* dgamma, float* dbeta, const float* sums, int64_t C) {
-  ENGINE_GRID_STRIDE_LOOP(c, C) {
-    if (dbeta) dbeta[c] = sums[c];
-    if (dgamma) dgamma[c] = sums[C + c];
+// The grid of the elementwise kernels over `l` (numel > 0) and its walk.
+struct ImageGrid {
+  dim3 grid;
+  ImageWalk walk;
+  ImageGrid(const ChannelLayout& l, int64_t groups) {
+    const int64_t per_image = l.C * l.HW, per_block = cuda::kBlock * kElementsPerThread;
+    grid = dim3(static_cast<unsigned>((per_image + per_block - 1) / per_block),
+                static_cast<unsigned>(std::min<int64_t>(l.N, 65535)));
+    const int64_t stride = static_cast<int64_t>(grid.x) * cuda::kBlock;
+    const int64_t d = l.channels_last ? l.C : l.HW;
+    walk = {l, l.N / groups, cuda::DivStep::make(stride, d, d)};
   }
+};
+
+template <typename T>
+__global__ void normalize_kernel(T* y, const T* x, const float* gamma, const float* beta, const float* mean,
+                                 const float* invstd, ImageWalk walk) {
+  for_each_value(walk, [&](int64_t o, int64_t row, int64_t c) {
+    y[o] = convert_element<T>((cuda::load_float(x, o) - mean[row]) * (gamma[c] * invstd[row]) + beta[c]);
+  });
 }
 
-unsigned channel_blocks(const ChannelLayout& l) { return static_cast<unsigned>(l.C); }
+template <typename T>
+__global__ void backward_dx_kernel(T* dx, const T* dy, const T* x, const float* gamma, const float* mean,
+                                   const float* invstd, const float* mean_dy, const float* mean_dy_xhat,
+                                   ImageWalk walk, bool training) {
+  for_each_value(walk, [&](int64_t o, int64_t row, int64_t c) {
+    const float k = gamma[c] * invstd[row], g = cuda::load_float(dy, o);
+    if (training) {
+      const float xhat = (cuda::load_float(x, o) - mean[row]) * invstd[row];
+      dx[o] = convert_element<T>(k * (g - mean_dy[row] - xhat * mean_dy_xhat[row]));
+    } else {
+      dx[o] = convert_element<T>(k * g);
+    }
+  });
+}
 
 }  // namespace
 
 void batchnorm2d_forward_train_cuda(int device, void* y, float* save_mean, float* save_invstd, float* running_mean,
                                     float* running_var, const void* x, const float* gamma, const float* beta,
-                                    DType dtype, ChannelLayout l, double momentum, double eps) {
+                                    DType dtype, ChannelLayout l, int64_t groups, GhostRunningStats rule,
+                                    double momentum, double eps) {
   if (l.C == 0) return;
   cudaStream_t stream = cuda::stream(device);
-  const int64_t M = l.N * l.HW;
-  const int small_grid = cuda::elementwise_grid(l.C, cuda::kBlock);
-  CudaScratch<float> sums(device, l.C);
+  const double M = static_cast<double>(l.N / groups * l.HW);
+  const ChannelReducePlan plan = cuda::channel_reduce_plan(device, l, groups);
+  CudaScratch<double> partials(device, plan.splits * plan.rows);
   cuda::dispatch_activation(dtype, "batchnorm2d", [&]<typename T>() {
     const T* xt = static_cast<const T*>(x);
-    cuda::launch("channel_sums_kernel (mean)", cuda::channel_sums_kernel<1, SumX<T>>, channel_blocks(l), cuda::kBlock,
-        0, stream, sums.ptr, l, SumX<T>{xt});
-    cuda::launch("finish_mean_kernel", finish_mean_kernel, small_grid, cuda::kBlock, 0, stream, save_mean, sums.ptr,
-        l.C, 1.f / float(M));
-    cuda::launch("channel_sums_kernel (variance)", cuda::channel_sums_kernel<1, SumSquaredDeviation<T>>,
-        channel_blocks(l), cuda::kBlock, 0, stream, sums.ptr, l, SumSquaredDeviation<T>{xt, save_mean});
-    cuda::launch("finish_variance_kernel", finish_variance_kernel, small_grid, cuda::kBlock, 0, stream, save_invstd,
-        running_mean, running_var, save_mean, sums.ptr, l.C, double(M), momentum, eps);
-    cuda::launch("normalize_kernel", normalize_kernel<T>, cuda::elementwise_grid(l.numel(), cuda::kBlock), cuda::kBlock,
-        0, stream, static_cast<T*>(y), xt, gamma, beta, save_mean, save_invstd, l);
+    cuda::launch_channel_partials<1>("channel partials (mean)", partials.ptr, plan, l, groups, SumX<T>{xt}, stream);
+    cuda::launch("finish_mean_kernel", finish_mean_kernel, cuda::elementwise_grid(plan.rows, cuda::kBlock),
+        cuda::kBlock, 0, stream, save_mean, partials.ptr, plan, M);
+    cuda::launch_channel_partials<1>("channel partials (variance)", partials.ptr, plan, l, groups,
+        SumSquaredDeviation<T>{xt, save_mean}, stream);
+    cuda::launch("finish_variance_kernel", finish_variance_kernel, cuda::elementwise_grid(l.C, cuda::kBlock),
+        cuda::kBlock, 0, stream, save_invstd, running_mean, running_var, save_mean, partials.ptr, plan, l.C, rule, M,
+        momentum, eps);
+    if (l.numel() == 0) return;
+    const ImageGrid ig(l, groups);
+    cuda::launch("normalize_kernel", normalize_kernel<T>, ig.grid, cuda::kBlock, 0, stream, static_cast<T*>(y), xt,
+        gamma, beta, save_mean, save_invstd, ig.walk);
   });
 }
 
@@ -136,30 +234,33 @@ void batchnorm2d_forward_eval_cuda(int device, void* y, float* save_invstd, cons
   cuda::launch("invstd_from_running_var_kernel", invstd_from_running_var_kernel,
       cuda::elementwise_grid(l.C, cuda::kBlock), cuda::kBlock, 0, stream, save_invstd, running_var, l.C, eps);
   if (l.numel() == 0) return;
+  const ImageGrid ig(l, 1);
   cuda::dispatch_activation(dtype, "batchnorm2d", [&]<typename T>() {
-    cuda::launch("normalize_kernel", normalize_kernel<T>, cuda::elementwise_grid(l.numel(), cuda::kBlock), cuda::kBlock,
-        0, stream, static_cast<T*>(y), static_cast<const T*>(x), gamma, beta, running_mean, save_invstd, l);
+    cuda::launch("normalize_kernel", normalize_kernel<T>, ig.grid, cuda::kBlock, 0, stream, static_cast<T*>(y),
+        static_cast<const T*>(x), gamma, beta, running_mean, save_invstd, ig.walk);
   });
 }
 
 void batchnorm2d_backward_cuda(int device, void* dx, float* dgamma, float* dbeta, const void* dy, const void* x,
                                const float* gamma, const float* mean, const float* invstd, DType dtype,
-                               ChannelLayout l, bool training) {
+                               ChannelLayout l, int64_t groups, bool training) {
   if (l.C == 0) return;
   cudaStream_t stream = cuda::stream(device);
-  CudaScratch<float> sums(device, 2 * l.C);
+  const ChannelReducePlan plan = cuda::channel_reduce_plan(device, l, groups);
+  CudaScratch<double> partials(device, 2 * plan.splits * plan.rows);
+  CudaScratch<float> means(device, 2 * plan.rows);  // [mean dy | mean dy xhat] per (group, channel)
   cuda::dispatch_activation(dtype, "batchnorm2d", [&]<typename T>() {
     const T* dyt = static_cast<const T*>(dy);
     const T* xt = static_cast<const T*>(x);
-    cuda::launch("channel_sums_kernel (backward)", cuda::channel_sums_kernel<2, SumDyAndDyXhat<T>>, channel_blocks(l),
-        cuda::kBlock, 0, stream, sums.ptr, l, SumDyAndDyXhat<T>{dyt, xt, mean, invstd});
-    cuda::launch("copy_channel_sums_kernel", copy_channel_sums_kernel, cuda::elementwise_grid(l.C, cuda::kBlock),
-        cuda::kBlock, 0, stream, dgamma, dbeta, sums.ptr, l.C);
-    if (dx && l.numel() > 0) {
-      cuda::launch("backward_dx_kernel", backward_dx_kernel<T>, cuda::elementwise_grid(l.numel(), cuda::kBlock),
-          cuda::kBlock, 0, stream, static_cast<T*>(dx), dyt, xt, gamma, mean, invstd, sums.ptr, l,
-          1.f / float(l.N * l.HW), training);
-    }
+    cuda::launch_channel_partials<2>("channel partials (backward)", partials.ptr, plan, l, groups,
+        SumDyAndDyXhat<T>{dyt, xt, mean, invstd}, stream);
+    cuda::launch("finish_backward_kernel", finish_backward_kernel, cuda::elementwise_grid(l.C, cuda::kBlock),
+        cuda::kBlock, 0, stream, dgamma, dbeta, means.ptr, means.ptr + plan.rows, partials.ptr, plan, l.C,
+        static_cast<double>(l.N / groups * l.HW));
+    if (!dx || l.numel() == 0) return;
+    const ImageGrid ig(l, groups);
+    cuda::launch("backward_dx_kernel", backward_dx_kernel<T>, ig.grid, cuda::kBlock, 0, stream, static_cast<T*>(dx),
+        dyt, xt, gamma, mean, invstd, means.ptr, means.ptr + plan.rows, ig.walk, training);
   });
 }
 

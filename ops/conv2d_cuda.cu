@@ -18,12 +18,19 @@ __global__ void bias_forward_kernel(T* y, const T* bias, ChannelLayout layout) {
 template <typename T>
 struct DyTerm {
   const T* dy;
-  __device__ cuda::ChannelTerms<1> operator()(int64_t, int64_t offset) const { return {{cuda::load_float(dy, offset)}}; }
+  struct Row {
+    const T* dy;
+    __device__ cuda::ChannelTerms<1> operator()(int64_t o) const { return {{cuda::load_float(dy, o)}}; }
+  };
+  __device__ Row row(int64_t) const { return {dy}; }
 };
 
+// dbias_c: channel c's partial sums of dy added in split order (channel_reduce.cuh).
 template <typename T>
-__global__ void store_channel_sums_kernel(T* out, const float* sums, int64_t C) {
-  ENGINE_GRID_STRIDE_LOOP(c, C) out[c] = convert_element<T>(sums[c]);
+__global__ void store_channel_sums_kernel(T* out, const double* partials, ChannelReducePlan plan) {
+  ENGINE_GRID_STRIDE_LOOP(c, plan.rows) {
+    out[c] = convert_element<T>(static_cast<float>(cuda::combine_partials(partials, plan, 0, c)));
+  }
 }
 
 }  // namespace
@@ -44,12 +51,13 @@ void conv2d_bias_backward_cuda(int device, void* dbias, const void* dy, DType dt
   if (K == 0) return;
   const ChannelLayout layout{N, K, PQ, channels_last};
   cudaStream_t stream = cuda::stream(device);
-  CudaScratch<float> sums(device, K);
+  const ChannelReducePlan plan = cuda::channel_reduce_plan(device, layout, 1);
+  CudaScratch<double> partials(device, plan.splits * plan.rows);
   cuda::dispatch_activation(dtype, "conv2d bias", [&]<typename T>() {
-    cuda::launch("channel_sums_kernel", cuda::channel_sums_kernel<1, DyTerm<T>>, static_cast<unsigned>(K), cuda::kBlock,
-        0, stream, sums.ptr, layout, DyTerm<T>{static_cast<const T*>(dy)});
+    cuda::launch_channel_partials<1>("channel partials (bias gradient)", partials.ptr, plan, layout, 1,
+        DyTerm<T>{static_cast<const T*>(dy)}, stream);
     cuda::launch("store_channel_sums_kernel", store_channel_sums_kernel<T>, cuda::elementwise_grid(K, cuda::kBlock),
-        cuda::kBlock, 0, stream, static_cast<T*>(dbias), sums.ptr, K);
+        cuda::kBlock, 0, stream, static_cast<T*>(dbias), partials.ptr, plan);
   });
 }
 

@@ -295,6 +295,10 @@ std::vector<OpCase> all_op_cases() {
   // Ghost BatchNorm: 3 groups of 2 images, each with its own statistics.
   batchnorm_case(cases, "train_ghost_3_groups", in({6, 3, 3, 4}), true, 1e-5, 3);
   batchnorm_case(cases, "train_ghost_channels_last", in({4, 3, 2, 3}, CL), true, 1e-5, 2);
+  // ResNet-50's last stage is 7x7 and its pooled features 1x1 (HW = 1 is summed as NHWC).
+  batchnorm_case(cases, "train_ghost_hw49", in({8, 3, 7, 7}), true, 1e-5, 4);
+  batchnorm_case(cases, "train_ghost_hw1", in({8, 5, 1, 1}), true, 1e-5, 2);
+  batchnorm_case(cases, "train_ghost_hw1_channels_last", in({8, 5, 1, 1}, CL), true, 1e-5, 2);
   batchnorm_case(cases, "eval", in({2, 3, 4, 5}), false);
   batchnorm_case(cases, "eval_channels_last", in({2, 4, 3, 3}, CL), false);
 
