@@ -163,8 +163,9 @@ finish() {
 trap 'row "(stopped by a signal)" FAIL 0 "at $SECONDS s"; FAILED=1; finish' TERM INT
 
 # Numbers out of the logs, or nothing when the line is missing.
-# field_before FILE LINE_REGEX WORD: the field just before WORD on the first line matching.
-field_before() { awk -v re="$2" -v w="$3" '$0 ~ re { for (i = 2; i <= NF; i++) if ($i == w) { print $(i - 1); exit } }' "$1" 2>/dev/null; }
+# field_before FILE TEXT WORD: the field just before WORD on the first line that contains TEXT
+# (plain text, no regex: awk flavours differ on escapes in -v).
+field_before() { awk -v s="$2" -v w="$3" 'index($0, s) { for (i = 2; i <= NF; i++) if ($i == w) { print $(i - 1); exit } }' "$1" 2>/dev/null; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b }'; }
 # gtest_counts FILE: "P passed, F failed, S skipped" from gtest's closing lines.
 gtest_counts() {
@@ -382,7 +383,9 @@ if [ "$(last_status)" != skipped ] && [ "$LAST_RC" = 0 ]; then  # cmake itself s
   LOG=$build_log MIN_S=60 step "build ($(nproc) cores, ${#TARGETS[@]} targets)" 400 \
     cmake --build "$BUILD_DIR" -j "$(nproc)" --target "${TARGETS[@]}"
   { echo "== build: the last 80 lines of $build_log"; tail -n 80 "$build_log"; } >>"$OUT/build.log"
-  if [ "$(last_status)" = pass ]; then
+  if [ "$(last_status)" = pass ] && grep -q 'no work to do' "$build_log"; then
+    key "up to date (ninja: no work to do)"
+  elif [ "$(last_status)" = pass ]; then
     key "$(grep -c '^\[[0-9]*/[0-9]*\]' "$build_log") build steps; last: $(grep '^\[[0-9]*/[0-9]*\]' "$build_log" | tail -1 | cut -c1-70)"
   elif [ "$(last_status)" = FAIL ] && grep -q -E 'error|Error' "$build_log"; then
     key "$(grep -m1 -E 'error|Error' "$build_log" | cut -c1-100)"
@@ -453,7 +456,7 @@ for precision in fp32 tf32; do
   MIN_S=45 step "moco step engine $precision" 180 "$BUILD_DIR/bench/bench_moco_step" --device "$DEV" --precision $precision $QUICK
   engine_out=$LAST_OUT engine_status=$(last_status)
   plain_ms=$(field_before "$engine_out" 'plain MoCo v2' ms/step)
-  hp_ms=$(field_before "$engine_out" 'hp \+ 1 hard neg' ms/step)
+  hp_ms=$(field_before "$engine_out" 'hp + 1 hard neg' ms/step)
   if [ -n "$plain_ms" ]; then
     key "plain $plain_ms ms/step $(field_before "$engine_out" 'plain MoCo v2' img/s) img/s; hp+1 neg ${hp_ms:-?} ms/step"
   elif [ "$engine_status" = pass ]; then
@@ -461,8 +464,8 @@ for precision in fp32 tf32; do
   fi
   twin "moco step PyTorch $precision" 150 bench/torch_ref/bench_moco_step.py --device "$DEV" --precision $precision $QUICK
   if [ "$(last_status)" = pass ]; then
-    torch4=$(field_before "$LAST_OUT" '\(4 groups\)' ms/step)
-    torch1=$(field_before "$LAST_OUT" '\(1 groups\)' ms/step)
+    torch4=$(field_before "$LAST_OUT" '(4 groups)' ms/step)
+    torch1=$(field_before "$LAST_OUT" '(1 groups)' ms/step)
     r=$(ratio "$plain_ms" "$torch4")
     if [ -n "$r" ]; then
       key "4 groups $torch4 ms/step, 1 group ${torch1:-?}; engine/PyTorch time $r (plain vs 4 groups)"
