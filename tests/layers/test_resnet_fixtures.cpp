@@ -46,11 +46,13 @@ struct FixtureRun {
   std::string arch;
   DType dtype;
   double logits_tol, module_tol, grad_tol, stats_tol;
+  Device device = Device::cpu();
 };
 
 class ResNetFixture : public ::testing::TestWithParam<FixtureRun> {
  protected:
   void SetUp() override {
+    if (GetParam().device.is_cuda()) SKIP_WITHOUT_CUDA();
     ref_ = load_safetensors(fixture_path(GetParam().arch + "_64px.safetensors"));
     nn::ResNetConfig config;
     config.arch = GetParam().arch;
@@ -58,7 +60,8 @@ class ResNetFixture : public ::testing::TestWithParam<FixtureRun> {
     model_ = nn::make_resnet(config, 1);
     model_->load_state_dict(fixture_state_dict(*model_), true);
     model_->to(GetParam().dtype);
-    input_ = fixture_tensor("input0", {2, 3, 64, 64}, GetParam().dtype);
+    model_->to(GetParam().device);
+    input_ = fixture_tensor("input0", {2, 3, 64, 64}, GetParam().dtype).to(GetParam().device);
   }
   SafetensorsFile ref_;
   std::shared_ptr<nn::ResNet> model_;
@@ -103,7 +106,7 @@ TEST_P(ResNetFixture, TrainForwardBackwardAndRunningStatisticsMatchTorchvision) 
   model_->zero_grad();
   const Tensor logits = (*model_)(input_);
   EXPECT_LT(relative_error(logits, ref_.at("train.logits")), run.logits_tol);
-  sum(mul(logits, fixture_tensor("loss_weight", logits.shape(), run.dtype))).backward();  // as the fixture script
+  sum(mul(logits, fixture_tensor("loss_weight", logits.shape(), run.dtype).to(run.device))).backward();  // as the fixture script
   // Per tensor in f64; in f32 as one vector over all parameters (see the tolerances below).
   int full = 0;
   double diff_sq = 0, ref_sq = 0;
@@ -132,8 +135,8 @@ TEST_P(ResNetFixture, TrainForwardBackwardAndRunningStatisticsMatchTorchvision) 
 
   {
     NoGradGuard no_grad;
-    (*model_)(fixture_tensor("input1", {2, 3, 64, 64}, run.dtype));
-    (*model_)(fixture_tensor("input2", {2, 3, 64, 64}, run.dtype));
+    (*model_)(fixture_tensor("input1", {2, 3, 64, 64}, run.dtype).to(run.device));
+    (*model_)(fixture_tensor("input2", {2, 3, 64, 64}, run.dtype).to(run.device));
   }
   int stats = 0;
   for (const auto& [name, b] : model_->named_buffers()) {
@@ -161,6 +164,15 @@ INSTANTIATE_TEST_SUITE_P(Torchvision, ResNetFixture,
                                            FixtureRun{"resnet50", DType::f32, 1e-4, 1e-4, 2e-2, 1e-4}),
                          [](const ::testing::TestParamInfo<FixtureRun>& info) {
                            return info.param.arch + "_" + std::string(dtype_name(info.param.dtype));
+                         });
+
+// CUDA (cuDNN convolutions, cuBLAS, our kernels) against the same float64 reference, with the f32
+// tolerances above: the whole network forward, backward and running statistics on the GPU.
+INSTANTIATE_TEST_SUITE_P(CudaTorchvision, ResNetFixture,
+                         ::testing::Values(FixtureRun{"resnet18", DType::f32, 1e-4, 1e-4, 2e-2, 1e-4, Device::cuda()},
+                                           FixtureRun{"resnet50", DType::f32, 1e-4, 1e-4, 2e-2, 1e-4, Device::cuda()}),
+                         [](const ::testing::TestParamInfo<FixtureRun>& info) {
+                           return info.param.arch + "_cuda_" + std::string(dtype_name(info.param.dtype));
                          });
 
 }  // namespace

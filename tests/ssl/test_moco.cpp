@@ -191,22 +191,38 @@ TEST(MoCo, StateRoundTripsAndRefusesAnotherShape) {
   EXPECT_THROW(c.load_state_dict(a.state_dict()), Error);
 }
 
-TEST(MoCo, CudaLossAndGradientsMatchCpu) {
-  SKIP_WITHOUT_CUDA();
-  MoCo cpu(tiny_config(), 20, Device::cpu()), gpu(tiny_config(), 20, Device::cuda());
+// One MoCo step on CUDA and on the CPU from the same weights, views and shuffle: plain, or with
+// hp masking (saliency from the key encoder) and one hard negative per image. The loss and the
+// queue agree to f32 rounding; the gradient is compared as a whole, not element by element: f32
+// on both sides, summed in different orders, puts the two forwards about 1e-6 apart, and a ReLU
+// input that close to zero takes the other side on the other device (at the tiny size, for about
+// 2 seeds in 5). Its gradient then changes everything before it, by up to 1% of the whole:
+// measured 4e-6 relative (L2) without such a flip, 2e-3 to 6e-3 with one. A wrong shuffle, mask,
+// queue or loss gradient is off by far more. The masks themselves are drawn from the same Philox
+// words on both devices, and the foreground cells from maps this close agree except at a tie.
+void check_cuda_step_matches_cpu(const MocoConfig& config, int64_t n, int64_t side, bool masked) {
+  MoCo cpu(config, 20, Device::cpu()), gpu(config, 20, Device::cuda());
+  const Tensor q = images(n, 100, side), k = images(n, 101, side);
   Generator s1(21), s2(21);
-  const Tensor q = images(8, 100), k = images(8, 101);
-  const MocoOutput a = cpu.forward(q, k, Tensor(), s1);
-  const MocoOutput b = gpu.forward(q.to(Device::cuda()), k.to(Device::cuda()), Tensor(), s2);
-  EXPECT_NEAR(b.loss.item(), a.loss.item(), 1e-5);
+  MocoOutput a, b;
+  if (masked) {
+    MaskingConfig mc;
+    mc.strategy = MaskStrategy::Hp;
+    mc.num_nonsem = 1;
+    mc.bn_groups = config.bn_groups;
+    mc.seed = 5;
+    const SaliencyGuidedMasking on_cpu(mc, Device::cpu()), on_gpu(mc, Device::cuda());
+    a = cpu.forward_masked(q, k, on_cpu, 3, s1);
+    b = gpu.forward_masked(q.to(Device::cuda()), k.to(Device::cuda()), on_gpu, 3, s2);
+  } else {
+    a = cpu.forward(q, k, Tensor(), s1);
+    b = gpu.forward(q.to(Device::cuda()), k.to(Device::cuda()), Tensor(), s2);
+  }
+  EXPECT_NEAR(b.loss.item(), a.loss.item(), 1e-4 * std::max(1.0, std::fabs(a.loss.item())));
   EXPECT_TRUE(all_close(gpu.queue(), cpu.queue(), 1e-5, 1e-4));
+  EXPECT_EQ(b.correct.to_vector<int64_t>(), a.correct.to_vector<int64_t>());
   a.loss.backward();
   b.loss.backward();
-  // Not element by element: f32 on both sides, summed in different orders, puts the two forwards
-  // about 1e-6 apart, and a ReLU input that close to zero takes the other side on the other device
-  // (at this size, for about 2 seeds in 5). Its gradient then changes everything before it, by
-  // up to 1% of the whole: measured 4e-6 relative (L2) without such a flip, 2e-3 to 6e-3 with
-  // one. A wrong shuffle, queue or loss gradient is off by far more.
   const std::vector<float> g = gpu.encoder_q().flat_gradients().to_vector<float>();
   const std::vector<float> c = cpu.encoder_q().flat_gradients().to_vector<float>();
   double diff = 0, norm = 0;
@@ -215,7 +231,40 @@ TEST(MoCo, CudaLossAndGradientsMatchCpu) {
     norm += static_cast<double>(c[i]) * c[i];
   }
   EXPECT_LT(std::sqrt(diff / norm), 1e-2) << "relative L2 distance of the gradients";
-  EXPECT_GT(norm, 1e-4) << "the gradient should not vanish";
+  EXPECT_GT(norm, 1e-8) << "the gradient should not vanish";
+}
+
+TEST(MoCo, CudaLossAndGradientsMatchCpu) {
+  SKIP_WITHOUT_CUDA();
+  check_cuda_step_matches_cpu(tiny_config(), 8, 16, false);
+}
+
+TEST(MoCo, CudaMaskedStepWithHardNegativesMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  check_cuda_step_matches_cpu(tiny_config(), 8, 16, true);
+}
+
+// The training step's network and views: ResNet-50 with the MLP head, 224 pixels, the reference's
+// queue, 4 virtual GPUs (batch 8 here, so that the CPU side takes seconds, not minutes).
+MocoConfig real_size_config() {
+  MocoConfig c;
+  c.arch = "resnet50";
+  c.mlp = true;
+  c.temperature = 0.2;
+  c.bn_groups = 4;
+  return c;
+}
+
+TEST(MoCo, CudaRealSizeStepMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  SKIP_REAL_SIZE_ON_EMULATOR();
+  check_cuda_step_matches_cpu(real_size_config(), 8, 224, false);
+}
+
+TEST(MoCo, CudaRealSizeMaskedStepMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  SKIP_REAL_SIZE_ON_EMULATOR();
+  check_cuda_step_matches_cpu(real_size_config(), 8, 224, true);
 }
 
 }  // namespace
