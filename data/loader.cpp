@@ -14,7 +14,6 @@
 #include "engine/check.h"
 #include "engine/random.h"
 #include "engine/stream_fence.h"
-#include "engine/tensor_copy.h"
 
 namespace engine::data {
 
@@ -24,9 +23,17 @@ namespace {
 constexpr int kMaxConsecutiveSkips = 1000;
 }  // namespace
 
-// One batch in flight. Its host memory is pinned when the loader feeds a GPU.
+// One batch in flight. When the loader feeds a GPU its host memory is pinned and it has a device
+// buffer of its own: next() copies the batch there on the device's copy stream, and the batch's
+// tensors are views of that buffer, so the copy of the next batch overlaps the current step.
 struct Loader::Slot {
   HostBuffer views;  // views * batch_size samples, view-major: sample s of view v at (v * B + s)
+  HostBuffer pinned_labels;    // GPU only: batch_size i64, staged for the copy
+  void* device_views = nullptr;     // GPU only: what `views` holds, on the device
+  int64_t* device_labels = nullptr; // GPU only: batch_size i64 on the device
+  int device = 0;
+  bool device_leased = false;  // GPU: the caller's tensors alias the device buffer
+  StreamFence device_released;      // GPU: the engine stream is done with the device buffer
   std::vector<int64_t> labels, indices;
   std::vector<int32_t> boxes;  // batch_size * views * 4
   int64_t batch = -1;          // the global batch number it holds
@@ -45,6 +52,10 @@ struct Loader::Slot {
       ENGINE_WARN("Loader: waiting for a copy to the GPU failed while shutting down: {}", e.what());
     }
     if (views.data) pinned_free(views);
+    if (pinned_labels.data) pinned_free(pinned_labels);
+    // Returned stream-ordered on the engine stream, after every step that read them.
+    if (device_views) cuda_free(device, device_views);
+    if (device_labels) cuda_free(device, device_labels);
   }
 };
 
@@ -53,6 +64,12 @@ struct Loader::Shared {
   std::condition_variable work_ready, batch_ready, idle;
   std::vector<std::unique_ptr<Slot>> slots;  // never moved: workers hold references
 };
+
+void Loader::allocate_device_buffer(Slot& slot) const {
+  const size_t B = static_cast<size_t>(options_.batch_size), V = static_cast<size_t>(options_.views);
+  slot.device_views = cuda_allocate(slot.device, V * B * sample_floats_ * sizeof(float));
+  slot.device_labels = static_cast<int64_t*>(cuda_allocate(slot.device, B * sizeof(int64_t)));
+}
 
 Loader::Loader(std::shared_ptr<const ImageFolder> dataset, AugmentConfig augment, LoaderOptions options)
     : dataset_(std::move(dataset)), augment_(augment), options_(options), shared_(std::make_shared<Shared>()) {
@@ -77,6 +94,11 @@ Loader::Loader(std::shared_ptr<const ImageFolder> dataset, AugmentConfig augment
     slot.views = options_.device.is_cuda() ? pinned_allocate(V * B * sample_floats_ * sizeof(float))
                                            : HostBuffer{host_allocate(V * B * sample_floats_ * sizeof(float)),
                                                         V * B * sample_floats_ * sizeof(float), false};
+    if (options_.device.is_cuda()) {
+      slot.device = options_.device.index;
+      allocate_device_buffer(slot);
+      slot.pinned_labels = pinned_allocate(B * sizeof(int64_t));
+    }
     slot.labels.resize(B);
     slot.indices.resize(B);
     slot.boxes.resize(B * V * 4);
@@ -256,10 +278,10 @@ std::optional<Batch> Loader::next() {
   const Device device = options_.device;
   batch.indices = Tensor::from_vector(std::vector<int64_t>(slot.indices.begin(), slot.indices.begin() + n), {n});
   batch.boxes = Tensor::from_vector(std::vector<int32_t>(slot.boxes.begin(), slot.boxes.begin() + n * V * 4), {n, V, 4});
-  batch.labels = Tensor::from_vector(std::vector<int64_t>(slot.labels.begin(), slot.labels.begin() + n), {n}, device);
   const size_t view_bytes = static_cast<size_t>(n) * sample_floats_ * sizeof(float);
   const size_t view_stride = static_cast<size_t>(options_.batch_size) * sample_floats_;
   if (device.is_cpu()) {
+    batch.labels = Tensor::from_vector(std::vector<int64_t>(slot.labels.begin(), slot.labels.begin() + n), {n});
     // Zero copy: the views alias the slot, which returns to the ring when the last of them is dropped.
     slot.leased = true;
     std::shared_ptr<void> lease(nullptr, [shared = shared_, slot_index](void*) {
@@ -276,15 +298,57 @@ std::optional<Batch> Loader::next() {
       batch.views.push_back(Tensor::from_storage(storage, {n, 3, S, S}, contiguous_strides({n, 3, S, S}), 0, DType::f32));
     }
   } else {
-    for (int64_t v = 0; v < V; ++v) {
-      Tensor view = Tensor::empty({n, 3, S, S}, DType::f32, device);
-      ENGINE_DISPATCH_CUDA(device, "Loader (copy to the GPU)",
-                           memcpy_cuda(view.data_ptr(), false, static_cast<float*>(slot.views.data) + v * view_stride,
-                                       true, view_bytes, device.index));
-      batch.views.push_back(view);
+    if (slot.device_leased) {
+      // The caller still holds the batch that used this buffer: that batch keeps it (its views free
+      // it when dropped) and this one gets new memory. It comes from the engine stream's allocator,
+      // so it is free for the copy stream once the engine stream has run what it holds now.
+      allocate_device_buffer(slot);
+      slot.device_released = StreamFence::record(device);
+      slot.device_leased = false;
     }
-    slot.fence = StreamFence::record(device);
-    slot.free = true;
+    // On the copy stream: first wait for the steps that read this buffer's previous batch, then
+    // the copies; the engine stream waits for them before the next op that reads the batch, and
+    // the pinned buffer may be refilled once they have run.
+    std::memcpy(slot.pinned_labels.data, slot.labels.data(), static_cast<size_t>(n) * sizeof(int64_t));
+    slot.device_released.make_stream_wait(StreamKind::Copy);
+    ENGINE_DISPATCH_CUDA(device, "Loader (copy to the GPU)", {
+      for (int64_t v = 0; v < V; ++v)
+        copy_to_device_on_copy_stream_cuda(static_cast<float*>(slot.device_views) + v * view_stride,
+                                           static_cast<float*>(slot.views.data) + v * view_stride, view_bytes,
+                                           device.index);
+      copy_to_device_on_copy_stream_cuda(slot.device_labels, slot.pinned_labels.data,
+                                         static_cast<size_t>(n) * sizeof(int64_t), device.index);
+    });
+    slot.fence = StreamFence::record(device, StreamKind::Copy);
+    slot.fence.make_stream_wait(StreamKind::Engine);
+    slot.free = true;  // the pinned buffer: its next batch is decoded once the fence is reached
+    // The device buffer comes back when the last view of it is dropped: every step that reads it
+    // has been enqueued by then, so the end of the engine stream at that moment is when it is free.
+    slot.device_leased = true;
+    std::shared_ptr<void> lease(nullptr, [shared = shared_, slot_index, device, views = slot.device_views,
+                                           labels = slot.device_labels](void*) {
+      try {  // a destructor must not throw; if this fails, the GPU is failing anyway
+        const StreamFence released = StreamFence::record(device);
+        std::lock_guard<std::mutex> guard(shared->mutex);
+        Slot& owner = *shared->slots[slot_index];
+        if (owner.device_views == views) {
+          owner.device_released = released;
+          owner.device_leased = false;
+        } else {  // the slot moved on to new memory while this batch was held: return the old one
+          cuda_free(device.index, views);
+          cuda_free(device.index, labels);
+        }
+      } catch (const std::exception& e) {
+        ENGINE_WARN("Loader: returning a batch's device buffer failed: {}", e.what());
+      }
+    });
+    for (int64_t v = 0; v < V; ++v) {
+      float* data = static_cast<float*>(slot.device_views) + v * view_stride;
+      auto storage = Storage::wrap(data, view_bytes, device, [lease](void*) {});
+      batch.views.push_back(Tensor::from_storage(storage, {n, 3, S, S}, contiguous_strides({n, 3, S, S}), 0, DType::f32));
+    }
+    auto labels = Storage::wrap(slot.device_labels, static_cast<size_t>(n) * sizeof(int64_t), device, [lease](void*) {});
+    batch.labels = Tensor::from_storage(labels, {n}, contiguous_strides({n}), 0, DType::i64);
   }
   ++taken_;
   lock.unlock();

@@ -92,6 +92,7 @@ class Loader {
   struct Shared;  // the slots and their lock, kept alive by batches that still alias a slot
   void worker_loop();
   void produce(int64_t unit, Slot& slot);
+  void allocate_device_buffer(Slot& slot) const;  // GPU: the slot's device copy of a batch
   bool can_take_work() const;  // under the lock
 
   std::shared_ptr<const ImageFolder> dataset_;

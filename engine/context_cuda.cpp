@@ -44,6 +44,7 @@ namespace {
 struct DeviceContext {
   std::mutex mutex;  // guards the lazily set fields below
   cudaStream_t stream = nullptr;
+  cudaStream_t copy_stream = nullptr;  // created on first use
 #if !ENGINE_CUDA_EMULATION
   cublasHandle_t cublas = nullptr;
   bool cublas_tf32 = false;
@@ -82,6 +83,14 @@ cudaStream_t stream(int device) {
   DeviceContext& ctx = context(device);
   CUDA_CHECK(cudaSetDevice(device));
   return ctx.stream;
+}
+
+cudaStream_t copy_stream(int device) {
+  DeviceContext& ctx = context(device);
+  CUDA_CHECK(cudaSetDevice(device));
+  std::lock_guard<std::mutex> lock(ctx.mutex);
+  if (ctx.copy_stream == nullptr) CUDA_CHECK(cudaStreamCreateWithFlags(&ctx.copy_stream, cudaStreamNonBlocking));
+  return ctx.copy_stream;
 }
 
 #if !ENGINE_CUDA_EMULATION

@@ -21,6 +21,9 @@ namespace engine::cuda {
 
 // Makes `device` current for this thread (cudaSetDevice) and returns its engine stream.
 cudaStream_t stream(int device);
+// The device's copy stream: the data loader's host-to-device copies run there, beside the compute
+// of the engine stream, ordered against it by events (engine/stream_fence.h).
+cudaStream_t copy_stream(int device);
 #if !ENGINE_CUDA_EMULATION
 // The cuBLAS handle of `device`, bound to its stream, math mode following tf32_enabled().
 cublasHandle_t cublas_handle(int device);

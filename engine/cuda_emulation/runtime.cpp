@@ -427,6 +427,10 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
   event->position = emu::queue_position();
   return cudaSuccess;
 }
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t event, unsigned) {
+  if (!event) return emu::record(cudaErrorInvalidResourceHandle);
+  return cudaSuccess;
+}
 // Waits for what was queued before the event was recorded, not for what came after.
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (!event) return emu::record(cudaErrorInvalidResourceHandle);

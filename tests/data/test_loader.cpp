@@ -199,7 +199,9 @@ TEST(FastDecode, PicksAReducedDecodeOnlyWhenCropsAllowAndStaysClose) {
 TEST_F(LoaderTest, CudaBatchesEqualCpuBatchesAcrossSlotReuse) {
   SKIP_WITHOUT_CUDA();
   // Three epochs through a 2-slot ring: every slot is rewritten after its asynchronous copy, so a
-  // missing fence would show up as a batch holding the next batch's pixels.
+  // missing fence would show up as a batch holding the next batch's pixels. The GPU batches are
+  // all held to the epoch's end, more than the ring has slots: each slot then moves on to new
+  // device memory, and the held batches must still hold their own pixels at the end.
   LoaderOptions cpu = small_options(2, 4), gpu = small_options(2, 4);
   cpu.prefetch = gpu.prefetch = 2;
   gpu.device = Device::cuda(0);
@@ -208,15 +210,19 @@ TEST_F(LoaderTest, CudaBatchesEqualCpuBatchesAcrossSlotReuse) {
     a.start_epoch(epoch);
     b.start_epoch(epoch);
     std::vector<Batch> held;  // keep the GPU batches alive while the loader refills the slots
+    std::vector<std::vector<float>> pixels;  // the CPU batches' first views, in order
     while (auto expected = a.next()) {
       auto got = b.next();
       ASSERT_TRUE(got.has_value());
       EXPECT_TRUE(got->views[0].device().is_cuda());
       for (size_t v = 0; v < 2; ++v) EXPECT_EQ(got->views[v].to_vector<float>(), expected->views[v].to_vector<float>());
       EXPECT_EQ(got->labels.to_vector<int64_t>(), expected->labels.to_vector<int64_t>());
+      pixels.push_back(expected->views[0].to_vector<float>());
       held.push_back(std::move(*got));
     }
     EXPECT_FALSE(b.next().has_value());
+    ASSERT_GT(held.size(), 2u);
+    for (size_t i = 0; i < held.size(); ++i) EXPECT_EQ(held[i].views[0].to_vector<float>(), pixels[i]) << "batch " << i;
   }
 }
 
