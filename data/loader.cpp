@@ -67,8 +67,19 @@ struct Loader::Shared {
 
 void Loader::allocate_device_buffer(Slot& slot) const {
   const size_t B = static_cast<size_t>(options_.batch_size), V = static_cast<size_t>(options_.views);
-  slot.device_views = cuda_allocate(slot.device, V * B * sample_floats_ * sizeof(float));
-  slot.device_labels = static_cast<int64_t*>(cuda_allocate(slot.device, B * sizeof(int64_t)));
+  void* views = cuda_allocate(slot.device, V * B * sample_floats_ * sizeof(float));
+  void* labels = nullptr;
+  try {
+    labels = cuda_allocate(slot.device, B * sizeof(int64_t));
+  } catch (...) {
+    cuda_free(slot.device, views);
+    throw;
+  }
+  slot.device_views = views;
+  slot.device_labels = static_cast<int64_t*>(labels);
+  // The memory comes from the engine stream's allocator: earlier work on the engine stream may
+  // still use it, so the copy stream may write it only once the engine stream has got here.
+  slot.device_released = StreamFence::record(options_.device);
 }
 
 Loader::Loader(std::shared_ptr<const ImageFolder> dataset, AugmentConfig augment, LoaderOptions options)
@@ -257,6 +268,10 @@ void Loader::produce(int64_t unit, Slot& slot) {
 
 std::optional<Batch> Loader::next() {
   const auto start = std::chrono::steady_clock::now();
+  // Before the lock: should something below throw, the batch (whose views' deleters take the
+  // lock) must be destroyed after the lock is released, not while this thread holds it.
+  Batch batch;
+  std::shared_ptr<void> lease;  // returns the slot's buffer when its last view is dropped
   std::unique_lock<std::mutex> lock(shared_->mutex);
   ENGINE_CHECK(epoch_ >= 0, "Loader::next: call start_epoch(epoch) first");
   if (taken_ == batches_per_epoch()) return std::nullopt;
@@ -270,7 +285,6 @@ std::optional<Batch> Loader::next() {
   shared_->batch_ready.wait(lock, [&] { return error_ || (slot.batch == g && slot.filled == slot.size); });
   if (error_) std::rethrow_exception(error_);
 
-  Batch batch;
   batch.epoch = epoch_;
   batch.index = taken_;
   batch.skipped = slot.skipped;
@@ -284,7 +298,7 @@ std::optional<Batch> Loader::next() {
     batch.labels = Tensor::from_vector(std::vector<int64_t>(slot.labels.begin(), slot.labels.begin() + n), {n});
     // Zero copy: the views alias the slot, which returns to the ring when the last of them is dropped.
     slot.leased = true;
-    std::shared_ptr<void> lease(nullptr, [shared = shared_, slot_index](void*) {
+    lease = std::shared_ptr<void>(nullptr, [shared = shared_, slot_index](void*) {
       {
         std::lock_guard<std::mutex> guard(shared->mutex);
         shared->slots[slot_index]->leased = false;
@@ -300,10 +314,8 @@ std::optional<Batch> Loader::next() {
   } else {
     if (slot.device_leased) {
       // The caller still holds the batch that used this buffer: that batch keeps it (its views free
-      // it when dropped) and this one gets new memory. It comes from the engine stream's allocator,
-      // so it is free for the copy stream once the engine stream has run what it holds now.
+      // it when dropped) and this one gets new memory.
       allocate_device_buffer(slot);
-      slot.device_released = StreamFence::record(device);
       slot.device_leased = false;
     }
     // On the copy stream: first wait for the steps that read this buffer's previous batch, then
@@ -325,15 +337,15 @@ std::optional<Batch> Loader::next() {
     // The device buffer comes back when the last view of it is dropped: every step that reads it
     // has been enqueued by then, so the end of the engine stream at that moment is when it is free.
     slot.device_leased = true;
-    std::shared_ptr<void> lease(nullptr, [shared = shared_, slot_index, device, views = slot.device_views,
-                                           labels = slot.device_labels](void*) {
+    lease = std::shared_ptr<void>(nullptr, [shared = shared_, slot_index, device, views = slot.device_views,
+                                            labels = slot.device_labels](void*) {
+      std::lock_guard<std::mutex> guard(shared->mutex);
+      Slot& owner = *shared->slots[slot_index];
+      const bool current = owner.device_views == views;
+      if (current) owner.device_leased = false;
       try {  // a destructor must not throw; if this fails, the GPU is failing anyway
-        const StreamFence released = StreamFence::record(device);
-        std::lock_guard<std::mutex> guard(shared->mutex);
-        Slot& owner = *shared->slots[slot_index];
-        if (owner.device_views == views) {
-          owner.device_released = released;
-          owner.device_leased = false;
+        if (current) {
+          owner.device_released = StreamFence::record(device);
         } else {  // the slot moved on to new memory while this batch was held: return the old one
           cuda_free(device.index, views);
           cuda_free(device.index, labels);

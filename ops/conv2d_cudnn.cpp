@@ -261,6 +261,9 @@ void run_with_fallback(int device, const AlgoKey& key, const ConvDescriptors& d,
     if (it != g_algo_cache.end()) ranked = it->second;
   }
   if (ranked.empty()) {
+    // The descriptor is shared by the passes and keeps the math of its last run: search with the
+    // math this key allows, or the search would miss (or only find) TF32 algorithms.
+    CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, math_type(key.shape.dtype)));
     ranked = usable(key, measured_candidates(device, key.pass, d, x, w, y, out));
     if (ranked.empty()) ranked = usable(key, heuristic_candidates(device, key.pass, d));
     if (ranked.empty()) no_algorithm(key, "cuDNN offers no usable algorithm, measured or by its heuristic");
@@ -269,13 +272,22 @@ void run_with_fallback(int device, const AlgoKey& key, const ConvDescriptors& d,
   std::string failures;
   for (size_t i = 0; i < ranked.size(); ++i) {
     const AlgoChoice& choice = ranked[i];
+    CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, choice.math));
     cudnnStatus_t status = CUDNN_STATUS_SUCCESS;
     try {
       CudaScratch<uint8_t> ws(device, choice.workspace);
-      CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, choice.math));
       status = run_pass(choice, ws.ptr, ws.bytes());
     } catch (const Error&) {
       status = CUDNN_STATUS_ALLOC_FAILED;  // its workspace did not fit in the memory left
+    }
+    if (status != CUDNN_STATUS_SUCCESS) {
+      // A launch error inside cuDNN stays in the runtime's last error, where our next launch check
+      // would find it and blame its own kernel: take it now. An error that stays after that is
+      // sticky (the context is lost): no other algorithm can run, so it is reported as it is.
+      cudaGetLastError();
+      const cudaError_t sticky = cudaPeekAtLastError();
+      ENGINE_CHECK(sticky == cudaSuccess, "conv2d {}: cuDNN algorithm {} failed ({}) and left the GPU in error: {}",
+                   pass_name(key.pass), choice.algo, cudnnGetErrorString(status), cudaGetErrorString(sticky));
     }
     if (status == CUDNN_STATUS_SUCCESS) {
       kept.assign(ranked.begin() + static_cast<std::ptrdiff_t>(i), ranked.end());

@@ -36,8 +36,8 @@ double seconds_between(Clock::time_point a, Clock::time_point b) { return std::c
 
 // What the steps leave on the device for the log, summed there and read by the host once per
 // print interval (and before every checkpoint), so a step never waits for the GPU:
-//   sums (5,) f32 = [loss, top-1 rows, top-5 rows, foreground share, the last step's loss]
-// (the first four summed over the steps since the last read; counts are exact in f32 below 2^24).
+//   sums (5,) f64 = [loss, top-1 rows, top-5 rows, foreground share, the last step's loss]
+// (the first four summed over the steps since the last read; f64 keeps the counts exact).
 // A loss that is not finite makes the sum not finite, which the read catches.
 struct DeviceSums {
   Tensor sums;          // undefined when no step is pending
@@ -247,7 +247,7 @@ void Trainer::train_step(const data::Batch& batch, double lr, Meter& epoch_meter
   const Tensor& key = batch.views[1];    // (N, 3, H, W)
   Generator shuffle(c_.seed, kShuffleBnStreamBase + static_cast<uint64_t>(position_.step));
   MocoOutput out;
-  Tensor values = Tensor::zeros({5}, DType::f32, c_.device);  // this step's DeviceSums row
+  Tensor values = Tensor::zeros({5}, DType::f64, c_.device);  // this step's DeviceSums row
   if (masking_) {
     MaskedBatch masked;
     out = moco_->forward_masked(query, key, *masking_, position_.step, shuffle, &masked);
@@ -405,9 +405,10 @@ bool Trainer::train_epoch(int64_t epoch) {
       log_window(epoch, batch->index, lr, window);
     }
     // The values of the last read: between print steps nothing is read from the device.
-    progress.update(batch->index + 1, {{"loss", fmt::format("{:.4f}", epoch_meter.loss())},
-                                       {"acc1", fmt::format("{:.1f}%", epoch_meter.acc1())},
-                                       {"acc5", fmt::format("{:.1f}%", epoch_meter.acc5())},
+    const bool read = epoch_meter.read_steps > 0;
+    progress.update(batch->index + 1, {{"loss", read ? fmt::format("{:.4f}", epoch_meter.loss()) : "-"},
+                                       {"acc1", read ? fmt::format("{:.1f}%", epoch_meter.acc1()) : "-"},
+                                       {"acc5", read ? fmt::format("{:.1f}%", epoch_meter.acc5()) : "-"},
                                        {"", fmt::format("{:.0f} img/s", epoch_meter.images_per_second())},
                                        {"data", fmt::format("{:.0f}%", 100 * epoch_meter.data_wait_share())},
                                        {"lr", fmt::format("{:.4g}", lr)}});
@@ -415,6 +416,7 @@ bool Trainer::train_epoch(int64_t epoch) {
     if (!last && (stop || (c_.save_freq_steps > 0 && position_.step % c_.save_freq_steps == 0))) {
       read_device_sums(lr, epoch_meter, window);  // a checkpoint only after a finite loss
       save((checkpoint_dir() / "last.safetensors").string());
+      host_reads_at_last_read_ = host_read_count();  // the checkpoint's reads are not the steps'
     }
     if (stop && !last) {
       progress.finish();
