@@ -7,7 +7,9 @@
 # The one device call (a lease is 15 minutes of device time in all, machine start included, and
 # one call may run 10 minutes):
 #
-#   tool `run`, command: bash scripts/gpu-check.sh      carry: [".devdeps"]      timeout_s: 590
+#   tool `run`, command: GPU_CHECK_COMMIT=<git rev-parse HEAD> bash scripts/gpu-check.sh
+#               carry: [".devdeps"]      timeout_s: 590
+# (the device's copy of the tree has no .git: the commit is passed in for the log)
 #
 # .devdeps holds our Debian libraries as .deb files (scripts/fetch-devdeps.sh fetches them here);
 # they are unpacked into /opt/devdeps there. cuDNN and NCCL are taken from the CUDA toolkit, or
@@ -149,7 +151,7 @@ finish() {
   local line name status secs k
   {
     echo
-    echo "gpu-check ($MODE) of commit $(git rev-parse --short HEAD 2>/dev/null || echo '? (no .git here)'), $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "gpu-check ($MODE) of commit $(git rev-parse --short HEAD 2>/dev/null || echo "${GPU_CHECK_COMMIT:-? (no .git here; pass GPU_CHECK_COMMIT)}"), $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "on: ${DEVICE_LINE:-unknown}; budget ${BUDGET} s, used ${SECONDS} s; logs in $OUT"
     printf '%-28s %-8s %5s  %s\n' step status secs "key result"
     for line in "${ROWS[@]}"; do
@@ -259,7 +261,7 @@ unpack_devdeps() {
 
 look() {
   date -u
-  echo "commit $(git rev-parse HEAD 2>/dev/null || echo 'unknown (no .git here)')"
+  echo "commit $(git rev-parse HEAD 2>/dev/null || echo "${GPU_CHECK_COMMIT:-unknown (no .git here; pass GPU_CHECK_COMMIT)}")"
   uname -a
   echo "cores: $(nproc)"
   if [ $REHEARSE = 1 ]; then
