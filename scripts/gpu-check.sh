@@ -276,7 +276,7 @@ look() {
   echo "pkg-config: $(command -v pkg-config || echo 'none: the stand-in answers CMake')"
   echo "cuDNN: ${CUDNN_WHERE}"
   echo "NCCL: ${NCCL_WHERE}"
-  echo "python3: $(command -v python3) ${TORCH_LINE}"
+  echo "python: $(command -v "$PYTHON") ${TORCH_LINE}"
   echo "LD_LIBRARY_PATH for our binaries: ${LD_LIBRARY_PATH:-(unset)}"
   echo "LD_LIBRARY_PATH for PyTorch: ${ORIGINAL_LD:-(unset)}"
   echo "configure flags: $CMAKE_FLAGS_STR"
@@ -335,7 +335,20 @@ torch_run() {  # PyTorch keeps its own libraries: the twins run with the origina
 }
 export ORIGINAL_LD_SET
 export -f torch_run
-TORCH_LINE=$( (torch_run timeout 90 python3 -c \
+# The Python with PyTorch: python3, or the system's (Debian's python3-torch) when another python3
+# comes first on PATH (pyenv, say); GPU_CHECK_PYTHON chooses.
+PYTHON=${GPU_CHECK_PYTHON:-}
+if [ -z "$PYTHON" ]; then
+  for candidate in python3 /usr/bin/python3; do
+    if torch_run timeout 90 "$candidate" -c 'import torch, torchvision' >/dev/null 2>&1; then
+      PYTHON=$candidate
+      break
+    fi
+  done
+  PYTHON=${PYTHON:-python3}
+fi
+export PYTHON
+TORCH_LINE=$( (torch_run timeout 90 "$PYTHON" -c \
   'import torch, torchvision; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "cudnn", torch.backends.cudnn.version())') 2>&1 | tail -1)
 HAVE_TORCH=0
 [[ $TORCH_LINE == torch* ]] && HAVE_TORCH=1
@@ -443,7 +456,7 @@ twin() {  # twin NAME CAP SCRIPT ARGS...
   local name=$1 cap=$2
   shift 2
   if [ $HAVE_TORCH = 1 ]; then
-    MIN_S=30 step "$name" "$cap" torch_run python3 "$@"
+    MIN_S=30 step "$name" "$cap" torch_run "$PYTHON" "$@"
   else
     skip "$name" "torch not importable here"
   fi
