@@ -1,5 +1,5 @@
 // codec.h - reading and writing image files: JPEG through TurboJPEG (libjpeg-turbo), PNG through
-// libpng. Decoding gives what PIL's Image.open(path).convert("RGB") gives (spec Appendix B):
+// libpng. Decoding gives what PIL's Image.open(path).convert("RGB") gives (METHOD.md Appendix B):
 //   - libjpeg's accurate integer IDCT and "fancy" chroma upsampling, PIL's defaults;
 //   - grayscale files replicated to three channels;
 //   - CMYK/YCCK files read as Adobe-inverted CMYK (PIL's "CMYK;I") and converted with Pillow's

@@ -1,5 +1,5 @@
 // transforms.h - the image transforms of MoCo v2's augmentation, with torchvision's semantics on
-// PIL images (spec section 2), as pure functions.
+// PIL images (METHOD.md section 2), as pure functions.
 //
 // Sampling and applying are separate: sample_* draws a transform's parameters from a SampleRng
 // (they depend on the image size only), apply functions take the parameters. Tests check each
@@ -10,7 +10,7 @@
 // rounding at every stage), so results equal PIL's exactly, not just approximately:
 //   resize            Resample.c, antialiased triangle filter, 22-bit fixed point, horizontal first
 //   brightness/contrast/saturation  Image.blend of a degenerate image, in float, truncated
-//   hue               Pillow's 8-bit HSV, the shift wrapping mod 256 (spec O13)
+//   hue               Pillow's 8-bit HSV, the shift wrapping mod 256 (METHOD.md O13)
 //   grayscale         ITU-R 601-2 luma in 16-bit fixed point
 //   gaussian_blur     BoxBlur.c: three extended box passes per axis, 24-bit fixed point
 #pragma once
@@ -29,7 +29,7 @@ struct CropBox {
   bool operator==(const CropBox&) const = default;
 };
 
-// ---- RandomResizedCrop (spec 2.2) ----
+// ---- RandomResizedCrop (METHOD.md 2.2) ----
 struct CropRange {
   double scale_min = 0.2, scale_max = 1.0;          // MoCo v2; torchvision's default is 0.08
   double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;
@@ -50,7 +50,7 @@ Image resize_shorter_side(const Image& in, int size);
 CropBox center_crop_box(int width, int height, int size);
 Image crop(const Image& in, const CropBox& box);
 
-// ---- ColorJitter (spec 2.4) ----
+// ---- ColorJitter (METHOD.md 2.4) ----
 struct ColorJitterStrength {
   float brightness = 0.4f, contrast = 0.4f, saturation = 0.4f, hue = 0.1f;
 };
@@ -72,7 +72,7 @@ void gaussian_blur(Image& image, float sigma);  // Pillow's GaussianBlur(radius=
 void horizontal_flip(Image& image);
 
 // Pillow's box radius for one of the three passes approximating a Gaussian of std `sigma`, and
-// the fixed-point tap weights derived from it (spec 2.6, test vector 9).
+// the fixed-point tap weights derived from it (METHOD.md 2.6, test vector 9).
 struct BoxBlurPass {
   float radius;
   int inner;  // l, the integer part of the radius

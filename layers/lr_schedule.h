@@ -1,7 +1,7 @@
 // lr_schedule.h - the learning rate of an epoch or step, as the reference's adjust_learning_rate.
 //
 //   cosine (per epoch, the reference's --cos):  lr(e) = lr0 * 0.5 * (1 + cos(pi * e / E)), constant
-//                                               within epoch e (spec 6.7, oddity O15);
+//                                               within epoch e (METHOD.md 6.7, oddity O15);
 //   cosine per step (our --cos-per-step):      the same with e = epoch + step / steps_per_epoch;
 //   step (the reference's default):            lr(e) = lr0 * gamma^(number of milestones <= e),
 //                                               gamma 0.1 (MoCo's --schedule 120 160; lincls' 60 80).

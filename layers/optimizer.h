@@ -2,7 +2,7 @@
 //
 // One sgd_step launch updates every parameter (ops/sgd_step.h has PyTorch's exact rule:
 // g = grad + wd * p; buf = g on the first step, else momentum * buf + g; p -= lr * buf). Weight
-// decay applies to every parameter, BatchNorm's and biases included, as the reference (spec O14).
+// decay applies to every parameter, BatchNorm's and biases included, as the reference (METHOD.md O14).
 // The momentum buffer is one flat tensor laid out as the parameters; state_dict() names its views
 // after the parameters ("momentum_buffer.layer1.0.conv1.weight"), so a checkpoint reads like
 // PyTorch's optimizer state and survives a change of the flat layout's padding.

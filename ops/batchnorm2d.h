@@ -21,14 +21,14 @@
 // always f32; sums in double (see channel_reduce.cuh), combined in a fixed order (deterministic).
 // Training needs M > 1 (a variance of one value is undefined), as PyTorch.
 //
-// Ghost BatchNorm (spec sections 6.3 and 8: the reference's 4 GPUs x 32 images become 4 groups of
+// Ghost BatchNorm (METHOD.md sections 6.3 and 8: the reference's 4 GPUs x 32 images become 4 groups of
 // 32 on one device): with `groups` G > 1 in training, the N images form G consecutive groups of
 // N/G, each normalised with its own statistics, exactly as G GPUs without synchronised BatchNorm.
 // Then M = (N/G) H W, and in the formulas above "per channel" reads "per (group, channel)":
 //   save_mean, save_invstd (G, C): row g holds group g's statistics
 //   dx of group g uses group g's mean, invstd and sums;  dbeta_c, dgamma_c sum over all groups
 //   running statistics (GhostRunningStats): FirstGroup moves them by group 0's mean and variance
-//   only (what DDP's broadcast of rank 0's buffers amounts to: the reference's behaviour, spec
+//   only (what DDP's broadcast of rank 0's buffers amounts to: the reference's behaviour, METHOD.md
 //   O12); Average by the groups' mean of them, which equals averaging the G updates:
 //   mean_g((1 - m) r + m s_g) = (1 - m) r + m mean_g(s_g).
 // The raw level takes G itself (all groups in one call, on CUDA one set of launches); G must
@@ -42,7 +42,7 @@
 
 namespace engine {
 
-// Which groups of a ghost batch move the running statistics (spec O12).
+// Which groups of a ghost batch move the running statistics (METHOD.md O12).
 enum class GhostRunningStats { FirstGroup, Average };
 
 // ---- raw level, CPU, T = float or double ----

@@ -1,4 +1,4 @@
-// gaussian_filter.h - the fixed image filters of the method (spec section 3): torchvision's
+// gaussian_filter.h - the fixed image filters of the method (METHOD.md section 3): torchvision's
 // GaussianBlur on tensors, and the high-pass filter built on it.
 //
 // Taps (torchvision's construction, all in float32): for size k (odd) and sigma,
@@ -7,9 +7,9 @@
 // *reflect* padding of p = (k-1)/2 on every side (mirror about the edge pixel without repeating
 // it: index -1 -> 1, -2 -> 2, n -> n-2), so the output has the input's shape. It is computed as two
 // 1-D passes, horizontal (along W) first, then vertical (along H) on the horizontal result; this
-// equals torchvision's single 2-D convolution up to float rounding (~1e-7 relative, spec 3.1).
+// equals torchvision's single 2-D convolution up to float rounding (~1e-7 relative, METHOD.md 3.1).
 // Reflect padding needs H > p and W > p.
-// high_pass(x) = x - gaussian_blur(x, 11, 5) by default (spec 3.1's HP).
+// high_pass(x) = x - gaussian_blur(x, 11, 5) by default (METHOD.md 3.1's HP).
 //
 // Rounding: each pass sums taps_j * v in tap order j = 0..k-1, one rounded product and one
 // rounded sum per tap in the element type (no FMA: the CPU build uses -ffp-contract=off and the

@@ -1,4 +1,4 @@
-// index_select.h - rows of a tensor picked by an index along dim 0. Shuffle-BN (spec section 6.3)
+// index_select.h - rows of a tensor picked by an index along dim 0. Shuffle-BN (METHOD.md section 6.3)
 // uses it to permute the key images before the key encoder and to un-permute the keys after.
 //
 // Contract. x (R, ...) is viewed as R rows of S elements (S the product of its other dims; R >= 0),

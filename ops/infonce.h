@@ -1,4 +1,4 @@
-// infonce.h - MoCo's contrastive loss with hard negatives (spec section 7), fused: the logits of a
+// infonce.h - MoCo's contrastive loss with hard negatives (METHOD.md section 7), fused: the logits of a
 // row are never concatenated, and the only (N, K) array is the one GEMM output the backward needs.
 //
 // Contract. q (N, D) queries, k (N, D) their positive keys, queue (D, K) whose column j is a
@@ -27,7 +27,7 @@
 // lse (N) and key_dots (N, 1 + n_h), and keeps references to q, k, queue and hard.
 //
 // The backward reads k, queue and hard again: they must still hold the forward's values then.
-// MoCo enqueues the batch's keys between forward and backward (spec 7.3): pass a copy of the
+// MoCo enqueues the batch's keys between forward and backward (METHOD.md 7.3): pass a copy of the
 // queue, as the reference passes queue.clone().detach(), or enqueue after the backward.
 //
 // Types: the CPU reference is templated on float and double; sums of its own (the dot products,

@@ -1,5 +1,5 @@
 // momentum_update.h - the key encoder's exponential moving average of the query encoder's
-// parameters (MoCo, spec section 6.4):
+// parameters (MoCo, METHOD.md section 6.4):
 //     key[i] = key[i] * m + query[i] * (1 - m)        for every i of a flat buffer, in place
 //
 // Rounding, as the reference's `param_k.data * m + param_q.data * (1. - m)` in PyTorch: the two

@@ -1,4 +1,4 @@
-// saliency_foreground.h - the foreground cells of saliency maps (the masking's spec 4.3), on the
+// saliency_foreground.h - the foreground cells of saliency maps (the masking's METHOD.md 4.3), on the
 // maps' device, so the masked step never reads a map back to the host.
 //
 // Contract. maps (N, G, G) f32: image n's map holds G^2 values M (the final feature map summed

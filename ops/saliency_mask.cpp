@@ -56,7 +56,7 @@ SaliencyMaskResult saliency_mask(const Tensor& x, const Tensor& foreground, cons
                  x.str(), blurred.defined() ? blurred.str() : "none");
     fill = blurred.detach().to(device).contiguous();
   } else if (options.fill == MaskFill::Mean) {
-    // The channel means of the unmasked views, all taken before any pixel is replaced (spec 5.4).
+    // The channel means of the unmasked views, all taken before any pixel is replaced (METHOD.md 5.4).
     fill = mean(xc.view({N, 3, H * W}), 2).contiguous();  // (N, 3)
     p.fill_is_mean = true;
   }

@@ -1,11 +1,11 @@
-// saliency_mask.h - the fused saliency-guided masking of spec section 5: a batch of views in, the
+// saliency_mask.h - the fused saliency-guided masking of METHOD.md section 5: a batch of views in, the
 // masked views out, in one pass, for the three strategies and both modes.
 //
 // For each image n, from its own Philox draws (saliency_mask_plan.h lays them out) and its
 // foreground cells FG (N, G, G) (ssl/saliency.h), with rho = |FG| / G^2:
 //   - hp (MaskFill::Noise), with probability 0.2 the focal mask: pos keeps a box of side
 //     200 H / 224 at a uniform position and replaces everything outside it, neg replaces a box of
-//     side 130 H / 224; saliency is ignored (spec 5.2).
+//     side 130 H / 224; saliency is ignored (METHOD.md 5.2).
 //   - otherwise grid masking: m ~ U[0.05, 0.25] (pos) or U[0.40, 0.70] (neg); N_FG = round(G^2 m
 //     rho) (hp: m rho capped at 0.55), N_BG = int(G^2 m) - N_FG in pos mode and 0 in neg mode
 //     (mask_counts_wanted, then the list slicing of mask_counts_taken); that many FG and BG cells,
@@ -21,7 +21,7 @@
 //
 // reference_quirks selects the published code's O3 (a negative N_BG masks all BG cells but
 // |N_BG|), O4 (a one-cell list is skipped), O5 (cap test at 0.56) and O6 (shared noise); the
-// defaults are the clean rules of spec section 11.
+// defaults are the clean rules of METHOD.md section 11.
 //
 // Outputs besides the views: `cells` (N, C, G, G) u8, 1 where grid masking replaced that channel
 // of that cell, and `focal` (N) u8, 1 where the focal mask was used instead. No autograd: the

@@ -1,16 +1,16 @@
 // saliency_mask_plan.h - what the masking of one image does, as pure functions of the random
 // stream, shared by the CPU reference and the CUDA kernel (host and device code), so both draw the
-// same masks bit for bit. The contract is in saliency_mask.h; the spec is section 5.
+// same masks bit for bit. The contract is in saliency_mask.h; the method is METHOD.md section 5.
 //
 // Random layout. A call with (seed, stream) uses five consecutive Philox streams:
 //   stream      the plan: image n owns the blocks [n * B, (n + 1) * B), B = plan_blocks(C, grid); its
 //               words are  0: focal draw u1   1: spatial/channel draw u2   2: ratio m
 //                          3: focal box top   4: focal box left   8 + c * G^2 + p: the sort key
-//               of cell p for channel c (the shuffle of spec 5.1: a cell list sorted by key)
+//               of cell p for channel c (the shuffle of METHOD.md 5.1: a cell list sorted by key)
 //   stream + 1  fresh noise, element (n, c, y, x) of an (N, C, H, W) draw (normal, random.h's
 //               layout): every masked pixel of the clean variant, and the pos focal surround
 //   stream + 2  the shared spatial-noise patch of a virtual GPU g, element (g, c, y', x') of a
-//               (groups, C, P, P) draw, y', x' the pixel's place in its cell (spec O6, quirks only)
+//               (groups, C, P, P) draw, y', x' the pixel's place in its cell (METHOD.md O6, quirks only)
 //   stream + 3  the shared channel-noise patch, laid out as stream + 2
 //   stream + 4  the shared neg focal block, element (g, c, y', x') of a (groups, C, S, S) draw
 #pragma once
@@ -39,7 +39,7 @@ struct SaliencyMaskParams {
   bool fill_is_mean = false;      // fill holds (N, C) means instead of (N, C, H, W) pixels
 };
 
-// The method's constants per mode (spec 5.1, 5.2), focal sides at 224 pixels.
+// The method's constants per mode (METHOD.md 5.1, 5.2), focal sides at 224 pixels.
 struct MaskModeConstants {
   double ratio_low, ratio_high, noise_std, focal_side_224;
 };
@@ -49,7 +49,7 @@ ENGINE_HD inline MaskModeConstants mask_mode_constants(MaskMode mode) {
 }
 constexpr double kFocalProbability = 0.2;   // hp only: the focal mask instead of the grid
 constexpr double kSpatialProbability = 0.3; // hp grid: all channels share the cells (else per channel)
-constexpr double kForegroundCap = 0.55;     // hp: m * rho is capped here (spec O5)
+constexpr double kForegroundCap = 0.55;     // hp: m * rho is capped here (METHOD.md O5)
 
 // Cell p = (r, c) of a G x G grid over H x W covers rows [r H / G, (r + 1) H / G) and the
 // columns likewise (integer division: the cells tile the image, 32 x 32 each at 224 / 7).
@@ -71,9 +71,9 @@ ENGINE_HD inline uint32_t plan_word(const SaliencyMaskParams& p, int64_t n, int6
   return w[word % 4];
 }
 
-// Cells to mask, per channel, for a drawn ratio m and |FG| of G^2 cells (spec 5.1 and the table
+// Cells to mask, per channel, for a drawn ratio m and |FG| of G^2 cells (METHOD.md 5.1 and the table
 // of 12.4): hp caps m rho and works in double (Python floats); blur and mean in float32 (torch).
-// `fg_cells` and `bg_cells` are the wanted counts; n_bg < 0 is possible (spec O3).
+// `fg_cells` and `bg_cells` are the wanted counts; n_bg < 0 is possible (METHOD.md O3).
 struct MaskCounts {
   int64_t fg_cells, bg_cells;
 };
@@ -152,7 +152,7 @@ ENGINE_HD inline MaskImagePlan mask_image_plan(const SaliencyMaskParams& p, int6
 }
 
 // The shuffle key of cell `cell` for channel c: channel c's own keys when channelwise, else
-// channel 0's for every channel (spec 5.2: spatial masking picks one set of cells).
+// channel 0's for every channel (METHOD.md 5.2: spatial masking picks one set of cells).
 ENGINE_HD inline uint32_t cell_key(const SaliencyMaskParams& p, const MaskImagePlan& plan, int64_t n, int64_t c,
                                    int64_t cell) {
   const int64_t key_channel = plan.channelwise ? c : 0;

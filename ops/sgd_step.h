@@ -1,4 +1,4 @@
-// sgd_step.h - one step of torch.optim.SGD over flat buffers (spec section 6.7): every parameter
+// sgd_step.h - one step of torch.optim.SGD over flat buffers (METHOD.md section 6.7): every parameter
 // of a model is a view of one flat buffer, its gradients of a second and its momentum of a third,
 // so a whole ResNet-50 is updated by one launch.
 //

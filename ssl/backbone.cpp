@@ -121,7 +121,7 @@ int64_t evaluation_image_size(int64_t requested, const Backbone& backbone) {
 bool evaluation_high_pass(const std::string& requested, const Backbone& backbone) {
   if (requested == "on") return true;
   if (requested == "off") return false;
-  return backbone.strategy == "hp";  // spec 9: HP appended to both transforms for hp backbones
+  return backbone.strategy == "hp";  // METHOD.md 9: HP appended to both transforms for hp backbones
 }
 
 FrozenStateCheck::FrozenStateCheck(const nn::Module& module) {

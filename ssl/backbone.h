@@ -1,4 +1,4 @@
-// backbone.h - the network an evaluation measures (spec section 9): the query encoder of a
+// backbone.h - the network an evaluation measures (METHOD.md section 9): the query encoder of a
 // pretraining checkpoint without its head, a ResNet with torchvision's names, or a randomly
 // initialised ResNet of a given shape (the honest baseline: what the architecture gives before
 // any training).
@@ -41,7 +41,7 @@ Backbone load_backbone(const BackboneSpec& spec, Device device);
 
 // What the evaluation protocols feed `backbone` given the flags: the crop side (`requested`, or 0:
 // the pretraining's --image-size, else 224) and whether the inputs are high-passed
-// ("on", "off", or "auto": when the backbone was pretrained with hp, spec section 9).
+// ("on", "off", or "auto": when the backbone was pretrained with hp, METHOD.md section 9).
 int64_t evaluation_image_size(int64_t requested, const Backbone& backbone);
 bool evaluation_high_pass(const std::string& requested, const Backbone& backbone);
 

@@ -11,7 +11,7 @@ namespace engine::ssl {
 Tensor backbone_input(const Tensor& x, bool high_pass_inputs) {
   if (!high_pass_inputs) return x;
   NoGradGuard no_grad;
-  return high_pass(x);  // spec 3.1: kernel 11, sigma 5, as the pretraining's encoder inputs
+  return high_pass(x);  // METHOD.md 3.1: kernel 11, sigma 5, as the pretraining's encoder inputs
 }
 
 FeatureSet extract_features(nn::ResNet& backbone, std::shared_ptr<const data::ImageFolder> dataset,

@@ -3,7 +3,7 @@
 //
 // Each image goes through `transform` (evaluation's Resize + CenterCrop, or any other
 // AugmentConfig; its random draws come from (seed, epoch, index) as in training), is high-passed
-// when the backbone was trained on high-passed inputs (spec section 2.9), and through the
+// when the backbone was trained on high-passed inputs (METHOD.md section 2.9), and through the
 // backbone in eval mode without gradients. The images are read in folder order, so row i is
 // dataset sample i (an undecodable file is reported by the loader and replaced by the next
 // image, whose label comes with it).

@@ -159,7 +159,7 @@ void LinearProbe::build() {
   fc_ = std::make_shared<nn::Linear>(backbone_.net->feature_dim(), classes_, gen);
   {
     NoGradGuard no_grad;
-    normal_(fc_->weight, gen, 0.0, 0.01);  // spec 9: N(0, 0.01^2), bias 0
+    normal_(fc_->weight, gen, 0.0, 0.01);  // METHOD.md 9: N(0, 0.01^2), bias 0
     fc_->bias.zero_();
   }
   fc_->to(c_.device);

@@ -1,5 +1,5 @@
 // lincls.h - linear classification on a frozen backbone: the reference's main_lincls.py
-// (spec section 9), the standard measure of what self-supervised features learned.
+// (METHOD.md section 9), the standard measure of what self-supervised features learned.
 //
 //   backbone  the pretrained encoder_q without its head (ssl/backbone.h), frozen in eval mode: its
 //             parameters and BatchNorm statistics never change, which is checked bit for bit

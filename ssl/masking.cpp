@@ -16,7 +16,7 @@ namespace engine::ssl {
 
 namespace {
 
-constexpr int kStrongBlurTaps = 31;  // spec 3.2
+constexpr int kStrongBlurTaps = 31;  // METHOD.md 3.2
 constexpr double kStrongBlurSigma = 10.0;
 constexpr uint64_t kHardNegativeStreamOffset = 8;  // after the query's kSaliencyMaskStreams
 
@@ -124,7 +124,7 @@ MaskedBatch SaliencyGuidedMasking::mask(const Tensor& query_view, const Tensor& 
   out.key = key_input;
   out.high_passed = config_.strategy == MaskStrategy::Hp;
 
-  // Saliency of both views (spec 4), then the foreground cells (4.3), all on the views' device.
+  // Saliency of both views (METHOD.md 4), then the foreground cells (4.3), all on the views' device.
   if (config_.saliency.kind != SaliencySourceKind::None) {
     out.saliency_query = saliency_of(query_view, query_input, key_encoder);
     out.saliency_key = key_saliency.defined() ? key_saliency : saliency_of(key_view, key_input, key_encoder);

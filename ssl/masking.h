@@ -1,4 +1,4 @@
-// masking.h - saliency-guided masking and hard negatives around one MoCo step (spec sections 2.9,
+// masking.h - saliency-guided masking and hard negatives around one MoCo step (METHOD.md sections 2.9,
 // 4 and 5): what the encoders see for each strategy, where the saliency comes from, and the masked
 // query and hard-negative views.
 //
@@ -84,7 +84,7 @@ class SaliencyGuidedMasking {
   // True when the key forward should hand over its layer4 saliency map (the momentum source).
   bool wants_key_saliency() const { return config_.saliency.kind == SaliencySourceKind::Momentum; }
 
-  // Spec 2.9: the view as the encoders see it (high-passed under hp).
+  // METHOD.md 2.9: the view as the encoders see it (high-passed under hp).
   Tensor encoder_input(const Tensor& view) const;
 
   // The whole masking of a batch. query_view/key_view: the normalised views; query_input and

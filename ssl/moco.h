@@ -1,5 +1,5 @@
 // moco.h - MoCo v2 with hard negatives, as one class whose methods are the algorithm's steps
-// (the reference's moco/builder.py; spec sections 6 and 7).
+// (the reference's moco/builder.py; METHOD.md sections 6 and 7).
 //
 //   q = normalize(f_q(query))                                   (N, D), with gradient
 //   momentum_update_key_encoder():  theta_k = m theta_k + (1 - m) theta_q      (parameters only)
@@ -8,14 +8,14 @@
 //   loss = InfoNCE over [q.k | q.queue | alpha q.t] / T, label 0 (ops/infonce.h)
 //   dequeue_and_enqueue(k)
 //
-// Virtual GPUs (spec sections 6.3 and 8). The reference trains on G GPUs of b images each, with
+// Virtual GPUs (METHOD.md sections 6.3 and 8). The reference trains on G GPUs of b images each, with
 // BatchNorm statistics per GPU. Here one device holds the whole batch and `bn_groups` = G: every
 // BatchNorm of both encoders normalises each of G consecutive groups of N/G images on its own
 // (ghost BatchNorm). Shuffle BN: the key images are permuted across the batch before f_k (so each
 // group's statistics come from a random mix of images, as the reference's all-gather, shuffle and
-// scatter) and the keys are un-permuted after. f_q's running statistics follow group 0 (spec O12).
+// scatter) and the keys are un-permuted after. f_q's running statistics follow group 0 (METHOD.md O12).
 //
-// Hard negatives (spec O7). By default each image i gets its own t_i from its own hard-negative
+// Hard negatives (METHOD.md O7). By default each image i gets its own t_i from its own hard-negative
 // view, encoded like the keys (what the paper describes). With reference_quirks, the published
 // code's behaviour: hard negative j of every image of a group is the j-th image of that group's
 // hard-negative batch, encoded alone (BatchNorm over one image), shared by the group's queries.
@@ -42,7 +42,7 @@ struct MocoConfig {
   bool mlp = false;                // --mlp: the 2-layer head (feature -> feature -> dim)
   double alpha = 2.0;              // --alpha: weight of the hard-negative logits
   int64_t bn_groups = 1;           // virtual GPUs: ghost BatchNorm and shuffle-BN groups
-  bool reference_quirks = false;   // spec O7 as the published code (see above)
+  bool reference_quirks = false;   // METHOD.md O7 as the published code (see above)
 };
 
 struct MocoOutput {
@@ -64,7 +64,7 @@ class MoCo {
   // `shuffle` draws the shuffle-BN permutations.
   MocoOutput forward(const Tensor& query, const Tensor& key, const Tensor& hard, Generator& shuffle);
 
-  // The paper's step (spec section 1): the momentum update, the keys (whose layer4 map is the k
+  // The paper's step (METHOD.md section 1): the momentum update, the keys (whose layer4 map is the k
   // view's saliency for the momentum source), then the masked query and hard-negative views
   // (ssl/masking.h), then the query and hard-negative encodings and the loss. `query_view` and
   // `key_view` are the normalised views; the masks are those of step `step`. `record`, if given,

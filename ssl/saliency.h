@@ -1,4 +1,4 @@
-// saliency.h - from a saliency map to the foreground cells that masking works with (spec 4.3).
+// saliency.h - from a saliency map to the foreground cells that masking works with (METHOD.md 4.3).
 //
 // A map M is the encoder's final feature map summed over channels: G x G values per image (7 x 7
 // for ResNet-50 at 224 pixels; cell (r, c) covers the input patch of side image/G at row r,
@@ -6,7 +6,7 @@
 // a cell is foreground when M(r, c) >= tau = mu - 0.6 sigma, and the foreground ratio is
 // |FG| / G^2. For any map 13 <= |FG| <= 49 at G = 7 (Cantelli's inequality).
 //
-// The published code (spec O1) tests each value in a row-sorted copy of the map, so the count of
+// The published code (METHOD.md O1) tests each value in a row-sorted copy of the map, so the count of
 // foreground cells per row is right but they are always the row's rightmost ones:
 // FG(r, c) = [c >= G - n_r], n_r = #{c : M(r, c) >= tau}. The default is the rule as the paper
 // states it; `RowSortedQuirk` reproduces the code (--reference-quirks).

@@ -86,7 +86,7 @@ void add_pretrain_command(CLI::App& app) {
   auto a = std::make_shared<PretrainArgs>();
   engine::ssl::PretrainConfig& c = a->config;
   c.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  c.moco.bn_groups = 4;  // the reference run's 4 GPUs (spec section 8)
+  c.moco.bn_groups = 4;  // the reference run's 4 GPUs (METHOD.md section 8)
   cmd->add_option("DATA", c.data, "a dataset root with train/, or an image folder root/<class>/<image>")->required();
   cmd->add_option("--save-dir", c.save_dir, "where checkpoints/, logs/, metrics.jsonl and args.json go")->required();
   cmd->add_option("-a,--arch", c.moco.arch, "the encoder")
@@ -143,7 +143,7 @@ void add_pretrain_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
   cmd->add_flag("--reference-quirks", c.moco.reference_quirks,
-                "reproduce the published code's oddities (spec section 11) instead of the clean defaults");
+                "reproduce the published code's oddities (docs/METHOD.md section 11) instead of the clean defaults");
   cmd->add_option("--image-size", c.image_size, "crop side in pixels")->capture_default_str()->check(CLI::Range(16, 4096));
   cmd->add_option("--resume", c.resume, "a checkpoint to continue from, or 'auto' (SAVE_DIR/checkpoints/last.safetensors)");
   cmd->add_option("--seed", c.seed, "seed of every random draw (data, initialisation, queue, shuffle BN)")

@@ -6,8 +6,8 @@ Run it once, offline, where PyTorch is installed; the engine itself never needs 
 
     python3 tools/convert_torchvision_resnet.py resnet50-11ad3fa6.pth resnet50_v2.safetensors
 
-The reference uses torchvision's ResNet50_Weights.IMAGENET1K_V2 (file resnet50-11ad3fa6.pth; spec
-4.1), which `torchvision.models.resnet50(weights="IMAGENET1K_V2")` downloads into
+The reference uses torchvision's ResNet50_Weights.IMAGENET1K_V2 (file resnet50-11ad3fa6.pth;
+docs/METHOD.md 4.1), which `torchvision.models.resnet50(weights="IMAGENET1K_V2")` downloads into
 ~/.cache/torch/hub/checkpoints/. Any state dict with torchvision's names works (resnet18/34/50).
 """
 import argparse

@@ -38,7 +38,7 @@ tests/fixtures/data/:
         (population), mean top, mean left, fraction of draws equal to the fallback box, mean
         w*h/(W*H)]; rrc_fallback_<W>x<H> (I32) = (top, left, h, w) of the fallback box (what
         get_params returns after 10 rejected draws).
-It also checks and prints a few hand-computed spec vectors (luma, blur, hue) and how PIL converts
+It also checks and prints a few hand-computed METHOD.md vectors (luma, blur, hue) and how PIL converts
 CMYK to RGB; these are not stored.
 """
 import argparse
@@ -267,16 +267,16 @@ def references(src_pil, files):
 
 
 def check_spec_vectors():
-    """Hand-computed values from the spec, checked against PIL; returns True when all hold."""
+    """Hand-computed values from METHOD.md, checked against PIL; returns True when all hold."""
     ok = True
 
     def report(what, got, want):
         nonlocal ok
         good = list(got) == list(want)
         ok &= good
-        print(f"  {'ok ' if good else 'BAD'} {what}: {list(got)}" + ("" if good else f" (spec: {list(want)})"))
+        print(f"  {'ok ' if good else 'BAD'} {what}: {list(got)}" + ("" if good else f" (METHOD.md: {list(want)})"))
 
-    print("spec vectors:")
+    print("METHOD.md vectors:")
     for rgb, want in [((255, 0, 0), 76), ((0, 255, 0), 150), ((0, 0, 255), 29), ((10, 200, 30), 124)]:
         report(f"luma{rgb}", [Image.new("RGB", (1, 1), rgb).convert("L").getpixel((0, 0))], [want])
     impulse = np.zeros((15, 15, 3), dtype=np.uint8)
@@ -348,7 +348,7 @@ def main():
         print(f"rrc {width}x{height}: fallback {list(tensors[f'rrc_fallback_{width}x{height}'])}, "
               f"stats {[round(float(v), 4) for v in s]}")
     if not spec_ok:
-        print("some spec vectors do not hold", file=sys.stderr)
+        print("some METHOD.md vectors do not hold", file=sys.stderr)
         return 1
     return 0
 

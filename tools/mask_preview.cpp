@@ -111,7 +111,7 @@ std::vector<CLI::Option*> add_masking_flags(CLI::App& cmd, MaskPreviewOptions& o
           ->capture_default_str()
           ->check(CLI::Range(0, 16)),
       cmd.add_flag("--reference-quirks", o.reference_quirks,
-                   "the published code's foreground rule and masking oddities (spec section 11)"),
+                   "the published code's foreground rule and masking oddities (docs/METHOD.md section 11)"),
       cmd.add_option("--checkpoint", o.checkpoint,
                      "a `moco pretrain` checkpoint whose encoder_k is the key encoder (its own architecture; without "
                      "it a freshly initialised --arch)"),

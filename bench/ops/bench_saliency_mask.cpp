@@ -1,11 +1,11 @@
 // bench_saliency_mask.cpp - times the fused saliency-guided masking (ops/saliency_mask.h) as the
 // trainer calls it, at the Tensor level, on a batch of 256 views of 3 x 224 x 224 on a 7 x 7 grid:
-//   hp pos, hp neg   noise masking of the query / the hard negative (spec 5.2);
+//   hp pos, hp neg   noise masking of the query / the hard negative (METHOD.md 5.2);
 //   blur pos         the cells taken from the strongly blurred views (5.3), which are made once
 //                    before timing, as the trainer has them already;
 //   mean pos         the cells filled with the image's channel means (5.4).
 // Each image has its own foreground map, a blob of 30 to 40 of the 49 cells (35 on average, about
-// what a bell-shaped saliency map gives, spec 4.3) around a random centre; the maps come from a
+// what a bell-shaped saliency map gives, METHOD.md 4.3) around a random centre; the maps come from a
 // fixed integer hash, so bench/torch_ref/bench_saliency_mask.py builds the very same ones.
 //
 // Rates are GB/s of the least traffic a call needs: read x and write the masked views (and read

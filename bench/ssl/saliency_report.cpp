@@ -8,7 +8,7 @@
 // (Resize(size * 256 / 224) of the shorter side, CenterCrop(size), normalised, data/augment.h's
 // eval_transform) and the true foreground mask put through the same resize (nearest neighbour)
 // and crop. Each source's map (the channel sum of the final feature map, ssl/saliency.h) gives the
-// predicted foreground cells by the rule of spec 4.3; cell (r, c) covers the view's pixels
+// predicted foreground cells by the rule of METHOD.md 4.3; cell (r, c) covers the view's pixels
 // [cell_start(r), cell_start(r + 1)) x [cell_start(c), cell_start(c + 1)) as the masking op does.
 // Per image, with F the true-foreground pixels and P the pixels of the predicted cells:
 //   |FG|/G^2    the predicted foreground ratio
@@ -31,8 +31,8 @@
 // Modes: "train" is BatchNorm on batch statistics, as the trainer runs f_k for the maps (batches of
 // the run's batch size, its --bn-groups ghost groups, images in a fixed random order so a group mixes
 // classes); "eval" uses the running statistics. Under a checkpoint of strategy hp the encoders see
-// the high-passed view (spec 2.9) and the localizer the RGB view, as in training.
-// Rules: "threshold" is spec 4.3's rule (the default), "row-sorted" the published code's O1.
+// the high-passed view (METHOD.md 2.9) and the localizer the RGB view, as in training.
+// Rules: "threshold" is METHOD.md 4.3's rule (the default), "row-sorted" the published code's O1.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -307,7 +307,7 @@ void run_report(const ReportArgs& a) {
   const int64_t grid = trained.encoder_k().feature_map_side(a.size);
   const std::vector<TruthCells> truth = truth_cells(set, grid);
 
-  // The encoders' input: high-passed under hp (spec 2.9), else the view itself.
+  // The encoders' input: high-passed under hp (METHOD.md 2.9), else the view itself.
   ssl::MaskingConfig input_config;
   input_config.strategy = ssl::parse_mask_strategy(run.strategy);
   input_config.saliency.kind = ssl::SaliencySourceKind::None;

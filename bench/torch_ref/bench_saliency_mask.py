@@ -1,5 +1,5 @@
 """PyTorch baseline for bench/ops/bench_saliency_mask.cpp: the reference's saliency-guided masking
-(spec sections 5.1 to 5.5) of the same batch (256 views of 3 x 224 x 224, a 7 x 7 grid, the same
+(METHOD.md sections 5.1 to 5.5) of the same batch (256 views of 3 x 224 x 224, a 7 x 7 grid, the same
 foreground maps), timed the same way (one warm-up call, then `repeats` calls between two
 synchronisations, median of 5 rounds), printed in the same table format. Rates count the same bytes
 as the engine's table (read x, write the masked views, read the blurred views for blur, plus the
@@ -12,7 +12,7 @@ Two forms of each masking:
   - the reference's (plain op names): Python loops over the images of the batch, as the published
     code runs them on a GPU batch, masking x in place. hp draws one uniform per image for the
     focal test and the noise patches of the call (Z_s, Z_c and, in neg mode, Z_f, shared by every
-    image and cell: spec O6), then per image the focal box (pos: the four strips around the kept
+    image and cell: METHOD.md O6), then per image the focal box (pos: the four strips around the kept
     square, fresh noise per image) or the grid: `random` draws the spatial/channel choice and m,
     numpy shuffles the FG and BG index lists (squeezed, so a one-cell list is skipped: O4; sliced
     the Python way: O3), and each chosen cell is pasted with tensor slicing, once for all channels
@@ -41,7 +41,7 @@ from timing import run_benchmark, seconds_per_call
 GRID, SIDE = 7, 224
 CELL = SIDE // GRID
 CELLS = GRID * GRID
-# mode: (m low, m high, noise std, focal side) (spec 5.1, 5.2)
+# mode: (m low, m high, noise std, focal side) (METHOD.md 5.1, 5.2)
 MODES = {"pos": (0.05, 0.25, 0.18, 200), "neg": (0.40, 0.70, 0.14, 130)}
 MASK64 = (1 << 64) - 1
 
@@ -104,7 +104,7 @@ def cell_slices(p):
 
 
 def hp_reference(x, fg_maps, mode):
-    """The reference's noise masking of a batch, in place (spec 5.2, faithful)."""
+    """The reference's noise masking of a batch, in place (METHOD.md 5.2, faithful)."""
     low, high, std, side = MODES[mode]
     b, _, h, w = x.shape
     device = x.device
@@ -143,7 +143,7 @@ def hp_reference(x, fg_maps, mode):
 
 
 def grid_reference(x, fg_maps, mode, fill_cell):
-    """The reference's blur / mean masking loop, in place (spec 5.3, 5.4): fill_cell(i, rows, cols)
+    """The reference's blur / mean masking loop, in place (METHOD.md 5.3, 5.4): fill_cell(i, rows, cols)
     writes the cell."""
     low, high, _, _ = MODES[mode]
     ratios = torch.empty(x.shape[0]).uniform_(low, high)

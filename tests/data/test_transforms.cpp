@@ -1,4 +1,4 @@
-// test_transforms.cpp - each transform against PIL/torchvision: the spec's test vectors (section 12.2)
+// test_transforms.cpp - each transform against PIL/torchvision: the test vectors of METHOD.md 12.2
 // and the fixtures of tools/make_data_fixtures.py. The apply functions follow Pillow's integer
 // arithmetic, so the expected tolerance is zero: every sample equal.
 #include <gtest/gtest.h>
@@ -29,7 +29,7 @@ std::array<int, 3> pixel(const Image& image, int x) { return {image.at(x, 0, 0),
 
 std::vector<float> floats(const std::string& name) { return pil_reference().at(name).to_vector<float>(); }
 
-// ---- spec 12.2 ----
+// ---- METHOD.md 12.2 ----
 
 TEST(PilTransforms, LumaMatchesSpecVectors) {
   EXPECT_EQ(luma(255, 0, 0), 76);
@@ -44,7 +44,7 @@ TEST(PilTransforms, BoxBlurRadiiAndWeightsMatchSpecVectors) {
     int inner;
     uint32_t ww, fw;
   };
-  // The spec lists ww = 11184810, fw = 2796203 for sigma 1.0, the values of a double-precision
+  // METHOD.md's source lists ww = 11184810, fw = 2796203 for sigma 1.0, the values of a double-precision
   // division; Pillow divides in float (16777216f / 1.5f rounds up), giving 11184811 and 2796202.
   // The next test shows Pillow 9.4 producing the float result where the two differ.
   for (const Case& c : {Case{0.1f, 0.001672f, 0, 16721291, 27962}, Case{1.0f, 0.25f, 0, 11184811, 2796202},

@@ -1,4 +1,4 @@
-// test_optimizer.cpp - the learning-rate schedules against spec 12.6, and Sgd over a flat model:
+// test_optimizer.cpp - the learning-rate schedules against METHOD.md 12.6, and Sgd over a flat model:
 // PyTorch's update rule by hand, and its state through a checkpoint's names.
 #include <gtest/gtest.h>
 

@@ -54,7 +54,7 @@ Tensor sequence(const Shape& shape, DType dtype = DType::f32) {
 // ------------------------------------------------------------------ momentum_update
 
 TEST(MomentumUpdate, ZeroKeyOneQueryGivesOneThousandthAfterOneUpdate) {
-  // Spec 12.6 #28. In f32 the result is float(1 - 0.999), which is float(0.001) exactly.
+  // METHOD.md 12.6 #28. In f32 the result is float(1 - 0.999), which is float(0.001) exactly.
   Tensor key = Tensor::zeros({7}), query = Tensor::ones({7});
   momentum_update(key, query, 0.999);
   for (float v : key.to_vector<float>()) EXPECT_EQ(v, 0.001f);
@@ -81,7 +81,7 @@ TEST(MomentumUpdate, AfterNUpdatesTheKeyIsOneMinusMToTheN) {
 }
 
 TEST(MomentumUpdate, EqualKeyAndQueryIsANoOpInF64AndWithinOneUlpInF32) {
-  // In exact arithmetic k m + k (1 - m) = k (the spec: the first update after initialisation is a
+  // In exact arithmetic k m + k (1 - m) = k (METHOD.md: the first update after initialisation is a
   // no-op). f64 keeps that on every value tried; in f32, float(0.999) + float(0.001) exceeds 1 by
   // 6e-8, so some values move by one ulp, as they do in PyTorch.
   Tensor base = make_input({{4096}, -2.0, 2.0}, 7, DType::f64, Device::cpu());
@@ -172,7 +172,7 @@ TEST(SgdStep, ThreeStepsWithAChangingLearningRateFollowTheBufferForm) {
   //   step 1: buf = 1                  p = 1 - 0.1 * 1 = 0.9
   //   step 2: buf = 0.9 * 1 + 1 = 1.9  p = 0.9 - 0.05 * 1.9 = 0.805
   //   step 3: buf = 0.9 * 1.9 + 1 = 2.71  p = 0.805 - 0.02 * 2.71 = 0.7508
-  // The form v = mu v + lr g, p -= v would give 0.9, 0.76, 0.614 instead (spec 6.7).
+  // The form v = mu v + lr g, p -= v would give 0.9, 0.76, 0.614 instead (METHOD.md 6.7).
   SgdStepOptions opt;
   opt.weight_decay = 0.0;
   const SgdRun r = run_sgd(1.0, 1.0, {0.1, 0.05, 0.02}, opt);

@@ -1,4 +1,4 @@
-// test_gaussian_filter.cpp - the fixed filters against spec 12.1's vectors (computed with
+// test_gaussian_filter.cpp - the fixed filters against METHOD.md 12.1's vectors (computed with
 // torchvision 0.14), against a direct 2-D reflect-padded convolution, and their argument checks.
 #include <gtest/gtest.h>
 
@@ -13,7 +13,7 @@
 namespace engine::testing {
 namespace {
 
-constexpr int64_t kSide = 224;  // the method's crop size, as in the spec's vectors
+constexpr int64_t kSide = 224;  // the method's crop size, as in METHOD.md's vectors
 
 // An (N, C, H, W) f32 tensor with value(n, c, h, w).
 Tensor image(const Shape& shape, const std::function<double(int64_t, int64_t, int64_t, int64_t)>& value,
@@ -34,7 +34,7 @@ double max_abs(const std::vector<float>& v) {
 }
 
 TEST(GaussianFilter, Kernel11Sigma5TapsAreTheSpecsAndSumToOne) {
-  // Spec 12.1 #1 (taps listed in section 3.1).
+  // METHOD.md 12.1 #1 (taps listed in section 3.1).
   const std::vector<double> expected = {0.0663417, 0.0794254, 0.0913609, 0.1009695, 0.1072131, 0.1093789,
                                         0.1072131, 0.1009695, 0.0913609, 0.0794254, 0.0663417};
   const std::vector<float> taps = gaussian_kernel_1d(11, 5.0);
@@ -48,7 +48,7 @@ TEST(GaussianFilter, Kernel11Sigma5TapsAreTheSpecsAndSumToOne) {
 }
 
 TEST(GaussianFilter, Kernel31Sigma10CenterAndEndTaps) {
-  // Spec 12.1 #2.
+  // METHOD.md 12.1 #2.
   const std::vector<float> taps = gaussian_kernel_1d(31, 10.0);
   ASSERT_EQ(taps.size(), 31u);
   EXPECT_NEAR(taps[15], 0.04538523, 1e-8);
@@ -60,13 +60,13 @@ TEST(GaussianFilter, Kernel31Sigma10CenterAndEndTaps) {
 }
 
 TEST(GaussianFilter, HighPassOfAConstantImageIsZero) {
-  // Spec 12.1 #3.
+  // METHOD.md 12.1 #3.
   const Tensor x = Tensor::full({1, 3, kSide, kSide}, 0.75);
   EXPECT_LE(max_abs(high_pass(x).to_vector<float>()), 2e-7);
 }
 
 TEST(GaussianFilter, HighPassOfAHorizontalRampVanishesInsideAndNotAtTheBorders) {
-  // Spec 12.1 #4: x(c) = c / 223 on every row and channel.
+  // METHOD.md 12.1 #4: x(c) = c / 223 on every row and channel.
   const Tensor x = image({1, 3, kSide, kSide}, [](int64_t, int64_t, int64_t, int64_t w) { return w / 223.0; });
   const std::vector<float> y = high_pass(x).to_vector<float>();
   const std::vector<double> left = {-0.0110551, -0.0070613, -0.0040290, -0.0019023, -0.0005950};
@@ -82,7 +82,7 @@ TEST(GaussianFilter, HighPassOfAHorizontalRampVanishesInsideAndNotAtTheBorders) 
 }
 
 TEST(GaussianFilter, HighPassImpulseResponse) {
-  // Spec 12.1 #5: a single 1 at (112, 112).
+  // METHOD.md 12.1 #5: a single 1 at (112, 112).
   const Tensor x = image({1, 1, kSide, kSide},
                          [](int64_t, int64_t, int64_t h, int64_t w) { return h == 112 && w == 112 ? 1.0 : 0.0; });
   const std::vector<float> y = high_pass(x).to_vector<float>();
@@ -98,7 +98,7 @@ TEST(GaussianFilter, HighPassImpulseResponse) {
 }
 
 TEST(GaussianFilter, HighPassOfACheckerboardInterior) {
-  // Spec 12.1 #6: value (r + c) mod 2; the interior is where the padding does not reach.
+  // METHOD.md 12.1 #6: value (r + c) mod 2; the interior is where the padding does not reach.
   const Tensor x = image({1, 1, kSide, kSide}, [](int64_t, int64_t, int64_t h, int64_t w) { return (h + w) % 2; });
   const std::vector<float> y = high_pass(x).to_vector<float>();
   for (int64_t h = 5; h < kSide - 5; ++h)
@@ -107,7 +107,7 @@ TEST(GaussianFilter, HighPassOfACheckerboardInterior) {
 }
 
 TEST(GaussianFilter, StrongBlurOfAConstantReturnsIt) {
-  // Spec 12.1 #7: BL is kernel 31, sigma 10.
+  // METHOD.md 12.1 #7: BL is kernel 31, sigma 10.
   const Tensor x = Tensor::full({2, 3, kSide, kSide}, 0.6);
   const std::vector<float> y = gaussian_blur(x, 31, 10.0).to_vector<float>();
   for (float v : y) ASSERT_NEAR(v, 0.6f, 3e-7);

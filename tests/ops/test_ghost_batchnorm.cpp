@@ -1,6 +1,6 @@
 // test_ghost_batchnorm.cpp - ghost BatchNorm (groups of a batch normalised separately, the
-// single-device stand-in for per-GPU BatchNorm, spec sections 6.3 and 8) against plain BatchNorm run
-// on each group by itself; the running statistics under both rules of spec O12.
+// single-device stand-in for per-GPU BatchNorm, METHOD.md sections 6.3 and 8) against plain BatchNorm run
+// on each group by itself; the running statistics under both rules of METHOD.md O12.
 #include <gtest/gtest.h>
 
 #include "engine/autograd.h"
@@ -33,7 +33,7 @@ TEST(GhostBatchNorm, EachGroupIsNormalisedAsABatchOfItsOwn) {
     const Tensor yg = batchnorm2d(x.slice(0, 2 * g, 2 * g + 2), gamma, beta, own.mean, own.var, {});
     EXPECT_TRUE(all_close(y.slice(0, 2 * g, 2 * g + 2), yg, 0, 0)) << "group " << g;
     if (g == 0) {
-      // The running statistics follow the first group only (rank 0's buffers, spec O12).
+      // The running statistics follow the first group only (rank 0's buffers, METHOD.md O12).
       EXPECT_TRUE(all_close(ghost.mean, own.mean, 0, 0));
       EXPECT_TRUE(all_close(ghost.var, own.var, 0, 0));
     }

@@ -1,4 +1,4 @@
-// test_infonce.cpp - the fused InfoNCE loss against the spec's test vectors (ALGORITHM.md 12.5,
+// test_infonce.cpp - the fused InfoNCE loss against the test vectors of METHOD.md (METHOD.md 12.5,
 // vectors 21-24), against the same loss composed of separate ops, the uniform-logits property, the
 // accuracy counts and their tie rule, gradient isolation (only q), a retained graph walked twice,
 // and the shape messages. Finite differences and CUDA against CPU are the conformance cases.
@@ -104,7 +104,7 @@ TEST(InfoNce, Vector24LossAndGradients) {
 
 TEST(InfoNce, Vector24RawLevelLogits) {
   // The raw forward's saved dot products, scaled as the logits table: (4.3301268 | 0, 1.4433756,
-  // -2.0412414 | 8.9087076). The spec's figures carry f32 rounding (8.9087076 is 8.90870806 in
+  // -2.0412414 | 8.9087076). METHOD.md's figures carry f32 rounding (8.9087076 is 8.90870806 in
   // double), so they are compared to 1e-6.
   Vector24 v;
   const std::vector<double> q = l2_normalize(v.u).to_vector<double>();

@@ -1,4 +1,4 @@
-// test_saliency_mask.cpp - the fused masking against spec 5 and the count table of 12.4: over
+// test_saliency_mask.cpp - the fused masking against METHOD.md 5 and the count table of 12.4: over
 // many seeds, for each strategy and mode, the masked cells are exactly the drawn counts, neg masks
 // touch foreground only, untouched pixels are bit-identical, the fills are what the strategy says,
 // the focal boxes have the right size, the published code's shared noise (O6) is shared, and CUDA
@@ -16,8 +16,8 @@
 namespace engine::testing {
 namespace {
 
-// ---- spec 12.4: (N_FG, N_BG) masked for a given m and |FG|, hp, the published code's slicing ----
-TEST(SaliencyMaskCounts, HpTableOfSpec12_4WithQuirks) {
+// ---- METHOD.md 12.4: (N_FG, N_BG) masked for a given m and |FG|, hp, the published code's slicing ----
+TEST(SaliencyMaskCounts, HpTableOfMethod12_4WithQuirks) {
   const std::vector<int64_t> fg_counts = {13, 20, 30, 45, 47, 48, 49};
   struct Row {
     MaskMode mode;
@@ -57,7 +57,7 @@ TEST(SaliencyMaskCounts, CleanRulesForO3AndO4AndNoCapForBlurAndMean) {
   EXPECT_EQ(want48.fg_cells, 12);
   EXPECT_EQ(mask_counts_taken({11, 1}, 48, 49, false).bg_cells, 1);
   EXPECT_EQ(mask_counts_taken({11, 1}, 48, 49, true).bg_cells, 0);
-  // Spec 12.4's note: blur and mean have no cap, so neg 0.70 with |FG| 49 masks round(34.3) = 34.
+  // METHOD.md 12.4's note: blur and mean have no cap, so neg 0.70 with |FG| 49 masks round(34.3) = 34.
   for (MaskFill fill : {MaskFill::Blur, MaskFill::Mean}) {
     const MaskCounts c = mask_counts_wanted(fill, MaskMode::Negative, 0.70, 49, 49, false);
     EXPECT_EQ(c.fg_cells, 34);

@@ -1,4 +1,4 @@
-// test_saliency.cpp - the foreground rule against spec section 12.3 (vectors 17-20), in both the
+// test_saliency.cpp - the foreground rule against METHOD.md section 12.3 (vectors 17-20), in both the
 // paper's form and the published code's row-sorted form (O1).
 #include <gtest/gtest.h>
 
