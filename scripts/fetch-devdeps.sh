@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Downloads the Debian packages the GPU machine lacks into .devdeps/ (ignored by git), for the
-# device tool to carry there (see scripts/gpu-check.sh and ../shared/design/DEVICE.md).
+# device tool to carry there (see scripts/gpu-check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .devdeps
