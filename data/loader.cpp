@@ -306,11 +306,6 @@ std::optional<Batch> Loader::next() {
       }
       shared->work_ready.notify_all();
     });
-    for (int64_t v = 0; v < V; ++v) {
-      float* data = static_cast<float*>(slot.views.data) + v * view_stride;
-      auto storage = Storage::wrap(data, view_bytes, device, [lease](void*) {});
-      batch.views.push_back(Tensor::from_storage(storage, {n, 3, S, S}, contiguous_strides({n, 3, S, S}), 0, DType::f32));
-    }
   } else {
     if (slot.device_leased) {
       // The caller still holds the batch that used this buffer: that batch keeps it (its views free
@@ -354,13 +349,14 @@ std::optional<Batch> Loader::next() {
         ENGINE_WARN("Loader: returning a batch's device buffer failed: {}", e.what());
       }
     });
-    for (int64_t v = 0; v < V; ++v) {
-      float* data = static_cast<float*>(slot.device_views) + v * view_stride;
-      auto storage = Storage::wrap(data, view_bytes, device, [lease](void*) {});
-      batch.views.push_back(Tensor::from_storage(storage, {n, 3, S, S}, contiguous_strides({n, 3, S, S}), 0, DType::f32));
-    }
     auto labels = Storage::wrap(slot.device_labels, static_cast<size_t>(n) * sizeof(int64_t), device, [lease](void*) {});
     batch.labels = Tensor::from_storage(labels, {n}, contiguous_strides({n}), 0, DType::i64);
+  }
+  // The views alias the slot's buffer (host or device), which returns when the lease is dropped.
+  float* views = static_cast<float*>(device.is_cpu() ? slot.views.data : slot.device_views);
+  for (int64_t v = 0; v < V; ++v) {
+    auto storage = Storage::wrap(views + v * view_stride, view_bytes, device, [lease](void*) {});
+    batch.views.push_back(Tensor::from_storage(storage, {n, 3, S, S}, contiguous_strides({n, 3, S, S}), 0, DType::f32));
   }
   ++taken_;
   lock.unlock();
