@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <set>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "engine/file_io.h"
@@ -149,9 +151,21 @@ SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& 
   ENGINE_CHECK(header_len <= bytes.size() - 8,
                "{}: truncated: the header claims {} bytes but only {} follow the length field", source, header_len,
                bytes.size() - 8);
+  // JSON allows a name twice in one object and nlohmann keeps the last; a safetensors file with
+  // two tensors of one name (or a field given twice) is ambiguous, so it is refused.
+  std::vector<std::set<std::string>> keys_of_open_objects;
+  const json::parser_callback_t refuse_duplicates = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) keys_of_open_objects.emplace_back();
+    if (event == json::parse_event_t::object_end) keys_of_open_objects.pop_back();
+    if (event == json::parse_event_t::key)
+      ENGINE_CHECK(keys_of_open_objects.back().insert(parsed.get<std::string>()).second,
+                   "{}: the safetensors header names '{}' twice in one object", source,
+                   parsed.get<std::string>().substr(0, 100));
+    return true;
+  };
   json header;
   try {
-    header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<int64_t>(header_len));
+    header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<int64_t>(header_len), refuse_duplicates);
   } catch (const json::exception& e) {
     ENGINE_THROW("{}: the safetensors header is not valid JSON: {}", source, e.what());
   }
@@ -170,8 +184,9 @@ SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& 
     }
     entries.push_back(parse_entry(key, value, source));
   }
+  // By offset; empty tensors share one, so the name breaks the tie and the order is always the same.
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+    return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
   });
   const uint64_t data_size = bytes.size() - 8 - header_len;
   int64_t covered = 0;  // entries tile [0, data_size) in order: no overlap, no hole
@@ -207,7 +222,13 @@ SafetensorsFile load_safetensors(const std::string& path) {
                path);
   std::ifstream in(path, std::ios::binary);
   ENGINE_CHECK(in.good(), "load_safetensors: cannot open '{}': {}", path, std::strerror(errno));
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // One read of exactly the file's size: the only allocation before the header is checked.
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  ENGINE_CHECK(!ec, "load_safetensors: cannot read the size of '{}': {}", path, ec.message());
+  std::string bytes(size, '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(size));
+  ENGINE_CHECK(static_cast<uintmax_t>(in.gcount()) == size, "load_safetensors: '{}' changed while it was read ({} of "
+               "{} bytes)", path, in.gcount(), size);
   return decode_safetensors(bytes, path);
 }
 
