@@ -117,7 +117,7 @@ ResNet::ResNet(const ResNetConfig& config, Generator& gen) : config_(config) {
     }
     register_module("layer" + std::to_string(stage + 1), layer);
   }
-  feature_dim_ = inplanes;
+  feature_dim_ = inplanes;  // = resnet_feature_dim(config)
   register_module("avgpool", make<GlobalAvgPool2d>());
   register_module("fc", make<Linear>(feature_dim_, config.num_classes, gen));
 }
@@ -157,6 +157,10 @@ void ResNet::replace_head(std::shared_ptr<Module> head) { replace_module("fc", s
 const std::vector<std::string>& resnet_arch_names() {
   static const std::vector<std::string> names = {"resnet18", "resnet34", "resnet50"};
   return names;
+}
+
+int64_t resnet_feature_dim(const ResNetConfig& config) {
+  return 8 * config.width * (find_arch(config.arch).bottleneck ? Bottleneck::kExpansion : BasicBlock::kExpansion);
 }
 
 std::shared_ptr<ResNet> make_resnet(const ResNetConfig& config, uint64_t seed) {

@@ -87,6 +87,9 @@ class ResNet : public Module {
 
 // The architectures `moco` accepts, for messages and --help.
 const std::vector<std::string>& resnet_arch_names();
+// The width of the pooled features (the head's input) of a ResNet built from `config`, without
+// building it: 8 x width, times 4 for the Bottleneck of ResNet-50 (2048 at torchvision's width).
+int64_t resnet_feature_dim(const ResNetConfig& config);
 // Builds the model with the engine's initialisation from `seed`, on the CPU.
 std::shared_ptr<ResNet> make_resnet(const ResNetConfig& config, uint64_t seed);
 

@@ -3,8 +3,6 @@
 
 #include <fmt/format.h>
 
-#include <nlohmann/json.hpp>
-
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -15,15 +13,6 @@
 namespace engine::ssl {
 
 namespace {
-
-// The pretraining's --image-size from a checkpoint's "args", or 0.
-int64_t pretrained_image_size(const Metadata& metadata) {
-  auto it = metadata.find("args");
-  if (it == metadata.end()) return 0;
-  const nlohmann::json args = nlohmann::json::parse(it->second, nullptr, false);
-  if (!args.is_object() || !args.contains("image_size") || !args.at("image_size").is_number_integer()) return 0;
-  return args.at("image_size").get<int64_t>();
-}
 
 void freeze(nn::ResNet& net) {
   net.eval();
@@ -56,6 +45,7 @@ std::shared_ptr<nn::ResNet> resnet_from_file(const SafetensorsFile& file, const 
                "layer1.0.conv1.weight, ...) or a `moco pretrain` checkpoint",
                flag, path, checkpoint ? " under encoder_q." : "");
   const Tensor& conv1 = backbone.at("conv1.weight");  // (width, 3, 7, 7), or 3 x 3 for the small stem
+  check_resnet_fits_file(file, prefix, conv1.size(0), flag + path);
   nn::ResNetConfig rc;
   rc.arch = backbone.count("layer1.0.conv3.weight") ? "resnet50"
                                                     : (backbone.count("layer3.5.conv1.weight") ? "resnet34" : "resnet18");
@@ -105,7 +95,7 @@ Backbone load_backbone(const BackboneSpec& spec, Device device) {
   out.description = spec.pretrained;
   if (file.metadata.count("format") && file.metadata.at("format") == kCheckpointFormat) {
     if (auto it = file.metadata.find("strategy"); it != file.metadata.end()) out.strategy = it->second;
-    out.image_size = pretrained_image_size(file.metadata);
+    out.image_size = checkpoint_args(file.metadata, spec.pretrained).image_size;
     out.description = fmt::format("{} (encoder_q after {} steps, epoch {})", spec.pretrained,
                                   file.metadata.count("step") ? file.metadata.at("step") : "?",
                                   file.metadata.count("epoch") ? file.metadata.at("epoch") : "?");

@@ -34,6 +34,13 @@ Metadata model_signature(const MocoConfig& c, const RunIdentity& run) {
           {"strategy", run.strategy}};
 }
 
+// `m` with the keys early checkpoints did not write yet, at what they meant then: before --width
+// existed every encoder had torchvision's width.
+Metadata with_legacy_defaults(Metadata m) {
+  m.try_emplace("width", std::to_string(MocoConfig{}.width));
+  return m;
+}
+
 bool metadata_flag(const Metadata& m, const std::string& key, const std::string& path) {
   const std::string text = metadata_text(m, key, path);
   ENGINE_CHECK(text == "true" || text == "false", "{}: the checkpoint's metadata '{}' is '{}', not true or false",
@@ -83,6 +90,51 @@ double metadata_real(const Metadata& m, const std::string& key, const std::strin
   ENGINE_THROW("{}: the checkpoint's metadata '{}' is '{}', not a number", path, key, text);
 }
 
+CheckpointArgs checkpoint_args(const Metadata& m, const std::string& path) {
+  CheckpointArgs out;
+  auto it = m.find("args");
+  if (it == m.end()) return out;
+  const nlohmann::json args = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+  ENGINE_CHECK(args.is_object(), "{}: the checkpoint's metadata 'args' is not a JSON object of the run's flags: '{}'",
+               path, it->second.substr(0, 80));
+  constexpr int64_t kMaxCount = int64_t{1} << 20;  // far above any batch's groups or image's side
+  auto count = [&](const char* key, int64_t& value) {
+    const auto found = args.find(key);
+    if (found == args.end()) return;
+    ENGINE_CHECK(found->is_number_integer() && found->get<int64_t>() >= 1 && found->get<int64_t>() <= kMaxCount,
+                 "{}: the checkpoint's args give {} = {}, expected a count from 1 to {}", path, key,
+                 found->dump().substr(0, 40), kMaxCount);
+    value = found->get<int64_t>();
+  };
+  count("bn_groups", out.bn_groups);
+  count("image_size", out.image_size);
+  return out;
+}
+
+namespace {
+void check_tensor_shape(const SafetensorsFile& file, const std::string& name, const Shape& expected,
+                        const std::string& path, const char* says) {
+  ENGINE_CHECK(file.contains(name), "{}: has no tensor '{}', which {} needs; the file is damaged or holds another model",
+               path, name, says);
+  const Shape& found = file.at(name).shape();
+  ENGINE_CHECK(found == expected, "{}: tensor '{}' is {} but {} needs {}; the file is damaged or holds another model",
+               path, name, shape_str(found), says, shape_str(expected));
+}
+}  // namespace
+
+void check_resnet_fits_file(const SafetensorsFile& file, const std::string& prefix, int64_t width,
+                            const std::string& path) {
+  const std::string conv1 = prefix + "conv1.weight";
+  ENGINE_CHECK(file.contains(conv1) && file.at(conv1).dim() == 4, "{}: has no 4-d tensor '{}'; not a ResNet", path,
+               conv1);
+  const int64_t kernel = file.at(conv1).size(2);
+  ENGINE_CHECK(kernel == 7 || kernel == 3, "{}: '{}' is {}, expected a 7 x 7 (ImageNet) or 3 x 3 (small) stem", path,
+               conv1, shape_str(file.at(conv1).shape()));
+  const std::string says = fmt::format("a ResNet of width {}", width);
+  check_tensor_shape(file, conv1, {width, 3, kernel, kernel}, path, says.c_str());
+  check_tensor_shape(file, prefix + "layer4.0.conv2.weight", {8 * width, 8 * width, 3, 3}, path, says.c_str());
+}
+
 PretrainedMoco load_pretrained_moco(const std::string& path, Device device) {
   ENGINE_CHECK(fs::is_regular_file(path),
                "{}: no such checkpoint file; give a `moco pretrain` checkpoint such as "
@@ -97,14 +149,21 @@ PretrainedMoco load_pretrained_moco(const std::string& path, Device device) {
   ENGINE_CHECK(std::find(archs.begin(), archs.end(), config.arch) != archs.end(),
                "{}: the checkpoint's arch '{}' is not one this program builds", path, config.arch);
   config.small_stem = metadata_flag(m, "small_stem", path);
-  if (m.count("width")) config.width = metadata_count(m, "width", path);  // absent: written before --width, 64
+  config.width = metadata_count(with_legacy_defaults(m), "width", path);
   config.dim = metadata_count(m, "moco_dim", path);
   config.queue_size = metadata_count(m, "moco_k", path);
   config.mlp = metadata_flag(m, "mlp", path);
   // The ghost-BatchNorm groups are a training flag, not part of the model: they are in "args".
-  const nlohmann::json args = nlohmann::json::parse(metadata_text(m, "args", path), nullptr, false);
-  if (args.is_object() && args.contains("bn_groups") && args.at("bn_groups").is_number_integer())
-    config.bn_groups = args.at("bn_groups").get<int64_t>();
+  if (const CheckpointArgs args = checkpoint_args(m, path); args.bn_groups > 0) config.bn_groups = args.bn_groups;
+  // What the metadata makes us allocate must be there in the file: both encoders' largest weights,
+  // the head's last Linear (dim x features) and the queue (dim x K).
+  for (const char* encoder : {"encoder_q.", "encoder_k."}) check_resnet_fits_file(file, encoder, config.width, path);
+  const int64_t features = nn::resnet_feature_dim({.arch = config.arch, .width = config.width});
+  const std::string model = fmt::format("the checkpoint's model ({} of width {}, moco_dim {}, moco_k {})", config.arch,
+                                        config.width, config.dim, config.queue_size);
+  check_tensor_shape(file, config.mlp ? "encoder_q.fc.2.weight" : "encoder_q.fc.weight", {config.dim, features}, path,
+                     model.c_str());
+  check_tensor_shape(file, "queue", {config.dim, config.queue_size}, path, model.c_str());
   PretrainedMoco out;
   out.batch_size = metadata_count(m, "batch_size", path);
   out.seed = static_cast<uint64_t>(metadata_count(m, "seed", path));
@@ -139,15 +198,15 @@ void save_checkpoint(const std::string& path, const MoCo& moco, const nn::Sgd& s
   save_safetensors(path, tensors, metadata);
 }
 
-LoadedCheckpoint load_checkpoint(const std::string& path, MoCo& moco, nn::Sgd& sgd, const RunIdentity& run) {
+TrainingPosition load_checkpoint(const std::string& path, MoCo& moco, nn::Sgd& sgd, const RunIdentity& run) {
   const SafetensorsFile file = load_safetensors(path);
   const Metadata& m = file.metadata;
   check_format(m, path);
   std::string differences;
+  const Metadata written = with_legacy_defaults(m);
   for (const auto& [key, expected] : model_signature(moco.config(), run)) {
-    auto it = m.find(key);
-    // Checkpoints written before --width existed are of torchvision's width.
-    const std::string found = it != m.end() ? it->second : (key == "width" ? "64" : "absent");
+    auto it = written.find(key);
+    const std::string found = it != written.end() ? it->second : "absent";
     if (found != expected) differences += fmt::format("\n  {}: checkpoint {}, this run {}", key, found, expected);
   }
   ENGINE_CHECK(differences.empty(),
@@ -163,10 +222,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path, MoCo& moco, nn::Sgd& s
   }
   moco.load_state_dict(model);
   sgd.load_state_dict(optimizer, metadata_count(m, "sgd_steps", path));
-  LoadedCheckpoint out;
-  out.position = {metadata_count(m, "epoch", path), metadata_count(m, "batch", path), metadata_count(m, "step", path)};
-  out.metadata = m;
-  return out;
+  return {metadata_count(m, "epoch", path), metadata_count(m, "batch", path), metadata_count(m, "step", path)};
 }
 
 void publish_as_last(const std::string& path, const std::string& last) {

@@ -61,18 +61,32 @@ std::string metadata_text(const Metadata& m, const std::string& key, const std::
 int64_t metadata_count(const Metadata& m, const std::string& key, const std::string& path);  // >= 0
 double metadata_real(const Metadata& m, const std::string& key, const std::string& path);
 
+// The flags in a checkpoint's "args" (the run's flags as JSON) that a reader of the checkpoint
+// needs: --bn-groups (how the encoders' BatchNorm was grouped) and --image-size (the crop that
+// evaluation uses). 0 where the args do not say (files written before the flag existed); refused,
+// naming the file, when the args are not a JSON object or a value is not a count in range.
+struct CheckpointArgs {
+  int64_t bn_groups = 0;
+  int64_t image_size = 0;
+};
+CheckpointArgs checkpoint_args(const Metadata& m, const std::string& path);
+
+// Refuses a file whose tensors could not hold the ResNet its metadata or shapes describe, before
+// that model is allocated: `prefix`conv1.weight must be (width, 3, k, k) and
+// `prefix`layer4.0.conv2.weight, the largest kind of weight, (8 width, 8 width, 3, 3). Every
+// weight of a ResNet is at most a few times that one, so what a file makes us allocate stays within
+// a small multiple of its own size, whatever its metadata claims.
+void check_resnet_fits_file(const SafetensorsFile& file, const std::string& prefix, int64_t width,
+                            const std::string& path);
+
 // Writes the checkpoint atomically.
 void save_checkpoint(const std::string& path, const MoCo& moco, const nn::Sgd& sgd, const TrainingPosition& position,
                      const RunIdentity& run);
 
-struct LoadedCheckpoint {
-  TrainingPosition position;
-  Metadata metadata;
-};
-// Restores `moco` and `sgd` from `path`. Refuses, with what differs, a file that is not a
+// Restores `moco` and `sgd` from `path` and returns where the run stands. Refuses, with what differs, a file that is not a
 // pretraining checkpoint, or one made with a different architecture, embedding size, queue length,
 // head, batch size or masking strategy (`run`): such a run cannot be continued with these flags.
-LoadedCheckpoint load_checkpoint(const std::string& path, MoCo& moco, nn::Sgd& sgd, const RunIdentity& run);
+TrainingPosition load_checkpoint(const std::string& path, MoCo& moco, nn::Sgd& sgd, const RunIdentity& run);
 
 // Makes `last` name the same file as `path` (a hard link, or a copy where links are not supported),
 // replacing it atomically.

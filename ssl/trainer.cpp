@@ -212,7 +212,7 @@ void Trainer::resume_if_asked() {
   const std::string path = resolve_resume(c_.resume, c_.save_dir);
   const std::string metrics_path = (fs::path(c_.save_dir) / "metrics.jsonl").string();
   if (!path.empty()) {
-    position_ = load_checkpoint(path, *moco_, *sgd_, run_identity()).position;
+    position_ = load_checkpoint(path, *moco_, *sgd_, run_identity());
     result_.last_checkpoint = path;
     fmt::print("resumed from {}: epoch {}, batch {}, step {}\n", path, position_.epoch, position_.batch,
                position_.step);

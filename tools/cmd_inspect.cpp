@@ -18,6 +18,7 @@
 #include "engine/serialize.h"
 #include "layers/resnet.h"
 #include "ops/reduce_dim.h"
+#include "ssl/checkpoint.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
 
@@ -76,10 +77,18 @@ std::shared_ptr<engine::nn::ResNet> build_model(const InspectOptions& opt) {
   if (opt.weights.empty()) return engine::nn::make_resnet(config, opt.seed);
 
   const engine::SafetensorsFile file = engine::load_safetensors(opt.weights);
+  // Nothing is built that the file could not hold (its stem, its largest weights, its head).
+  engine::ssl::check_resnet_fits_file(file, "", config.width, opt.weights);
   // The head's size and the stem come from the file unless the flags say otherwise.
-  if (opt.num_classes == 0 && file.contains("fc.weight")) config.num_classes = file.at("fc.weight").size(0);
-  if (file.contains("conv1.weight") && file.at("conv1.weight").size(-1) == 3)
-    config.stem = engine::nn::ResNetStem::SmallImage;
+  if (opt.num_classes == 0 && file.contains("fc.weight")) {
+    const engine::Tensor& fc = file.at("fc.weight");
+    const int64_t features = engine::nn::resnet_feature_dim(config);
+    ENGINE_CHECK(fc.dim() == 2 && fc.size(1) == features && fc.size(0) >= 1,
+                 "{}: fc.weight is {}, expected (classes, {}) for a {}", opt.weights, engine::shape_str(fc.shape()),
+                 features, config.arch);
+    config.num_classes = fc.size(0);
+  }
+  if (file.at("conv1.weight").size(-1) == 3) config.stem = engine::nn::ResNetStem::SmallImage;
   auto model = engine::nn::make_resnet(config, opt.seed);
   model->load_state_dict(file.tensors, /*strict=*/true);
   return model;
