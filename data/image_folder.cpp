@@ -5,6 +5,9 @@
 #include <array>
 #include <filesystem>
 #include <map>
+#include <set>
+
+#include <sys/stat.h>
 
 #include "engine/check.h"
 
@@ -22,18 +25,44 @@ bool is_dir(const fs::path& p) {
   return fs::is_directory(p, ec);
 }
 
+// A folder's identity on its file system, so that a folder reached twice (through links) is known.
+struct FolderId {
+  dev_t device;
+  ino_t inode;
+  auto operator<=>(const FolderId&) const = default;
+};
+
+// Collects the image files below `dir` into `by_dir` (folder path -> file names), following links
+// to folders as torchvision does, but entering each real folder once: a link to a folder above it,
+// or two links to one folder, would otherwise make the walk endless or exponential. Entries are
+// visited in name order, so which path reaches a shared folder first is always the same.
+void collect_images(const fs::path& dir, std::set<FolderId>& visited,
+                    std::map<std::string, std::vector<std::string>>& by_dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !visited.insert({st.st_dev, st.st_ino}).second) return;
+  std::error_code ec;
+  std::vector<fs::directory_entry> entries;
+  for (fs::directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end; !ec && it != end;
+       it.increment(ec))
+    entries.push_back(*it);
+  ENGINE_CHECK(!ec, "ImageFolder: cannot list '{}': {}", dir.string(), ec.message());
+  std::sort(entries.begin(), entries.end());
+  for (const fs::directory_entry& entry : entries) {
+    std::error_code type_ec;
+    if (entry.is_directory(type_ec)) {  // follows links
+      collect_images(entry.path(), visited, by_dir);
+    } else if (entry.is_regular_file(type_ec)) {
+      const std::string name = entry.path().filename().string();
+      if (has_image_extension(name)) by_dir[dir.string()].push_back(name);
+    }
+  }
+}
+
 // The images below `class_dir` in torchvision's order: directories by path, files by name.
 std::vector<std::string> images_below(const fs::path& class_dir) {
   std::map<std::string, std::vector<std::string>> by_dir;  // std::map: sorted by directory path
-  std::error_code ec;
-  const auto options = fs::directory_options::follow_directory_symlink | fs::directory_options::skip_permission_denied;
-  for (fs::recursive_directory_iterator it(class_dir, options, ec), end; !ec && it != end; it.increment(ec)) {
-    std::error_code type_ec;
-    if (!it->is_regular_file(type_ec)) continue;
-    const std::string name = it->path().filename().string();
-    if (has_image_extension(name)) by_dir[it->path().parent_path().string()].push_back(name);
-  }
-  ENGINE_CHECK(!ec, "ImageFolder: cannot list '{}': {}", class_dir.string(), ec.message());
+  std::set<FolderId> visited;
+  collect_images(class_dir, visited, by_dir);
   std::vector<std::string> paths;
   for (auto& [dir, names] : by_dir) {
     std::sort(names.begin(), names.end());

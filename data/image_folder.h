@@ -1,8 +1,9 @@
 // image_folder.h - torchvision's ImageFolder: root/<class>/**/<image>, classes sorted by name.
 //
 // Class indices follow the sorted class-folder names (byte order, as Python's sorted()); files are
-// found recursively (following symlinks) and ordered as torchvision's sorted(os.walk()): by
-// directory path, then by file name. An image is a file whose lower-cased name ends with one of
+// found recursively (following symlinks, but entering each real folder once, so a link loop cannot
+// make the scan endless) and ordered as torchvision's sorted(os.walk()): by directory path, then by
+// file name. An image is a file whose lower-cased name ends with one of
 // torchvision's extensions (.jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp); JPEG and PNG decode,
 // the rest are reported and skipped by the loader like any undecodable file.
 #pragma once

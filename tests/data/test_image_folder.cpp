@@ -44,6 +44,28 @@ TEST(ImageFolder, ClearErrors) {
   expect_error_mentions([&] { ImageFolder(dir.path().string()); }, "class folder 'dogs'");
 }
 
+// Links are followed as torchvision follows them, but a link back up the tree (or two links to one
+// folder) would make the walk endless or exponential: each real folder is entered once, by the
+// path that comes first in name order.
+TEST(ImageFolder, LinkLoopsEndAndEachRealFolderIsListedOnce) {
+  namespace fs = std::filesystem;
+  TempDir dir("folder_links");
+  const fs::path r = dir.path();
+  write_bytes(r / "cats" / "1.jpg", {1});
+  write_bytes(r / "cats" / "deep" / "2.jpg", {1});
+  fs::create_directory_symlink("..", r / "cats" / "deep" / "up");        // a loop to cats/
+  fs::create_directory_symlink(".", r / "cats" / "self");                // a loop to itself
+  fs::create_directory_symlink("../elsewhere", r / "cats" / "a_link");  // a folder outside the class
+  fs::create_directory_symlink("../elsewhere", r / "cats" / "b_link");  // ... reached twice
+  fs::create_directory_symlink("nowhere", r / "cats" / "dangling");
+  write_bytes(r / "elsewhere" / "3.jpg", {1});
+  const ImageFolder folder(r.string());  // elsewhere/ is a class too
+  ASSERT_EQ(folder.classes(), (std::vector<std::string>{"cats", "elsewhere"}));
+  std::vector<std::string> paths;
+  for (const Sample& s : folder.samples()) paths.push_back(fs::path(s.path).lexically_relative(r).string());
+  EXPECT_EQ(paths, (std::vector<std::string>{"cats/1.jpg", "cats/a_link/3.jpg", "cats/deep/2.jpg", "elsewhere/3.jpg"}));
+}
+
 TEST(ImageFolder, ResolveSplitAcceptsADatasetRootOrAnImageFolder) {
   TempDir dir("split");
   write_bytes(dir.path() / "train" / "cats" / "1.jpg", {1});
