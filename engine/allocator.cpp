@@ -21,9 +21,10 @@ std::string format_bytes(size_t nbytes) {
 
 void* host_allocate(size_t nbytes) {
   if (nbytes == 0) return nullptr;
-  const size_t rounded = (nbytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
-  void* ptr = std::aligned_alloc(kHostAlignment, rounded);
-  ENGINE_CHECK(ptr != nullptr,
+  // posix_memalign takes any size (aligned_alloc wants a multiple of the alignment), so the block
+  // is exactly what was asked for and a sanitizer sees its end.
+  void* ptr = nullptr;
+  ENGINE_CHECK(posix_memalign(&ptr, kHostAlignment, nbytes) == 0 && ptr != nullptr,
                "host out of memory: asked for {} ({} bytes) of {}-byte aligned memory and the "
                "system refused; reduce the batch size or the number of loader workers",
                format_bytes(nbytes), nbytes, kHostAlignment);
@@ -52,6 +53,22 @@ CachingAllocator& host_allocator() {
   static CachingAllocator* allocator =
       new CachingAllocator("cpu", std::make_unique<HostBacking>(), kMaxCachedHostBytes);
   return *allocator;
+}
+
+void* tensor_host_allocate(size_t nbytes) {
+#if defined(ENGINE_SANITIZE)
+  return host_allocate(nbytes);
+#else
+  return host_allocator().allocate(nbytes, nullptr);
+#endif
+}
+
+void tensor_host_free(void* ptr) {
+#if defined(ENGINE_SANITIZE)
+  host_free(ptr);
+#else
+  host_allocator().deallocate(ptr);
+#endif
 }
 
 CachingAllocator::CachingAllocator(std::string name, std::unique_ptr<BackingAllocator> backing,

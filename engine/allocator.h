@@ -124,6 +124,12 @@ std::string format_bytes(size_t nbytes);
 // reused instead of being mapped and faulted in afresh (large allocations go to mmap in glibc).
 CachingAllocator& host_allocator();
 
+// A CPU tensor's storage: from host_allocator(), except in the sanitized build (ENGINE_SANITIZE),
+// where every tensor gets exactly its bytes from host_allocate, so that AddressSanitizer sees a
+// read past a tensor's end or after its release; a cached block, rounded up and reused, hides both.
+void* tensor_host_allocate(size_t nbytes);
+void tensor_host_free(void* ptr);
+
 // The caching allocator of a GPU (CUDA backend only; throws otherwise), and the two calls tensor
 // storage uses: a block for the device's engine stream, and its return to the cache.
 CachingAllocator& cuda_allocator(int device);

@@ -7,6 +7,9 @@ StreamFence StreamFence::record(Device device, StreamKind kind) {
   StreamFence fence;
   if (device.is_cpu()) return fence;
   fence.device_ = device.index;
+#if !ENGINE_WITH_CUDA
+  (void)kind;  // only a CUDA build has streams to choose from
+#endif
   ENGINE_DISPATCH_CUDA(device, "StreamFence::record", fence.event_ = record_stream_event_cuda(device.index, kind));
   return fence;
 }

@@ -129,7 +129,7 @@ struct ToDtypeBackward : Node {
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
   if (device.is_cpu()) {
-    data_ = host_allocator().allocate(nbytes, nullptr);
+    data_ = tensor_host_allocate(nbytes);
   } else {
     require_cuda_device(device, "allocating a tensor");
     data_ = cuda_allocate(device.index, nbytes);
@@ -150,7 +150,7 @@ Storage::~Storage() {
   if (release_) {
     release_(data_);
   } else if (device_.is_cpu()) {
-    host_allocator().deallocate(data_);
+    tensor_host_free(data_);
   } else if (data_) {
     cuda_free(device_.index, data_);
   }

@@ -2,7 +2,8 @@
 # The test command: installs what is missing, builds everything (the CUDA backend too when the
 # toolkit is installed) and runs every test; CUDA cases skip themselves on a machine without a GPU.
 # Then the CUDA emulation build runs every test again, the CUDA cases included, with our kernels on
-# the CPU's SIMT emulator (scripts/test-emulation.sh). Both run to the end; either failing fails.
+# the CPU's SIMT emulator (scripts/test-emulation.sh), and the sanitized build runs every test and
+# each fuzzer (scripts/test-sanitize.sh). All three run to the end; any failing fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -10,4 +11,5 @@ scripts/build.sh
 status=0
 ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "$(nproc)" || status=$?
 scripts/test-emulation.sh || status=$?
+scripts/test-sanitize.sh || status=$?
 exit $status

@@ -81,6 +81,8 @@ TEST(CachingAllocator, BestFitButNeverTwiceTheSize) {
   void* fresh = alloc.allocate(1024, kStreamA);
   EXPECT_NE(fresh, big) << "a 4096-byte block is not spent on 1024 bytes";
   EXPECT_EQ(alloc.stats().backing_allocations, 3);
+  alloc.deallocate(mid);
+  alloc.deallocate(fresh);
 }
 
 TEST(CachingAllocator, CountsPeakAndResetsIt) {
@@ -149,6 +151,9 @@ TEST(CachingAllocator, RejectsForeignPointersAndZeroSizes) {
 }
 
 TEST(HostMemory, CpuTensorsReuseCachedBlocks) {
+#if defined(ENGINE_SANITIZE)
+  GTEST_SKIP() << "the sanitized build gives every CPU tensor its own exact block (engine/allocator.h)";
+#endif
   { Tensor warm = Tensor::empty({12345}); }
   const AllocatorStats before = host_allocator().stats();
   for (int i = 0; i < 5; ++i) Tensor t = Tensor::empty({12345});
@@ -164,7 +169,9 @@ TEST(HostMemory, OutOfMemoryNamesTheSize) {
     const std::string what = e.what();
     EXPECT_NE(what.find("out of memory"), std::string::npos) << what;
     EXPECT_NE(what.find("4096.00 TiB"), std::string::npos) << what;
+#if !defined(ENGINE_SANITIZE)  // there CPU tensors bypass the cache, whose counters this message lists
     EXPECT_NE(what.find("aligned_alloc calls"), std::string::npos) << what;
+#endif
   }
   EXPECT_THROW(Tensor::empty({int64_t{1} << 40, int64_t{1} << 40}), Error) << "the byte count overflows";
   EXPECT_NO_THROW(Tensor::zeros({16})) << "the allocator works after an OOM";
