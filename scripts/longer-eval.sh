@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7's longer evaluated run: ResNet-18 (small stem) at 64 pixels on the hard synthetic dataset
+# The longer evaluated run: ResNet-18 (small stem) at 64 pixels on the hard synthetic dataset
 # (10 classes, clutter, textured backgrounds), pretrained as plain MoCo v2 and as MoCo v2 with hp
 # masking and one hard negative (alpha 2), each with the kNN monitor; then every encoder, and an
 # untrained one of the same shape on plain and on high-passed inputs (the control that separates

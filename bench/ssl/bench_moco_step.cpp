@@ -4,7 +4,7 @@
 // and for the paper's step (hp masking with the key encoder's saliency, one hard negative).
 // bench/torch_ref/bench_moco_step.py times the reference's model code on the same batch shape.
 //
-// The default is the GPU case: ResNet-50 with the MLP head at 224 pixels, batch 128 in 4
+// The default is the GPU case scripts/gpu-check.sh times: ResNet-50 with the MLP head at 224 pixels, batch 128 in 4
 // virtual GPUs of 32, K = 65536, T = 0.2. --quick: ResNet-18 with the small stem at 32 pixels,
 // batch 32, K = 4096 (minutes on a small CPU instead of hours).
 //

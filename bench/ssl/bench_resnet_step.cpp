@@ -4,7 +4,7 @@
 // convolutional trunk that dominates a MoCo step. bench/torch_ref/bench_resnet_step.py times the
 // same step with torchvision's model on the same shapes.
 //
-// Cases (the CPU comparison points):
+// Cases (the CPU comparison points of bench/results):
 //   r18-64   ResNet-18, small stem, 64 px, batch 32       (--quick runs only this one)
 //   r18-32   ResNet-18, small stem, 32 px, batch 32
 //   r50-224  ResNet-50, ImageNet stem, 224 px, batch 32   (about 10 s a step on 2 CPU cores)

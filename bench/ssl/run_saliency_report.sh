@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The synthetic-foreground saliency report (issue 6): how well each saliency source finds the
+# The synthetic-foreground saliency report: how well each saliency source finds the
 # object where the true foreground is known, after a short plain MoCo v2 pretraining and after one
 # step, so the two tables show what the training changed.
 #   bench/ssl/run_saliency_report.sh [BUILD_DIR] [WORK_DIR] [STEPS] [N]
@@ -28,7 +28,7 @@ if [ ! -e "$DATA" ]; then
 fi
 echo "== $(date -u +%F) $(git rev-parse --short HEAD 2>/dev/null || echo unknown) $(nproc) cpus: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 
-# Plain MoCo v2 (no masking) as the issue's CPU runs: ResNet-18 with the small stem at 64 pixels.
+# Plain MoCo v2 (no masking) as the CPU runs of bench/results: ResNet-18 with the small stem at 64 pixels.
 # The queue (256) is well below the 640 training images, so a key of the same image is rarely a
 # negative; m = 0.99 lets the key encoder follow the query encoder within a short run (at the
 # reference's 0.999 it is still ~97% its initialisation after 32 steps).

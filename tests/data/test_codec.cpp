@@ -14,7 +14,7 @@ using testing::max_abs_diff;
 using testing::reference_image;
 
 // libjpeg-turbo is PIL's decoder too, with the same IDCT and upsampling: equal within 1 level
-// (the bound); in practice the files below decode identically.
+// (our bound); in practice the files below decode identically.
 TEST(Decode, JpegsEqualPilWithinOneLevel) {
   for (const std::string name : {"baseline", "progressive", "q444", "gray", "cmyk", "big"}) {
     const Image ours = read_image(data_fixture_path(name + ".jpg"));

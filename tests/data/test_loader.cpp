@@ -176,6 +176,24 @@ TEST_F(LoaderTest, HoldingEverySlotIsAClearErrorNotADeadlock) {
   EXPECT_TRUE(loader.next().has_value());  // a released slot is reused
 }
 
+// An image of one pixel goes through every transform: the random crop falls back to the whole
+// image and every output pixel is that pixel's colour (normalised); nothing divides by zero.
+TEST(Transforms, AOnePixelImageFillsEveryViewWithItsColour) {
+  Image pixel(1, 1, 3);
+  pixel.pixels = {200, 100, 50};
+  const std::vector<uint8_t> bytes = encode_png(pixel);
+  for (const AugmentConfig& config : {mocov2_augment(16), eval_transform(16), plain_transform(16)}) {
+    std::vector<float> out(3 * 16 * 16, -1000.0f);
+    float* outs[1] = {out.data()};
+    SampleRng rng(1, 0, 0);
+    make_views(bytes, "one_pixel.png", config, 1, true, rng, outs);
+    for (int c = 0; c < 3; ++c)
+      for (int i = 1; i < 16 * 16; ++i)
+        ASSERT_EQ(out[c * 256 + i], out[c * 256]) << "channel " << c << " is not flat at " << i;
+    for (float v : out) ASSERT_TRUE(std::isfinite(v));
+  }
+}
+
 TEST(FastDecode, PicksAReducedDecodeOnlyWhenCropsAllowAndStaysClose) {
   const std::vector<uint8_t> bytes = read_file_bytes(std::string(ENGINE_TEST_FIXTURES) + "/data/big.jpg");
   const AugmentConfig config = mocov2_augment(32);

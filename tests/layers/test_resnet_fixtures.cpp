@@ -15,7 +15,7 @@
 namespace engine::testing {
 namespace {
 
-// max |actual - expected| / max |expected|: the relative error the bounds refer to.
+// max |actual - expected| / max |expected|: the relative error the bounds below are stated in.
 double relative_error(const Tensor& actual, const Tensor& expected) {
   const std::vector<double> a = actual.to_vector<double>(), e = expected.to_vector<double>();
   EXPECT_EQ(a.size(), e.size());
