@@ -53,8 +53,6 @@ const char* cublas_status_string(cublasStatus_t status);
 #if !ENGINE_CUDA_EMULATION
 #define CUBLAS_CHECK(call) \
   ENGINE_LIBRARY_CHECK_(call, CUBLAS_STATUS_SUCCESS, ::engine::detail::cublas_status_string, "")
-#define CUBLAS_WARN(call) \
-  ENGINE_LIBRARY_WARN_(call, CUBLAS_STATUS_SUCCESS, ::engine::detail::cublas_status_string)
 #endif
 #if ENGINE_WITH_CUDNN
 #define CUDNN_CHECK(call) ENGINE_LIBRARY_CHECK_(call, CUDNN_STATUS_SUCCESS, cudnnGetErrorString, "")
@@ -64,7 +62,6 @@ const char* cublas_status_string(cublasStatus_t status);
 #define NCCL_CHECK(call)                                                    \
   ENGINE_LIBRARY_CHECK_(call, ncclSuccess, ncclGetErrorString,              \
                         "; NCCL_DEBUG=INFO in the environment prints why")
-#define NCCL_WARN(call) ENGINE_LIBRARY_WARN_(call, ncclSuccess, ncclGetErrorString)
 #endif
 
 namespace engine::detail {

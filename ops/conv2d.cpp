@@ -1,17 +1,9 @@
 // conv2d.cpp - checks, layout handling, dispatch and autograd for conv2d.
-#include <atomic>
 
 #include "engine/autograd.h"
 #include "ops/conv2d.h"
 
 namespace engine {
-
-namespace {
-std::atomic<bool> g_deterministic{false};
-}  // namespace
-
-void set_conv2d_deterministic(bool enabled) { g_deterministic = enabled; }
-bool conv2d_deterministic() { return g_deterministic; }
 
 bool Conv2dGeometry::is_pointwise() const {
   return R == 1 && S == 1 && opt.stride_h == 1 && opt.stride_w == 1 && opt.pad_h == 0 && opt.pad_w == 0;

@@ -74,11 +74,6 @@ void conv2d_bias_forward_cuda(int device, void* y, const void* bias, DType dtype
 void conv2d_bias_backward_cuda(int device, void* dbias, const void* dy, DType dtype, bool channels_last, int64_t N,
                                int64_t K, int64_t PQ);
 
-// Deterministic mode: cuDNN may only use algorithms that give bit-identical results run to run
-// (off by default, as PyTorch). The CPU reference is always deterministic.
-void set_conv2d_deterministic(bool enabled);
-bool conv2d_deterministic();
-
 // ---- Tensor level ----
 // bias may be an undefined Tensor (no bias, as in every ResNet convolution).
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opt = {});

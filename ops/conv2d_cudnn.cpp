@@ -88,12 +88,11 @@ struct Candidate {
   int algo;
   cudnnStatus_t status;
   size_t memory;
-  cudnnDeterminism_t determinism;
   cudnnMathType_t math;
 };
 template <typename Perf>
 Candidate candidate(const Perf& p) {
-  return {int(p.algo), p.status, p.memory, p.determinism, p.mathType};
+  return {int(p.algo), p.status, p.memory, p.mathType};
 }
 
 // One convolution's shape, type and layout: the key of its descriptors. Its algorithm choice
@@ -111,8 +110,8 @@ struct ShapeKey {
 struct AlgoKey {
   ShapeKey shape;
   ConvPass pass;
-  bool deterministic, tf32;
-  auto tie() const { return std::tie(shape, pass, deterministic, tf32); }
+  bool tf32;
+  auto tie() const { return std::tie(shape, pass, tf32); }
   bool operator<(const AlgoKey& o) const { return tie() < o.tie(); }
 };
 struct AlgoChoice {
@@ -226,13 +225,12 @@ std::vector<Candidate> heuristic_candidates(int device, ConvPass pass, const Con
   return found;
 }
 
-// The candidates this key may use, in their order: they work, fit the workspace cap, are
-// deterministic when asked, and f32 without TF32 stays in FMA math whatever cuDNN would prefer.
+// The candidates this key may use, in their order: they work, fit the workspace cap, and f32
+// without TF32 stays in FMA math whatever cuDNN would prefer.
 std::vector<AlgoChoice> usable(const AlgoKey& key, const std::vector<Candidate>& found) {
   std::vector<AlgoChoice> out;
   for (const Candidate& c : found) {
     if (c.status != CUDNN_STATUS_SUCCESS || c.memory > kWorkspaceCap) continue;
-    if (key.deterministic && c.determinism != CUDNN_DETERMINISTIC) continue;
     if (key.shape.dtype == DType::f32 && !key.tf32 && c.math != CUDNN_FMA_MATH) continue;
     out.push_back({c.algo, c.math, c.memory});
   }
@@ -241,11 +239,10 @@ std::vector<AlgoChoice> usable(const AlgoKey& key, const std::vector<Candidate>&
 
 [[noreturn]] void no_algorithm(const AlgoKey& key, const char* why) {
   const ShapeKey& s = key.shape;
-  ENGINE_THROW("conv2d {}: {} for x ({}, {}, {}, {}), weight ({}, {}, {}, {}), groups {}, {}{}; {}",
+  ENGINE_THROW("conv2d {}: {} for x ({}, {}, {}, {}), weight ({}, {}, {}, {}), groups {}, {}{}; try --precision "
+               "tf32, another batch size, or the CPU",
                pass_name(key.pass), why, s.N, s.C, s.H, s.W, s.K, s.C / s.groups, s.R, s.S, s.groups,
-               dtype_name(s.dtype), key.tf32 ? " with TF32" : "", key.deterministic ? " deterministic" : "",
-               key.deterministic ? "turn deterministic mode off (set_conv2d_deterministic(false))"
-                                 : "try --precision tf32, another batch size, or the CPU");
+               dtype_name(s.dtype), key.tf32 ? " with TF32" : "");
 }
 
 // Runs one pass: the cached ranking (measured once per key, else cuDNN's heuristic), each
@@ -306,7 +303,7 @@ void run_with_fallback(int device, const AlgoKey& key, const ConvDescriptors& d,
 }
 
 AlgoKey algo_key(const ShapeKey& shape, ConvPass pass) {
-  return {shape, pass, conv2d_deterministic(), cuda::tf32_enabled()};
+  return {shape, pass, cuda::tf32_enabled()};
 }
 
 void check_cudnn_sizes(const Conv2dGeometry& g) {

@@ -144,7 +144,6 @@ Tensor sub(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Sub, a, b
 Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Mul, a, b); }
 Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Div, a, b); }
 Tensor& add_(Tensor& a, const Tensor& b) { return binary_inplace(BinaryOp::Add, a, b); }
-Tensor& mul_(Tensor& a, const Tensor& b) { return binary_inplace(BinaryOp::Mul, a, b); }
 
 Tensor reduce_to(const Tensor& g, const Shape& shape) {
   if (g.shape() == shape) return g;

@@ -40,7 +40,6 @@ inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
 
 // In place, a = a (op) b with b broadcast over a; not recorded (optimizer steps, accumulators).
 Tensor& add_(Tensor& a, const Tensor& b);
-Tensor& mul_(Tensor& a, const Tensor& b);
 
 // Sums g over the leading dims so it takes `shape` (the gradient of a broadcast operand).
 Tensor reduce_to(const Tensor& g, const Shape& shape);

@@ -89,17 +89,4 @@ Tensor log(const Tensor& x) { return unary(UnaryOp::Log, x, 0.0); }
 Tensor add_scalar(const Tensor& x, double s) { return unary(UnaryOp::AddScalar, x, s); }
 Tensor mul_scalar(const Tensor& x, double s) { return unary(UnaryOp::MulScalar, x, s); }
 
-Tensor& mul_scalar_(Tensor& x, double s) {
-  check_defined(x, "mul_scalar_", "x");
-  check_inplace_allowed(x, "mul_scalar_");
-  if (x.is_contiguous()) {
-    unary_dispatch(UnaryOp::MulScalar, x, x, s);
-  } else {
-    Tensor result = Tensor::empty(x.shape(), x.dtype(), x.device());
-    unary_dispatch(UnaryOp::MulScalar, result, x.detach().contiguous(), s);
-    x.copy_(result);
-  }
-  return x;
-}
-
 }  // namespace engine

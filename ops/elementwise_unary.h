@@ -40,7 +40,4 @@ inline Tensor operator*(double s, const Tensor& x) { return mul_scalar(x, s); }
 inline Tensor operator+(const Tensor& x, double s) { return add_scalar(x, s); }
 inline Tensor operator-(const Tensor& x) { return mul_scalar(x, -1.0); }
 
-// In place, not recorded: x = x * s (weight decay, learning-rate scaling).
-Tensor& mul_scalar_(Tensor& x, double s);
-
 }  // namespace engine

@@ -122,4 +122,13 @@ double weighted_sum(const Tensor& out, const std::vector<double>& w) {
                                        << "):" << report;
 }
 
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
 }  // namespace engine::testing

@@ -57,6 +57,9 @@ struct InputSpec {
 // f64 CPU run, an f32 CPU run and an f32 CUDA run of one case see the same inputs.
 Tensor make_input(const InputSpec& spec, uint64_t seed, DType dtype, Device device);
 
+// The message of the error `f` throws, or "(no error)", for tests of what a refusal says.
+std::string error_of(const std::function<void()>& f);
+
 // Checks d(sum(f(x) * w))/dx of every input against central finite differences in float64 on the
 // CPU (w fixed random weights). Inputs must be f64 CPU tensors; they are marked requires_grad.
 // Passes when |analytic - numeric| <= tol * max(|analytic|, |numeric|, 1) everywhere (Caffe's rule).

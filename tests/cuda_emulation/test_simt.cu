@@ -13,9 +13,12 @@
 #include "engine/allocator.h"
 #include "engine/cuda_emulation/simt.h"
 #include "ops/matmul.h"
+#include "tests/common/test_helpers.h"
 
 namespace engine {
 namespace {
+
+using testing::error_of;
 
 constexpr unsigned kFull = 0xffffffffu;
 
@@ -50,15 +53,6 @@ void for_each_schedule(Fn&& fn) {
     fn();
   }
   cuda::emulation::set_schedule_seed(saved);
-}
-
-std::string message_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 // ---- kernels ----
@@ -255,15 +249,15 @@ TEST(CudaEmulation, ShufflesWithinGroupsAndHalfWarpMasksIn2DBlocks) {
 
 TEST(CudaEmulation, BadShuffleMasksAndOffsetsAreFaults) {
   DeviceArray<int> out(32);
-  const std::string not_in_mask = message_of([&] {
+  const std::string not_in_mask = error_of([&] {
     cuda::launch("shuffle_outside_mask_kernel", shuffle_outside_mask_kernel, 1, 32, 0, cuda::stream(0), out.ptr);
   });
   EXPECT_NE(not_in_mask.find("reads lane 16, which is not in the mask"), std::string::npos) << not_in_mask;
-  const std::string own_lane = message_of([&] {
+  const std::string own_lane = error_of([&] {
     cuda::launch("mask_without_caller_kernel", mask_without_caller_kernel, 1, 32, 0, cuda::stream(0), out.ptr);
   });
   EXPECT_NE(own_lane.find("which leaves out its own lane"), std::string::npos) << own_lane;
-  const std::string offset = message_of(
+  const std::string offset = error_of(
       [&] { cuda::launch("shuffle_by_32_kernel", shuffle_by_32_kernel, 1, 32, 0, cuda::stream(0), out.ptr); });
   EXPECT_NE(offset.find("shifts by 32"), std::string::npos) << offset;
 }
@@ -308,7 +302,7 @@ TEST(CudaEmulation, SharedMemoryIsPoisonedBeforeEveryBlock) {
 TEST(CudaEmulation, DynamicSharedMemoryUpToTheOptInLimit) {
   DeviceArray<float> out(1);
   const int n = 20000;  // 80 000 bytes: more than the default 48 KiB
-  const std::string refused = message_of([&] {
+  const std::string refused = error_of([&] {
     cuda::launch("dynamic_shared_kernel", dynamic_shared_kernel, 1, 128, n * sizeof(float), cuda::stream(0), out.ptr,
                  n);
   });
@@ -337,11 +331,11 @@ TEST(CudaEmulation, DevicePropertiesAreAnH100s) {
 TEST(CudaEmulation, CopiesOutsideAnAllocationAreRefused) {
   DeviceArray<float> x(16);
   std::vector<float> host(32);
-  const std::string m = message_of([&] { CUDA_CHECK(cudaMemcpy(host.data(), x.ptr, 32 * 4, cudaMemcpyDeviceToHost)); });
+  const std::string m = error_of([&] { CUDA_CHECK(cudaMemcpy(host.data(), x.ptr, 32 * 4, cudaMemcpyDeviceToHost)); });
   EXPECT_NE(m.find("bytes [0, 128) of the device block at"), std::string::npos) << m;
   EXPECT_NE(m.find("run past its 64 bytes"), std::string::npos) << m;
   const std::string wrong_side =
-      message_of([&] { CUDA_CHECK(cudaMemcpy(host.data(), x.ptr, 16 * 4, cudaMemcpyHostToDevice)); });
+      error_of([&] { CUDA_CHECK(cudaMemcpy(host.data(), x.ptr, 16 * 4, cudaMemcpyHostToDevice)); });
   EXPECT_NE(wrong_side.find("expects device memory as its destination, found host memory"), std::string::npos)
       << wrong_side;
 }
@@ -377,7 +371,7 @@ TEST(CudaEmulation, ATensorsBlockIsGuardedAtItsRequestAndRefusedOnceFreed) {
   // 4000 bytes from the caching allocator: a 4096-byte block whose last 96 bytes are guarded too.
   auto* y = static_cast<float*>(cuda_allocate(0, 4000));
   const DeviceArray<float> x(std::vector<float>(1001, 1.0f));
-  const std::string overflow = message_of([&] {
+  const std::string overflow = error_of([&] {
     cuda::launch("scale_off_by_one_kernel", scale_off_by_one_kernel, 4, 256, 0, cuda::stream(0), y, x.ptr,
                  int64_t{1000});
   });
@@ -385,7 +379,7 @@ TEST(CudaEmulation, ATensorsBlockIsGuardedAtItsRequestAndRefusedOnceFreed) {
   EXPECT_NE(overflow.find("(element 1000 of 4-byte elements)"), std::string::npos) << overflow;
   cuda::launch("scale_kernel", scale_kernel, 4, 256, 0, cuda::stream(0), y, x.ptr, int64_t{1000});  // repaired
   cuda_free(0, y);
-  const std::string after_free = message_of([&] {
+  const std::string after_free = error_of([&] {
     cuda::launch("scale_kernel", scale_kernel, 4, 256, 0, cuda::stream(0), y, x.ptr, int64_t{1000});
   });
   EXPECT_NE(after_free.find("argument 0 of scale_kernel"), std::string::npos) << after_free;
@@ -395,20 +389,20 @@ TEST(CudaEmulation, ATensorsBlockIsGuardedAtItsRequestAndRefusedOnceFreed) {
 TEST(CudaEmulation, LibraryStandInsCheckTheirOperands) {
   DeviceArray<float> a(6), b(6), c(3);  // C of 2 x 2 needs 4 floats
   const std::string small =
-      message_of([&] { matmul_forward_cuda<float>(0, c.ptr, a.ptr, b.ptr, 2, 2, 3, false, false, 3, 2, 2); });
+      error_of([&] { matmul_forward_cuda<float>(0, c.ptr, a.ptr, b.ptr, 2, 2, 3, false, false, 3, 2, 2); });
   EXPECT_NE(small.find("cublasGemm (CPU stand-in) needs 16 bytes of device memory for its operand C"),
             std::string::npos)
       << small;
   std::vector<float> host(6);
   const std::string on_host =
-      message_of([&] { matmul_forward_cuda<float>(0, c.ptr, host.data(), b.ptr, 1, 1, 3, false, false, 3, 1, 1); });
+      error_of([&] { matmul_forward_cuda<float>(0, c.ptr, host.data(), b.ptr, 1, 1, 3, false, false, 3, 1, 1); });
   EXPECT_NE(on_host.find("operand A"), std::string::npos) << on_host;
   EXPECT_NE(on_host.find("found host memory"), std::string::npos) << on_host;
 }
 
 TEST(CudaEmulation, AHostPointerHandedToAKernelIsAFault) {
   std::vector<float> host(4);
-  const std::string m = message_of(
+  const std::string m = error_of(
       [&] { cuda::launch("noop_kernel", noop_kernel, 1, 32, 0, cuda::stream(0), host.data()); });
   EXPECT_NE(m.find("argument 0 of noop_kernel"), std::string::npos) << m;
   EXPECT_NE(m.find("neither device memory nor pinned host memory"), std::string::npos) << m;
@@ -416,7 +410,7 @@ TEST(CudaEmulation, AHostPointerHandedToAKernelIsAFault) {
 
 TEST(CudaEmulation, ThreadsAtDifferentBarriersAreAFault) {
   DeviceArray<float> out(128);
-  const std::string m = message_of(
+  const std::string m = error_of(
       [&] { cuda::launch("divergent_barrier_kernel", divergent_barrier_kernel, 1, 128, 0, cuda::stream(0), out.ptr); });
   EXPECT_NE(m.find("threads wait at different __syncthreads()"), std::string::npos) << m;
 }
@@ -443,7 +437,7 @@ TEST(CudaEmulation, CatchesAnOffByOneGridStrideLoop) {
   DeviceArray<float> y(n);
   cuda::launch("scale_kernel", scale_kernel, 4, 256, 0, cuda::stream(0), y.ptr, x.ptr, n);  // the correct loop
   EXPECT_EQ(y.read()[n - 1], 2.0f);
-  const std::string m = message_of([&] {
+  const std::string m = error_of([&] {
     cuda::launch("scale_off_by_one_kernel", scale_off_by_one_kernel, 4, 256, 0, cuda::stream(0), y.ptr, x.ptr, n);
   });
   EXPECT_NE(m.find("scale_off_by_one_kernel wrote past the end of a device buffer"), std::string::npos) << m;
@@ -460,7 +454,7 @@ TEST(CudaEmulation, CatchesAShuffleThatSomeLanesOfTheWarpSkip) {
                x.ptr, 32);
   EXPECT_EQ(sum.read()[0], 32.0f);
   for_each_schedule([&] {
-    const std::string m = message_of([&] {
+    const std::string m = error_of([&] {
       cuda::launch("warp_sum_of_first_lanes_kernel", warp_sum_of_first_lanes_kernel, 1, 32, 0, cuda::stream(0),
                    sum.ptr, x.ptr, 20);
     });
@@ -468,7 +462,7 @@ TEST(CudaEmulation, CatchesAShuffleThatSomeLanesOfTheWarpSkip) {
     EXPECT_NE(m.find("reads lane 20, which has exited"), std::string::npos) << m;
   });
   DeviceArray<float> out(32);
-  const std::string stuck = message_of(
+  const std::string stuck = error_of(
       [&] { cuda::launch("split_shuffle_kernel", split_shuffle_kernel, 1, 32, 0, cuda::stream(0), out.ptr, x.ptr); });
   EXPECT_NE(stuck.find("no thread can go on"), std::string::npos) << stuck;
   EXPECT_NE(stuck.find("16 thread(s) wait at __shfl_down_sync"), std::string::npos) << stuck;
@@ -480,13 +474,13 @@ TEST(CudaEmulation, CatchesALaunchOverTheBlockLimit) {
   cuda::launch("noop_kernel", noop_kernel, 2, 1024, 0, cuda::stream(0), out.ptr);  // the limit itself is fine
   for (const dim3 block : {dim3(1025), dim3(32, 33), dim3(1, 1, 65), dim3(0)}) {
     const std::string m =
-        message_of([&] { cuda::launch("noop_kernel", noop_kernel, 1, block, 0, cuda::stream(0), out.ptr); });
+        error_of([&] { cuda::launch("noop_kernel", noop_kernel, 1, block, 0, cuda::stream(0), out.ptr); });
     EXPECT_NE(m.find("kernel launch failed: cudaErrorInvalidConfiguration (invalid configuration argument)"),
               std::string::npos)
         << block.x << "x" << block.y << "x" << block.z << ": " << m;
   }
   const std::string grid_y =
-      message_of([&] { cuda::launch("noop_kernel", noop_kernel, dim3(1, 65536), 32, 0, cuda::stream(0), out.ptr); });
+      error_of([&] { cuda::launch("noop_kernel", noop_kernel, dim3(1, 65536), 32, 0, cuda::stream(0), out.ptr); });
   EXPECT_NE(grid_y.find("cudaErrorInvalidConfiguration"), std::string::npos) << grid_y;
   EXPECT_NE(grid_y.find("test_simt.cu:" + std::to_string(__LINE__ - 2)), std::string::npos)
       << "the error names the line of the launch: " << grid_y;

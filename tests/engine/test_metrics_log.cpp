@@ -9,12 +9,19 @@
 
 #include "engine/check.h"
 #include "engine/metrics_log.h"
+#include "tests/common/temp_dir.h"
 
 namespace engine::testing {
 namespace {
 
+// This process's own folder (removed at exit), so that two builds' suites can run at once.
+const TempDir& test_dir() {
+  static const TempDir dir("metrics_log");
+  return dir;
+}
+
 std::string temp_path(const std::string& name) {
-  const std::string path = ::testing::TempDir() + "/engine_metrics_log_test_" + name;
+  const std::string path = (test_dir().path() / name).string();
   std::filesystem::remove(path);
   return path;
 }
@@ -143,7 +150,7 @@ TEST(MetricsLog, TruncateAfterStepDropsLaterStepsAndBrokenLines) {
 
 TEST(MetricsLog, WriteFailuresNameTheFile) {
   try {
-    MetricsLog log(::testing::TempDir() + "/no_such_folder_for_metrics/metrics.jsonl");
+    MetricsLog log((test_dir().path() / "no_such_folder_for_metrics" / "metrics.jsonl").string());
     ADD_FAILURE() << "a log in a missing folder was opened";
   } catch (const Error& e) {
     EXPECT_NE(e.message().find("no_such_folder_for_metrics/metrics.jsonl"), std::string::npos) << e.what();

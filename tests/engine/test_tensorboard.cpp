@@ -11,15 +11,17 @@
 #include "engine/tensorboard_reader.h"
 #include "engine/tensorboard_writer.h"
 #include "engine/tfrecord.h"
+#include "tests/common/temp_dir.h"
 
 namespace engine::testing {
 namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh empty folder under the test's temporary directory.
+// A fresh empty folder in this process's own temporary folder (removed at exit).
 std::string fresh_dir(const std::string& name) {
-  const fs::path dir = fs::path(::testing::TempDir()) / ("engine_tensorboard_test_" + name);
+  static const TempDir root("tensorboard");
+  const fs::path dir = root.path() / name;
   fs::remove_all(dir);
   return dir.string();
 }

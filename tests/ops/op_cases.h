@@ -23,6 +23,9 @@ struct OpCase {
   // CUDA with bf16 storage against the CPU in f32 on the same (bf16-rounded) inputs; 0 = the op
   // has no bf16 path. Each case that sets it says why its tolerance is what it is.
   double bf16_atol = 0, bf16_rtol = 0;
+  // How many leading inputs the bf16 run stores as bf16; the rest stay f32 (parameters an op
+  // keeps in f32 under bf16 activations). -1: every input.
+  int bf16_inputs = -1;
   // False for in-place updates without a backward (momentum_update, sgd_step): GradCheck skips
   // them and CudaMatchesCpu compares the forward only.
   bool differentiable = true;

@@ -28,15 +28,6 @@ constexpr double kRow0Loss = 0.40760596444438013, kRow1Loss = 1.0986122886681098
 // softmax(1, 2, 3) = e^k / (e + e^2 + e^3).
 constexpr double kSoftmax123[3] = {0.09003057317038046, 0.24472847105479767, 0.6652409557748219};
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
-
 TEST(CrossEntropy, TwoByThreeLossByHand) {
   for (DType dtype : {DType::f64, DType::f32}) {
     const Tensor loss = cross_entropy(two_by_three(dtype), labels_of({2, 0}));

@@ -286,16 +286,6 @@ TEST(InfoNce, CudaRealSizeMatchesCpuAtBatch256) {
 }
 
 // The message of the error `fn` throws.
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 TEST(InfoNce, ShapeErrorsNameTheShapes) {
   const Tensor q = Tensor::zeros({3, 4}), queue = Tensor::zeros({4, 7});
   std::string msg = error_of([&] { infonce(q, Tensor::zeros({3, 5}), queue, Tensor()); });

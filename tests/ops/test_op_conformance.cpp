@@ -55,10 +55,10 @@ TEST_P(OpConformance, CudaBf16MatchesCpu) {
   SKIP_WITHOUT_CUDA();
   // Both sides see the same bf16-rounded values; the CPU computes in f32 from them, so the
   // difference is the op's own bf16 rounding of its outputs.
-  std::vector<Tensor> gpu = make_inputs(c, DType::bf16, Device::cuda()), cpu;
-  for (size_t k = 0; k < gpu.size(); ++k) {
-    // Per-channel parameters of batchnorm2d stay f32 on CUDA (see batchnorm2d.h).
-    if (c.op == "batchnorm2d" && k > 0) gpu[k] = make_input(c.inputs[k], 100 + k, DType::f32, Device::cuda());
+  std::vector<Tensor> gpu, cpu;
+  for (size_t k = 0; k < c.inputs.size(); ++k) {
+    const bool bf16 = c.bf16_inputs < 0 || static_cast<int>(k) < c.bf16_inputs;
+    gpu.push_back(make_input(c.inputs[k], 100 + k, bf16 ? DType::bf16 : DType::f32, Device::cuda()));
     cpu.push_back(gpu[k].to(Device::cpu()).to(DType::f32));
   }
   for (Tensor& x : cpu) x.requires_grad_(true);
