@@ -1,6 +1,8 @@
 // test_serialize.cpp - safetensors round trips and the refusal of damaged files.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -55,9 +57,10 @@ TEST(Safetensors, RoundTripsEveryDtypeShapeAndMetadata) {
     const Tensor& back = file.at(name);
     EXPECT_EQ(back.shape(), t.shape()) << name;
     EXPECT_EQ(back.dtype(), t.dtype()) << name;
-    if (t.numel() > 0)  // an empty tensor has no storage to compare
+    if (t.numel() > 0) {  // an empty tensor has no storage to compare
       EXPECT_EQ(std::memcmp(back.data_ptr(), t.contiguous().data_ptr(), t.numel() * dtype_size(t.dtype())), 0)
           << name;
+    }
   }
   EXPECT_EQ(file.at("transposed").to_vector<float>(), (std::vector<float>{1, 4, 2, 5, 3, 6}));
 }
@@ -126,23 +129,24 @@ TEST(Safetensors, RefusesHostileHeadersBeforeAllocating) {
   const std::string eight(8, '\0');
   const auto tensor = [](const std::string& name, const std::string& dtype, const std::string& shape,
                          const std::string& offsets) {
-    return "\"" + name + "\":{\"dtype\":\"" + dtype + "\",\"shape\":" + shape + ",\"data_offsets\":" + offsets + "}";
+    return fmt::format(R"("{}":{{"dtype":"{}","shape":{},"data_offsets":{}}})", name, dtype, shape, offsets);
   };
+  const auto braces = [](const std::string& members) { return fmt::format("{{{}}}", members); };
   // A shape whose element count overflows 64 bits, and one that claims a terabyte.
-  EXPECT_NE(refusal(raw_file("{" + tensor("w", "F32", "[4294967296,4294967296]", "[0,8]") + "}", eight))
+  EXPECT_NE(refusal(raw_file(braces(tensor("w", "F32", "[4294967296,4294967296]", "[0,8]")), eight))
                 .find("too many elements"),
             std::string::npos);
-  EXPECT_NE(refusal(raw_file("{" + tensor("w", "U8", "[1099511627776]", "[0,1099511627776]") + "}", eight))
+  EXPECT_NE(refusal(raw_file(braces(tensor("w", "U8", "[1099511627776]", "[0,1099511627776]")), eight))
                 .find("ends at byte 1099511627776 of the data but the data has 8 bytes"),
             std::string::npos);
   // Offsets past int64, a begin after the end, and a byte range beyond the data.
-  EXPECT_NE(refusal(raw_file("{" + tensor("w", "U8", "[8]", "[0,18446744073709551615]") + "}", eight))
+  EXPECT_NE(refusal(raw_file(braces(tensor("w", "U8", "[8]", "[0,18446744073709551615]")), eight))
                 .find("too large"),
             std::string::npos);
-  EXPECT_NE(refusal(raw_file("{" + tensor("w", "U8", "[0]", "[8,0]") + "}", eight)).find("span"), std::string::npos);
-  EXPECT_NE(refusal(raw_file("{" + tensor("w", "U8", "[8]", "[8,16]") + "}", eight)).find("hole"), std::string::npos);
+  EXPECT_NE(refusal(raw_file(braces(tensor("w", "U8", "[0]", "[8,0]")), eight)).find("span"), std::string::npos);
+  EXPECT_NE(refusal(raw_file(braces(tensor("w", "U8", "[8]", "[8,16]")), eight)).find("hole"), std::string::npos);
   // Two tensors of one name, and a field given twice.
-  EXPECT_NE(refusal(raw_file("{" + tensor("w", "U8", "[4]", "[0,4]") + "," + tensor("w", "U8", "[4]", "[4,8]") + "}",
+  EXPECT_NE(refusal(raw_file(braces(tensor("w", "U8", "[4]", "[0,4]") + "," + tensor("w", "U8", "[4]", "[4,8]")),
                              eight))
                 .find("names 'w' twice"),
             std::string::npos);
@@ -150,7 +154,7 @@ TEST(Safetensors, RefusesHostileHeadersBeforeAllocating) {
                 .find("names 'dtype' twice"),
             std::string::npos);
   // Bytes that are not UTF-8 in a name, a dtype that is not a string, a shape of strings.
-  EXPECT_NE(refusal(raw_file("{" + tensor("w\xff", "U8", "[8]", "[0,8]") + "}", eight)).find("not valid JSON"),
+  EXPECT_NE(refusal(raw_file(braces(tensor("w\xff", "U8", "[8]", "[0,8]")), eight)).find("not valid JSON"),
             std::string::npos);
   EXPECT_NE(refusal(raw_file(R"({"w":{"dtype":5,"shape":[8],"data_offsets":[0,8]}})", eight)).find("must be a string"),
             std::string::npos);

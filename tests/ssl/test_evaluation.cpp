@@ -19,11 +19,13 @@
 #include "ssl/knn.h"
 #include "ssl/lincls.h"
 #include "tests/common/temp_dir.h"
+#include "tests/common/test_helpers.h"
 
 namespace engine::ssl {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::error_of;
 using testing::TempDir;
 
 Tensor rows(const std::vector<float>& values, int64_t cols) {
@@ -216,8 +218,44 @@ TEST_F(EvaluationTest, CheckpointBackboneBringsItsStrategyAndImageSize) {
   const SafetensorsFile file = load_safetensors(spec.pretrained);
   for (const auto& [name, t] : b.net->state_dict()) {
     if (name.rfind("fc.", 0) == 0) continue;
-    if (t.dtype() == DType::f32) EXPECT_EQ(t.to_vector<float>(), file.at("encoder_q." + name).to(DType::f32).to_vector<float>()) << name;
+    if (t.dtype() == DType::f32) {
+      EXPECT_EQ(t.to_vector<float>(), file.at("encoder_q." + name).to(DType::f32).to_vector<float>()) << name;
+    }
   }
+}
+
+// A checkpoint is trusted for nothing its tensors do not show: metadata that describes a larger
+// model than the file holds, args that are not the run's flags, or another program's format are
+// refused before any model is built, with what was wrong.
+TEST_F(EvaluationTest, ACheckpointWhoseMetadataLiesIsRefusedBeforeItsModelIsBuilt) {
+  const SafetensorsFile good = load_safetensors(hp_checkpoint());
+  const auto with = [&](const std::string& key, const std::string& value) {
+    Metadata m = good.metadata;
+    m[key] = value;
+    const std::string path = (dir_->path() / ("lying_" + key + ".safetensors")).string();
+    save_safetensors(path, good.tensors, m);
+    return path;
+  };
+  const auto refusal = [](const std::string& path) {
+    return error_of([&] { load_pretrained_moco(path, Device::cpu()); });
+  };
+  // Width 4096 would be about 800 GB of encoders; moco_k 2^24 a 512 MB queue; both from 300 KB.
+  EXPECT_NE(refusal(with("width", "4096")).find("tensor 'encoder_q.conv1.weight' is (8, 3, 3, 3) but a ResNet of "
+                                                  "width 4096 needs (4096, 3, 3, 3)"),
+            std::string::npos);
+  EXPECT_NE(refusal(with("moco_k", "16777216")).find("tensor 'queue' is (8, 16) but the checkpoint's model (resnet18 "
+                                                      "of width 8, moco_dim 8, moco_k 16777216) needs (8, 16777216)"),
+            std::string::npos);
+  EXPECT_NE(refusal(with("moco_dim", "1000000")).find("tensor 'encoder_q.fc.weight' is (8, 64)"), std::string::npos);
+  EXPECT_NE(refusal(with("args", "{\"bn_groups\": 0}")).find("bn_groups = 0, expected a count from 1"),
+            std::string::npos);
+  EXPECT_NE(refusal(with("args", "not json")).find("'args' is not a JSON object"), std::string::npos);
+  EXPECT_NE(refusal(with("format", "simclr-pretrain-checkpoint/1")).find("not a `moco pretrain` checkpoint"),
+            std::string::npos);
+  BackboneSpec spec;
+  spec.pretrained = with("args", "[1, 2]");
+  EXPECT_NE(error_of([&] { load_backbone(spec, Device::cpu()); }).find("'args' is not a JSON object"),
+            std::string::npos);
 }
 
 TEST_F(EvaluationTest, FrozenStateCheckSeesAChangedBit) {
