@@ -63,7 +63,7 @@ nlohmann::json parse_entry(std::string_view line, const std::string& path, size_
   nlohmann::json entry;
   try {
     entry = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // malformed, or a number past double (1e400)
     ENGINE_THROW("{} line {}: expected a JSON object, found malformed JSON: {}", path, line_number, e.what());
   }
   ENGINE_CHECK(entry.is_object(), "{} line {}: expected a JSON object, found a JSON {}", path, line_number,

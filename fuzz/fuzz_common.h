@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <unistd.h>
 
 #include "engine/check.h"
@@ -25,14 +26,18 @@ inline std::string_view as_text(const uint8_t* data, size_t size) {
 }
 
 // A folder of this process's own under the system's temporary folder (several fuzzers may run at
-// once), made on first use.
+// once), made on first use and removed when the fuzzer exits.
 inline const std::filesystem::path& scratch_dir() {
-  static const std::filesystem::path dir = [] {
-    auto d = std::filesystem::temp_directory_path() / ("moco_fuzz_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(d);
-    return d;
-  }();
-  return dir;
+  struct Scratch {
+    std::filesystem::path path = std::filesystem::temp_directory_path() / ("moco_fuzz_" + std::to_string(::getpid()));
+    Scratch() { std::filesystem::create_directories(path); }
+    ~Scratch() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  };
+  static const Scratch scratch;
+  return scratch.path;
 }
 
 // The bytes as a file for readers that take a path; returns the path.

@@ -54,8 +54,11 @@ void forget_after_epoch(const std::string& path, int64_t epochs_done) {
   MetricsLog::truncate_after_step(path, epochs_done);  // also cuts a half-written last line
   std::ifstream in(path);
   std::string kept, line;
-  while (std::getline(in, line))
-    if (nlohmann::json::parse(line, nullptr, false).value("kind", "") != "final") kept += line + "\n";
+  while (std::getline(in, line)) {
+    // Compared as JSON, so a "kind" that is not a string (a damaged log) is kept, not an exception.
+    const nlohmann::json entry = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!(entry.is_object() && entry.contains("kind") && entry.at("kind") == "final")) kept += line + "\n";
+  }
   write_file_atomic(path, kept);
 }
 
