@@ -10,13 +10,14 @@
 //
 // Bit-identical on CPU and GPU. Integer arithmetic is exact everywhere. The floating transforms
 // (uniform scaling, Box-Muller) use our own log and sin/cos in double precision, built only from
-// correctly rounded IEEE operations: on the device through the _rn intrinsics, which the compiler
-// may not fuse into FMAs; on the host through plain operators, with -ffp-contract=off set for the
-// whole project. Library log/sin/cos would differ in the last bit between glibc and CUDA.
+// correctly rounded IEEE operations (engine/rounding.h). Library log/sin/cos would differ in the last
+// bit between glibc and CUDA.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+
+#include "engine/rounding.h"
 
 #include "engine/dtype.h"  // ENGINE_HD
 
@@ -61,51 +62,6 @@ ENGINE_HD inline void block_words(uint64_t seed, uint64_t stream, uint64_t block
                                static_cast<uint32_t>(stream), static_cast<uint32_t>(stream >> 32)};
   const uint32_t key[2] = {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)};
   philox4x32_10(counter, key, out);
-}
-
-// ---- correctly rounded double arithmetic that no compiler may contract ----
-ENGINE_HD inline double mul_rn(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-ENGINE_HD inline double add_rn(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-ENGINE_HD inline double div_rn(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __ddiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
-// The float forms, for draws that torch makes in float32.
-ENGINE_HD inline float mul_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-ENGINE_HD inline float add_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-ENGINE_HD inline double sqrt_rn(double a) {
-#if defined(__CUDA_ARCH__)
-  return __dsqrt_rn(a);
-#else
-  return std::sqrt(a);
-#endif
 }
 
 // Uniform in [0, 1) from the top 24 bits (every value exact in float).

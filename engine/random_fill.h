@@ -3,6 +3,7 @@
 #pragma once
 
 #include "engine/philox.h"
+#include "engine/rounding.h"
 #include "engine/random.h"
 
 namespace engine {
@@ -17,12 +18,12 @@ ENGINE_HD inline void random_fill_block(T* out, int64_t n, int64_t block_index, 
   if (p.kind == RandomKind::Normal) {
     philox::normal_pair(w[0], w[1], values[0], values[1]);
     philox::normal_pair(w[2], w[3], values[2], values[3]);
-    for (int j = 0; j < 4; ++j) values[j] = philox::add_rn(p.a, philox::mul_rn(p.b, values[j]));
+    for (int j = 0; j < 4; ++j) values[j] = add_rn(p.a, mul_rn(p.b, values[j]));
   } else {
     for (int j = 0; j < 4; ++j) {
       if (p.kind == RandomKind::Uniform) {
         const double u = sizeof(T) == 8 ? philox::uniform32(w[j]) : philox::uniform24(w[j]);
-        values[j] = philox::add_rn(p.a, philox::mul_rn(u, philox::add_rn(p.b, -p.a)));
+        values[j] = add_rn(p.a, mul_rn(u, add_rn(p.b, -p.a)));
       } else {
         values[j] = philox::uniform24(w[j]) < p.a ? 1.0 : 0.0;
       }

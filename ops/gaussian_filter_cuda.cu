@@ -5,8 +5,8 @@
 
 #include "engine/allocator.h"
 #include "engine/cuda_common.cuh"
+#include "engine/rounding.h"
 #include "ops/gaussian_filter.h"
-#include "ops/rounding.cuh"
 
 namespace engine {
 
@@ -34,7 +34,7 @@ __global__ void gaussian_pass_kernel(float* out, const float* in, int64_t total,
     float acc = 0.0f;
     for (int j = 0; j < taps.k; ++j) {
       const float v = along_w ? plane[h * W + reflect(w - pad + j, W)] : plane[reflect(h - pad + j, H) * W + w];
-      acc = cuda::add_rn(acc, cuda::mul_rn(taps.value[j], v));
+      acc = add_rn(acc, mul_rn(taps.value[j], v));
     }
     out[i] = acc;
   }

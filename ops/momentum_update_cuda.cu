@@ -1,8 +1,8 @@
 // momentum_update_cuda.cu - the key encoder's moving average as one grid-stride kernel over the
 // flat buffer, rounding as the CPU reference does (see momentum_update.h).
 #include "engine/cuda_common.cuh"
+#include "engine/rounding.h"
 #include "ops/momentum_update.h"
-#include "ops/rounding.cuh"
 
 namespace engine {
 
@@ -11,7 +11,7 @@ namespace {
 template <typename T>
 __global__ void momentum_update_kernel(T* key, const T* query, int64_t n, T key_weight, T query_weight) {
   ENGINE_GRID_STRIDE_LOOP(i, n) {
-    key[i] = cuda::add_rn(cuda::mul_rn(key[i], key_weight), cuda::mul_rn(query[i], query_weight));
+    key[i] = add_rn(mul_rn(key[i], key_weight), mul_rn(query[i], query_weight));
   }
 }
 

@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "engine/philox.h"
+#include "engine/rounding.h"
 
 namespace engine {
 
@@ -82,10 +83,10 @@ ENGINE_HD inline MaskCounts mask_counts_wanted(MaskFill fill, MaskMode mode, dou
   const double rho = static_cast<double>(fg) / static_cast<double>(cells);
   int64_t n_fg, total;
   if (fill == MaskFill::Noise) {
-    double masked_fg = philox::mul_rn(m, rho);
+    double masked_fg = mul_rn(m, rho);
     if (masked_fg >= (quirks ? 0.56 : kForegroundCap)) masked_fg = kForegroundCap;
-    n_fg = static_cast<int64_t>(rint(philox::mul_rn(static_cast<double>(cells), masked_fg)));  // half to even
-    total = static_cast<int64_t>(philox::mul_rn(static_cast<double>(cells), m));                // truncation
+    n_fg = static_cast<int64_t>(rint(mul_rn(static_cast<double>(cells), masked_fg)));  // half to even
+    total = static_cast<int64_t>(mul_rn(static_cast<double>(cells), m));                // truncation
   } else {
     const float mf = static_cast<float>(m);
     const float scaled = static_cast<float>(mf * static_cast<float>(rho)) * static_cast<float>(cells);
@@ -131,13 +132,13 @@ ENGINE_HD inline MaskImagePlan mask_image_plan(const SaliencyMaskParams& p, int6
   if (p.fill == MaskFill::Noise) {
     plan.focal = philox::uniform24(plan_word(p, n, 0)) < kFocalProbability;
     plan.channelwise = !(philox::uniform24(plan_word(p, n, 1)) < kSpatialProbability);
-    plan.ratio = philox::add_rn(k.ratio_low, philox::mul_rn(philox::uniform32(plan_word(p, n, 2)),
-                                                            philox::add_rn(k.ratio_high, -k.ratio_low)));
+    plan.ratio = add_rn(k.ratio_low, mul_rn(philox::uniform32(plan_word(p, n, 2)),
+                                                            add_rn(k.ratio_high, -k.ratio_low)));
   } else {
     // float32 as torch's uniform_: low + u (high - low), each operation rounded to float.
     const float u = static_cast<float>(philox::uniform24(plan_word(p, n, 2)));
     const float span = static_cast<float>(k.ratio_high) - static_cast<float>(k.ratio_low);
-    plan.ratio = philox::add_rn(static_cast<float>(k.ratio_low), philox::mul_rn(u, span));
+    plan.ratio = add_rn(static_cast<float>(k.ratio_low), mul_rn(u, span));
   }
   // The focal box: side scaled from 224 pixels (rounded half to even), at a uniform position.
   plan.box_h = static_cast<int64_t>(rint(k.focal_side_224 * static_cast<double>(p.H) / 224.0));
@@ -244,7 +245,7 @@ ENGINE_HD inline NoiseAddress mask_noise_address(const SaliencyMaskParams& p, co
 
 // The noise value for a standard normal z: s z, s = 0.18 (pos) or 0.14 (neg), rounded to float.
 ENGINE_HD inline float mask_noise_value(const SaliencyMaskParams& p, double z) {
-  return static_cast<float>(philox::mul_rn(mask_mode_constants(p.mode).noise_std, z));
+  return static_cast<float>(mul_rn(mask_mode_constants(p.mode).noise_std, z));
 }
 
 // The fill of blur (the blurred view's pixel) and mean (the image's channel mean; `fill` then

@@ -1,7 +1,7 @@
 // sgd_step_cuda.cu - torch.optim.SGD's update as one grid-stride kernel over the flat buffers,
 // rounding exactly as the CPU reference (see sgd_step.h): fused where PyTorch fuses, nothing else.
 #include "engine/cuda_common.cuh"
-#include "ops/rounding.cuh"
+#include "engine/rounding.h"
 #include "ops/sgd_step.h"
 #include "ops/sgd_step_scalars.h"
 
@@ -14,13 +14,13 @@ template <typename T>
 __global__ void sgd_step_kernel(T* params, T* momentum_buffer, const T* grads, int64_t n, SgdScalars<T> s) {
   ENGINE_GRID_STRIDE_LOOP(i, n) {
     const T p = params[i];
-    T g = s.decay ? cuda::fma_rn(p, s.weight_decay, grads[i]) : grads[i];
+    T g = s.decay ? fma_rn(p, s.weight_decay, grads[i]) : grads[i];
     if (s.use_momentum) {
-      const T buf = s.first_step ? g : cuda::fma_rn(g, s.grad_weight, cuda::mul_rn(momentum_buffer[i], s.momentum));
+      const T buf = s.first_step ? g : fma_rn(g, s.grad_weight, mul_rn(momentum_buffer[i], s.momentum));
       momentum_buffer[i] = buf;
-      g = s.nesterov ? cuda::fma_rn(buf, s.momentum, g) : buf;
+      g = s.nesterov ? fma_rn(buf, s.momentum, g) : buf;
     }
-    params[i] = cuda::fma_rn(g, s.minus_lr, p);
+    params[i] = fma_rn(g, s.minus_lr, p);
   }
 }
 
