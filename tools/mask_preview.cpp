@@ -20,8 +20,8 @@ namespace {
 
 namespace ssl = engine::ssl;
 
-}  // namespace
-
+// A `moco pretrain` checkpoint's encoder_k (training mode) on `device`; `description` receives
+// what it is, for messages.
 std::shared_ptr<engine::nn::ResNet> load_checkpoint_key_encoder(const std::string& path, engine::Device device,
                                                                 std::string& description) {
   ENGINE_CHECK(std::filesystem::is_regular_file(path),
@@ -43,6 +43,8 @@ std::shared_ptr<engine::nn::ResNet> load_checkpoint_key_encoder(const std::strin
   // The MoCo object stays alive as long as its key encoder is used.
   return std::shared_ptr<engine::nn::ResNet>(loaded.moco, &loaded.moco->encoder_k());
 }
+
+}  // namespace
 
 MaskPreview make_mask_preview(const MaskPreviewOptions& o) {
   namespace data = engine::data;

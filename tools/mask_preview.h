@@ -54,11 +54,6 @@ struct MaskPreview {
 // a strategy of none, or a checkpoint file that is missing or not a `moco pretrain` checkpoint.
 MaskPreview make_mask_preview(const MaskPreviewOptions& options);
 
-// A `moco pretrain` checkpoint's encoder_k (training mode) on `device`; `description` receives
-// what it is, for messages.
-std::shared_ptr<engine::nn::ResNet> load_checkpoint_key_encoder(const std::string& path, engine::Device device,
-                                                                std::string& description);
-
 // The flags that choose the masking and the key encoder (--strategy, --saliency, --num-nonsem,
 // --reference-quirks, --checkpoint, -a, --small-stem, --device), shared by `moco masks` and
 // `moco batch`; the values in `options` are the defaults. Returns them, so a command can ask
