@@ -8,7 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 method=docs/METHOD.md
 files=$(git ls-files 2>/dev/null || find . -type f -not -path './build*' -not -path './.git/*' | sed 's|^\./||')
-files=$(grep -vE '^(bench/results/|fuzz/corpus/|tests/fixtures/)|\.(safetensors|jpg|png)$' <<<"$files" | grep -v "^$0$" |
+files=$(grep -vE '^(bench/results/|fuzz/corpus/|tests/fixtures/)|\.(safetensors|jpg|png)$' <<<"$files" |
         grep -v '^scripts/check-citations.sh$')
 bad=0
 
