@@ -16,40 +16,42 @@ Tensor matching_view(const Tensor& param, const Tensor& flat_params, const Tenso
   return Tensor::from_storage(flat_other.storage(), param.shape(), param.strides(), offset, flat_other.dtype());
 }
 
-}  // namespace
-
-Sgd::Sgd(Module& model, SgdConfig config) : model_(model), config_(config) {
+void check_flat(const Module& model, const char* who) {
   ENGINE_CHECK(model.is_flat(),
-               "Sgd: the model's parameters must be flat (call flatten_parameters() first): one launch updates them");
-  momentum_ = Tensor::zeros(model.flat_parameters().shape(), model.flat_parameters().dtype(),
-                            model.flat_parameters().device());
+               "{}: the model's parameters must be flat (call flatten_parameters() first): one launch updates them",
+               who);
 }
 
-void Sgd::step(double lr) {
-  Tensor params = model_.flat_parameters();
-  ENGINE_CHECK(params.device() == momentum_.device() && params.numel() == momentum_.numel(),
-               "Sgd: the model moved or was re-flattened after the optimizer was made ({} now, {} then); make the "
+// A momentum buffer laid out as the model's flat parameters, zero.
+Tensor flat_zeros_like(const Module& model) {
+  const Tensor& params = model.flat_parameters();
+  return Tensor::zeros(params.shape(), params.dtype(), params.device());
+}
+
+// The model's flat parameters, checked to be where they were when the optimizer made `momentum`.
+Tensor current_flat_parameters(const Module& model, const Tensor& momentum, const char* who) {
+  Tensor params = model.flat_parameters();
+  ENGINE_CHECK(params.device() == momentum.device() && params.numel() == momentum.numel(),
+               "{}: the model moved or was re-flattened after the optimizer was made ({} now, {} then); make the "
                "optimizer after the model is on its device",
-               params.str(), momentum_.str());
-  SgdStepOptions opt;
-  opt.lr = lr;
-  opt.momentum = config_.momentum;
-  opt.weight_decay = config_.weight_decay;
-  sgd_step(params, model_.flat_gradients(), momentum_, opt, steps_ == 0);
-  ++steps_;
+               who, params.str(), momentum.str());
+  return params;
 }
 
-NamedTensors Sgd::state_dict() const {
+// "momentum_buffer.<name>" for every parameter: the views of `momentum` where the parameters sit.
+NamedTensors momentum_views(const Module& model, const Tensor& momentum) {
   NamedTensors out;
-  for (const auto& [name, param] : model_.named_parameters())
-    out.emplace_back("momentum_buffer." + name, matching_view(param, model_.flat_parameters(), momentum_));
+  for (const auto& [name, param] : model.named_parameters())
+    out.emplace_back("momentum_buffer." + name, matching_view(param, model.flat_parameters(), momentum));
   return out;
 }
 
-void Sgd::load_state_dict(const NamedTensors& state, int64_t steps) {
-  ENGINE_CHECK(steps >= 0, "Sgd::load_state_dict: the step count must be >= 0, found {}", steps);
+// Copies `state` into the views `mine` (momentum_views of the optimizer's buffer). Strict: every
+// view must be given with its shape and nothing else; otherwise nothing is copied and the error
+// lists every problem.
+void load_momentum_views(const NamedTensors& mine, const NamedTensors& state, int64_t steps, const char* who) {
+  ENGINE_CHECK(steps >= 0, "{}::load_state_dict: the step count must be >= 0, found {}", who, steps);
   std::map<std::string, Tensor> given(state.begin(), state.end());
-  const NamedTensors mine = state_dict();
   std::string problems;
   for (const auto& [name, view] : mine) {
     auto it = given.find(name);
@@ -64,11 +66,72 @@ void Sgd::load_state_dict(const NamedTensors& state, int64_t steps) {
     for (const auto& [mine_name, view] : mine) known |= mine_name == name;
     if (!known) problems += "\n  unexpected: " + name;
   }
-  ENGINE_CHECK(problems.empty(), "Sgd::load_state_dict: the optimizer state does not match the model:{}", problems);
+  ENGINE_CHECK(problems.empty(), "{}::load_state_dict: the optimizer state does not match the model:{}", who,
+               problems);
   for (const auto& [name, view] : mine) {
     Tensor target = view;
     target.copy_(given.at(name));
   }
+}
+
+// One LARS segment per named parameter, where it sits in the flat buffer; parameters with one
+// dimension or none (biases, BatchNorm's weight and bias) are excluded (optimizer.h).
+LarsPlan lars_plan(const Module& model) {
+  check_flat(model, "Lars");
+  const Tensor& flat = model.flat_parameters();
+  std::vector<LarsSegment> segments;
+  for (const auto& [name, param] : model.named_parameters())
+    segments.push_back({param.offset() - flat.offset(), param.numel(), param.dim() > 1});
+  return LarsPlan(std::move(segments), flat.numel(), flat.device());
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ Sgd
+
+Sgd::Sgd(Module& model, SgdConfig config) : model_(model), config_(config) {
+  check_flat(model, "Sgd");
+  momentum_ = flat_zeros_like(model);
+}
+
+void Sgd::step(double lr) {
+  Tensor params = current_flat_parameters(model_, momentum_, "Sgd");
+  SgdStepOptions opt;
+  opt.lr = lr;
+  opt.momentum = config_.momentum;
+  opt.weight_decay = config_.weight_decay;
+  sgd_step(params, model_.flat_gradients(), momentum_, opt, steps_ == 0);
+  ++steps_;
+}
+
+NamedTensors Sgd::state_dict() const { return momentum_views(model_, momentum_); }
+
+void Sgd::load_state_dict(const NamedTensors& state, int64_t steps) {
+  load_momentum_views(state_dict(), state, steps, "Sgd");
+  steps_ = steps;
+}
+
+// ------------------------------------------------------------------ Lars
+
+Lars::Lars(Module& model, LarsConfig config) : model_(model), config_(config), plan_(lars_plan(model)) {
+  momentum_ = flat_zeros_like(model);
+}
+
+void Lars::step(double lr) {
+  Tensor params = current_flat_parameters(model_, momentum_, "Lars");
+  LarsStepOptions opt;
+  opt.lr = lr;
+  opt.momentum = config_.momentum;
+  opt.weight_decay = config_.weight_decay;
+  opt.eta = config_.eta;
+  lars_step(params, model_.flat_gradients(), momentum_, plan_, opt);
+  ++steps_;
+}
+
+NamedTensors Lars::state_dict() const { return momentum_views(model_, momentum_); }
+
+void Lars::load_state_dict(const NamedTensors& state, int64_t steps) {
+  load_momentum_views(state_dict(), state, steps, "Lars");
   steps_ = steps;
 }
 

@@ -1,46 +1,102 @@
-// optimizer.h - SGD with momentum and weight decay over a model's flat parameter buffer.
+// optimizer.h - the optimizers over a model's flat parameter buffer: the Optimizer interface,
+// SGD with momentum (MoCo's) and SimCLR's LARS.
 //
-// One sgd_step launch updates every parameter (ops/sgd_step.h has PyTorch's exact rule:
-// g = grad + wd * p; buf = g on the first step, else momentum * buf + g; p -= lr * buf). Weight
-// decay applies to every parameter, BatchNorm's and biases included, as the reference (METHOD.md O14).
-// The momentum buffer is one flat tensor laid out as the parameters; state_dict() names its views
-// after the parameters ("momentum_buffer.layer1.0.conv1.weight"), so a checkpoint reads like
-// PyTorch's optimizer state and survives a change of the flat layout's padding.
+// Both keep one flat momentum buffer laid out as the parameters, and update the whole model with
+// one op call per step (sgd_step, lars_step) from the model's flat gradient buffer. state_dict()
+// names the buffer's views after the parameters ("momentum_buffer.layer1.0.conv1.weight") for
+// both, so a checkpoint reads like PyTorch's optimizer state, stores either optimizer the same
+// way, and survives a change of the flat layout's padding.
+//
+// Sgd: PyTorch's exact rule (ops/sgd_step.h: g = grad + wd * p; buf = g on the first step, else
+// momentum * buf + g; p -= lr * buf). Weight decay applies to every parameter, BatchNorm's and
+// biases included, as the reference (METHOD.md O14).
+//
+// Lars: SimCLR's LARS (ops/lars_step.h: per tensor, g = grad + wd * w, trust = eta ||w|| / ||g||,
+// v = momentum * v + lr * trust * g, w -= v). Every parameter with one dimension (or none) is
+// excluded from both weight decay and the trust ratio and takes a plain momentum-SGD step: in a
+// ResNet with a projection head these are exactly the BatchNorm weights and biases and the
+// Linear biases, which is what SimCLR excludes by name ('batch_normalization' and 'bias').
+// Convolution and Linear weights are adapted.
 #pragma once
 
 #include <cstdint>
 
 #include "engine/serialize.h"
 #include "layers/module.h"
+#include "ops/lars_step.h"
 
 namespace engine::nn {
+
+// What a training loop holds: one step from the model's flat gradient buffer, and the state a
+// checkpoint stores.
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  virtual void step(double lr) = 0;            // one step from the model's flat gradient buffer
+  virtual int64_t steps() const = 0;
+  virtual NamedTensors state_dict() const = 0;  // "momentum_buffer.<parameter name>" views
+  virtual void load_state_dict(const NamedTensors& state, int64_t steps) = 0;
+};
 
 struct SgdConfig {
   double momentum = 0.9;
   double weight_decay = 1e-4;
 };
 
-class Sgd {
+class Sgd : public Optimizer {
  public:
   // `model` must be flat (flatten_parameters()) and on its final device; it must outlive this.
   Sgd(Module& model, SgdConfig config);
 
   // One step with learning rate `lr` from the gradients in the model's flat gradient buffer.
-  void step(double lr);
-  int64_t steps() const { return steps_; }
+  void step(double lr) override;
+  int64_t steps() const override { return steps_; }
   const SgdConfig& config() const { return config_; }
   const Tensor& momentum_buffer() const { return momentum_; }
 
   // "momentum_buffer.<parameter name>" for every parameter: views of the flat buffer.
-  NamedTensors state_dict() const;
+  NamedTensors state_dict() const override;
   // Restores the buffers written by state_dict() and the step count; strict: every parameter's
   // buffer must be there with its shape, and nothing else.
-  void load_state_dict(const NamedTensors& state, int64_t steps);
+  void load_state_dict(const NamedTensors& state, int64_t steps) override;
 
  private:
   Module& model_;
   SgdConfig config_;
   Tensor momentum_;  // flat, as model_.flat_parameters()
+  int64_t steps_ = 0;
+};
+
+// SimCLR's defaults: momentum 0.9, weight decay 1e-6, trust coefficient 0.001.
+struct LarsConfig {
+  double momentum = 0.9;
+  double weight_decay = 1e-6;
+  double eta = 0.001;
+};
+
+class Lars : public Optimizer {
+ public:
+  // `model` must be flat (flatten_parameters()) and on its final device; it must outlive this.
+  // One segment per named parameter, excluded when the parameter has one dimension or none.
+  Lars(Module& model, LarsConfig config);
+
+  void step(double lr) override;
+  int64_t steps() const override { return steps_; }
+  const LarsConfig& config() const { return config_; }
+  const Tensor& momentum_buffer() const { return momentum_; }
+  // The segments (in named_parameters() order) and their chunks, made once with the optimizer.
+  const LarsPlan& plan() const { return plan_; }
+
+  // As Sgd's: "momentum_buffer.<parameter name>" views of the flat momentum buffer.
+  NamedTensors state_dict() const override;
+  // As Sgd's, strict.
+  void load_state_dict(const NamedTensors& state, int64_t steps) override;
+
+ private:
+  Module& model_;
+  LarsConfig config_;
+  LarsPlan plan_;
+  Tensor momentum_;  // flat, as model_.flat_parameters(); zeros before the first step
   int64_t steps_ = 0;
 };
 

@@ -3,10 +3,8 @@
 //             infonce_mean_kernel (one block: the mean loss and the two counts)
 //   backward: infonce_probabilities_kernel (queue_dots -> g p in place);  cuBLAS dq = (g p) queue^T;
 //             infonce_key_axpy_kernel (dq += g (p_0 - 1) k + g alpha p_h t_h)
-// The row kernel reads its row of K dot products once: each thread keeps a running maximum and a
-// sum of exponentials relative to it (rescaled when the maximum moves, the "online softmax"), and
-// the block combines the threads' pairs in a tree. All of it in f32; expf/logf are the accurate
-// functions, not the intrinsics.
+// The row kernel reads its row of K dot products once (the online softmax of online_softmax.cuh).
+// All of it in f32; expf/logf are the accurate functions, not the intrinsics.
 #include <cmath>
 #include <cstdint>
 
@@ -14,45 +12,18 @@
 #include "engine/cuda_common.cuh"
 #include "ops/infonce.h"
 #include "ops/matmul.h"
+#include "ops/online_softmax.cuh"
 
 namespace engine {
 
 namespace {
 
+using cuda::MaxSum;
+using cuda::add_logit;
+using cuda::block_combine;
+
 constexpr int kRowThreads = 1024;  // MoCo has 128 rows of 65536 on ~130 SMs: one full block per SM
 constexpr int kRowWarps = kRowThreads / cuda::kWarpSize;
-
-// A running maximum m and sum s = sum exp(z - m) over the logits seen so far; empty: m = -inf, s = 0.
-struct MaxSum {
-  float m, s;
-};
-
-__device__ inline MaxSum add_logit(MaxSum a, float z) {
-  if (z > a.m) return {z, a.s * expf(a.m - z) + 1.0f};  // expf(-inf) = 0 covers the empty state
-  return {a.m, a.s + expf(z - a.m)};
-}
-
-__device__ inline MaxSum combine(MaxSum a, MaxSum b) {
-  if (b.s == 0.0f) return a;  // an empty side (m = -inf) would make -inf - -inf = NaN below
-  if (a.s == 0.0f) return b;
-  const float m = fmaxf(a.m, b.m);
-  return {m, a.s * expf(a.m - m) + b.s * expf(b.m - m)};
-}
-
-// The block's combined pair, valid in thread 0.
-__device__ inline MaxSum block_combine(MaxSum v, MaxSum* scratch) {
-  const int lane = threadIdx.x % cuda::kWarpSize, warp = threadIdx.x / cuda::kWarpSize;
-  for (int offset = cuda::kWarpSize / 2; offset > 0; offset /= 2)
-    v = combine(v, {__shfl_down_sync(0xffffffffu, v.m, offset), __shfl_down_sync(0xffffffffu, v.s, offset)});
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < static_cast<int>(blockDim.x / cuda::kWarpSize) ? scratch[lane] : MaxSum{-INFINITY, 0.0f};
-    for (int offset = cuda::kWarpSize / 2; offset > 0; offset /= 2)
-      v = combine(v, {__shfl_down_sync(0xffffffffu, v.m, offset), __shfl_down_sync(0xffffffffu, v.s, offset)});
-  }
-  return v;
-}
 
 // One block per row i: the key dot products, then one pass over the row's K queue dot products.
 __global__ void __launch_bounds__(kRowThreads)

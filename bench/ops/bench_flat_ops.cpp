@@ -3,6 +3,12 @@
 //                    GB/s of what it must move (read key and query, write key: 12 bytes/param);
 //   sgd_step         over the same flat buffers (read params, grads, momentum; write params and
 //                    momentum: 20 bytes/param), a step after the first (the buffer is read);
+//   lars_step        SimCLR's LARS over a flat buffer laid out as ResNet-50's 159 trunk tensors
+//                    (23,508,032 f32 parameters, 16-aligned as Module::flatten_parameters()), one
+//                    plan made beforehand as nn::Lars makes it: the norms read params and grads,
+//                    the update reads params, grads, momentum and writes params and momentum, so
+//                    28 bytes per parameter of an adapted tensor, 20 of an excluded one (the
+//                    one-dimensional: BatchNorm's);
 //   index_select     of a batch of 128 (3, 224, 224) images by a permutation, as shuffle-BN
 //                    permutes the key images (read + write the batch; on CUDA this includes the
 //                    copy of the index to the host that checks it).
@@ -29,6 +35,47 @@ namespace {
 
 // torchvision's resnet50 with MoCo v2's 2048-2048-128 head: sum of its parameters' numel.
 constexpr int64_t kResNet50MlpParameters = 27966656;
+
+// torchvision's ResNet-50 without its classifier, in named_parameters() order, with the stem's and
+// layer1's width `width` (64: 159 tensors, 23,508,032 values; --quick takes 16).
+// bench/torch_ref/bench_flat_ops.py builds the same list and checks it against torchvision's.
+std::vector<Shape> resnet50_trunk_shapes(int64_t width) {
+  std::vector<Shape> shapes = {{width, 3, 7, 7}, {width}, {width}};
+  auto conv_bn = [&](int64_t out, int64_t in, int64_t k) {
+    shapes.push_back({out, in, k, k});
+    shapes.push_back({out});
+    shapes.push_back({out});
+  };
+  const int64_t blocks_of[] = {3, 4, 6, 3};
+  int64_t inplanes = width;
+  for (int layer = 0; layer < 4; ++layer) {
+    const int64_t planes = width << layer;
+    for (int64_t block = 0; block < blocks_of[layer]; ++block) {
+      conv_bn(planes, inplanes, 1);
+      conv_bn(planes, planes, 3);
+      conv_bn(planes * 4, planes, 1);
+      if (block == 0) conv_bn(planes * 4, inplanes, 1);  // downsample
+      inplanes = planes * 4;
+    }
+  }
+  return shapes;
+}
+
+// LARS segments for `shapes` in a flat buffer, each starting at a multiple of 16 elements as
+// Module::flatten_parameters() places them; one-dimensional tensors excluded, as nn::Lars does.
+// Returns the buffer's length; `bytes` gets what one step must move at least (see the header).
+int64_t lars_layout(const std::vector<Shape>& shapes, std::vector<LarsSegment>& segments, double& bytes) {
+  int64_t n = 0;
+  bytes = 0.0;
+  for (const Shape& shape : shapes) {
+    const int64_t numel = shape_numel(shape);
+    const bool adapted = shape.size() > 1;
+    segments.push_back({n, numel, adapted});
+    bytes += static_cast<double>(numel) * sizeof(float) * (adapted ? 7 : 5);
+    n = (n + numel + 15) / 16 * 16;
+  }
+  return n;
+}
 
 Tensor random_tensor(const Shape& shape, Device device, uint64_t seed, double low, double high) {
   Tensor t = Tensor::empty(shape, DType::f32, device);
@@ -72,6 +119,22 @@ void bench_device(Device device, bool quick) {
   gbps("momentum_update", flat, 3 * param_bytes, [&] { momentum_update(key, query, 0.999); });
   SgdStepOptions opt;  // MoCo v2's: lr 0.015, momentum 0.9, weight decay 1e-4
   gbps("sgd_step", flat, 5 * param_bytes, [&] { sgd_step(params, grads, momentum, opt, false); });
+  {
+    const std::vector<Shape> shapes = resnet50_trunk_shapes(quick ? 16 : 64);
+    std::vector<LarsSegment> segments;
+    double bytes = 0.0;
+    const int64_t lars_n = lars_layout(shapes, segments, bytes);
+    int64_t values = 0;
+    for (const LarsSegment& seg : segments) values += seg.length;
+    Tensor lars_params = random_tensor({lars_n}, device, 7, -0.1, 0.1);
+    const Tensor lars_grads = random_tensor({lars_n}, device, 8, -0.01, 0.01);
+    Tensor lars_momentum = random_tensor({lars_n}, device, 9, -0.01, 0.01);
+    const LarsPlan plan(segments, lars_n, device);
+    LarsStepOptions lars_opt;  // SimCLR's: momentum 0.9, weight decay 1e-6, eta 0.001
+    lars_opt.lr = 4.8;         // 0.3 x 4096 / 256, its learning rate at batch 4096
+    gbps("lars_step", fmt::format("resnet50: {} in {}", values, segments.size()), bytes,
+         [&] { lars_step(lars_params, lars_grads, lars_momentum, plan, lars_opt); });
+  }
   gbps("index_select", shape_str(images.shape()), 2.0 * static_cast<double>(images.numel()) * sizeof(float),
        [&] { index_select(images, index); });
 

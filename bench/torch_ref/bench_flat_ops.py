@@ -8,11 +8,16 @@ Two forms of each update:
     head, `param_k.data = param_k.data * m + param_q.data * (1. - m)` ([per-tensor] rows), and
     torch.optim.SGD(momentum 0.9, weight decay 1e-4, default foreach) over the model's parameters;
   - over one flat tensor of as many parameters: the same expression, and optim.SGD on one tensor.
+And SimCLR's LARS step (momentum 0.9, weight decay 1e-6, eta 0.001, lr 4.8) as a Python loop of
+torch ops over ResNet-50's 159 trunk tensors (the list bench_flat_ops.cpp builds, checked here
+against torchvision's): per tensor, weight decay and trust ratio unless it has one dimension,
+then v = momentum v + lr trust g, w -= v (ops/lars_step.h has the rule). Rate: 28 bytes per
+parameter of an adapted tensor and 20 of an excluded one, as the engine's table counts.
 
     python3 bench/torch_ref/bench_flat_ops.py [--device cpu|cuda|all] [--quick]
 
---quick uses ResNet-18 for the per-tensor rows and 2^20 parameters for the flat ones (as the
-engine's --quick).
+--quick uses ResNet-18 for the per-tensor rows, 2^20 parameters for the flat ones and ResNet-50's
+159 trunk tensors at a quarter of their width for LARS (as the engine's --quick).
 """
 
 import torch
@@ -21,6 +26,56 @@ import torchvision
 from timing import run_benchmark, seconds_per_call
 
 M = 0.999
+LARS_MOMENTUM, LARS_WD, LARS_ETA, LARS_LR = 0.9, 1e-6, 0.001, 4.8
+
+
+def resnet50_trunk_shapes(width):
+    """torchvision's ResNet-50 without fc, in named_parameters() order, stem width `width`."""
+    shapes = [(width, 3, 7, 7), (width,), (width,)]
+
+    def conv_bn(out, inp, k):
+        shapes.extend([(out, inp, k, k), (out,), (out,)])
+
+    inplanes = width
+    for layer, blocks in enumerate((3, 4, 6, 3)):
+        planes = width << layer
+        for block in range(blocks):
+            conv_bn(planes, inplanes, 1)
+            conv_bn(planes, planes, 3)
+            conv_bn(planes * 4, planes, 1)
+            if block == 0:
+                conv_bn(planes * 4, inplanes, 1)  # downsample
+            inplanes = planes * 4
+    return shapes
+
+
+def lars_bench(device, quick, rand, gbps):
+    """SimCLR's LARS over the trunk's tensors, as a loop of torch ops (no host synchronisation:
+    the trust ratio stays a tensor)."""
+    shapes = resnet50_trunk_shapes(16 if quick else 64)
+    if not quick:
+        reference = [tuple(p.shape) for n, p in torchvision.models.resnet50().named_parameters()
+                     if not n.startswith("fc.")]
+        assert shapes == reference, "resnet50_trunk_shapes no longer matches torchvision's resnet50"
+    params = [rand(*s) for s in shapes]
+    grads = [rand(*s, scale=0.01) for s in shapes]
+    bufs = [rand(*s, scale=0.01) for s in shapes]
+    one = torch.ones((), device=device)
+
+    def lars_loop():
+        for w, grad, v in zip(params, grads, bufs):
+            if w.dim() > 1:
+                g = grad.add(w, alpha=LARS_WD)
+                w_norm, g_norm = torch.linalg.norm(w), torch.linalg.norm(g)
+                trust = torch.where((w_norm > 0) & (g_norm > 0), LARS_ETA * w_norm / g_norm, one)
+                v.mul_(LARS_MOMENTUM).add_(g * (LARS_LR * trust))
+            else:
+                v.mul_(LARS_MOMENTUM).add_(grad, alpha=LARS_LR)
+            w.sub_(v)
+
+    values = sum(w.numel() for w in params)
+    nbytes = sum(w.numel() * 4 * (7 if w.dim() > 1 else 5) for w in params)
+    gbps("lars_step[per-tensor]", f"resnet50: {values} in {len(params)}", nbytes, lars_loop)
 
 
 def moco_encoder(arch, device):
@@ -72,6 +127,8 @@ def bench_device(device, quick):
     flat_p.grad = rand(n, scale=0.01)
     sgd_flat = torch.optim.SGD([flat_p], lr=0.015, momentum=0.9, weight_decay=1e-4)
     gbps("sgd_step", f"({n},)", 20 * n, sgd_flat.step)
+
+    lars_bench(device, quick, rand, gbps)
 
     # Shuffle-BN: a batch of images permuted along dim 0.
     images = rand(batch, 3, 224, 224, scale=2.0)

@@ -104,6 +104,24 @@ void infonce_case(std::vector<OpCase>& cases, const std::string& label, InputSpe
   cases.push_back(std::move(c));
 }
 
+// nt_xent: the only input is z (2B, D), the one operand with a gradient; hard (B, n_h, D) is a
+// constant made from a fixed seed in z's dtype and on z's device. CUDA f32: logits are mostly a few
+// units and reach ~30 (|z_r . z_j| <= D / 3 or so for entries in [-1, 1], over T = 0.2), so f32
+// rounding of the dot products, of expf/logf and of a row's sum in another order moves the loss and
+// dz by a few 1e-6: 1e-4, as infonce.
+void nt_xent_case(std::vector<OpCase>& cases, const std::string& label, InputSpec z_spec, int64_t n_h, double alpha,
+                  double temperature) {
+  const int64_t B = z_spec.shape[0] / 2, D = z_spec.shape[1];
+  OpCase c{"nt_xent", label, {std::move(z_spec)}, [=](const Inputs& x) {
+             const Tensor& z = x[0];
+             const Tensor hard =
+                 n_h > 0 ? make_input(in({B, n_h, D}, C, -0.5, 0.5), 504, z.dtype(), z.device()) : Tensor();
+             return nt_xent(z, hard, {temperature, alpha}).loss;
+           }};
+  c.cuda_atol = c.cuda_rtol = 1e-4;
+  cases.push_back(std::move(c));
+}
+
 // cross_entropy: the only input is the logits; the labels are built on their device. Both backends
 // sum in double from the same f32 logits and round once, differing only in the order of the double
 // sums and in the device's exp/log: at most one f32 ulp of the loss or of the saved lse (which moves
@@ -156,6 +174,29 @@ std::function<Tensor(const Inputs&)> sgd_steps_run(SgdStepOptions opt, int steps
     out.slice(0, 1, 2).copy_(buffer.reshape({1, n}));
     return out;
   };
+}
+
+// inputs params, grads[, momentum]: `steps` LARS steps (lr 0.5, growing by 0.2 each) over
+// `segments` cut into chunks of `chunk`; returns params and momentum stacked as (2, n). The
+// element updates round the same way on both devices, but the norms' double sums are added in
+// another order on CUDA (ops/lars_step.h), which at most moves an f32 scaled learning rate by one
+// ulp. lars_step.h allows 16 units of 2^-24 of a segment's largest value; values here are at most
+// about 1, so atol 1e-6 (a value where mu v and the step cancel keeps its operands' rounding), rtol 1e-6.
+void lars_step_case(std::vector<OpCase>& cases, const std::string& label, std::vector<InputSpec> inputs,
+                    std::vector<LarsSegment> segments, int64_t chunk, int steps) {
+  flat_update_case(cases, "lars_step", label, std::move(inputs), [segments, chunk, steps](const Inputs& x) {
+    Tensor params = x[0].clone();
+    Tensor momentum = x.size() < 3 ? Tensor::zeros(x[0].shape(), x[0].dtype(), x[0].device()) : x[2].clone();
+    const LarsPlan plan(segments, params.numel(), params.device(), chunk);
+    for (int s = 0; s < steps; ++s) lars_step(params, x[1], momentum, plan, {0.5 + 0.2 * s, 0.9, 1e-2, 0.02});
+    const int64_t n = params.numel();
+    Tensor out = Tensor::empty({2, n}, params.dtype(), params.device());
+    out.slice(0, 0, 1).copy_(params.reshape({1, n}));
+    out.slice(0, 1, 2).copy_(momentum.reshape({1, n}));
+    return out;
+  });
+  cases.back().cuda_atol = 1e-6;
+  cases.back().cuda_rtol = 1e-6;
 }
 
 // index_select: input x; the index is built on x's device. Forward copies rows and backward sums
@@ -334,6 +375,15 @@ std::vector<OpCase> all_op_cases() {
   infonce_case(cases, "odd_queue_1031", in({3, 5}), 1031, 1, 2.0, 0.2);
   infonce_case(cases, "transposed_q", in({4, 6}, T), 8, 1, 0.5, 0.2);
 
+  nt_xent_case(cases, "b3_d6_hard2_alpha2", in({6, 6}), 2, 2.0, 0.2);
+  nt_xent_case(cases, "no_hard_negatives", in({8, 5}), 0, 1.0, 0.1);
+  nt_xent_case(cases, "one_image_hard3", in({2, 4}), 3, 1.5, 0.5);
+  // 2B = 70 rows: more than two 32-row tiles of the backward's pair kernel, the last one partial.
+  nt_xent_case(cases, "b35_d9_hard1_partial_tiles", in({70, 9}, C, -0.5, 0.5), 1, 2.0, 0.2);
+  nt_xent_case(cases, "odd_dim_1031", in({6, 1031}, C, -0.1, 0.1), 2, 2.0, 0.2);
+  nt_xent_case(cases, "transposed_z", in({8, 6}, T), 1, 0.5, 0.2);
+  nt_xent_case(cases, "strided_z", in({6, 5}, S), 2, 1.0, 0.3);
+
   cross_entropy_case(cases, "rows_5x7", in({5, 7}), {6, 0, 3, 3, 1});
   cross_entropy_case(cases, "odd_classes_1031", in({3, 1031}), {1030, 0, 517});
   cross_entropy_case(cases, "transposed_logits", in({4, 6}, T), {2, 5, 0, 2});
@@ -363,6 +413,13 @@ std::vector<OpCase> all_op_cases() {
   SgdStepOptions plain_sgd = moco_sgd;
   plain_sgd.momentum = 0.0;
   flat_update_case(cases, "sgd_step", "no_momentum", {in({33}), in({33})}, sgd_steps_run(plain_sgd, 2));
+  // LARS: odd lengths, a gap, an excluded segment, many chunks of 64; then the default chunks (a
+  // segment of three, two of one) with a momentum buffer to start from and strided gradients.
+  lars_step_case(cases, "odd_segments_chunk64_1031", {in({1031}), in({1031}, C, -0.1, 0.1)},
+                 {{0, 517, true}, {517, 3, false}, {523, 301, true}, {824, 207, true}}, 64, 3);
+  lars_step_case(cases, "default_chunks_buffer_strided_grads_17415",
+                 {in({17415}), in({17415}, S, -0.1, 0.1), in({17415}, C, -0.01, 0.01)},
+                 {{0, 16390, true}, {16390, 1, false}, {16400, 1015, true}}, LarsPlan::kDefaultChunk, 2);
 
   index_select_case(cases, "permutation_5x3x2x2", in({5, 3, 2, 2}), {3, 0, 4, 1, 2});
   index_select_case(cases, "repeated_index", in({4, 3}), {2, 0, 2});
