@@ -12,6 +12,7 @@
 #include "data/codec.h"
 #include "engine/allocator.h"
 #include "engine/check.h"
+#include "engine/log.h"
 #include "engine/random.h"
 #include "engine/stream_fence.h"
 
@@ -115,8 +116,8 @@ Loader::Loader(std::shared_ptr<const ImageFolder> dataset, AugmentConfig augment
     slot.boxes.resize(B * V * 4);
   }
   if (options_.fast_decode)
-    fmt::print(stderr, "loader: --fast-decode is on: JPEGs are decoded at 1/2, 1/4 or 1/8 size when the crops allow "
-                       "it (faster, slightly different pixels)\n");
+    log_warning("loader: --fast-decode is on: JPEGs are decoded at 1/2, 1/4 or 1/8 size when the crops allow "
+                       "it (faster, slightly different pixels)");
   for (int t = 0; t < options_.workers; ++t) threads_.emplace_back([this] { worker_loop(); });
 }
 
@@ -257,7 +258,7 @@ void Loader::produce(int64_t unit, Slot& slot) {
       return;
     } catch (const DecodeError& e) {
       std::lock_guard<std::mutex> lock(shared_->mutex);
-      if (bad_indices_.insert(index).second) fmt::print(stderr, "loader: skipping {}\n", e.what());
+      if (bad_indices_.insert(index).second) log_warning("loader: skipping {}", e.what());
       skipped_this_epoch_.insert(index);
       ++slot.skipped;
     }

@@ -23,6 +23,7 @@
 #include "data/synth_raster.h"
 #include "engine/check.h"
 #include "engine/file_io.h"
+#include "engine/log.h"
 
 namespace engine::data {
 
@@ -308,7 +309,7 @@ void write_synth_dataset(const std::string& out_path, const SynthOptions& option
   if (first_error) std::rethrow_exception(first_error);
 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  fmt::print("synth: wrote {} images ({} classes x {} train + {} val, {} px) with their masks to {} in {:.1f} s ({} threads)\n",
+  log_info("synth: wrote {} images ({} classes x {} train + {} val, {} px) with their masks to {} in {:.1f} s ({} threads)",
              total, options.classes, options.train_per_class, options.val_per_class, options.size, out_path, seconds, threads);
 }
 

@@ -1,7 +1,7 @@
 // check.cpp - how an engine::Error reads.
 #include "engine/check.h"
 
-#include <cstdio>
+#include "engine/log.h"
 
 namespace engine {
 
@@ -21,7 +21,7 @@ Error::Error(const char* file, int line, std::string expression, std::string mes
       message_(std::move(message)) {}
 
 void warn(const char* file, int line, const std::string& message) {
-  std::fprintf(stderr, "warning: %s:%d: %s\n", file, line, message.c_str());
+  log_warning("warning: {}:{}: {}", file, line, message);
 }
 
 namespace detail {
