@@ -4,7 +4,7 @@
 // numbers and half-written lines are refused or dropped, never crash.
 #include "engine/metrics_log.h"
 #include "fuzz/fuzz_common.h"
-#include "ssl/checkpoint.h"
+#include "ssl/run/checkpoint.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(engine::fuzz::as_text(data, size));

@@ -65,7 +65,7 @@ class ResNet : public Module {
   const char* type_name() const override { return "ResNet"; }
   Tensor forward(const Tensor& x) override;
   // layer4's output, before pooling: (N, feature_dim(), H/32, W/32) (H/8 with the small stem);
-  // summed over channels it is the saliency map (ssl/saliency.h).
+  // summed over channels it is the saliency map (ssl/masking/saliency.h).
   Tensor feature_map(const Tensor& x);
   // The pooled features before the head: (N, feature_dim()).
   Tensor features(const Tensor& x);

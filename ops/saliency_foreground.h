@@ -2,7 +2,7 @@
 // maps' device, so the masked step never reads a map back to the host.
 //
 // Contract. maps (N, G, G) f32: image n's map holds G^2 values M (the final feature map summed
-// over channels, ssl/saliency.h). With mu their mean and sigma their population standard deviation,
+// over channels, ssl/masking/saliency.h). With mu their mean and sigma their population standard deviation,
 // computed in double, a cell is foreground when M(r, c) >= tau = mu - 0.6 sigma:
 //   Threshold:       FG(r, c) = [M(r, c) >= tau]
 //   RowSortedQuirk:  the published code tests a row-sorted copy of each row, so each row keeps its

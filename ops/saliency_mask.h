@@ -2,7 +2,7 @@
 // masked views out, in one pass, for the three strategies and both modes.
 //
 // For each image n, from its own Philox draws (saliency_mask_plan.h lays them out) and its
-// foreground cells FG (N, G, G) (ssl/saliency.h), with rho = |FG| / G^2:
+// foreground cells FG (N, G, G) (ssl/masking/saliency.h), with rho = |FG| / G^2:
 //   - hp (MaskFill::Noise), with probability 0.2 the focal mask: pos keeps a box of side
 //     200 H / 224 at a uniform position and replaces everything outside it, neg replaces a box of
 //     side 130 H / 224; saliency is ignored (METHOD.md 5.2).

@@ -6,6 +6,10 @@
 # quickstart-out/summary.json. A GPU is used when one is present; otherwise everything runs on the
 # CPU (about 7.5 minutes on 2 cores, the build included).
 #
+# QS_METHODS chooses the methods: "mocov2" (the default), "simclr" (plain SimCLR and SimCLR + hp,
+# about 10 minutes on 2 cores: its step encodes both views with gradients), or "mocov2 simclr"
+# (all four rows, about 17 minutes).
+#
 # The scale (set below, each overridable from the environment) is chosen for 2 CPU cores: a
 # ResNet-18 of width 8 with the small-image stem at 32 pixels, about 560 steps of 64 images per
 # pretraining, on 5 classes of `moco synth`'s easy variant (no clutter, plain backgrounds). The
@@ -43,23 +47,38 @@ mkdir -p "$out"
   --size 40 --clutter 0 --plain-background --force
 
 net=(-a resnet18 --small-stem --width "${QS_WIDTH:-8}")
-# MoCo v2 (--mlp --aug-plus --cos, T 0.2) with a queue of 256 (well under the 2000 images) and
-# m 0.99 for the short run; the blur is scaled from the reference's 224 pixels to 32.
-pretrain_flags=("${net[@]}" --image-size 32 -b 64 --bn-groups 4 --moco-k 256 --moco-m 0.99 --moco-dim 64
-  --lr "${QS_LR:-0.06}" --mlp --aug-plus --cos --moco-t 0.2 --blur-sigma 0.02,0.3 --epochs "$epochs"
-  --knn-every 6 -j "$threads" --device "$device" -p 1000)
-rm -rf "$out/mocov2" "$out/mocov2_hp" "$out/eval"
-echo "== pretraining plain MoCo v2"
-"$moco" pretrain "$data" --save-dir "$out/mocov2" "${pretrain_flags[@]}"
-echo "== pretraining MoCo v2 + hp masking + 1 hard negative"
-"$moco" pretrain "$data" --save-dir "$out/mocov2_hp" "${pretrain_flags[@]}" --strategy hp --alpha 2 --num-nonsem 1
+methods=(${QS_METHODS:-mocov2})
+# Shared by both methods: the net, the crop, the batch in 4 BatchNorm groups, aug-plus with the blur
+# scaled from the reference's 224 pixels to 32, a cosine schedule, the kNN monitor.
+common_flags=("${net[@]}" --image-size 32 -b 64 --bn-groups 4 --aug-plus --cos --blur-sigma 0.02,0.3
+  --epochs "$epochs" --knn-every 6 -j "$threads" --device "$device" -p 1000)
+# MoCo v2 (--mlp, T 0.2) with a queue of 256 (well under the 2000 images) and m 0.99 for the short run.
+mocov2_flags=(--moco-k 256 --moco-m 0.99 --moco-dim 64 --lr "${QS_LR:-0.06}" --mlp --moco-t 0.2)
+# SimCLR with LARS at lr 0.3 (SimCLR's base rate, not scaled down by 64/256 for the short run),
+# T 0.2 (docs/METHOD.md section 13), BatchNorm in 4 groups as the MoCo rows, for a like-for-like table.
+simclr_flags=(--method simclr --simclr-dim 64 --optimizer lars --lr "${QS_SIMCLR_LR:-0.3}" --wd 1e-6 --simclr-t 0.2)
+encoders=(random_init random_init_hp)
+for method in "${methods[@]}"; do
+  case $method in
+    mocov2) flags=("${mocov2_flags[@]}") ;;
+    simclr) flags=("${simclr_flags[@]}") ;;
+    *) echo "QS_METHODS: expected mocov2 and/or simclr, found '$method'" >&2; exit 1 ;;
+  esac
+  rm -rf "$out/$method" "$out/${method}_hp"
+  echo "== pretraining plain $method"
+  "$moco" pretrain "$data" --save-dir "$out/$method" "${common_flags[@]}" "${flags[@]}"
+  echo "== pretraining $method + hp masking + 1 hard negative"
+  "$moco" pretrain "$data" --save-dir "$out/${method}_hp" "${common_flags[@]}" "${flags[@]}" --strategy hp --alpha 2 \
+    --num-nonsem 1
+  encoders+=("$method" "${method}_hp")
+done
+rm -rf "$out/eval"
 
 # kNN (k 200, t 0.07) and a linear probe (lr 30 as main_lincls.py, 100 epochs on cached features of
-# the un-augmented images: seconds instead of the protocol's augmented epochs). The hp encoder is
+# the un-augmented images: seconds instead of the protocol's augmented epochs). The hp encoders are
 # evaluated on high-passed images, as the paper does; random_init_hp shows what the filter alone
 # gives an untrained encoder, so that its gain is not mistaken for learning.
 source scripts/json-number.sh
-encoders=(random_init random_init_hp mocov2 mocov2_hp)
 declare -A knn linear linear_last
 for encoder in "${encoders[@]}"; do
   case $encoder in

@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "ssl/backbone.h"
+#include "ssl/eval/backbone.h"
 
 namespace moco_cli {
 

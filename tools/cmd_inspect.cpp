@@ -18,7 +18,7 @@
 #include "engine/serialize.h"
 #include "layers/resnet.h"
 #include "ops/reduce_dim.h"
-#include "ssl/checkpoint.h"
+#include "ssl/run/resnet_file.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
 

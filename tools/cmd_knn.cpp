@@ -1,4 +1,4 @@
-// cmd_knn.cpp - `moco knn DATA --pretrained CKPT|random`: the weighted kNN classifier (ssl/knn.h)
+// cmd_knn.cpp - `moco knn DATA --pretrained CKPT|random`: the weighted kNN classifier (ssl/eval/knn.h)
 // on a frozen backbone's features of DATA/train (memory bank) and DATA/val (queries).
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -6,8 +6,8 @@
 #include <thread>
 
 #include "engine/file_io.h"
-#include "ssl/backbone.h"
-#include "ssl/knn.h"
+#include "ssl/eval/backbone.h"
+#include "ssl/eval/knn.h"
 #include "tools/backbone_flags.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
@@ -35,7 +35,7 @@ void run_knn(const KnnArgs& a) {
   fo.batch_size = a.batch_size;
   fo.workers = a.workers;
   fo.seed = a.backbone.seed;
-  fo.high_pass = engine::ssl::evaluation_high_pass(a.high_pass, backbone);
+  fo.high_pass = engine::ssl::evaluation_high_pass(engine::ssl::parse_high_pass(a.high_pass), backbone);
   fo.device = device;
   const int64_t size = engine::ssl::evaluation_image_size(a.image_size, backbone);
   fmt::print("knn: {} on {}, {} px{}, k {}, t {}\n", backbone.description, device.str(), size,

@@ -1,11 +1,11 @@
 // cmd_lincls.cpp - `moco lincls DATA --pretrained CKPT --save-dir D`: linear classification on a
-// frozen backbone (ssl/lincls.h) with the reference main_lincls.py's flag names and defaults.
+// frozen backbone (ssl/eval/lincls.h) with the reference main_lincls.py's flag names and defaults.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <thread>
 
-#include "ssl/lincls.h"
+#include "ssl/eval/lincls.h"
 #include "tools/backbone_flags.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
@@ -18,6 +18,7 @@ struct LinclsArgs {
   engine::ssl::LinclsConfig config;
   BackboneFlags backbone;
   DeviceFlags device;
+  std::string high_pass = "auto";
 };
 
 std::string args_json(const LinclsArgs& a, const std::string& device) {
@@ -36,7 +37,7 @@ std::string args_json(const LinclsArgs& a, const std::string& device) {
                                     {"weight_decay", c.weight_decay},
                                     {"n_classes", c.num_classes},
                                     {"image_size", c.image_size},
-                                    {"high_pass", c.high_pass},
+                                    {"high_pass", a.high_pass},
                                     {"cached_features", c.cached_features},
                                     {"seed", a.backbone.seed},
                                     {"workers", c.workers},
@@ -49,6 +50,7 @@ std::string args_json(const LinclsArgs& a, const std::string& device) {
 void run_lincls(LinclsArgs& a) {
   engine::ssl::LinclsConfig& c = a.config;
   c.backbone = a.backbone.spec();
+  c.high_pass = engine::ssl::parse_high_pass(a.high_pass);
   c.seed = a.backbone.seed;
   c.device = a.device.resolve();
   c.args_json = args_json(a, c.device.str());
@@ -81,7 +83,7 @@ void add_lincls_command(CLI::App& app) {
   cmd->add_option("--image-size", c.image_size, "crop side (0: the pretraining's --image-size, else 224)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{4096}));
-  cmd->add_option("--high-pass", c.high_pass, "high-pass the inputs: auto (when pretrained with hp), on, off")
+  cmd->add_option("--high-pass", a->high_pass, "high-pass the inputs: auto (when pretrained with hp), on, off")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "on", "off"}));
   cmd->add_flag("--cached-features", c.cached_features,

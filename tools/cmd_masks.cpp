@@ -1,5 +1,5 @@
 // cmd_masks.cpp - `moco masks DATA --out FILE.jpg`: a picture of the saliency-guided masking of one
-// batch (ssl/mask_picture.h): per image the two views, the query's saliency as a heat map with its
+// batch (ssl/masking/mask_picture.h): per image the two views, the query's saliency as a heat map with its
 // foreground cells outlined, the masked query and the first masked hard negative. The batch and
 // the key encoder are those of tools/mask_preview.h.
 #include <fmt/format.h>
@@ -8,7 +8,7 @@
 #include <system_error>
 
 #include "engine/check.h"
-#include "ssl/mask_picture.h"
+#include "ssl/masking/mask_picture.h"
 #include "tools/commands.h"
 #include "tools/mask_preview.h"
 

@@ -1,13 +1,17 @@
-// cmd_pretrain.cpp - `moco pretrain DATA --save-dir D`: MoCo v2 pretraining (ssl/trainer.h) with
-// the reference main_moco.py's flag names and defaults, plus --image-size, --device, --max-steps,
-// --save-freq-steps, --bn-groups, --saliency and --reference-quirks.
+// cmd_pretrain.cpp - `moco pretrain DATA --save-dir D`: contrastive pretraining (ssl/run/trainer.h),
+// MoCo v2 by default with the reference main_moco.py's flag names and defaults, or SimCLR
+// (--method simclr), plus --image-size, --device, --max-steps, --save-freq-steps, --bn-groups,
+// --saliency, --optimizer and --reference-quirks. Every word-valued flag becomes its enum here,
+// once; the library never parses them.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <thread>
+#include <vector>
 
+#include "engine/check.h"
 #include "layers/resnet.h"
-#include "ssl/trainer.h"
+#include "ssl/run/trainer.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
 
@@ -19,57 +23,101 @@ struct PretrainArgs {
   engine::ssl::PretrainConfig config;
   DeviceFlags device;
   bool small_stem = false;
+  std::string method = "mocov2";
+  std::string strategy = "none";
+  std::string saliency;  // "": the method's own encoder
+  std::string optimizer = "sgd";
+  // The options given on the command line that belong to one method only, checked against --method.
+  std::vector<CLI::Option*> moco_only, simclr_only;
+  CLI::Option* bn_groups = nullptr;
 };
 
 // The flags as given, for args.json and the checkpoints' metadata; keys in the order of the
 // reference's flags. Bytes of a path that are not UTF-8 become U+FFFD, so the text is valid JSON.
 std::string args_json(const engine::ssl::PretrainConfig& c, const std::string& device,
                       const std::string& precision) {
-  const nlohmann::ordered_json j = {{"data", c.data},
-                                    {"save_dir", c.save_dir},
-                                    {"arch", c.moco.arch},
-                                    {"small_stem", c.moco.small_stem},
-                                    {"width", c.moco.width},
-                                    {"batch_size", c.batch_size},
-                                    {"lr", c.lr},
-                                    {"epochs", c.epochs},
-                                    {"schedule", c.schedule},
-                                    {"cos", c.cos},
-                                    {"cos_per_step", c.cos_per_step},
-                                    {"momentum", c.momentum},
-                                    {"weight_decay", c.weight_decay},
-                                    {"moco_dim", c.moco.dim},
-                                    {"moco_k", c.moco.queue_size},
-                                    {"moco_m", c.moco.momentum},
-                                    {"moco_t", c.moco.temperature},
-                                    {"mlp", c.moco.mlp},
-                                    {"aug_plus", c.aug_plus},
-                                    {"blur_sigma", c.blur_sigma},
-                                    {"alpha", c.moco.alpha},
-                                    {"num_nonsem", c.num_nonsem},
-                                    {"strategy", c.strategy},
-                                    {"saliency", c.saliency},
-                                    {"bn_groups", c.moco.bn_groups},
-                                    {"reference_quirks", c.moco.reference_quirks},
-                                    {"image_size", c.image_size},
-                                    {"seed", c.seed},
-                                    {"workers", c.workers},
-                                    {"fast_decode", c.fast_decode},
-                                    {"device", device},
-                                    {"precision", precision},
-                                    {"max_steps", c.max_steps},
-                                    {"save_freq_steps", c.save_freq_steps},
-                                    {"resume", c.resume},
-                                    {"knn_every", c.knn_every},
-                                    {"knn_data", c.knn_data},
-                                    {"knn_k", c.knn_k},
-                                    {"knn_t", c.knn_t}};
+  namespace ssl = engine::ssl;
+  const bool simclr = c.method == ssl::Method::SimClr;
+  nlohmann::ordered_json j = {{"data", c.data},
+                              {"save_dir", c.save_dir},
+                              {"method", ssl::method_name(c.method)},
+                              {"arch", c.moco.arch},
+                              {"small_stem", c.moco.small_stem},
+                              {"width", c.moco.width},
+                              {"batch_size", c.batch_size},
+                              {"lr", c.lr},
+                              {"epochs", c.epochs},
+                              {"schedule", c.schedule},
+                              {"cos", c.cos},
+                              {"cos_per_step", c.cos_per_step},
+                              {"optimizer", ssl::optimizer_name(c.optimizer)},
+                              {"momentum", c.momentum},
+                              {"weight_decay", c.weight_decay},
+                              {"lars_eta", c.lars_eta}};
+  if (simclr) {
+    j["simclr_dim"] = c.simclr.dim;
+    j["simclr_t"] = c.simclr.temperature;
+    j["mlp"] = true;
+    j["alpha"] = c.simclr.alpha;
+  } else {
+    j["moco_dim"] = c.moco.dim;
+    j["moco_k"] = c.moco.queue_size;
+    j["moco_m"] = c.moco.momentum;
+    j["moco_t"] = c.moco.temperature;
+    j["mlp"] = c.moco.mlp;
+    j["alpha"] = c.moco.alpha;
+  }
+  const nlohmann::ordered_json rest = {{"aug_plus", c.aug_plus},
+                                       {"blur_sigma", c.blur_sigma},
+                                       {"num_nonsem", c.num_nonsem},
+                                       {"strategy", ssl::mask_strategy_name(c.strategy)},
+                                       {"saliency", ssl::saliency_source_text(c.saliency)},
+                                       {"bn_groups", simclr ? c.simclr.bn_groups : c.moco.bn_groups},
+                                       {"reference_quirks", c.moco.reference_quirks},
+                                       {"image_size", c.image_size},
+                                       {"seed", c.seed},
+                                       {"workers", c.workers},
+                                       {"fast_decode", c.fast_decode},
+                                       {"device", device},
+                                       {"precision", precision},
+                                       {"max_steps", c.max_steps},
+                                       {"save_freq_steps", c.save_freq_steps},
+                                       {"resume", c.resume},
+                                       {"knn_every", c.knn_every},
+                                       {"knn_data", c.knn_data},
+                                       {"knn_k", c.knn_k},
+                                       {"knn_t", c.knn_t}};
+  for (const auto& [key, value] : rest.items()) j[key] = value;
   return j.dump(/*indent=*/2, ' ', /*ensure_ascii=*/false, nlohmann::json::error_handler_t::replace);
+}
+
+// The flags that name words become enums, and SimCLR takes the flags it shares with MoCo.
+void apply_words(PretrainArgs& a) {
+  namespace ssl = engine::ssl;
+  engine::ssl::PretrainConfig& c = a.config;
+  c.method = ssl::method_from_name(a.method);
+  c.strategy = ssl::parse_mask_strategy(a.strategy);
+  c.optimizer = a.optimizer == "lars" ? ssl::OptimizerKind::Lars : ssl::OptimizerKind::Sgd;
+  const bool simclr = c.method == ssl::Method::SimClr;
+  for (CLI::Option* given : simclr ? a.moco_only : a.simclr_only) {
+    ENGINE_CHECK(given->count() == 0, "pretrain: {} is a flag of --method {}, not of --method {}", given->get_name(),
+                 simclr ? "mocov2" : "simclr", a.method);
+  }
+  c.saliency = ssl::parse_saliency_source(a.saliency.empty() ? (simclr ? "online" : "momentum") : a.saliency);
+  c.moco.small_stem = a.small_stem;
+  if (simclr) {
+    c.simclr.arch = c.moco.arch;
+    c.simclr.small_stem = c.moco.small_stem;
+    c.simclr.width = c.moco.width;
+    c.simclr.alpha = c.moco.alpha;
+    // SimCLR's reference normalises over the whole batch; --bn-groups asks for per-group statistics.
+    c.simclr.bn_groups = a.bn_groups->count() ? c.moco.bn_groups : 1;
+  }
 }
 
 void run_pretrain(PretrainArgs& a) {
   engine::ssl::PretrainConfig& c = a.config;
-  c.moco.small_stem = a.small_stem;
+  apply_words(a);
   c.device = a.device.resolve();
   c.args_json = args_json(c, c.device.str(), a.device.precision);
   const engine::ssl::PretrainResult r = engine::ssl::pretrain(c);
@@ -82,7 +130,7 @@ void run_pretrain(PretrainArgs& a) {
 }  // namespace
 
 void add_pretrain_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("pretrain", "MoCo v2 pretraining (the reference's main_moco.py)");
+  auto* cmd = app.add_subcommand("pretrain", "contrastive pretraining: MoCo v2 (the reference's main_moco.py) or SimCLR");
   auto a = std::make_shared<PretrainArgs>();
   engine::ssl::PretrainConfig& c = a->config;
   c.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -108,16 +156,35 @@ void add_pretrain_command(CLI::App& app) {
       ->delimiter(',');
   cmd->add_flag("--cos", c.cos, "cosine schedule, set once per epoch (the reference)");
   cmd->add_flag("--cos-per-step", c.cos_per_step, "cosine schedule evaluated at every step");
-  cmd->add_option("--momentum", c.momentum, "SGD momentum")->capture_default_str();
-  cmd->add_option("--wd,--weight-decay", c.weight_decay, "weight decay (on every parameter, as the reference)")
-      ->capture_default_str();
-  cmd->add_option("--moco-dim", c.moco.dim, "embedding dimension")->capture_default_str()->check(CLI::Range(1, 65536));
-  cmd->add_option("--moco-k", c.moco.queue_size, "queue length (a multiple of the batch)")
+  cmd->add_option("--method", a->method,
+                  "mocov2 (momentum encoder and queue), or simclr (one encoder, NT-Xent over the batch's 2B views)")
       ->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
-  cmd->add_option("--moco-m", c.moco.momentum, "key encoder momentum")->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--moco-t", c.moco.temperature, "softmax temperature")->capture_default_str();
-  cmd->add_flag("--mlp", c.moco.mlp, "the MoCo v2 MLP head");
+      ->check(CLI::IsMember({"mocov2", "simclr"}));
+  cmd->add_option("--optimizer", a->optimizer,
+                  "sgd (the reference's), or lars (SimCLR's: layer-wise trust ratio, BatchNorm and biases excluded "
+                  "from it and from weight decay)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"sgd", "lars"}));
+  cmd->add_option("--lars-eta", c.lars_eta, "LARS's trust coefficient")->capture_default_str();
+  cmd->add_option("--momentum", c.momentum, "the optimizer's momentum")->capture_default_str();
+  cmd->add_option("--wd,--weight-decay", c.weight_decay,
+                  "weight decay (SGD: on every parameter, as the reference; LARS: not on BatchNorm and biases)")
+      ->capture_default_str();
+  a->moco_only.push_back(
+      cmd->add_option("--moco-dim", c.moco.dim, "embedding dimension")->capture_default_str()->check(CLI::Range(1, 65536)));
+  a->moco_only.push_back(cmd->add_option("--moco-k", c.moco.queue_size, "queue length (a multiple of the batch)")
+                             ->capture_default_str()
+                             ->check(CLI::Range(int64_t{1}, int64_t{1} << 24)));
+  a->moco_only.push_back(
+      cmd->add_option("--moco-m", c.moco.momentum, "key encoder momentum")->capture_default_str()->check(CLI::Range(0.0, 1.0)));
+  a->moco_only.push_back(cmd->add_option("--moco-t", c.moco.temperature, "softmax temperature")->capture_default_str());
+  a->moco_only.push_back(cmd->add_flag("--mlp", c.moco.mlp, "the MoCo v2 MLP head (SimCLR always has its own)"));
+  a->simclr_only.push_back(cmd->add_option("--simclr-dim", c.simclr.dim, "SimCLR's embedding dimension")
+                               ->capture_default_str()
+                               ->check(CLI::Range(1, 65536)));
+  a->simclr_only.push_back(cmd->add_option("--simclr-t", c.simclr.temperature,
+                                           "SimCLR's NT-Xent temperature (0.2: our choice, the paper gives none)")
+                               ->capture_default_str());
   cmd->add_flag("--aug-plus", c.aug_plus, "MoCo v2's augmentation (blur, stronger colour jitter)");
   cmd->add_option("--blur-sigma", c.blur_sigma,
                   "MIN,MAX of --aug-plus's Gaussian blur in pixels (the reference's 0.1,2 suits 224 pixels; scale it "
@@ -129,19 +196,20 @@ void add_pretrain_command(CLI::App& app) {
   cmd->add_option("--num-nonsem", c.num_nonsem, "hard negatives per image")
       ->capture_default_str()
       ->check(CLI::Range(0, 16));
-  cmd->add_option("--strategy", c.strategy,
-                  "saliency-guided masking of the query and hard negatives: hp (high-pass inputs, noise fill), blur, "
-                  "mean, or none (plain MoCo v2)")
+  cmd->add_option("--strategy", a->strategy,
+                  "saliency-guided masking of the first view and the hard negatives: hp (high-pass inputs, noise "
+                  "fill), blur, mean, or none (the plain method)")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "hp", "blur", "mean"}));
-  cmd->add_option("--saliency", c.saliency,
-                  "where the saliency maps come from: momentum (the key encoder itself), pretrained:FILE (a frozen "
-                  "torchvision-named ResNet safetensors, as the reference), or none (every cell foreground)")
-      ->capture_default_str();
-  cmd->add_option("--bn-groups", c.moco.bn_groups,
-                  "virtual GPUs: BatchNorm statistics per group of batch/groups images, and shuffle BN across them")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--saliency", a->saliency,
+                  "where the saliency maps come from: the method's own encoder (momentum: MoCo's key encoder, the "
+                  "default for mocov2; online: SimCLR's encoder, the default for simclr), pretrained:FILE (a frozen "
+                  "torchvision-named ResNet safetensors, as the reference), or none (every cell foreground)");
+  a->bn_groups = cmd->add_option("--bn-groups", c.moco.bn_groups,
+                                 "virtual GPUs: BatchNorm statistics per group of batch/groups images (MoCo: and shuffle "
+                                 "BN across them; default 4, the reference's GPUs; SimCLR: default 1, global BatchNorm)")
+                     ->capture_default_str()
+                     ->check(CLI::Range(1, 1024));
   cmd->add_flag("--reference-quirks", c.moco.reference_quirks,
                 "reproduce the published code's oddities (docs/METHOD.md section 11) instead of the clean defaults");
   cmd->add_option("--image-size", c.image_size, "crop side in pixels")->capture_default_str()->check(CLI::Range(16, 4096));

@@ -10,8 +10,8 @@
 #include "engine/check.h"
 #include "engine/serialize.h"
 #include "layers/layers.h"
-#include "ssl/checkpoint.h"
-#include "ssl/moco.h"
+#include "ssl/run/checkpoint.h"
+#include "ssl/methods/moco.h"
 #include "tools/cli_common.h"
 
 namespace moco_cli {
@@ -20,28 +20,30 @@ namespace {
 
 namespace ssl = engine::ssl;
 
-// A `moco pretrain` checkpoint's encoder_k (training mode) on `device`; `description` receives
-// what it is, for messages.
-std::shared_ptr<engine::nn::ResNet> load_checkpoint_key_encoder(const std::string& path, engine::Device device,
-                                                                std::string& description) {
+// A `moco pretrain` checkpoint's saliency encoder (MoCo's encoder_k, SimCLR's encoder; training
+// mode) on `device`; `description` receives what it is, for messages.
+std::shared_ptr<engine::nn::ResNet> load_checkpoint_saliency_encoder(const std::string& path, engine::Device device,
+                                                                     std::string& description) {
   ENGINE_CHECK(std::filesystem::is_regular_file(path),
                "--checkpoint {}: no such file; give a `moco pretrain` checkpoint such as "
                "SAVE_DIR/checkpoints/last.safetensors, or leave --checkpoint out for a freshly initialised key "
                "encoder",
                path);
-  const ssl::PretrainedMoco loaded = ssl::load_pretrained_moco(path, device);
-  const ssl::MocoConfig& config = loaded.moco->config();
+  const ssl::PretrainedRun loaded = ssl::load_pretrained(path, device);
+  engine::nn::ResNet& encoder = loaded.method->saliency_encoder();
   auto position = [&](const char* key) {
     auto it = loaded.metadata.find(key);
     return it == loaded.metadata.end() ? std::string("?") : it->second;
   };
-  description = fmt::format("encoder_k of {} ({}{}, epoch {}, step {}, trained with --strategy {})", path, config.arch,
-                            config.small_stem ? " small stem" : "", position("epoch"), position("step"),
-                            loaded.strategy);
+  const bool simclr = loaded.method->method() == ssl::Method::SimClr;
+  description = fmt::format("{} of {} ({}{}, epoch {}, step {}, trained with --strategy {})",
+                            simclr ? "the SimCLR encoder" : "encoder_k", path, encoder.config().arch,
+                            encoder.config().stem == engine::nn::ResNetStem::SmallImage ? " small stem" : "",
+                            position("epoch"), position("step"), ssl::mask_strategy_name(loaded.strategy));
   // One BatchNorm group whatever the run used: the preview's batch need not split into its groups.
-  engine::nn::set_ghost_batchnorm(loaded.moco->encoder_k(), 1, engine::GhostRunningStats::FirstGroup);
-  // The MoCo object stays alive as long as its key encoder is used.
-  return std::shared_ptr<engine::nn::ResNet>(loaded.moco, &loaded.moco->encoder_k());
+  engine::nn::set_ghost_batchnorm(encoder, 1, engine::GhostRunningStats::FirstGroup);
+  // The method stays alive as long as its encoder is used.
+  return std::shared_ptr<engine::nn::ResNet>(loaded.method, &encoder);
 }
 
 }  // namespace
@@ -63,12 +65,12 @@ MaskPreview make_mask_preview(const MaskPreviewOptions& o) {
   out.dataset = std::make_shared<data::ImageFolder>(data::resolve_split(o.data, o.split));
   std::shared_ptr<engine::nn::ResNet> key_encoder;
   if (!o.checkpoint.empty()) {
-    key_encoder = load_checkpoint_key_encoder(o.checkpoint, device, out.key_encoder);
+    key_encoder = load_checkpoint_saliency_encoder(o.checkpoint, device, out.key_encoder);
   } else {
-    ssl::MocoConfig config;
-    config.arch = o.arch;
-    config.small_stem = o.small_stem;
-    key_encoder = ssl::make_moco_encoder(config, o.seed);
+    ssl::EncoderShape shape;
+    shape.arch = o.arch;
+    shape.small_stem = o.small_stem;
+    key_encoder = ssl::make_encoder(shape, o.seed);
     key_encoder->to(device);
     out.key_encoder = fmt::format("a freshly initialised {}{} (seed {}; --checkpoint gives a trained one)", o.arch,
                                   o.small_stem ? " small stem" : "", o.seed);

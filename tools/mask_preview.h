@@ -1,4 +1,4 @@
-// mask_preview.h - one batch through the saliency-guided masking outside training (ssl/masking.h):
+// mask_preview.h - one batch through the saliency-guided masking outside training (ssl/masking/masking.h):
 // what `moco masks` draws and `moco batch --strategy` writes.
 //
 // The batch is batch 0 of epoch `epoch` as the trainer's loader makes it with MoCo v2's aug-plus
@@ -20,7 +20,7 @@
 #include "data/image_folder.h"
 #include "data/loader.h"
 #include "layers/resnet.h"
-#include "ssl/masking.h"
+#include "ssl/masking/masking.h"
 
 namespace moco_cli {
 

@@ -14,7 +14,7 @@
 #include "bench/ops/bench_timing.h"
 #include "engine/random.h"
 #include "layers/optimizer.h"
-#include "ssl/moco.h"
+#include "ssl/methods/moco.h"
 
 using namespace engine;
 
@@ -60,7 +60,7 @@ void bench_step(Device device, const StepCase& c, const ssl::SaliencyGuidedMaski
   double loss = 0;
   int64_t step_index = 0;
   auto step = [&] {
-    ssl::MocoOutput out = masking ? moco.forward_masked(query, key, *masking, step_index++, shuffle)
+    ssl::ContrastiveOutput out = masking ? moco.forward_masked(query, key, *masking, step_index++, shuffle)
                                   : moco.forward(query, key, Tensor(), shuffle);
     moco.encoder_q().zero_grad();
     out.loss.backward();

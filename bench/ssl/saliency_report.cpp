@@ -7,7 +7,7 @@
 // For n images of the split, spread evenly over it (so every class is seen): the evaluation view
 // (Resize(size * 256 / 224) of the shorter side, CenterCrop(size), normalised, data/augment.h's
 // eval_transform) and the true foreground mask put through the same resize (nearest neighbour)
-// and crop. Each source's map (the channel sum of the final feature map, ssl/saliency.h) gives the
+// and crop. Each source's map (the channel sum of the final feature map, ssl/masking/saliency.h) gives the
 // predicted foreground cells by the rule of METHOD.md 4.3; cell (r, c) covers the view's pixels
 // [cell_start(r), cell_start(r + 1)) x [cell_start(c), cell_start(c + 1)) as the masking op does.
 // Per image, with F the true-foreground pixels and P the pixels of the predicted cells:
@@ -53,10 +53,10 @@
 #include "engine/serialize.h"
 #include "ops/index_select.h"
 #include "ops/saliency_mask_plan.h"
-#include "ssl/checkpoint.h"
-#include "ssl/masking.h"
-#include "ssl/moco.h"
-#include "ssl/saliency.h"
+#include "ssl/run/checkpoint.h"
+#include "ssl/masking/masking.h"
+#include "ssl/methods/moco.h"
+#include "ssl/masking/saliency.h"
 
 using namespace engine;
 namespace fs = std::filesystem;
@@ -293,12 +293,15 @@ void print_row(const std::string& source, const std::string& mode, const std::st
 
 void run_report(const ReportArgs& a) {
   const Device device = Device::parse(a.device);
-  const ssl::PretrainedMoco run = ssl::load_pretrained_moco(a.checkpoint, device);
-  const ssl::MocoConfig& config = run.moco->config();
+  const ssl::PretrainedRun run = ssl::load_pretrained(a.checkpoint, device);
+  auto* moco = dynamic_cast<ssl::MoCo*>(run.method.get());
+  ENGINE_CHECK(moco, "{}: a {} checkpoint; the report compares MoCo's key encoder with a fresh one, so give a "
+               "--method mocov2 checkpoint", a.checkpoint, ssl::method_name(run.method->method()));
+  const ssl::MocoConfig& config = moco->config();
   const int64_t step = std::stoll(run.metadata.at("step"));
   ENGINE_CHECK(run.batch_size % config.bn_groups == 0, "{}: batch {} does not split into {} BatchNorm groups",
                a.checkpoint, run.batch_size, config.bn_groups);
-  ssl::MoCo& trained = *run.moco;
+  ssl::MoCo& trained = *moco;
   const uint64_t init_seed = a.init_seed >= 0 ? static_cast<uint64_t>(a.init_seed) : run.seed;
   ssl::MoCo fresh(config, init_seed, device);
 
@@ -309,7 +312,7 @@ void run_report(const ReportArgs& a) {
 
   // The encoders' input: high-passed under hp (METHOD.md 2.9), else the view itself.
   ssl::MaskingConfig input_config;
-  input_config.strategy = ssl::parse_mask_strategy(run.strategy);
+  input_config.strategy = run.strategy;
   input_config.saliency.kind = ssl::SaliencySourceKind::None;
   const Tensor inputs = ssl::SaliencyGuidedMasking(input_config, Device::cpu()).encoder_input(set.views);
 
@@ -325,7 +328,7 @@ void run_report(const ReportArgs& a) {
   fmt::print(
       "checkpoint {}: step {}, {}{}{}, batch {} in {} BN groups, strategy {}, seed {}; random init from seed {}\n",
       a.checkpoint, step, config.arch, config.small_stem ? " small-stem" : "", config.mlp ? " mlp" : "",
-      run.batch_size, config.bn_groups, run.strategy, run.seed, init_seed);
+      run.batch_size, config.bn_groups, ssl::mask_strategy_name(run.strategy), run.seed, init_seed);
   fmt::print("true-foreground share of the views (base rate): {:.3f}; random splits: {} draws per image\n\n", base_rate,
              a.random_draws);
   print_header();

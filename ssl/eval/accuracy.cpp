@@ -1,5 +1,5 @@
 // accuracy.cpp - see accuracy.h.
-#include "ssl/accuracy.h"
+#include "ssl/eval/accuracy.h"
 
 #include <cmath>
 

@@ -33,23 +33,23 @@ struct BackboneSpec {
 struct Backbone {
   std::shared_ptr<nn::ResNet> net;  // frozen: eval mode, on the device
   std::string description;          // for logs: where it came from
-  std::string strategy = "none";    // the pretraining's masking; "hp": it was trained on high-passed inputs
+  bool trained_on_high_pass = false;  // pretrained with --strategy hp: its inputs were high-passed
   int64_t image_size = 0;           // the pretraining's --image-size, when the file says (else 0)
 };
 
 Backbone load_backbone(const BackboneSpec& spec, Device device);
 
-// What the evaluation protocols feed `backbone` given the flags: the crop side (`requested`, or 0:
-// the pretraining's --image-size, else 224) and whether the inputs are high-passed
-// ("on", "off", or "auto": when the backbone was pretrained with hp, METHOD.md section 9).
-int64_t evaluation_image_size(int64_t requested, const Backbone& backbone);
-bool evaluation_high_pass(const std::string& requested, const Backbone& backbone);
+// --high-pass of the evaluation commands: auto (when the backbone was pretrained with hp, METHOD.md
+// section 9), on, off.
+enum class HighPass { Auto, On, Off };
+HighPass parse_high_pass(const std::string& text);  // "auto", "on", "off"
+const char* high_pass_name(HighPass mode);
 
-// A ResNet from a safetensors file, frozen: torchvision's key names (conv1.weight,
-// layer1.0.conv1.weight, ...; the architecture, stem and width are read from the shapes) or a
-// `moco pretrain` checkpoint (its encoder_q.*). The head is dropped. `flag` names the command-line
-// option the path came from, for messages.
-std::shared_ptr<nn::ResNet> load_resnet_file(const std::string& path, Device device, const std::string& flag);
+// What the evaluation protocols feed `backbone` given the flags: the crop side (`requested`, or 0:
+// the pretraining's --image-size, else 224) and whether the inputs are high-passed.
+int64_t evaluation_image_size(int64_t requested, const Backbone& backbone);
+bool evaluation_high_pass(HighPass requested, const Backbone& backbone);
+
 
 // A bit-exact copy of a module's parameters and buffers, to prove later that nothing changed.
 struct FrozenStateCheck {

@@ -1,5 +1,5 @@
 // features.cpp - see features.h.
-#include "ssl/features.h"
+#include "ssl/eval/features.h"
 
 #include "data/loader.h"
 #include "engine/autograd.h"

@@ -1,5 +1,5 @@
 // knn.cpp - see knn.h.
-#include "ssl/knn.h"
+#include "ssl/eval/knn.h"
 
 #include <algorithm>
 #include <cmath>

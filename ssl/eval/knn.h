@@ -13,8 +13,8 @@
 #include <cstdint>
 
 #include "engine/tensor.h"
-#include "ssl/accuracy.h"
-#include "ssl/features.h"
+#include "ssl/eval/accuracy.h"
+#include "ssl/eval/features.h"
 
 namespace engine::ssl {
 

@@ -1,32 +1,32 @@
 // lincls.cpp - see lincls.h.
-#include "ssl/lincls.h"
+#include "ssl/eval/lincls.h"
 
 #include <fmt/format.h>
 
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <memory>
+#include <optional>
 
 #include "data/image_folder.h"
 #include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/check.h"
 #include "engine/file_io.h"
-#include "engine/metrics_log.h"
+#include "engine/log.h"
 #include "engine/progress.h"
 #include "engine/random.h"
 #include "engine/serialize.h"
-#include "engine/tensorboard_writer.h"
 #include "layers/layers.h"
 #include "layers/lr_schedule.h"
 #include "layers/optimizer.h"
 #include "ops/cross_entropy.h"
 #include "ops/index_select.h"
-#include "ssl/accuracy.h"
-#include "ssl/checkpoint.h"
-#include "ssl/features.h"
+#include "ssl/eval/accuracy.h"
+#include "ssl/run/checkpoint.h"
+#include "ssl/eval/features.h"
+#include "ssl/run/run_dir.h"
 
 namespace engine::ssl {
 
@@ -47,21 +47,6 @@ struct EpochMeter {
   double loss() const { return steps ? loss_sum / static_cast<double>(steps) : 0.0; }
 };
 
-// Keeps the epoch lines of metrics.jsonl up to `epochs_done` and drops the rest, including the
-// "final" line of an earlier, shorter run that this one continues.
-void forget_after_epoch(const std::string& path, int64_t epochs_done) {
-  if (!fs::exists(path)) return;
-  MetricsLog::truncate_after_step(path, epochs_done);  // also cuts a half-written last line
-  std::ifstream in(path);
-  std::string kept, line;
-  while (std::getline(in, line)) {
-    // Compared as JSON, so a "kind" that is not a string (a damaged log) is kept, not an exception.
-    const nlohmann::json entry = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!(entry.is_object() && entry.contains("kind") && entry.at("kind") == "final")) kept += line + "\n";
-  }
-  write_file_atomic(path, kept);
-}
-
 class LinearProbe {
  public:
   explicit LinearProbe(const LinclsConfig& config) : c_(config) {}
@@ -70,11 +55,7 @@ class LinearProbe {
  private:
   void check_flags() const;
   void build();
-  void prepare_save_dir();
-  // The checkpoint --resume names ("" for a fresh run), refusing a fresh run into an occupied
-  // folder: checked before anything is computed or written.
-  std::string find_resume() const;
-  void resume_from(const std::string& path);
+  void resume_if_asked();
   // What a resumed run must share with its checkpoint, as one JSON line.
   std::string protocol() const;
   EpochMeter train_epoch(int64_t epoch, double lr);
@@ -82,9 +63,9 @@ class LinearProbe {
   TopkCounts validate();
   void check_backbone_frozen(const char* when) const;
   void save(const std::string& path, int64_t epochs_done) const;
-  fs::path checkpoint_dir() const { return fs::path(c_.save_dir) / "checkpoints"; }
 
   LinclsConfig c_;
+  std::optional<RunDirectory> run_dir_;
   Backbone backbone_;
   std::unique_ptr<FrozenStateCheck> frozen_;
   std::shared_ptr<data::ImageFolder> train_set_, val_set_;
@@ -94,22 +75,17 @@ class LinearProbe {
   std::shared_ptr<nn::Linear> fc_;
   std::unique_ptr<nn::Sgd> sgd_;
   nn::LrSchedule schedule_;
-  std::unique_ptr<MetricsLog> metrics_;
-  std::unique_ptr<TensorBoardWriter> tensorboard_;
   LinclsResult result_;
   int64_t classes_ = 0;
   int64_t first_epoch_ = 0;
 };
 
 void LinearProbe::check_flags() const {
-  ENGINE_CHECK(!c_.save_dir.empty(), "lincls: give --save-dir, where checkpoints and metrics go");
   ENGINE_CHECK(c_.batch_size >= 1, "lincls: -b must be at least 1, found {}", c_.batch_size);
   ENGINE_CHECK(c_.epochs >= 1, "lincls: --epochs must be at least 1, found {}", c_.epochs);
   ENGINE_CHECK(c_.lr > 0 && std::isfinite(c_.lr), "lincls: --lr must be positive, found {}", c_.lr);
   ENGINE_CHECK(c_.num_classes >= 0, "lincls: --n-classes must be >= 0 (0: the data's class count), found {}",
                c_.num_classes);
-  ENGINE_CHECK(c_.high_pass == "auto" || c_.high_pass == "on" || c_.high_pass == "off",
-               "lincls: --high-pass must be auto, on or off, found '{}'", c_.high_pass);
   ENGINE_CHECK(c_.image_size == 0 || c_.image_size >= 16, "lincls: --image-size {} is too small (at least 16)",
                c_.image_size);
 }
@@ -174,22 +150,6 @@ void LinearProbe::build() {
   schedule_.kind = nn::LrScheduleKind::Steps;
 }
 
-void LinearProbe::prepare_save_dir() {
-  std::error_code ec;
-  fs::create_directories(checkpoint_dir(), ec);
-  ENGINE_CHECK(!ec, "lincls: cannot create {}: {}", checkpoint_dir().string(), ec.message());
-  write_file_atomic((fs::path(c_.save_dir) / "args.json").string(), c_.args_json + "\n");
-}
-
-std::string LinearProbe::find_resume() const {
-  const std::string path = resolve_resume(c_.resume, c_.save_dir);
-  const fs::path last = checkpoint_dir() / "last.safetensors";
-  ENGINE_CHECK(!path.empty() || !fs::exists(last),
-               "lincls: {} already holds a run ({}); continue it with --resume auto, or choose another --save-dir",
-               c_.save_dir, last.string());
-  return path;
-}
-
 std::string LinearProbe::protocol() const {
   const nlohmann::ordered_json j = {{"backbone", backbone_.description},
                                     {"classes", classes_},
@@ -201,11 +161,9 @@ std::string LinearProbe::protocol() const {
   return j.dump();
 }
 
-void LinearProbe::resume_from(const std::string& path) {
-  const std::string metrics_path = (fs::path(c_.save_dir) / "metrics.jsonl").string();
-  if (path.empty()) {
-    if (fs::exists(metrics_path)) fs::remove(metrics_path);  // a fresh run starts a fresh log
-  } else {
+void LinearProbe::resume_if_asked() {
+  const std::string& path = run_dir_->resume_path();
+  if (!path.empty()) {
     const SafetensorsFile file = load_safetensors(path);
     const Metadata& m = file.metadata;
     ENGINE_CHECK(m.count("format") && m.at("format") == kLinclsCheckpointFormat,
@@ -234,11 +192,10 @@ void LinearProbe::resume_from(const std::string& path) {
     result_.best_epoch = metadata_count(m, "best_epoch", path);
     result_.last_top1 = metadata_real(m, "last_top1", path);
     result_.last_top5 = metadata_real(m, "last_top5", path);
-    forget_after_epoch(metrics_path, first_epoch_);
-    fmt::print("resumed from {}: {} epochs done, best top-1 {:.2f}%\n", path, first_epoch_, result_.best_top1);
+    log_info("resumed from {}: {} epochs done, best top-1 {:.2f}%", path, first_epoch_, result_.best_top1);
   }
-  metrics_ = std::make_unique<MetricsLog>(metrics_path);
-  tensorboard_ = std::make_unique<TensorBoardWriter>((fs::path(c_.save_dir) / "logs").string());
+  // The epoch lines' "step" is the epochs done.
+  run_dir_->start_logs(c_.args_json, path.empty() ? std::nullopt : std::optional<int64_t>(first_epoch_));
 }
 
 void LinearProbe::save(const std::string& path, int64_t epochs_done) const {
@@ -326,11 +283,10 @@ void LinearProbe::check_backbone_frozen(const char* when) const {
 
 LinclsResult LinearProbe::run() {
   check_flags();
-  const std::string resume = find_resume();
+  run_dir_ = RunDirectory::open(c_.save_dir, c_.resume, "lincls");  // refuses an occupied folder first
   build();
-  prepare_save_dir();
-  resume_from(resume);
-  fmt::print("lincls: {} on {}: {} classes, {} training and {} validation images at {} px{}, {} epochs, lr {} ({}){}\n",
+  resume_if_asked();
+  log_info("lincls: {} on {}: {} classes, {} training and {} validation images at {} px{}, {} epochs, lr {} ({}){}\n",
              backbone_.description, c_.device.str(), classes_, train_set_->size(), val_set_->size(),
              result_.image_size, result_.high_pass ? ", high-passed" : "", c_.epochs, c_.lr, schedule_.describe(),
              c_.cached_features ? ", cached features (not the paper's protocol)" : "");
@@ -349,7 +305,7 @@ LinclsResult LinearProbe::run() {
       result_.best_epoch = epoch;
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    metrics_->append({{"kind", "epoch"},
+    run_dir_->metrics().append({{"kind", "epoch"},
                       {"epoch", epoch},
                       {"step", epoch + 1},
                       {"lr", lr},
@@ -359,18 +315,17 @@ LinclsResult LinearProbe::run() {
                       {"val_top5", val.top5()},
                       {"best_top1", result_.best_top1},
                       {"seconds", seconds}});
-    metrics_->sync();
-    tensorboard_->add_scalars(epoch + 1, {{"lincls/train_loss", train.loss()},
+    run_dir_->metrics().sync();
+    run_dir_->tensorboard().add_scalars(epoch + 1, {{"lincls/train_loss", train.loss()},
                                           {"lincls/val_top1", val.top1()},
                                           {"lincls/val_top5", val.top5()},
                                           {"lincls/lr", lr}});
-    tensorboard_->flush();
-    fmt::print("epoch {:>3}/{}: loss {:.4f}, train top-1 {:.2f}%, val top-1 {:.2f}% top-5 {:.2f}% (best {:.2f}%){}\n",
+    run_dir_->tensorboard().flush();
+    log_info("epoch {:>3}/{}: loss {:.4f}, train top-1 {:.2f}%, val top-1 {:.2f}% top-5 {:.2f}% (best {:.2f}%){}",
                epoch + 1, c_.epochs, train.loss(), train.counts.top1(), val.top1(), val.top5(), result_.best_top1,
                c_.cached_features ? "" : fmt::format(", {:.0f} s", seconds));
-    const std::string last = (checkpoint_dir() / "last.safetensors").string();
-    save(last, epoch + 1);
-    if (best) save((checkpoint_dir() / "best.safetensors").string(), epoch + 1);
+    save(run_dir_->last_checkpoint().string(), epoch + 1);
+    if (best) save(run_dir_->checkpoint("best.safetensors").string(), epoch + 1);
     result_.epochs_done = epoch + 1;
   }
   check_backbone_frozen("during training");
@@ -385,9 +340,9 @@ LinclsResult LinearProbe::run() {
                                               {"image_size", result_.image_size},
                                               {"high_pass", result_.high_pass},
                                               {"cached_features", c_.cached_features}};
-  metrics_->append(final_entry);
-  metrics_->sync();
-  write_file_atomic((fs::path(c_.save_dir) / "result.json").string(), final_entry.dump(2) + "\n");
+  run_dir_->metrics().append(final_entry);
+  run_dir_->metrics().sync();
+  write_file_atomic((run_dir_->root() / "result.json").string(), final_entry.dump(2) + "\n");
   return result_;
 }
 

@@ -1,7 +1,7 @@
 // lincls.h - linear classification on a frozen backbone: the reference's main_lincls.py
 // (METHOD.md section 9), the standard measure of what self-supervised features learned.
 //
-//   backbone  the pretrained encoder_q without its head (ssl/backbone.h), frozen in eval mode: its
+//   backbone  the pretrained encoder_q without its head (ssl/eval/backbone.h), frozen in eval mode: its
 //             parameters and BatchNorm statistics never change, which is checked bit for bit
 //             after the first epoch and at the end
 //   fc        Linear(feature_dim, classes), weight ~ N(0, 0.01^2), bias 0, the only trained tensors
@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "engine/device.h"
-#include "ssl/backbone.h"
+#include "ssl/eval/backbone.h"
 
 namespace engine::ssl {
 
@@ -39,7 +39,7 @@ struct LinclsConfig {
   std::string data;      // a root with train/ and val/
   std::string save_dir;  // checkpoints/, metrics.jsonl, logs/, args.json
   BackboneSpec backbone;
-  std::string high_pass = "auto";  // auto (as the checkpoint's pretraining), on, off
+  HighPass high_pass = HighPass::Auto;  // --high-pass
   int64_t num_classes = 0;         // --n-classes; 0: the training folder's class count
   double lr = 30.0;
   double momentum = 0.9;

@@ -1,6 +1,6 @@
 // mask_picture.cpp - see mask_picture.h. Every tile is made on the host from the first `rows`
 // images only, so the trainer's call on a large GPU batch copies a few images, not the batch.
-#include "ssl/mask_picture.h"
+#include "ssl/masking/mask_picture.h"
 
 #include <algorithm>
 #include <cmath>

@@ -14,7 +14,7 @@
 #include <string>
 
 #include "engine/tensor.h"
-#include "ssl/masking.h"
+#include "ssl/masking/masking.h"
 
 namespace engine::ssl {
 

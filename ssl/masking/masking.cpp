@@ -1,16 +1,14 @@
 // masking.cpp - see masking.h. Shape letters: N images, n_h hard negatives per image, G the grid.
-#include "ssl/masking.h"
-
-#include <fmt/format.h>
+#include "ssl/masking/masking.h"
 
 #include <vector>
 
 #include "engine/autograd.h"
 #include "engine/check.h"
+#include "engine/log.h"
 #include "ops/gaussian_filter.h"
 #include "ops/saliency_mask.h"
-#include "ssl/backbone.h"
-#include "ssl/features.h"
+#include "ssl/run/resnet_file.h"
 
 namespace engine::ssl {
 
@@ -64,16 +62,28 @@ const char* mask_strategy_name(MaskStrategy strategy) {
 
 SaliencySource parse_saliency_source(const std::string& text) {
   if (text == "momentum") return {SaliencySourceKind::Momentum, ""};
+  if (text == "online") return {SaliencySourceKind::Online, ""};
   if (text == "none") return {SaliencySourceKind::None, ""};
   const std::string prefix = "pretrained:";
   if (text.rfind(prefix, 0) == 0 && text.size() > prefix.size())
     return {SaliencySourceKind::Pretrained, text.substr(prefix.size())};
-  ENGINE_THROW("--saliency: expected momentum, none or pretrained:FILE (a safetensors ResNet), found '{}'", text);
+  ENGINE_THROW("--saliency: expected momentum (MoCo), online (SimCLR), none or pretrained:FILE (a safetensors ResNet), "
+               "found '{}'",
+               text);
+}
+
+std::string saliency_source_text(const SaliencySource& source) {
+  switch (source.kind) {
+    case SaliencySourceKind::Online: return "online";
+    case SaliencySourceKind::Pretrained: return "pretrained:" + source.file;
+    case SaliencySourceKind::None: return "none";
+    default: return "momentum";
+  }
 }
 
 std::shared_ptr<nn::ResNet> load_localizer(const std::string& path, Device device) {
   auto model = load_resnet_file(path, device, "--saliency pretrained:");
-  fmt::print("saliency: {} localizer ({} stem, width {}) from {}, frozen, eval mode\n", model->config().arch,
+  log_info("saliency: {} localizer ({} stem, width {}) from {}, frozen, eval mode", model->config().arch,
              model->config().stem == nn::ResNetStem::SmallImage ? "small-image" : "ImageNet", model->config().width,
              path);
   return model;
@@ -90,19 +100,21 @@ SaliencyGuidedMasking::SaliencyGuidedMasking(const MaskingConfig& config, Device
 }
 
 Tensor SaliencyGuidedMasking::encoder_input(const Tensor& view) const {
-  return backbone_input(view, config_.strategy == MaskStrategy::Hp);
+  if (config_.strategy != MaskStrategy::Hp) return view;
+  NoGradGuard no_grad;
+  return high_pass(view);  // METHOD.md 3.1: kernel 11, sigma 5
 }
 
-Tensor SaliencyGuidedMasking::saliency_of(const Tensor& view, const Tensor& input, nn::ResNet& key_encoder) const {
+Tensor SaliencyGuidedMasking::saliency_of(const Tensor& view, const Tensor& input, nn::ResNet& saliency_encoder) const {
   NoGradGuard no_grad;
   if (localizer_) return saliency_maps(localizer_->feature_map(view));  // (N, G, G)
-  return saliency_maps(key_encoder.feature_map(input));
+  return saliency_maps(saliency_encoder.feature_map(input));
 }
 
 Tensor SaliencyGuidedMasking::foreground_of(const Tensor& maps, int64_t N, int64_t side,
-                                            const nn::ResNet& key_encoder) const {
+                                            const nn::ResNet& saliency_encoder) const {
   // The grid is the map's; without saliency, the encoder's final feature map's.
-  const int64_t grid = maps.defined() ? maps.size(1) : key_encoder.feature_map_side(side);
+  const int64_t grid = maps.defined() ? maps.size(1) : saliency_encoder.feature_map_side(side);
   ENGINE_CHECK(grid >= 2 && grid <= kSaliencyMaskMaxGrid,
                "masking: the final feature map is {}x{} for {}-pixel views, but masking needs a grid of 2 to {} cells "
                "a side; choose an --image-size (or a localizer) whose final feature map is in that range",
@@ -113,7 +125,7 @@ Tensor SaliencyGuidedMasking::foreground_of(const Tensor& maps, int64_t N, int64
 }
 
 MaskedBatch SaliencyGuidedMasking::mask(const Tensor& query_view, const Tensor& key_view, const Tensor& query_input,
-                                        const Tensor& key_input, const Tensor& key_saliency, nn::ResNet& key_encoder,
+                                        const Tensor& key_input, const Tensor& key_saliency, nn::ResNet& saliency_encoder,
                                         int64_t step) const {
   NoGradGuard no_grad;
   ENGINE_CHECK(config_.strategy != MaskStrategy::None, "masking: called with --strategy none");
@@ -126,11 +138,11 @@ MaskedBatch SaliencyGuidedMasking::mask(const Tensor& query_view, const Tensor& 
 
   // Saliency of both views (METHOD.md 4), then the foreground cells (4.3), all on the views' device.
   if (config_.saliency.kind != SaliencySourceKind::None) {
-    out.saliency_query = saliency_of(query_view, query_input, key_encoder);
-    out.saliency_key = key_saliency.defined() ? key_saliency : saliency_of(key_view, key_input, key_encoder);
+    out.saliency_query = saliency_of(query_view, query_input, saliency_encoder);
+    out.saliency_key = key_saliency.defined() ? key_saliency : saliency_of(key_view, key_input, saliency_encoder);
   }
-  out.fg_query = foreground_of(out.saliency_query, N, side, key_encoder);
-  out.fg_key = foreground_of(out.saliency_key, N, side, key_encoder);
+  out.fg_query = foreground_of(out.saliency_query, N, side, saliency_encoder);
+  out.fg_key = foreground_of(out.saliency_key, N, side, saliency_encoder);
   const int64_t grid = out.fg_query.size(1);
 
   SaliencyMaskOptions options;

@@ -6,6 +6,7 @@
 //   encoder inputs (2.9)  hp: HP(q), HP(k) (the high-pass filter, 11 taps, sigma 5); blur, mean: q, k
 //   saliency (4.5)        momentum: the key encoder's layer4 map of the encoder inputs (the k map is
 //                         a by-product of the key forward, the q map one more no-grad forward);
+//                         online (SimCLR): the same from the trained encoder, two no-grad forwards;
 //                         pretrained:FILE: a frozen ResNet's map of the RGB views q and k (the
 //                         reference); none: every cell foreground
 //   foreground (4.3)      mu - 0.6 sigma over the G x G map (the published row-sorted rule, O1, with
@@ -33,7 +34,7 @@
 #include <string>
 
 #include "layers/resnet.h"
-#include "ssl/saliency.h"
+#include "ssl/masking/saliency.h"
 
 namespace engine::ssl {
 
@@ -41,12 +42,16 @@ enum class MaskStrategy { None, Hp, Blur, Mean };
 MaskStrategy parse_mask_strategy(const std::string& name);  // "none", "hp", "blur", "mean"
 const char* mask_strategy_name(MaskStrategy strategy);
 
-enum class SaliencySourceKind { Momentum, Pretrained, None };
+// Where the maps come from: momentum (MoCo's key encoder), online (SimCLR's one encoder: it has no
+// momentum encoder), pretrained:FILE (a frozen localizer), none (every cell foreground). Each
+// method accepts its own source and the two others (ssl/methods/method.h, own_saliency_source).
+enum class SaliencySourceKind { Momentum, Online, Pretrained, None };
 struct SaliencySource {
   SaliencySourceKind kind = SaliencySourceKind::Momentum;
   std::string file;  // pretrained: the safetensors file
 };
-SaliencySource parse_saliency_source(const std::string& text);  // "momentum", "pretrained:FILE", "none"
+SaliencySource parse_saliency_source(const std::string& text);  // "momentum", "online", "pretrained:FILE", "none"
+std::string saliency_source_text(const SaliencySource& source);  // the inverse
 
 struct MaskingConfig {
   MaskStrategy strategy = MaskStrategy::None;
@@ -89,17 +94,19 @@ class SaliencyGuidedMasking {
 
   // The whole masking of a batch. query_view/key_view: the normalised views; query_input and
   // key_input: encoder_input of them; key_saliency: (N, G, G) from the key forward (momentum
-  // source; if undefined it is computed with key_encoder); key_encoder: f_k, for the momentum
-  // source's q map (and the k map when not given).
+  // source; if undefined it is computed with saliency_encoder); saliency_encoder: the method's
+  // own encoder for the momentum and online sources (MoCo's f_k, SimCLR's encoder), whose
+  // no-grad forwards give the q map (and the k map when not given).
   MaskedBatch mask(const Tensor& query_view, const Tensor& key_view, const Tensor& query_input,
-                   const Tensor& key_input, const Tensor& key_saliency, nn::ResNet& key_encoder, int64_t step) const;
+                   const Tensor& key_input, const Tensor& key_saliency, nn::ResNet& saliency_encoder,
+                   int64_t step) const;
 
  private:
   // The saliency maps (N, G, G) of one view: `view` for the localizer, `input` for f_k.
-  Tensor saliency_of(const Tensor& view, const Tensor& input, nn::ResNet& key_encoder) const;
+  Tensor saliency_of(const Tensor& view, const Tensor& input, nn::ResNet& saliency_encoder) const;
   // The foreground cells (N, G, G) u8 on the host of maps (N, G, G), or all cells when maps is
   // undefined (the none source).
-  Tensor foreground_of(const Tensor& maps, int64_t N, int64_t side, const nn::ResNet& key_encoder) const;
+  Tensor foreground_of(const Tensor& maps, int64_t N, int64_t side, const nn::ResNet& saliency_encoder) const;
 
   MaskingConfig config_;
   Device device_;

@@ -1,5 +1,5 @@
 // saliency.cpp - see saliency.h.
-#include "ssl/saliency.h"
+#include "ssl/masking/saliency.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,6 +1,6 @@
 // moco.cpp - see moco.h. Shape letters: N images, D embedding dim, K queue length, n_h hard
 // negatives per image, G virtual GPUs (bn_groups), b = N / G images per group.
-#include "ssl/moco.h"
+#include "ssl/methods/moco.h"
 
 #include <map>
 
@@ -11,13 +11,12 @@
 #include "ops/infonce.h"
 #include "ops/l2_normalize.h"
 #include "ops/momentum_update.h"
-#include "ssl/saliency.h"
+#include "ssl/masking/saliency.h"
 
 namespace engine::ssl {
 
 namespace {
 
-constexpr uint64_t kHeadStream = 0x4D4C5000;   // "MLP": the extra head layer's initialisation
 constexpr uint64_t kQueueStream = 0x51554555;  // "QUEU": the initial queue
 
 // An i64 index tensor on the host: index_select checks it there and copies it to the device once.
@@ -45,24 +44,11 @@ void check_view_pair(const Tensor& query, const Tensor& key, int64_t groups) {
 
 }  // namespace
 
-std::shared_ptr<nn::ResNet> make_moco_encoder(const MocoConfig& config, uint64_t seed) {
-  nn::ResNetConfig rc;
-  rc.arch = config.arch;
-  rc.num_classes = config.dim;
-  rc.stem = config.small_stem ? nn::ResNetStem::SmallImage : nn::ResNetStem::ImageNet;
-  rc.width = config.width;
-  auto encoder = nn::make_resnet(rc, seed);  // fc = Linear(F, D), torchvision's initialisation
-  if (config.mlp) {
-    // As the reference: a new Linear(F, F) and ReLU in front of the original fc.
-    const int64_t F = encoder->feature_dim();
-    Generator gen(seed, kHeadStream);
-    encoder->replace_head(std::make_shared<nn::Sequential>(std::vector<std::shared_ptr<nn::Module>>{
-        std::make_shared<nn::Linear>(F, F, gen), std::make_shared<nn::ReLU>(), encoder->child_ptr("fc")}));
-  }
-  return encoder;
+EncoderShape encoder_shape(const MocoConfig& config) {
+  return {config.arch, config.small_stem, config.width, config.dim, config.mlp};
 }
 
-MoCo::MoCo(const MocoConfig& config, uint64_t seed, Device device) : config_(config), device_(device) {
+MoCo::MoCo(const MocoConfig& config, uint64_t seed, Device device) : config_(config), seed_(seed), device_(device) {
   ENGINE_CHECK(config.dim > 0 && config.queue_size > 0, "MoCo: --moco-dim ({}) and --moco-k ({}) must be positive",
                config.dim, config.queue_size);
   ENGINE_CHECK(config.momentum >= 0 && config.momentum <= 1, "MoCo: --moco-m must be in [0, 1], found {}",
@@ -70,8 +56,8 @@ MoCo::MoCo(const MocoConfig& config, uint64_t seed, Device device) : config_(con
   ENGINE_CHECK(config.temperature > 0, "MoCo: --moco-t must be positive, found {}", config.temperature);
   ENGINE_CHECK(config.bn_groups >= 1, "MoCo: the BatchNorm group count must be at least 1, found {}",
                config.bn_groups);
-  encoder_q_ = make_moco_encoder(config, seed);
-  encoder_k_ = make_moco_encoder(config, seed);
+  encoder_q_ = make_encoder(encoder_shape(config), seed);
+  encoder_k_ = make_encoder(encoder_shape(config), seed);
   encoder_k_->load_state_dict(encoder_q_->state_dict());  // f_k starts as an exact copy of f_q
   for (nn::ResNet* encoder : {encoder_q_.get(), encoder_k_.get()}) {
     nn::set_ghost_batchnorm(*encoder, config.bn_groups, GhostRunningStats::FirstGroup);
@@ -148,7 +134,7 @@ void MoCo::dequeue_and_enqueue(const Tensor& keys) {
   queue_ptr_ = (queue_ptr_ + N) % K;
 }
 
-MocoOutput MoCo::forward(const Tensor& query, const Tensor& key, const Tensor& hard, Generator& shuffle) {
+ContrastiveOutput MoCo::forward(const Tensor& query, const Tensor& key, const Tensor& hard, Generator& shuffle) {
   check_view_pair(query, key, config_.bn_groups);
   const Tensor q = encode_query(query);  // (N, D), recorded for backward
   momentum_update_key_encoder();
@@ -157,7 +143,7 @@ MocoOutput MoCo::forward(const Tensor& query, const Tensor& key, const Tensor& h
   return contrast(q, k, t);
 }
 
-MocoOutput MoCo::forward_masked(const Tensor& query_view, const Tensor& key_view,
+ContrastiveOutput MoCo::forward_masked(const Tensor& query_view, const Tensor& key_view,
                                 const SaliencyGuidedMasking& masking, int64_t step, Generator& shuffle,
                                 MaskedBatch* record) {
   check_view_pair(query_view, key_view, config_.bn_groups);
@@ -176,7 +162,24 @@ MocoOutput MoCo::forward_masked(const Tensor& query_view, const Tensor& key_view
   return contrast(q, k, t);
 }
 
-MocoOutput MoCo::contrast(const Tensor& q, const Tensor& k, const Tensor& t) {
+ContrastiveOutput MoCo::train_forward(const Tensor& view1, const Tensor& view2, const SaliencyGuidedMasking* masking,
+                                      int64_t step, MaskedBatch* record) {
+  Generator shuffle(seed_, kShuffleBnStreamBase + static_cast<uint64_t>(step));
+  if (masking) return forward_masked(view1, view2, *masking, step, shuffle, record);
+  return forward(view1, view2, Tensor(), shuffle);
+}
+
+Metadata MoCo::model_metadata() const {
+  return {{"method", method_name(Method::MocoV2)},
+          {"arch", config_.arch},
+          {"small_stem", config_.small_stem ? "true" : "false"},
+          {"width", std::to_string(config_.width)},
+          {"moco_dim", std::to_string(config_.dim)},
+          {"moco_k", std::to_string(config_.queue_size)},
+          {"mlp", config_.mlp ? "true" : "false"}};
+}
+
+ContrastiveOutput MoCo::contrast(const Tensor& q, const Tensor& k, const Tensor& t) {
   // The logits use the queue as it was before this batch; the backward needs those values after
   // the enqueue below has overwritten N columns, so the op gets its own copy (as the reference's
   // queue.clone().detach()).

@@ -27,7 +27,8 @@
 #include "engine/random.h"
 #include "engine/serialize.h"
 #include "layers/resnet.h"
-#include "ssl/masking.h"
+#include "ssl/masking/masking.h"
+#include "ssl/methods/method.h"
 
 namespace engine::ssl {
 
@@ -45,15 +46,10 @@ struct MocoConfig {
   bool reference_quirks = false;   // METHOD.md O7 as the published code (see above)
 };
 
-struct MocoOutput {
-  Tensor loss;     // () mean InfoNCE over the batch; backward reaches f_q only
-  Tensor correct;  // (2,) i64: rows whose positive is the top-1 logit, and among the top 5
-  int64_t rows = 0;
-  // loss and correct stay on the device: the step never waits to read them (ssl/trainer.cpp reads
-  // them once per print interval).
-};
+// The shuffle-BN stream of a step: randomness that is a function of (seed, step) only.
+inline constexpr uint64_t kShuffleBnStreamBase = 0x5342'0000'0000'0000ull;  // "SB"
 
-class MoCo {
+class MoCo : public ContrastiveMethod {
  public:
   // f_q from `seed` (torchvision's initialisation), f_k a copy of it, the queue from N(0, 1) with
   // unit columns; everything on `device`, parameters flat.
@@ -62,15 +58,28 @@ class MoCo {
   // One training forward: query and key (N, 3, H, W), hard (N, n_h, 3, H, W) or undefined for
   // none. Performs the momentum update and the enqueue, as the reference's forward does.
   // `shuffle` draws the shuffle-BN permutations.
-  MocoOutput forward(const Tensor& query, const Tensor& key, const Tensor& hard, Generator& shuffle);
+  ContrastiveOutput forward(const Tensor& query, const Tensor& key, const Tensor& hard, Generator& shuffle);
 
   // The paper's step (METHOD.md section 1): the momentum update, the keys (whose layer4 map is the k
   // view's saliency for the momentum source), then the masked query and hard-negative views
-  // (ssl/masking.h), then the query and hard-negative encodings and the loss. `query_view` and
+  // (ssl/masking/masking.h), then the query and hard-negative encodings and the loss. `query_view` and
   // `key_view` are the normalised views; the masks are those of step `step`. `record`, if given,
   // receives what the encoders saw.
-  MocoOutput forward_masked(const Tensor& query_view, const Tensor& key_view, const SaliencyGuidedMasking& masking,
+  ContrastiveOutput forward_masked(const Tensor& query_view, const Tensor& key_view, const SaliencyGuidedMasking& masking,
                             int64_t step, Generator& shuffle, MaskedBatch* record = nullptr);
+
+  // The seam (ssl/methods/method.h): forward or forward_masked with the shuffle-BN stream of
+  // (seed, step).
+  ContrastiveOutput train_forward(const Tensor& view1, const Tensor& view2, const SaliencyGuidedMasking* masking,
+                                  int64_t step, MaskedBatch* record) override;
+  Method method() const override { return Method::MocoV2; }
+  nn::ResNet& online_encoder() override { return *encoder_q_; }
+  const char* online_prefix() const override { return "encoder_q."; }
+  nn::ResNet& saliency_encoder() override { return *encoder_k_; }
+  SaliencySourceKind own_saliency_source() const override { return SaliencySourceKind::Momentum; }
+  int64_t bn_groups() const override { return config_.bn_groups; }
+  // "arch", "small_stem", "width", "moco_dim", "moco_k", "mlp" (and "method").
+  Metadata model_metadata() const override;
 
   // The steps, public so tests can call them one by one.
   Tensor encode_query(const Tensor& images);                    // (N, D) unit rows, recorded
@@ -80,7 +89,7 @@ class MoCo {
   Tensor encode_keys(const Tensor& images, Generator& shuffle, Tensor* saliency = nullptr);
   Tensor encode_hard_negatives(const Tensor& hard, Generator& shuffle);  // (N, n_h, D), no gradient
   // The loss over [q.k | q.queue | alpha q.t] / T (t may be undefined), then the enqueue of k.
-  MocoOutput contrast(const Tensor& q, const Tensor& k, const Tensor& t);
+  ContrastiveOutput contrast(const Tensor& q, const Tensor& k, const Tensor& t);
   void dequeue_and_enqueue(const Tensor& keys);                 // keys (N, D)
 
   nn::ResNet& encoder_q() { return *encoder_q_; }
@@ -92,21 +101,20 @@ class MoCo {
 
   // "encoder_q.<torchvision name>", "encoder_k.<...>", "queue" (D, K), "queue_ptr" (1) i64:
   // the reference's state dict below its DDP "module." prefix.
-  NamedTensors state_dict() const;
+  NamedTensors state_dict() const override;
   // Strict: every key of state_dict() with its shape, nothing else.
-  void load_state_dict(const NamedTensors& state);
+  void load_state_dict(const NamedTensors& state) override;
 
  private:
   MocoConfig config_;
+  uint64_t seed_ = 0;
   Device device_;
   std::shared_ptr<nn::ResNet> encoder_q_, encoder_k_;
   Tensor queue_;          // (D, K)
   int64_t queue_ptr_ = 0;
 };
 
-// The encoder: a ResNet whose fc is the MoCo head, Linear(F, D) or, with mlp, Linear(F, F) - ReLU
-// - Linear(F, D) (F = 2048 for ResNet-50, 512 for ResNet-18/34), named fc.0 and fc.2 as in the
-// reference.
-std::shared_ptr<nn::ResNet> make_moco_encoder(const MocoConfig& config, uint64_t seed);
+// The encoders' shape: arch, stem, width, dim and head of `config`.
+EncoderShape encoder_shape(const MocoConfig& config);
 
 }  // namespace engine::ssl

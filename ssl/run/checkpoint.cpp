@@ -1,5 +1,5 @@
 // checkpoint.cpp - see checkpoint.h.
-#include "ssl/checkpoint.h"
+#include "ssl/run/checkpoint.h"
 
 #include <fmt/format.h>
 
@@ -11,6 +11,9 @@
 
 #include "engine/check.h"
 #include "engine/file_io.h"
+#include "ssl/methods/moco.h"
+#include "ssl/methods/simclr.h"
+#include "ssl/run/resnet_file.h"
 
 namespace engine::ssl {
 
@@ -18,26 +21,26 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// SGD's buffers are named after encoder_q's parameters: "optimizer.momentum_buffer.encoder_q.<name>".
-constexpr const char* kOptimizerPrefix = "optimizer.momentum_buffer.encoder_q.";
-constexpr const char* kSgdPrefix = "momentum_buffer.";
+// The optimizer's buffers are named after the online encoder's parameters:
+// "optimizer.momentum_buffer.<online prefix><name>".
+constexpr const char* kOptimizerPrefix = "optimizer.momentum_buffer.";
+constexpr const char* kBufferPrefix = "momentum_buffer.";  // nn::Optimizer::state_dict's names
 
 // What must agree between a checkpoint and the run that continues it.
-Metadata model_signature(const MocoConfig& c, const RunIdentity& run) {
-  return {{"arch", c.arch},
-          {"small_stem", c.small_stem ? "true" : "false"},
-          {"width", std::to_string(c.width)},
-          {"moco_dim", std::to_string(c.dim)},
-          {"moco_k", std::to_string(c.queue_size)},
-          {"mlp", c.mlp ? "true" : "false"},
-          {"batch_size", std::to_string(run.batch_size)},
-          {"strategy", run.strategy}};
+Metadata model_signature(const ContrastiveMethod& method, const RunIdentity& run) {
+  Metadata m = method.model_metadata();
+  m["batch_size"] = std::to_string(run.batch_size);
+  m["strategy"] = mask_strategy_name(run.strategy);
+  m["optimizer"] = run.optimizer;
+  return m;
 }
 
 // `m` with the keys early checkpoints did not write yet, at what they meant then: before --width
-// existed every encoder had torchvision's width.
+// existed every encoder had torchvision's width; before SimCLR every run was MoCo v2 with SGD.
 Metadata with_legacy_defaults(Metadata m) {
   m.try_emplace("width", std::to_string(MocoConfig{}.width));
+  m.try_emplace("method", method_name(Method::MocoV2));
+  m.try_emplace("optimizer", "sgd");
   return m;
 }
 
@@ -111,31 +114,19 @@ CheckpointArgs checkpoint_args(const Metadata& m, const std::string& path) {
   return out;
 }
 
-namespace {
-void check_tensor_shape(const SafetensorsFile& file, const std::string& name, const Shape& expected,
-                        const std::string& path, const char* says) {
-  ENGINE_CHECK(file.contains(name), "{}: has no tensor '{}', which {} needs; the file is damaged or holds another model",
-               path, name, says);
-  const Shape& found = file.at(name).shape();
-  ENGINE_CHECK(found == expected, "{}: tensor '{}' is {} but {} needs {}; the file is damaged or holds another model",
-               path, name, shape_str(found), says, shape_str(expected));
-}
-}  // namespace
 
-void check_resnet_fits_file(const SafetensorsFile& file, const std::string& prefix, int64_t width,
-                            const std::string& path) {
-  const std::string conv1 = prefix + "conv1.weight";
-  ENGINE_CHECK(file.contains(conv1) && file.at(conv1).dim() == 4, "{}: has no 4-d tensor '{}'; not a ResNet", path,
-               conv1);
-  const int64_t kernel = file.at(conv1).size(2);
-  ENGINE_CHECK(kernel == 7 || kernel == 3, "{}: '{}' is {}, expected a 7 x 7 (ImageNet) or 3 x 3 (small) stem", path,
-               conv1, shape_str(file.at(conv1).shape()));
-  const std::string says = fmt::format("a ResNet of width {}", width);
-  check_tensor_shape(file, conv1, {width, 3, kernel, kernel}, path, says.c_str());
-  check_tensor_shape(file, prefix + "layer4.0.conv2.weight", {8 * width, 8 * width, 3, 3}, path, says.c_str());
+
+Method checkpoint_method(const Metadata& m, const std::string& path) {
+  const std::string name = metadata_text(with_legacy_defaults(m), "method", path);
+  ENGINE_CHECK(name == "mocov2" || name == "simclr",
+               "{}: the checkpoint's method '{}' is not one this program trains (mocov2, simclr)", path,
+               name.substr(0, 60));
+  return method_from_name(name);
 }
 
-PretrainedMoco load_pretrained_moco(const std::string& path, Device device) {
+const char* online_prefix(Method method) { return method == Method::SimClr ? "encoder." : "encoder_q."; }
+
+PretrainedRun load_pretrained(const std::string& path, Device device) {
   ENGINE_CHECK(fs::is_regular_file(path),
                "{}: no such checkpoint file; give a `moco pretrain` checkpoint such as "
                "SAVE_DIR/checkpoints/last.safetensors",
@@ -143,68 +134,94 @@ PretrainedMoco load_pretrained_moco(const std::string& path, Device device) {
   const SafetensorsFile file = load_safetensors(path);
   const Metadata& m = file.metadata;
   check_format(m, path);
-  MocoConfig config;
-  config.arch = metadata_text(m, "arch", path);
+  const Method method = checkpoint_method(m, path);
+  EncoderShape shape;
+  shape.arch = metadata_text(m, "arch", path);
   const auto& archs = nn::resnet_arch_names();
-  ENGINE_CHECK(std::find(archs.begin(), archs.end(), config.arch) != archs.end(),
-               "{}: the checkpoint's arch '{}' is not one this program builds", path, config.arch);
-  config.small_stem = metadata_flag(m, "small_stem", path);
-  config.width = metadata_count(with_legacy_defaults(m), "width", path);
-  config.dim = metadata_count(m, "moco_dim", path);
-  config.queue_size = metadata_count(m, "moco_k", path);
-  config.mlp = metadata_flag(m, "mlp", path);
+  ENGINE_CHECK(std::find(archs.begin(), archs.end(), shape.arch) != archs.end(),
+               "{}: the checkpoint's arch '{}' is not one this program builds", path, shape.arch);
+  shape.small_stem = metadata_flag(m, "small_stem", path);
+  shape.width = metadata_count(with_legacy_defaults(m), "width", path);
+  shape.dim = metadata_count(m, method == Method::SimClr ? "simclr_dim" : "moco_dim", path);
+  shape.mlp = metadata_flag(m, "mlp", path);
   // The ghost-BatchNorm groups are a training flag, not part of the model: they are in "args".
-  if (const CheckpointArgs args = checkpoint_args(m, path); args.bn_groups > 0) config.bn_groups = args.bn_groups;
-  // What the metadata makes us allocate must be there in the file: both encoders' largest weights,
-  // the head's last Linear (dim x features) and the queue (dim x K).
-  for (const char* encoder : {"encoder_q.", "encoder_k."}) check_resnet_fits_file(file, encoder, config.width, path);
-  const int64_t features = nn::resnet_feature_dim({.arch = config.arch, .width = config.width});
-  const std::string model = fmt::format("the checkpoint's model ({} of width {}, moco_dim {}, moco_k {})", config.arch,
-                                        config.width, config.dim, config.queue_size);
-  check_tensor_shape(file, config.mlp ? "encoder_q.fc.2.weight" : "encoder_q.fc.weight", {config.dim, features}, path,
-                     model.c_str());
-  check_tensor_shape(file, "queue", {config.dim, config.queue_size}, path, model.c_str());
-  PretrainedMoco out;
+  const CheckpointArgs args = checkpoint_args(m, path);
+  // What the metadata makes us allocate must be there in the file: every encoder's largest
+  // weights, the head's last Linear (dim x features) and MoCo's queue (dim x K).
+  const std::vector<std::string> encoders =
+      method == Method::SimClr ? std::vector<std::string>{"encoder."} : std::vector<std::string>{"encoder_q.", "encoder_k."};
+  for (const std::string& encoder : encoders) check_resnet_fits_file(file, encoder, shape.width, path);
+  const int64_t features = nn::resnet_feature_dim({.arch = shape.arch, .width = shape.width});
+  const std::string head = std::string(online_prefix(method)) + (shape.mlp ? "fc.2.weight" : "fc.weight");
+  PretrainedRun out;
   out.batch_size = metadata_count(m, "batch_size", path);
   out.seed = static_cast<uint64_t>(metadata_count(m, "seed", path));
   auto strategy = m.find("strategy");
-  out.strategy = strategy == m.end() ? "none" : strategy->second;
+  out.strategy = strategy == m.end() ? MaskStrategy::None : parse_mask_strategy(strategy->second);
   out.metadata = m;
-  // The encoders' shapes come from the checkpoint, so the strict load can only fail on a damaged file.
-  out.moco = std::make_shared<MoCo>(config, out.seed, device);
+  if (method == Method::SimClr) {
+    const std::string model = fmt::format("the checkpoint's model ({} of width {}, simclr_dim {})", shape.arch,
+                                          shape.width, shape.dim);
+    check_tensor_shape(file, head, {shape.dim, features}, path, model.c_str());
+    ENGINE_CHECK(shape.mlp, "{}: a SimCLR checkpoint always has the MLP head, but its metadata says mlp false", path);
+    SimclrConfig config;
+    config.arch = shape.arch;
+    config.small_stem = shape.small_stem;
+    config.width = shape.width;
+    config.dim = shape.dim;
+    if (args.bn_groups > 0) config.bn_groups = args.bn_groups;
+    out.method = std::make_shared<SimCLR>(config, out.seed, device);
+  } else {
+    MocoConfig config;
+    config.arch = shape.arch;
+    config.small_stem = shape.small_stem;
+    config.width = shape.width;
+    config.dim = shape.dim;
+    config.mlp = shape.mlp;
+    config.queue_size = metadata_count(m, "moco_k", path);
+    if (args.bn_groups > 0) config.bn_groups = args.bn_groups;
+    const std::string model = fmt::format("the checkpoint's model ({} of width {}, moco_dim {}, moco_k {})",
+                                          config.arch, config.width, config.dim, config.queue_size);
+    check_tensor_shape(file, head, {config.dim, features}, path, model.c_str());
+    check_tensor_shape(file, "queue", {config.dim, config.queue_size}, path, model.c_str());
+    out.method = std::make_shared<MoCo>(config, out.seed, device);
+  }
+  // The networks' shapes come from the checkpoint, so the strict load can only fail on a damaged file.
   NamedTensors state;
   for (const auto& [name, t] : file.tensors)
     if (name.rfind(kOptimizerPrefix, 0) != 0) state.emplace_back(name, t);
-  out.moco->load_state_dict(state);
+  out.method->load_state_dict(state);
   return out;
 }
 
-void save_checkpoint(const std::string& path, const MoCo& moco, const nn::Sgd& sgd, const TrainingPosition& position,
-                     const RunIdentity& run) {
-  NamedTensors tensors = moco.state_dict();
-  for (const auto& [name, t] : sgd.state_dict())
-    tensors.emplace_back(kOptimizerPrefix + name.substr(std::string(kSgdPrefix).size()), t);
-  Metadata metadata = model_signature(moco.config(), run);
+void save_checkpoint(const std::string& path, const ContrastiveMethod& method, const nn::Optimizer& optimizer,
+                     const TrainingPosition& position, const RunIdentity& run) {
+  NamedTensors tensors = method.state_dict();
+  const std::string buffers = std::string(kOptimizerPrefix) + method.online_prefix();
+  for (const auto& [name, t] : optimizer.state_dict())
+    tensors.emplace_back(buffers + name.substr(std::string(kBufferPrefix).size()), t);
+  Metadata metadata = model_signature(method, run);
   metadata["format"] = kCheckpointFormat;
   metadata["epoch"] = std::to_string(position.epoch);
   metadata["batch"] = std::to_string(position.batch);
   metadata["step"] = std::to_string(position.step);
-  metadata["sgd_steps"] = std::to_string(sgd.steps());
+  metadata["sgd_steps"] = std::to_string(optimizer.steps());
   metadata["seed"] = std::to_string(run.seed);
   metadata["args"] = run.args_json;
   metadata["rng"] =
-      "counter-based Philox: data draws from (seed, epoch, dataset index), shuffle BN from (seed, step); the seed "
-      "and the position restore them";
+      "counter-based Philox: data draws from (seed, epoch, dataset index), shuffle BN and masks from (seed, step); "
+      "the seed and the position restore them";
   save_safetensors(path, tensors, metadata);
 }
 
-TrainingPosition load_checkpoint(const std::string& path, MoCo& moco, nn::Sgd& sgd, const RunIdentity& run) {
+TrainingPosition load_checkpoint(const std::string& path, ContrastiveMethod& method, nn::Optimizer& optimizer,
+                                 const RunIdentity& run) {
   const SafetensorsFile file = load_safetensors(path);
   const Metadata& m = file.metadata;
   check_format(m, path);
   std::string differences;
   const Metadata written = with_legacy_defaults(m);
-  for (const auto& [key, expected] : model_signature(moco.config(), run)) {
+  for (const auto& [key, expected] : model_signature(method, run)) {
     auto it = written.find(key);
     const std::string found = it != written.end() ? it->second : "absent";
     if (found != expected) differences += fmt::format("\n  {}: checkpoint {}, this run {}", key, found, expected);
@@ -213,15 +230,20 @@ TrainingPosition load_checkpoint(const std::string& path, MoCo& moco, nn::Sgd& s
                "{}: the checkpoint was made with other flags than this run's, so it cannot be continued:{}\nrun "
                "with the checkpoint's flags (its 'args' metadata lists them: moco info {})",
                path, differences, path);
-  NamedTensors model, optimizer;
+  NamedTensors model, buffers;
   for (const auto& [name, t] : file.tensors) {
-    if (name.rfind(kOptimizerPrefix, 0) == 0)
-      optimizer.emplace_back(kSgdPrefix + name.substr(std::string(kOptimizerPrefix).size()), t);
-    else
+    if (name.rfind(kOptimizerPrefix, 0) == 0) {
+      const std::string parameter = name.substr(std::string(kOptimizerPrefix).size());
+      ENGINE_CHECK(parameter.rfind(method.online_prefix(), 0) == 0,
+                   "{}: optimizer state '{}' does not belong to the {} encoder; the file is damaged", path, name,
+                   method.online_prefix());
+      buffers.emplace_back(kBufferPrefix + parameter.substr(std::string(method.online_prefix()).size()), t);
+    } else {
       model.emplace_back(name, t);
+    }
   }
-  moco.load_state_dict(model);
-  sgd.load_state_dict(optimizer, metadata_count(m, "sgd_steps", path));
+  method.load_state_dict(model);
+  optimizer.load_state_dict(buffers, metadata_count(m, "sgd_steps", path));
   return {metadata_count(m, "epoch", path), metadata_count(m, "batch", path), metadata_count(m, "step", path)};
 }
 
@@ -237,19 +259,6 @@ void publish_as_last(const std::string& path, const std::string& last) {
   }
   fs::rename(tmp, last, ec);
   ENGINE_CHECK(!ec, "could not rename {} to {}: {}", tmp, last, ec.message());
-}
-
-std::string resolve_resume(const std::string& resume, const std::string& save_dir) {
-  if (resume.empty()) return "";
-  if (resume == "auto") {
-    const fs::path last = fs::path(save_dir) / "checkpoints" / "last.safetensors";
-    return fs::exists(last) ? last.string() : "";
-  }
-  ENGINE_CHECK(fs::is_regular_file(resume),
-               "--resume {}: no such checkpoint file; give a file such as SAVE_DIR/checkpoints/last.safetensors, "
-               "or 'auto'",
-               resume);
-  return resume;
 }
 
 }  // namespace engine::ssl

@@ -1,15 +1,22 @@
-// checkpoint.h - pretraining checkpoints: everything a run needs to continue bit for bit.
+// checkpoint.h - pretraining checkpoints: everything a run needs to continue bit for bit, for any
+// contrastive method (ssl/methods/method.h).
 //
 // One safetensors file (engine/serialize.h, written atomically: a crash at any moment leaves the
 // previous file whole) holding
-//   encoder_q.*, encoder_k.*   the two encoders, torchvision names below the prefix
-//   queue (D, K), queue_ptr (1) i64
-//   optimizer.momentum_buffer.encoder_q.*   SGD's momentum, by parameter name
-// and metadata: "format", the position ("epoch", "batch", "step": the run continues at batch
-// `batch` of epoch `epoch`, after `step` optimizer steps), "sgd_steps", "args" (the run's flags as
-// JSON), and "rng", which says how the random state is restored: every random draw of a run is a
-// function of (--seed, epoch, dataset index) for the data and of (--seed, step) for shuffle BN,
-// so the seed and the position are the whole state.
+//   the method's state_dict()     MoCo v2: encoder_q.*, encoder_k.*, queue (D, K), queue_ptr (1) i64;
+//                                 SimCLR: encoder.*  (torchvision names below the prefix)
+//   optimizer.momentum_buffer.<online prefix>*   the optimizer's momentum (SGD or LARS), by
+//                                 parameter name
+// and metadata: "format", the method's model_metadata() ("method", "arch", "width", ...), the
+// position ("epoch", "batch", "step": the run continues at batch `batch` of epoch `epoch`, after
+// `step` optimizer steps), "optimizer", "sgd_steps" (the optimizer's step count, whatever the
+// optimizer), "args" (the run's flags as JSON), and "rng", which says how the random state is
+// restored: every random draw of a run is a function of (--seed, epoch, dataset index) for the data
+// and of (--seed, step) for shuffle BN and the masks, so the seed and the position are the whole
+// state.
+//
+// Files written before SimCLR existed have no "method" and no "optimizer": they are MoCo v2 with
+// SGD, and load as such.
 //
 // Files in SAVE_DIR/checkpoints/: checkpoint_EEEE.safetensors at the end of every epoch (EEEE is
 // the number of epochs done), and last.safetensors, the newest checkpoint of any kind (a hard link
@@ -21,7 +28,8 @@
 
 #include "engine/serialize.h"
 #include "layers/optimizer.h"
-#include "ssl/moco.h"
+#include "ssl/masking/masking.h"
+#include "ssl/methods/method.h"
 
 namespace engine::ssl {
 
@@ -38,22 +46,28 @@ struct RunIdentity {
   int64_t batch_size = 0;
   uint64_t seed = 0;
   std::string args_json;  // the run's flags
-  std::string strategy = "none";  // the masking; "hp" also means the encoders saw high-passed images
+  MaskStrategy strategy = MaskStrategy::None;  // hp also means the encoders saw high-passed images
+  std::string optimizer = "sgd";               // "sgd" or "lars"
 };
 
 // A pretraining checkpoint read for use outside training (`moco masks` and `moco batch`, the
-// saliency report, evaluation): a MoCo built with the checkpoint's own model flags (arch, stem,
-// embedding size, queue length, head; --bn-groups from its "args") holding its encoders, queue and
-// pointer. The optimizer state is not read. Refuses, with a clear message, a missing file or one
-// that is not a pretraining checkpoint.
-struct PretrainedMoco {
-  std::shared_ptr<MoCo> moco;
+// saliency report, evaluation): the method built with the checkpoint's own model flags (MoCo v2:
+// arch, stem, embedding size, queue length, head; SimCLR: arch, stem, embedding size; --bn-groups
+// from its "args") holding its state. The optimizer state is not read. Refuses, with a clear
+// message, a missing file or one that is not a pretraining checkpoint.
+struct PretrainedRun {
+  std::shared_ptr<ContrastiveMethod> method;
   Metadata metadata;  // epoch, step, seed, strategy, args, ...
   int64_t batch_size = 0;
   uint64_t seed = 0;
-  std::string strategy;
+  MaskStrategy strategy = MaskStrategy::None;
 };
-PretrainedMoco load_pretrained_moco(const std::string& path, Device device);
+PretrainedRun load_pretrained(const std::string& path, Device device);
+
+// The method a checkpoint's metadata names ("method"; MoCo v2 for files written before it existed).
+Method checkpoint_method(const Metadata& m, const std::string& path);
+// The prefix of the online encoder's tensors in a checkpoint of `method` ("encoder_q." or "encoder.").
+const char* online_prefix(Method method);
 
 // A checkpoint's metadata value, with a message naming the file and key when it is absent or not
 // of the kind asked for.
@@ -71,29 +85,20 @@ struct CheckpointArgs {
 };
 CheckpointArgs checkpoint_args(const Metadata& m, const std::string& path);
 
-// Refuses a file whose tensors could not hold the ResNet its metadata or shapes describe, before
-// that model is allocated: `prefix`conv1.weight must be (width, 3, k, k) and
-// `prefix`layer4.0.conv2.weight, the largest kind of weight, (8 width, 8 width, 3, 3). Every
-// weight of a ResNet is at most a few times that one, so what a file makes us allocate stays within
-// a small multiple of its own size, whatever its metadata claims.
-void check_resnet_fits_file(const SafetensorsFile& file, const std::string& prefix, int64_t width,
-                            const std::string& path);
 
 // Writes the checkpoint atomically.
-void save_checkpoint(const std::string& path, const MoCo& moco, const nn::Sgd& sgd, const TrainingPosition& position,
-                     const RunIdentity& run);
+void save_checkpoint(const std::string& path, const ContrastiveMethod& method, const nn::Optimizer& optimizer,
+                     const TrainingPosition& position, const RunIdentity& run);
 
-// Restores `moco` and `sgd` from `path` and returns where the run stands. Refuses, with what differs, a file that is not a
-// pretraining checkpoint, or one made with a different architecture, embedding size, queue length,
-// head, batch size or masking strategy (`run`): such a run cannot be continued with these flags.
-TrainingPosition load_checkpoint(const std::string& path, MoCo& moco, nn::Sgd& sgd, const RunIdentity& run);
+// Restores `method` and `optimizer` from `path` and returns where the run stands. Refuses, with
+// what differs, a file that is not a pretraining checkpoint, or one made with another method,
+// architecture, embedding size, queue length, head, batch size, masking strategy or optimizer
+// (`run`): such a run cannot be continued with these flags.
+TrainingPosition load_checkpoint(const std::string& path, ContrastiveMethod& method, nn::Optimizer& optimizer,
+                                 const RunIdentity& run);
 
 // Makes `last` name the same file as `path` (a hard link, or a copy where links are not supported),
 // replacing it atomically.
 void publish_as_last(const std::string& path, const std::string& last);
-
-// --resume: "" (none), "auto" (SAVE_DIR/checkpoints/last.safetensors when it exists, else none),
-// or a file, which must exist. Returns the file to load or "".
-std::string resolve_resume(const std::string& resume, const std::string& save_dir);
 
 }  // namespace engine::ssl

@@ -1,7 +1,6 @@
 // trainer.cpp - see trainer.h.
-#include "ssl/trainer.h"
+#include "ssl/run/trainer.h"
 
-#include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <chrono>
@@ -13,16 +12,15 @@
 #include "data/image_folder.h"
 #include "data/loader.h"
 #include "engine/check.h"
-#include "engine/file_io.h"
-#include "engine/metrics_log.h"
+#include "engine/log.h"
 #include "engine/progress.h"
-#include "engine/tensorboard_writer.h"
 #include "layers/lr_schedule.h"
 #include "layers/optimizer.h"
 #include "ops/elementwise_binary.h"
 #include "ops/reduce_dim.h"
-#include "ssl/knn.h"
-#include "ssl/mask_picture.h"
+#include "ssl/eval/knn.h"
+#include "ssl/masking/mask_picture.h"
+#include "ssl/run/run_dir.h"
 
 namespace engine::ssl {
 
@@ -88,7 +86,6 @@ class Trainer {
 
  private:
   void check_flags() const;
-  void prepare_save_dir();
   void build();
   void resume_if_asked();
   // Trains the rest of `epoch`; false when --max-steps stopped it.
@@ -101,19 +98,20 @@ class Trainer {
   void log_epoch(int64_t epoch, double lr, const Meter& meter);
   void run_knn_monitor(int64_t epoch);
   void save(const std::string& path);
-  RunIdentity run_identity() const { return {c_.batch_size, c_.seed, c_.args_json, c_.strategy}; }
-  void write_masking_picture(int64_t epoch, const data::Batch& batch, const MaskedBatch& masked) const;
-  fs::path checkpoint_dir() const { return fs::path(c_.save_dir) / "checkpoints"; }
+  RunIdentity run_identity() const {
+    return {c_.batch_size, c_.seed, c_.args_json, c_.strategy, optimizer_name(c_.optimizer)};
+  }
+  void write_masking_picture(int64_t epoch, const data::Batch& batch, const MaskedBatch& masked);
+  std::string checkpoint_path(const std::string& name) const { return run_dir_->checkpoint(name).string(); }
 
   PretrainConfig c_;
+  std::optional<RunDirectory> run_dir_;
   std::shared_ptr<data::ImageFolder> dataset_;
   std::unique_ptr<data::Loader> loader_;
-  std::unique_ptr<MoCo> moco_;
+  std::unique_ptr<ContrastiveMethod> method_;
   std::unique_ptr<SaliencyGuidedMasking> masking_;  // none for --strategy none
-  std::unique_ptr<nn::Sgd> sgd_;
+  std::unique_ptr<nn::Optimizer> optimizer_;
   nn::LrSchedule schedule_;
-  std::unique_ptr<MetricsLog> metrics_;
-  std::unique_ptr<TensorBoardWriter> tensorboard_;
   TrainingPosition position_;
   PretrainResult result_;
   DeviceSums pending_;
@@ -121,18 +119,28 @@ class Trainer {
   uint64_t host_reads_at_last_read_ = 0;  // host_read_count() after the last read of DeviceSums
 };
 
+int64_t bn_groups_of(const PretrainConfig& c) {
+  return c.method == Method::SimClr ? c.simclr.bn_groups : c.moco.bn_groups;
+}
+
 void Trainer::check_flags() const {
-  ENGINE_CHECK(!c_.save_dir.empty(), "pretrain: give --save-dir, where checkpoints and logs go");
   ENGINE_CHECK(c_.batch_size >= 1, "pretrain: -b must be at least 1, found {}", c_.batch_size);
-  ENGINE_CHECK(c_.moco.queue_size % c_.batch_size == 0,
-               "pretrain: the queue length --moco-k {} is not a multiple of the batch size -b {}: every step "
-               "enqueues a whole batch of keys; choose --moco-k as a multiple of {} (for example {})",
-               c_.moco.queue_size, c_.batch_size, c_.batch_size,
-               std::max<int64_t>(1, c_.moco.queue_size / c_.batch_size) * c_.batch_size);
-  ENGINE_CHECK(c_.batch_size % c_.moco.bn_groups == 0,
+  if (c_.method == Method::MocoV2) {
+    ENGINE_CHECK(c_.moco.queue_size % c_.batch_size == 0,
+                 "pretrain: the queue length --moco-k {} is not a multiple of the batch size -b {}: every step "
+                 "enqueues a whole batch of keys; choose --moco-k as a multiple of {} (for example {})",
+                 c_.moco.queue_size, c_.batch_size, c_.batch_size,
+                 std::max<int64_t>(1, c_.moco.queue_size / c_.batch_size) * c_.batch_size);
+  } else {
+    ENGINE_CHECK(c_.batch_size >= 2 || c_.num_nonsem > 0,
+                 "pretrain: SimCLR with -b 1 has no negatives (each image's only partner is its other view); use a "
+                 "batch of at least 2");
+  }
+  const int64_t groups = bn_groups_of(c_);
+  ENGINE_CHECK(c_.batch_size % groups == 0,
                "pretrain: the batch of {} does not split into {} BatchNorm groups (--bn-groups); use a batch that is "
                "a multiple of the group count",
-               c_.batch_size, c_.moco.bn_groups);
+               c_.batch_size, groups);
   ENGINE_CHECK(c_.epochs >= 1, "pretrain: --epochs must be at least 1, found {}", c_.epochs);
   ENGINE_CHECK(c_.image_size >= 16, "pretrain: --image-size {} is too small (at least 16)", c_.image_size);
   ENGINE_CHECK(c_.lr > 0 && std::isfinite(c_.lr), "pretrain: --lr must be positive, found {}", c_.lr);
@@ -151,27 +159,26 @@ void Trainer::check_flags() const {
                "{}",
                fmt::join(c_.blur_sigma, ","));
   ENGINE_CHECK(c_.print_freq >= 1, "pretrain: --print-freq must be at least 1, found {}", c_.print_freq);
-  const MaskStrategy strategy = parse_mask_strategy(c_.strategy);
-  const SaliencySource source = parse_saliency_source(c_.saliency);
+  const SaliencySource& source = c_.saliency;
   ENGINE_CHECK(source.kind != SaliencySourceKind::Pretrained || fs::exists(source.file),
                "pretrain: --saliency pretrained:{}: no such file; give a ResNet converted with "
                "tools/convert_torchvision_resnet.py or a `moco pretrain` checkpoint",
                source.file);
+  if (c_.strategy != MaskStrategy::None) {
+    const bool moco = c_.method == Method::MocoV2;
+    ENGINE_CHECK(source.kind != (moco ? SaliencySourceKind::Online : SaliencySourceKind::Momentum),
+                 "pretrain: --saliency {} is {}; with --method {} the method's own maps are --saliency {}",
+                 saliency_source_text(source),
+                 moco ? "SimCLR's encoder, which MoCo does not have" : "MoCo's key encoder, which SimCLR does not have",
+                 method_name(c_.method), moco ? "momentum" : "online");
+  }
   ENGINE_CHECK(c_.num_nonsem >= 0, "pretrain: --num-nonsem must be >= 0, found {}", c_.num_nonsem);
-  ENGINE_CHECK(strategy != MaskStrategy::None || c_.num_nonsem == 0,
-               "pretrain: --num-nonsem {} asks for hard negatives, which are masked copies of the key view; choose a "
-               "masking --strategy (hp, blur or mean), or use --num-nonsem 0 for plain MoCo v2",
+  ENGINE_CHECK(c_.strategy != MaskStrategy::None || c_.num_nonsem == 0,
+               "pretrain: --num-nonsem {} asks for hard negatives, which are masked copies of the second view; choose "
+               "a masking --strategy (hp, blur or mean), or use --num-nonsem 0 for the plain method",
                c_.num_nonsem);
-}
-
-void Trainer::prepare_save_dir() {
-  std::error_code ec;
-  fs::create_directories(checkpoint_dir(), ec);
-  ENGINE_CHECK(!ec, "pretrain: cannot create {}: {}", checkpoint_dir().string(), ec.message());
-  // A temporary file is what a crash in the middle of a checkpoint write leaves; the checkpoint
-  // it was replacing is intact, so the leftover goes.
-  for (const auto& entry : fs::directory_iterator(checkpoint_dir()))
-    if (entry.path().extension() == ".tmp") fs::remove(entry.path(), ec);
+  ENGINE_CHECK(c_.lars_eta > 0 && std::isfinite(c_.lars_eta), "pretrain: --lars-eta must be positive, found {}",
+               c_.lars_eta);
 }
 
 void Trainer::build() {
@@ -188,19 +195,25 @@ void Trainer::build() {
   augment.blur_sigma_min = static_cast<float>(c_.blur_sigma[0]);
   augment.blur_sigma_max = static_cast<float>(c_.blur_sigma[1]);
   loader_ = std::make_unique<data::Loader>(dataset_, augment, options);
-  moco_ = std::make_unique<MoCo>(c_.moco, c_.seed, c_.device);
-  const MaskStrategy strategy = parse_mask_strategy(c_.strategy);
-  if (strategy != MaskStrategy::None) {
+  if (c_.method == Method::SimClr)
+    method_ = std::make_unique<SimCLR>(c_.simclr, c_.seed, c_.device);
+  else
+    method_ = std::make_unique<MoCo>(c_.moco, c_.seed, c_.device);
+  if (c_.strategy != MaskStrategy::None) {
     MaskingConfig mc;
-    mc.strategy = strategy;
-    mc.saliency = parse_saliency_source(c_.saliency);
+    mc.strategy = c_.strategy;
+    mc.saliency = c_.saliency;
     mc.num_nonsem = c_.num_nonsem;
-    mc.bn_groups = c_.moco.bn_groups;
+    mc.bn_groups = method_->bn_groups();
     mc.reference_quirks = c_.moco.reference_quirks;
     mc.seed = c_.seed;
     masking_ = std::make_unique<SaliencyGuidedMasking>(mc, c_.device);
   }
-  sgd_ = std::make_unique<nn::Sgd>(moco_->encoder_q(), nn::SgdConfig{c_.momentum, c_.weight_decay});
+  if (c_.optimizer == OptimizerKind::Lars)
+    optimizer_ = std::make_unique<nn::Lars>(method_->online_encoder(),
+                                            nn::LarsConfig{c_.momentum, c_.weight_decay, c_.lars_eta});
+  else
+    optimizer_ = std::make_unique<nn::Sgd>(method_->online_encoder(), nn::SgdConfig{c_.momentum, c_.weight_decay});
   schedule_.base_lr = c_.lr;
   schedule_.epochs = c_.epochs;
   schedule_.milestones = c_.schedule;
@@ -209,35 +222,20 @@ void Trainer::build() {
 }
 
 void Trainer::resume_if_asked() {
-  const std::string path = resolve_resume(c_.resume, c_.save_dir);
-  const std::string metrics_path = (fs::path(c_.save_dir) / "metrics.jsonl").string();
+  const std::string& path = run_dir_->resume_path();
   if (!path.empty()) {
-    position_ = load_checkpoint(path, *moco_, *sgd_, run_identity());
+    position_ = load_checkpoint(path, *method_, *optimizer_, run_identity());
     result_.last_checkpoint = path;
-    fmt::print("resumed from {}: epoch {}, batch {}, step {}\n", path, position_.epoch, position_.batch,
-               position_.step);
-    // Steps logged after the checkpoint will be trained (and logged) again.
-    MetricsLog::truncate_after_step(metrics_path, position_.step);
+    log_info("resumed from {}: epoch {}, batch {}, step {}", path, position_.epoch, position_.batch, position_.step);
   } else if (c_.resume == "auto") {
-    fmt::print("--resume auto: no checkpoint in {} yet, starting from scratch\n", checkpoint_dir().string());
-  }
-  if (path.empty()) {
-    // A fresh run must not overwrite another run's checkpoints.
-    const fs::path last = checkpoint_dir() / "last.safetensors";
-    ENGINE_CHECK(!fs::exists(last),
-                 "pretrain: {} already holds a run ({}); continue it with --resume auto, or choose another "
-                 "--save-dir",
-                 c_.save_dir, last.string());
-    if (fs::exists(metrics_path)) fs::remove(metrics_path);  // a fresh run starts a fresh log
+    log_info("--resume auto: no checkpoint in {} yet, starting from scratch", run_dir_->checkpoint("").string());
   }
   // Only now, past the refusal of an occupied folder, so a refused run leaves the other run's flags.
-  write_file_atomic((fs::path(c_.save_dir) / "args.json").string(), c_.args_json + "\n");
-  metrics_ = std::make_unique<MetricsLog>(metrics_path);
-  tensorboard_ = std::make_unique<TensorBoardWriter>((fs::path(c_.save_dir) / "logs").string());
+  run_dir_->start_logs(c_.args_json, path.empty() ? std::nullopt : std::optional<int64_t>(position_.step));
 }
 
 void Trainer::save(const std::string& path) {
-  save_checkpoint(path, *moco_, *sgd_, position_, run_identity());
+  save_checkpoint(path, *method_, *optimizer_, position_, run_identity());
   result_.last_checkpoint = path;
 }
 
@@ -245,22 +243,21 @@ void Trainer::train_step(const data::Batch& batch, double lr, Meter& epoch_meter
   const auto start = Clock::now();
   const Tensor& query = batch.views[0];  // (N, 3, H, W)
   const Tensor& key = batch.views[1];    // (N, 3, H, W)
-  Generator shuffle(c_.seed, kShuffleBnStreamBase + static_cast<uint64_t>(position_.step));
-  MocoOutput out;
+  ContrastiveOutput out;
   Tensor values = Tensor::zeros({5}, DType::f64, c_.device);  // this step's DeviceSums row
   if (masking_) {
     MaskedBatch masked;
-    out = moco_->forward_masked(query, key, *masking_, position_.step, shuffle, &masked);
+    out = method_->train_forward(query, key, masking_.get(), position_.step, &masked);
     values.slice(0, 3, 4).copy_(mean(masked.fg_query.to(DType::f32)).view({1}));  // the share of foreground cells
     if (batch.index == 0) write_masking_picture(position_.epoch, batch, masked);  // the first batch of each epoch
   } else {
-    out = moco_->forward(query, key, Tensor(), shuffle);
+    out = method_->train_forward(query, key, nullptr, position_.step, nullptr);
   }
   values.slice(0, 0, 1).copy_(out.loss.detach().view({1}));
   values.slice(0, 1, 3).copy_(out.correct);
-  moco_->encoder_q().zero_grad();
+  method_->online_encoder().zero_grad();
   out.loss.backward();
-  sgd_->step(lr);
+  optimizer_->step(lr);
   if (!ran_a_step_) pending_.first_loss = values.slice(0, 0, 1);
   ran_a_step_ = true;
   if (!pending_.sums.defined()) {
@@ -305,15 +302,11 @@ void Trainer::read_device_sums(double lr, Meter& epoch_meter, Meter& window) {
   host_reads_at_last_read_ = host_read_count();
 }
 
-void Trainer::write_masking_picture(int64_t epoch, const data::Batch& batch, const MaskedBatch& masked) const {
-  const fs::path dir = fs::path(c_.save_dir) / "images";
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  ENGINE_CHECK(!ec, "pretrain: cannot create {}: {}", dir.string(), ec.message());
+void Trainer::write_masking_picture(int64_t epoch, const data::Batch& batch, const MaskedBatch& masked) {
   MaskPictureOptions options;
   options.rows = 8;
-  write_mask_picture((dir / fmt::format("epoch_{:04d}.jpg", epoch)).string(), batch.views[0], batch.views[1], masked,
-                     options);
+  write_mask_picture((run_dir_->subfolder("images") / fmt::format("epoch_{:04d}.jpg", epoch)).string(), batch.views[0],
+                     batch.views[1], masked, options);
 }
 
 void Trainer::log_window(int64_t epoch, int64_t batch_index, double lr, Meter& window) {
@@ -337,13 +330,13 @@ void Trainer::log_window(int64_t epoch, int64_t batch_index, double lr, Meter& w
     entry["fg_ratio"] = window.fg_ratio();
     scalars.push_back({"saliency/fg_ratio", window.fg_ratio()});
   }
-  metrics_->append(entry);
-  tensorboard_->add_scalars(position_.step, scalars);
+  run_dir_->metrics().append(entry);
+  run_dir_->tensorboard().add_scalars(position_.step, scalars);
   window = Meter();
 }
 
 void Trainer::log_epoch(int64_t epoch, double lr, const Meter& meter) {
-  metrics_->append({{"kind", "epoch"},
+  run_dir_->metrics().append({{"kind", "epoch"},
                     {"epoch", epoch},
                     {"step", position_.step},
                     {"loss", meter.loss()},
@@ -353,19 +346,19 @@ void Trainer::log_epoch(int64_t epoch, double lr, const Meter& meter) {
                     {"img_per_s", meter.images_per_second()},
                     {"data_wait", meter.data_wait_share()},
                     {"seconds", meter.seconds}});
-  metrics_->sync();
-  tensorboard_->add_scalars(position_.step, {{"epoch/loss", meter.loss()}, {"epoch/acc1", meter.acc1()}});
-  tensorboard_->flush();
+  run_dir_->metrics().sync();
+  run_dir_->tensorboard().add_scalars(position_.step, {{"epoch/loss", meter.loss()}, {"epoch/acc1", meter.acc1()}});
+  run_dir_->tensorboard().flush();
 }
 
 void Trainer::run_knn_monitor(int64_t epoch) {
-  nn::ResNet& encoder = moco_->encoder_q();
+  nn::ResNet& encoder = method_->online_encoder();
   encoder.eval();  // running statistics, and none of them updated
   FeatureOptions fo;
   fo.batch_size = c_.batch_size;
   fo.workers = c_.workers;
   fo.seed = c_.seed;
-  fo.high_pass = parse_mask_strategy(c_.strategy) == MaskStrategy::Hp;  // the inputs it is trained on
+  fo.high_pass = c_.strategy == MaskStrategy::Hp;  // the inputs it is trained on
   fo.device = c_.device;
   KnnOptions ko;
   ko.k = c_.knn_k;
@@ -375,16 +368,16 @@ void Trainer::run_knn_monitor(int64_t epoch) {
       knn_on_folders(encoder, c_.knn_data.empty() ? c_.data : c_.knn_data, c_.image_size, fo, ko);
   encoder.train();
   result_.last_knn_top1 = counts.top1();
-  fmt::print("knn monitor after epoch {}: top-1 {:.2f}%, top-5 {:.2f}% (k {}, t {}; {:.0f} s)\n", epoch + 1,
+  log_info("knn monitor after epoch {}: top-1 {:.2f}%, top-5 {:.2f}% (k {}, t {}; {:.0f} s)", epoch + 1,
              counts.top1(), counts.top5(), ko.k, ko.temperature, seconds_between(start, Clock::now()));
-  metrics_->append({{"kind", "knn"},
+  run_dir_->metrics().append({{"kind", "knn"},
                     {"epoch", epoch},
                     {"step", position_.step},
                     {"knn_top1", counts.top1()},
                     {"knn_top5", counts.top5()}});
-  metrics_->sync();
-  tensorboard_->add_scalars(position_.step, {{"knn/top1", counts.top1()}, {"knn/top5", counts.top5()}});
-  tensorboard_->flush();
+  run_dir_->metrics().sync();
+  run_dir_->tensorboard().add_scalars(position_.step, {{"knn/top1", counts.top1()}, {"knn/top5", counts.top5()}});
+  run_dir_->tensorboard().flush();
 }
 
 bool Trainer::train_epoch(int64_t epoch) {
@@ -415,12 +408,12 @@ bool Trainer::train_epoch(int64_t epoch) {
     const bool stop = c_.max_steps > 0 && position_.step >= c_.max_steps;
     if (!last && (stop || (c_.save_freq_steps > 0 && position_.step % c_.save_freq_steps == 0))) {
       read_device_sums(lr, epoch_meter, window);  // a checkpoint only after a finite loss
-      save((checkpoint_dir() / "last.safetensors").string());
+      save(checkpoint_path("last.safetensors"));
       host_reads_at_last_read_ = host_read_count();  // the checkpoint's reads are not the steps'
     }
     if (stop && !last) {
       progress.finish();
-      fmt::print("stopped at --max-steps {} (epoch {}, batch {}); {} resumes from here\n", c_.max_steps, epoch,
+      log_info("stopped at --max-steps {} (epoch {}, batch {}); {} resumes from here", c_.max_steps, epoch,
                  position_.batch, result_.last_checkpoint);
       return false;
     }
@@ -428,33 +421,35 @@ bool Trainer::train_epoch(int64_t epoch) {
   progress.finish();
   position_ = {epoch + 1, 0, position_.step};
   log_epoch(epoch, lr, epoch_meter);
-  const std::string path = (checkpoint_dir() / fmt::format("checkpoint_{:04d}.safetensors", epoch)).string();
+  const std::string path = checkpoint_path(fmt::format("checkpoint_{:04d}.safetensors", epoch));
   save(path);
-  publish_as_last(path, (checkpoint_dir() / "last.safetensors").string());
+  publish_as_last(path, checkpoint_path("last.safetensors"));
   if (c_.knn_every > 0 && (epoch + 1) % c_.knn_every == 0) run_knn_monitor(epoch);
   return !(c_.max_steps > 0 && position_.step >= c_.max_steps);
 }
 
 PretrainResult Trainer::run() {
   check_flags();
+  run_dir_ = RunDirectory::open(c_.save_dir, c_.resume, "pretrain");  // refuses an occupied folder first
   build();
-  prepare_save_dir();
   resume_if_asked();
   const bool reached_max_steps = c_.max_steps > 0 && position_.step >= c_.max_steps;
   if (reached_max_steps || position_.epoch >= c_.epochs) {
     // A finished run that is resumed (a job script run twice, a retry after the last save) stays
     // as it is: training even one more step would move it past what was asked.
-    fmt::print("pretrain: the run in {} is finished ({} at step {}, epoch {}); nothing to train. Raise {} to "
-               "train further\n",
+    log_info("pretrain: the run in {} is finished ({} at step {}, epoch {}); nothing to train. Raise {} to "
+             "train further",
                c_.save_dir, reached_max_steps ? fmt::format("--max-steps {} reached", c_.max_steps)
                                               : fmt::format("all {} epochs done", c_.epochs),
                position_.step, position_.epoch, reached_max_steps ? "--max-steps" : "--epochs");
     result_.position = position_;
     return result_;
   }
-  fmt::print("pretraining {} ({} parameters) on {}: {} images, {} batches of {} per epoch, {} epochs, lr {} ({})\n",
-             c_.moco.arch, moco_->encoder_q().flat_parameters().numel(), c_.device.str(), dataset_->size(),
-             loader_->batches_per_epoch(), c_.batch_size, c_.epochs, c_.lr, schedule_.describe());
+  log_info("pretraining {} {} ({} parameters) on {}: {} images, {} batches of {} per epoch, {} epochs, {} lr {} ({})",
+           method_name(c_.method), method_->online_encoder().config().arch,
+           method_->online_encoder().flat_parameters().numel(), c_.device.str(), dataset_->size(),
+           loader_->batches_per_epoch(), c_.batch_size, c_.epochs, optimizer_name(c_.optimizer), c_.lr,
+           schedule_.describe());
   while (position_.epoch < c_.epochs) {
     if (!train_epoch(position_.epoch)) break;
   }
@@ -463,6 +458,8 @@ PretrainResult Trainer::run() {
 }
 
 }  // namespace
+
+const char* optimizer_name(OptimizerKind kind) { return kind == OptimizerKind::Lars ? "lars" : "sgd"; }
 
 PretrainResult pretrain(const PretrainConfig& config) { return Trainer(config).run(); }
 

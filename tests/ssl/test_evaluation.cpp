@@ -15,9 +15,10 @@
 #include "engine/random.h"
 #include "engine/serialize.h"
 #include "layers/optimizer.h"
-#include "ssl/checkpoint.h"
-#include "ssl/knn.h"
-#include "ssl/lincls.h"
+#include "ssl/methods/moco.h"
+#include "ssl/run/checkpoint.h"
+#include "ssl/eval/knn.h"
+#include "ssl/eval/lincls.h"
 #include "tests/common/temp_dir.h"
 #include "tests/common/test_helpers.h"
 
@@ -179,7 +180,7 @@ class EvaluationTest : public ::testing::Test {
         }
       }
       nn::Sgd sgd(moco.encoder_q(), {});
-      save_checkpoint(path.string(), moco, sgd, {1, 0, 2}, {8, 9, R"({"image_size": 16})", "hp"});
+      save_checkpoint(path.string(), moco, sgd, {1, 0, 2}, {8, 9, R"({"image_size": 16})", MaskStrategy::Hp});
     }
     return path.string();
   }
@@ -194,10 +195,10 @@ TEST_F(EvaluationTest, RandomBackboneIsFrozenAndDescribed) {
   const Backbone b = load_backbone(spec, Device::cpu());
   EXPECT_FALSE(b.net->is_training());
   EXPECT_EQ(b.net->feature_dim(), 64);  // width 8: layer4 has 8 x 8 channels
-  EXPECT_EQ(b.strategy, "none");
+  EXPECT_FALSE(b.trained_on_high_pass);
   EXPECT_EQ(evaluation_image_size(0, b), 224);
-  EXPECT_FALSE(evaluation_high_pass("auto", b));
-  EXPECT_TRUE(evaluation_high_pass("on", b));
+  EXPECT_FALSE(evaluation_high_pass(HighPass::Auto, b));
+  EXPECT_TRUE(evaluation_high_pass(HighPass::On, b));
   EXPECT_NE(b.description.find("random init (resnet18, small stem, width 8"), std::string::npos);
   spec.pretrained = (dir_->path() / "absent.safetensors").string();
   EXPECT_THROW(load_backbone(spec, Device::cpu()), Error);
@@ -207,12 +208,12 @@ TEST_F(EvaluationTest, CheckpointBackboneBringsItsStrategyAndImageSize) {
   BackboneSpec spec;
   spec.pretrained = hp_checkpoint();
   const Backbone b = load_backbone(spec, Device::cpu());
-  EXPECT_EQ(b.strategy, "hp");
+  EXPECT_TRUE(b.trained_on_high_pass);
   EXPECT_EQ(b.image_size, 16);
   EXPECT_EQ(evaluation_image_size(0, b), 16);
   EXPECT_EQ(evaluation_image_size(32, b), 32);
-  EXPECT_TRUE(evaluation_high_pass("auto", b));
-  EXPECT_FALSE(evaluation_high_pass("off", b));
+  EXPECT_TRUE(evaluation_high_pass(HighPass::Auto, b));
+  EXPECT_FALSE(evaluation_high_pass(HighPass::Off, b));
   EXPECT_EQ(b.net->config().width, 8);
   // The backbone is encoder_q's: equal to the checkpoint's tensors.
   const SafetensorsFile file = load_safetensors(spec.pretrained);
@@ -237,7 +238,7 @@ TEST_F(EvaluationTest, ACheckpointWhoseMetadataLiesIsRefusedBeforeItsModelIsBuil
     return path;
   };
   const auto refusal = [](const std::string& path) {
-    return error_of([&] { load_pretrained_moco(path, Device::cpu()); });
+    return error_of([&] { load_pretrained(path, Device::cpu()); });
   };
   // Width 4096 would be about 800 GB of encoders; moco_k 2^24 a 512 MB queue; both from 300 KB.
   EXPECT_NE(refusal(with("width", "4096")).find("tensor 'encoder_q.conv1.weight' is (8, 3, 3, 3) but a ResNet of "
@@ -271,7 +272,7 @@ TEST_F(EvaluationTest, FrozenStateCheckSeesAChangedBit) {
 
 TEST_F(EvaluationTest, LinearProbeSeparatesColoursAndLeavesTheBackboneBitIdentical) {
   LinclsConfig c = config("probe", hp_checkpoint());
-  c.high_pass = "off";  // a high-pass would remove the colour means the classes differ by
+  c.high_pass = HighPass::Off;  // a high-pass would remove the colour means the classes differ by
   c.lr = 0.1;
   const LinclsResult r = linear_classification(c);
   EXPECT_EQ(r.best_top1, 100.0);

@@ -1,4 +1,4 @@
-// test_mask_picture.cpp - the picture of a masked batch (ssl/mask_picture.h), decoded back: its
+// test_mask_picture.cpp - the picture of a masked batch (ssl/masking/mask_picture.h), decoded back: its
 // size (five tiles and separators per row), the views un-normalised, the heat map's colours over
 // the query view, the outlines of the foreground cells, the gray tile without hard negatives, and
 // the mid-gray display of high-passed inputs. Views are uniform or smooth so JPEG's error is small.
@@ -12,7 +12,7 @@
 #include "data/codec.h"
 #include "data/transforms.h"
 #include "engine/check.h"
-#include "ssl/mask_picture.h"
+#include "ssl/masking/mask_picture.h"
 #include "tests/common/temp_dir.h"
 
 namespace engine::ssl {

@@ -1,4 +1,4 @@
-// test_masking.cpp - the masking around a MoCo step (ssl/masking.h): the encoder inputs of each
+// test_masking.cpp - the masking around a MoCo step (ssl/masking/masking.h): the encoder inputs of each
 // strategy, the saliency sources (the key forward's own map, a pretrained localizer from
 // torchvision-named or checkpoint files, none), the hard negatives as masked copies of the key
 // input, and the masked forward equal to its steps run by hand.
@@ -8,7 +8,7 @@
 #include "engine/serialize.h"
 #include "layers/layers.h"
 #include "ops/gaussian_filter.h"
-#include "ssl/moco.h"
+#include "ssl/methods/moco.h"
 #include "tests/common/temp_dir.h"
 #include "tests/common/test_helpers.h"
 
@@ -155,7 +155,7 @@ TEST(Masking, MaskedForwardIsItsStepsInOrder) {
   const Tensor q = views(8, 16), k = views(8, 17);
   Generator shuffle_a(30), shuffle_b(30);
   MaskedBatch record;
-  const MocoOutput out = a.forward_masked(q, k, masking, 5, shuffle_a, &record);
+  const ContrastiveOutput out = a.forward_masked(q, k, masking, 5, shuffle_a, &record);
 
   const Tensor qi = masking.encoder_input(q), ki = masking.encoder_input(k);
   b.momentum_update_key_encoder();
@@ -164,7 +164,7 @@ TEST(Masking, MaskedForwardIsItsStepsInOrder) {
   const MaskedBatch masked = masking.mask(q, k, qi, ki, key_saliency, b.encoder_k(), 5);
   const Tensor queries = b.encode_query(masked.query);
   const Tensor t = b.encode_hard_negatives(masked.hard_negative, shuffle_b);
-  const MocoOutput by_hand = b.contrast(queries, keys, t);
+  const ContrastiveOutput by_hand = b.contrast(queries, keys, t);
 
   EXPECT_EQ(out.loss.item(), by_hand.loss.item());
   EXPECT_TRUE(all_close(record.query, masked.query, 0, 0));

@@ -8,7 +8,7 @@
 #include "layers/layers.h"
 #include "layers/optimizer.h"
 #include "ops/l2_normalize.h"
-#include "ssl/moco.h"
+#include "ssl/methods/moco.h"
 #include "tests/common/test_helpers.h"
 
 namespace engine::ssl {
@@ -64,11 +64,11 @@ TEST(MoCo, InitialLossIsLogOfTheLogitCountWhenTheTemperatureIsLarge) {
   c.temperature = 1e4;
   MoCo moco(c, 2, Device::cpu());
   Generator shuffle(3);
-  const MocoOutput plain = moco.forward(images(8, 10), images(8, 11), Tensor(), shuffle);
+  const ContrastiveOutput plain = moco.forward(images(8, 10), images(8, 11), Tensor(), shuffle);
   EXPECT_NEAR(plain.loss.item(), std::log(1.0 + 32), 1e-3);
   EXPECT_EQ(plain.rows, 8);
   const Tensor hard = images(16, 12).view({8, 2, 3, 16, 16});
-  const MocoOutput with_hard = moco.forward(images(8, 10), images(8, 11), hard, shuffle);
+  const ContrastiveOutput with_hard = moco.forward(images(8, 10), images(8, 11), hard, shuffle);
   EXPECT_NEAR(with_hard.loss.item(), std::log(1.0 + 32 + 2), 1e-3);
 }
 
@@ -113,7 +113,7 @@ TEST(MoCo, OnlyTheQueryEncoderReceivesGradientsAndTheKeyEncoderFollowsByMomentum
   for (int step = 0; step < 2; ++step) {
     const Tensor q_before = moco.encoder_q().flat_parameters().clone();
     const Tensor k_before = moco.encoder_k().flat_parameters().clone();
-    MocoOutput out = moco.forward(images(8, 40 + step), images(8, 50 + step), Tensor(), shuffle);
+    ContrastiveOutput out = moco.forward(images(8, 40 + step), images(8, 50 + step), Tensor(), shuffle);
     // theta_k = m theta_k + (1 - m) theta_q, with theta_q before this step's update.
     Tensor expected = k_before.clone();
     const std::vector<float> q = q_before.to_vector<float>(), k = k_before.to_vector<float>();
@@ -204,7 +204,7 @@ void check_cuda_step_matches_cpu(const MocoConfig& config, int64_t n, int64_t si
   MoCo cpu(config, 20, Device::cpu()), gpu(config, 20, Device::cuda());
   const Tensor q = images(n, 100, side), k = images(n, 101, side);
   Generator s1(21), s2(21);
-  MocoOutput a, b;
+  ContrastiveOutput a, b;
   if (masked) {
     MaskingConfig mc;
     mc.strategy = MaskStrategy::Hp;

@@ -9,7 +9,7 @@
 
 #include "engine/random.h"
 #include "layers/resnet.h"
-#include "ssl/saliency.h"
+#include "ssl/masking/saliency.h"
 #include "tests/common/test_helpers.h"
 
 namespace engine::ssl {

@@ -11,7 +11,7 @@
 #include "engine/metrics_log.h"
 #include "engine/serialize.h"
 #include "engine/tensorboard_reader.h"
-#include "ssl/trainer.h"
+#include "ssl/run/trainer.h"
 #include "tests/common/temp_dir.h"
 #include "tests/common/test_helpers.h"
 
@@ -68,7 +68,7 @@ class TrainerTest : public ::testing::Test {
   static PretrainConfig masked_config(const std::string& run, int64_t max_steps, const std::string& strategy) {
     PretrainConfig c = config(run, max_steps);
     c.image_size = 32;
-    c.strategy = strategy;
+    c.strategy = parse_mask_strategy(strategy);
     c.num_nonsem = 1;
     c.moco.alpha = 2.0;
     return c;
