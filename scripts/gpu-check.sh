@@ -27,7 +27,8 @@
 #   1. look and build    devdeps, look (device.txt), configure, build (build.log), moco version
 #   2. CUDA test cases   build-gpu/tests/test_X --gtest_filter='*Cuda*:*CUDA*', per suite (tests.log)
 #   3. first run         moco demo; the quickstart's pretraining at its own scale (first-run.log)
-#   4. MoCo step         bench_moco_step and its PyTorch twin, fp32 then tf32 (moco-step.log)
+#   4. MoCo step         bench_moco_step and its PyTorch twin, fp32; then SimCLR: bench_simclr_step
+#                        and bench_nt_xent with their twins, fp32; then the MoCo step in tf32 (moco-step.log)
 #   5. ResNet ops        bench_resnet_ops and its PyTorch twin, fp32 (resnet-ops.log)
 #   6. sanitizer         compute-sanitizer memcheck over test_ops and test_engine's CUDA cases
 #                        without the real-size cases and the deliberate out-of-memory (sanitizer.log)
@@ -391,7 +392,8 @@ if [ "$(last_status)" = pass ]; then
   fi
 fi
 
-TARGETS=(test_engine test_ops test_layers test_data test_ssl moco bench_moco_step bench_resnet_ops)
+TARGETS=(test_engine test_ops test_layers test_data test_ssl moco bench_moco_step bench_simclr_step bench_nt_xent
+         bench_resnet_ops)
 if [ "$(last_status)" != skipped ] && [ "$LAST_RC" = 0 ]; then  # cmake itself succeeded
   build_log=$BUILD_DIR/gpu-check-build.log
   : >"$build_log"
@@ -461,6 +463,22 @@ twin() {  # twin NAME CAP SCRIPT ARGS...
     skip "$name" "torch not importable here"
   fi
 }
+# SimCLR (fp32 only): the whole step (ResNet-50, 224 px, batch 128, global BatchNorm, LARS; plain
+# and hp + 1 hard negative) and the NT-Xent op at 2B = 256 and 512, each next to its twin.
+simclr_steps() {
+  MIN_S=45 step "simclr step engine fp32" 150 "$BUILD_DIR/bench/bench_simclr_step" --device "$DEV" --precision fp32 $QUICK
+  local simclr_ms
+  simclr_ms=$(field_before "$LAST_OUT" 'plain SimCLR' ms/step)
+  [ -n "$simclr_ms" ] && key "plain $simclr_ms ms/step; hp+1 neg $(field_before "$LAST_OUT" 'hp + 1 hard neg' ms/step) ms/step"
+  twin "simclr step PyTorch fp32" 120 bench/torch_ref/bench_simclr_step.py --device "$DEV" --precision fp32 $QUICK
+  if [ "$(last_status)" = pass ]; then
+    local torch_ms
+    torch_ms=$(field_before "$LAST_OUT" 'plain SimCLR' ms/step)
+    key "plain ${torch_ms:-?} ms/step; engine/PyTorch time $(ratio "$simclr_ms" "$torch_ms")"
+  fi
+  MIN_S=20 step "nt_xent engine fp32" 60 "$BUILD_DIR/bench/bench_nt_xent" --device "$DEV" --precision fp32 $QUICK
+  twin "nt_xent PyTorch fp32" 60 bench/torch_ref/bench_nt_xent.py --device "$DEV" --precision fp32 $QUICK
+}
 log moco-step.log
 for precision in fp32 tf32; do
   # tf32 if time allows: only when what is left also covers steps 5 and 6 (GPU_CHECK_TF32_LEFT s)
@@ -488,6 +506,7 @@ for precision in fp32 tf32; do
       key "${torch4:+4 groups $torch4 ms/step; }no ratio: see moco-step.log"
     fi
   fi
+  [ $precision = fp32 ] && simclr_steps
 done
 
 # --- 5. the ResNet ops ---------------------------------------------------------------------------
