@@ -31,8 +31,7 @@ constexpr int64_t kColumnBudgetBytes = int64_t{32} << 20;
 template <typename T>
 void gemm(T* c, const T* a, const T* b, int64_t M, int64_t N, int64_t K, bool trans_a, bool trans_b) {
   const int64_t lda = trans_a ? M : K, ldb = trans_b ? K : N;
-  if (!matmul_forward_cpu_blas<T>(c, a, b, M, N, K, trans_a, trans_b, lda, ldb, N))
-    matmul_forward_cpu<T>(c, a, b, M, N, K, trans_a, trans_b, lda, ldb, N);
+  matmul_forward_cpu_best<T>(c, a, b, M, N, K, trans_a, trans_b, lda, ldb, N);
 }
 
 // Scratch matrices kept between calls (a ResNet step calls conv2d about a hundred times with the

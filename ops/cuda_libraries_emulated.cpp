@@ -36,8 +36,7 @@ void matmul_forward_cuda(int, T* c, const T* a, const T* b, int64_t M, int64_t N
   emu::check_library_operand(call, "A", a, trans_a ? matrix_bytes(K, M, lda, e) : matrix_bytes(M, K, lda, e));
   emu::check_library_operand(call, "B", b, trans_b ? matrix_bytes(N, K, ldb, e) : matrix_bytes(K, N, ldb, e));
   emu::check_library_operand(call, "C", c, matrix_bytes(M, N, ldc, e));
-  if (!matmul_forward_cpu_blas(c, a, b, M, N, K, trans_a, trans_b, lda, ldb, ldc))
-    matmul_forward_cpu(c, a, b, M, N, K, trans_a, trans_b, lda, ldb, ldc);
+  matmul_forward_cpu_best(c, a, b, M, N, K, trans_a, trans_b, lda, ldb, ldc);
   emu::check_guard_zones(call);
 }
 template void matmul_forward_cuda<float>(int, float*, const float*, const float*, int64_t, int64_t, int64_t, bool,

@@ -10,30 +10,11 @@
 
 namespace engine {
 
-namespace {
-
-template <typename T>
-double dot(const T* a, const T* b, int64_t n) {
-  double acc = 0.0;
-  for (int64_t d = 0; d < n; ++d) acc += static_cast<double>(a[d]) * static_cast<double>(b[d]);
-  return acc;
-}
-
-// c (M, N) = op(a) op(b), through BLAS when this build has it.
-template <typename T>
-void gemm(T* c, const T* a, const T* b, int64_t M, int64_t N, int64_t K, bool trans_b, int64_t lda, int64_t ldb,
-          int64_t ldc) {
-  if (!matmul_forward_cpu_blas<T>(c, a, b, M, N, K, false, trans_b, lda, ldb, ldc))
-    matmul_forward_cpu<T>(c, a, b, M, N, K, false, trans_b, lda, ldb, ldc);
-}
-
-}  // namespace
-
 template <typename T>
 void infonce_forward_cpu(T* loss, int64_t* correct, T* lse, T* key_dots, T* queue_dots, const T* q, const T* k,
                          const T* queue, const T* hard, int64_t N, int64_t D, int64_t K, int64_t n_h, double alpha,
                          double temperature) {
-  gemm<T>(queue_dots, q, queue, N, K, D, false, D, K, K);
+  matmul_forward_cpu_best<T>(queue_dots, q, queue, N, K, D, false, false, D, K, K);
   const int64_t width = 1 + n_h;
   std::vector<double> row_loss(N);
   std::vector<int64_t> rank(N);
@@ -44,8 +25,8 @@ void infonce_forward_cpu(T* loss, int64_t* correct, T* lse, T* key_dots, T* queu
     T* kd = key_dots + i * width;
     // The logits are formed from the dot products as stored (rounded to T), so that the backward,
     // which reads them back, sees exactly the logits the forward normalised.
-    kd[0] = static_cast<T>(dot(qi, k + i * D, D));
-    for (int64_t h = 0; h < n_h; ++h) kd[1 + h] = static_cast<T>(dot(qi, hard + (i * n_h + h) * D, D));
+    kd[0] = static_cast<T>(dot_in_double(qi, k + i * D, D));
+    for (int64_t h = 0; h < n_h; ++h) kd[1 + h] = static_cast<T>(dot_in_double(qi, hard + (i * n_h + h) * D, D));
     const double s0 = static_cast<double>(kd[0]), z0 = s0 / temperature;
 
     double z_max = z0;
@@ -90,7 +71,7 @@ void infonce_backward_cpu(T* dq, T* queue_dots, const T* dloss, const T* lse, co
       row[j] = static_cast<T>(g * std::exp(static_cast<double>(row[j]) / temperature - row_lse));
   }
   // dq = (g p) queue^T: the queue is stored (D, K), so op(b) = queue^T is its transpose.
-  gemm<T>(dq, queue_dots, queue, N, D, K, true, K, K, D);
+  matmul_forward_cpu_best<T>(dq, queue_dots, queue, N, D, K, false, true, K, K, D);
 
   const int64_t width = 1 + n_h;
 #pragma omp parallel for schedule(static)

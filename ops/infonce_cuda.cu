@@ -1,6 +1,6 @@
 // infonce_cuda.cu - the fused loss on CUDA, f32. Launches, in stream order:
 //   forward:  cuBLAS queue_dots = q queue;  infonce_rows_kernel (one block per row);
-//             infonce_mean_kernel (one block: the mean loss and the two counts)
+//             cuda::row_loss_mean_kernel (one block: the mean loss and the two counts)
 //   backward: infonce_probabilities_kernel (queue_dots -> g p in place);  cuBLAS dq = (g p) queue^T;
 //             infonce_key_axpy_kernel (dq += g (p_0 - 1) k + g alpha p_h t_h)
 // The row kernel reads its row of K dot products once (the online softmax of online_softmax.cuh).
@@ -84,28 +84,6 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
-// One block: loss = mean of the row losses (summed in double), and the top-1 / top-5 counts.
-__global__ void infonce_mean_kernel(float* loss, int64_t* correct, const float* row_loss, const int* row_rank,
-                                    int64_t N) {
-  __shared__ double sum_scratch[cuda::kBlock / cuda::kWarpSize];
-  __shared__ int count_scratch[cuda::kBlock / cuda::kWarpSize];
-  double sum = 0.0;
-  int top1 = 0, top5 = 0;
-  for (int64_t i = threadIdx.x; i < N; i += blockDim.x) {
-    sum += static_cast<double>(row_loss[i]);
-    top1 += row_rank[i] < 1;
-    top5 += row_rank[i] < 5;
-  }
-  sum = cuda::block_sum(sum, sum_scratch);
-  top1 = cuda::block_sum(top1, count_scratch);
-  top5 = cuda::block_sum(top5, count_scratch);
-  if (threadIdx.x == 0) {
-    *loss = static_cast<float>(sum / static_cast<double>(N));
-    correct[0] = top1;
-    correct[1] = top5;
-  }
-}
-
 // g = dloss / (T N), read from the device so the backward never waits for the host.
 __device__ inline float gradient_scale(const float* dloss, float temperature, int64_t N) {
   return *dloss / (temperature * static_cast<float>(N));
@@ -145,7 +123,7 @@ void infonce_forward_cuda(int device, float* loss, int64_t* correct, float* lse,
   cuda::launch("infonce_rows_kernel", infonce_rows_kernel, static_cast<unsigned>(N), kRowThreads, 0, stream,
       row_loss.ptr, row_rank.ptr, lse, key_dots, queue_dots, q, k, hard, D, K, n_h, static_cast<float>(alpha),
       static_cast<float>(temperature), vector_loads);
-  cuda::launch("infonce_mean_kernel", infonce_mean_kernel, 1, cuda::kBlock, 0, stream, loss, correct, row_loss.ptr,
+  cuda::launch("row_loss_mean_kernel", cuda::row_loss_mean_kernel, 1, cuda::kBlock, 0, stream, loss, correct, row_loss.ptr,
       row_rank.ptr, N);
 }
 

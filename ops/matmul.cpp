@@ -70,8 +70,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
       T* cp = c.data<T>();
       const int64_t ldc = std::max<int64_t>(N, 1);
       if (c.device().is_cpu()) {
-        if (!matmul_forward_cpu_blas<T>(cp, ap, bp, M, N, K, ga.trans, gb.trans, ga.ld, gb.ld, ldc))
-          matmul_forward_cpu<T>(cp, ap, bp, M, N, K, ga.trans, gb.trans, ga.ld, gb.ld, ldc);
+        matmul_forward_cpu_best<T>(cp, ap, bp, M, N, K, ga.trans, gb.trans, ga.ld, gb.ld, ldc);
       } else {
         ENGINE_DISPATCH_CUDA(c.device(), "matmul",
                              matmul_forward_cuda<T>(c.device().index, cp, ap, bp, M, N, K, ga.trans, gb.trans, ga.ld,

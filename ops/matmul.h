@@ -28,6 +28,20 @@ void matmul_forward_cpu(T* c, const T* a, const T* b, int64_t M, int64_t N, int6
 template <typename T>
 bool matmul_forward_cpu_blas(T* c, const T* a, const T* b, int64_t M, int64_t N, int64_t K, bool trans_a,
                              bool trans_b, int64_t lda, int64_t ldb, int64_t ldc);
+// The CPU path a CPU kernel should call for a GEMM: OpenBLAS when the build has it, else the loop.
+template <typename T>
+void matmul_forward_cpu_best(T* c, const T* a, const T* b, int64_t M, int64_t N, int64_t K, bool trans_a,
+                             bool trans_b, int64_t lda, int64_t ldb, int64_t ldc) {
+  if (!matmul_forward_cpu_blas<T>(c, a, b, M, N, K, trans_a, trans_b, lda, ldb, ldc))
+    matmul_forward_cpu<T>(c, a, b, M, N, K, trans_a, trans_b, lda, ldb, ldc);
+}
+// sum_d a[d] b[d], accumulated in double: the CPU references' dot products.
+template <typename T>
+double dot_in_double(const T* a, const T* b, int64_t n) {
+  double acc = 0.0;
+  for (int64_t d = 0; d < n; ++d) acc += static_cast<double>(a[d]) * static_cast<double>(b[d]);
+  return acc;
+}
 template <typename T>
 void matmul_forward_cuda(int device, T* c, const T* a, const T* b, int64_t M, int64_t N, int64_t K, bool trans_a,
                          bool trans_b, int64_t lda, int64_t ldb, int64_t ldc);

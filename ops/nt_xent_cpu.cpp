@@ -11,30 +11,11 @@
 
 namespace engine {
 
-namespace {
-
-template <typename T>
-double dot(const T* a, const T* b, int64_t n) {
-  double acc = 0.0;
-  for (int64_t d = 0; d < n; ++d) acc += static_cast<double>(a[d]) * static_cast<double>(b[d]);
-  return acc;
-}
-
-// c (M, N) = a op(b), through BLAS when this build has it.
-template <typename T>
-void gemm(T* c, const T* a, const T* b, int64_t M, int64_t N, int64_t K, bool trans_b, int64_t lda, int64_t ldb,
-          int64_t ldc) {
-  if (!matmul_forward_cpu_blas<T>(c, a, b, M, N, K, false, trans_b, lda, ldb, ldc))
-    matmul_forward_cpu<T>(c, a, b, M, N, K, false, trans_b, lda, ldb, ldc);
-}
-
-}  // namespace
-
 template <typename T>
 void nt_xent_forward_cpu(T* loss, int64_t* correct, T* lse, T* hard_dots, T* sim, const T* z, const T* hard,
                          int64_t B, int64_t D, int64_t n_h, double alpha, double temperature) {
   const int64_t n = 2 * B;
-  gemm<T>(sim, z, z, n, n, D, true, D, D, n);  // sim = z z^T
+  matmul_forward_cpu_best<T>(sim, z, z, n, n, D, false, true, D, D, n);  // sim = z z^T
   std::vector<double> row_loss(n);
   std::vector<int64_t> rank(n);
 #pragma omp parallel for schedule(static)
@@ -45,7 +26,7 @@ void nt_xent_forward_cpu(T* loss, int64_t* correct, T* lse, T* hard_dots, T* sim
     T* hd = hard_dots + r * n_h;
     // The hard logits are formed from the dot products as stored (rounded to T), so that the
     // backward, which reads them back, sees exactly the logits the forward normalised.
-    for (int64_t h = 0; h < n_h; ++h) hd[h] = static_cast<T>(dot(zr, hard + (i * n_h + h) * D, D));
+    for (int64_t h = 0; h < n_h; ++h) hd[h] = static_cast<T>(dot_in_double(zr, hard + (i * n_h + h) * D, D));
     const double s_pos = static_cast<double>(dots[p]);
 
     double z_max = -INFINITY;
@@ -100,7 +81,7 @@ void nt_xent_backward_cpu(T* dz, T* sim, const T* dloss, const T* lse, const T* 
       sim[j * n + r] = w;
     }
   }
-  gemm<T>(dz, sim, z, n, D, n, false, n, D, D);  // dz = W z
+  matmul_forward_cpu_best<T>(dz, sim, z, n, D, n, false, false, n, D, D);  // dz = W z
 
   if (n_h == 0) return;
 #pragma omp parallel for schedule(static)

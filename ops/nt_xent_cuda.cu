@@ -1,6 +1,6 @@
 // nt_xent_cuda.cu - the fused NT-Xent loss on CUDA, f32. Launches, in stream order:
 //   forward:  cuBLAS sim = z z^T;  nt_xent_rows_kernel (one block per row);
-//             nt_xent_mean_kernel (one block: the mean loss and the two counts)
+//             cuda::row_loss_mean_kernel (one block: the mean loss and the two counts)
 //   backward: nt_xent_pair_weights_kernel (sim -> W = g (G + G^T) in place, 32 x 32 tile pairs);
 //             cuBLAS dz = W z;  nt_xent_hard_axpy_kernel (dz += g alpha P_h t_h; only when n_h > 0)
 // The row kernel reads its row of 2B dot products once (the online softmax of online_softmax.cuh).
@@ -70,28 +70,6 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
-// One block: loss = mean of the 2B row losses (summed in double), and the top-1 / top-5 counts.
-__global__ void nt_xent_mean_kernel(float* loss, int64_t* correct, const float* row_loss, const int* row_rank,
-                                    int64_t rows) {
-  __shared__ double sum_scratch[cuda::kBlock / cuda::kWarpSize];
-  __shared__ int count_scratch[cuda::kBlock / cuda::kWarpSize];
-  double sum = 0.0;
-  int top1 = 0, top5 = 0;
-  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
-    sum += static_cast<double>(row_loss[r]);
-    top1 += row_rank[r] < 1;
-    top5 += row_rank[r] < 5;
-  }
-  sum = cuda::block_sum(sum, sum_scratch);
-  top1 = cuda::block_sum(top1, count_scratch);
-  top5 = cuda::block_sum(top5, count_scratch);
-  if (threadIdx.x == 0) {
-    *loss = static_cast<float>(sum / static_cast<double>(rows));
-    correct[0] = top1;
-    correct[1] = top5;
-  }
-}
-
 constexpr int kTile = 32;     // a tile of the similarity matrix: one warp per tile row
 constexpr int kTileRows = 8;  // warps per block; each handles kTile / kTileRows tile rows
 
@@ -158,7 +136,7 @@ void nt_xent_forward_cuda(int device, float* loss, int64_t* correct, float* lse,
   cuda::launch("nt_xent_rows_kernel", nt_xent_rows_kernel, static_cast<unsigned>(n), kRowThreads, 0, stream,
       row_loss.ptr, row_rank.ptr, lse, hard_dots, sim, z, hard, B, D, n_h, static_cast<float>(alpha),
       static_cast<float>(temperature));
-  cuda::launch("nt_xent_mean_kernel", nt_xent_mean_kernel, 1, cuda::kBlock, 0, stream, loss, correct, row_loss.ptr,
+  cuda::launch("row_loss_mean_kernel", cuda::row_loss_mean_kernel, 1, cuda::kBlock, 0, stream, loss, correct, row_loss.ptr,
       row_rank.ptr, n);
 }
 
