@@ -10,7 +10,9 @@
 // (engine/check.h) and the caller decides.
 //
 // The sink is process-wide and may be called from any thread (the data loader warns from its
-// workers); set_log_sink is meant for the start of a program, before threads that log exist.
+// workers); calls are serialised by a lock, so one message never interleaves with another, and a
+// sink must therefore not log itself. set_log_sink is meant for the start of a program, before
+// threads that log exist.
 #pragma once
 
 #include <fmt/format.h>

@@ -87,7 +87,7 @@ void run_masked_batch(const BatchArgs& a) {
        "saliency_query, saliency_key (N, G, G) f32: the saliency maps (absent for --saliency none); view0, view1 "
        "(N, 3, S, S) f32: the normalised query and key views before high-pass and masking; labels, indices (N) i64; "
        "crop_boxes (N, 2, 4) i32 as top, left, height, width in the decoded image's pixels"},
-      {"values", o.strategy == "hp" ? "query, key, hard_negative: high-passed normalised views (x - blur(x)), masked "
+      {"values", preview.masked.high_passed ? "query, key, hard_negative: high-passed normalised views (x - blur(x)), masked "
                                       "cells filled with noise"
                                     : "query, key, hard_negative: normalised views, (x / 255 - mean) / std, ImageNet "
                                       "mean and std"},
@@ -175,7 +175,8 @@ void add_batch_command(CLI::App& app) {
   a->masking.strategy = "none";
   const std::vector<CLI::Option*> masking = add_masking_flags(*cmd, a->masking);
   cmd->callback([a, masking] {
-    if (a->masking.strategy != "none") return run_masked_batch(*a);
+    if (engine::ssl::parse_mask_strategy(a->masking.strategy) != engine::ssl::MaskStrategy::None)
+      return run_masked_batch(*a);
     for (const CLI::Option* flag : masking)
       ENGINE_CHECK(flag->count() == 0 || flag->get_name() == "--strategy",
                    "{} shapes the masking, which --strategy none leaves out; add --strategy hp, blur or mean",

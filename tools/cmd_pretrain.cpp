@@ -29,6 +29,7 @@ struct PretrainArgs {
   std::string optimizer = "sgd";
   // The options given on the command line that belong to one method only, checked against --method.
   std::vector<CLI::Option*> moco_only, simclr_only;
+  CLI::Option* lars_eta = nullptr;
   CLI::Option* bn_groups = nullptr;
 };
 
@@ -98,6 +99,8 @@ void apply_words(PretrainArgs& a) {
   c.method = ssl::method_from_name(a.method);
   c.strategy = ssl::parse_mask_strategy(a.strategy);
   c.optimizer = a.optimizer == "lars" ? ssl::OptimizerKind::Lars : ssl::OptimizerKind::Sgd;
+  ENGINE_CHECK(c.optimizer == ssl::OptimizerKind::Lars || a.lars_eta->count() == 0,
+               "pretrain: --lars-eta is LARS's; add --optimizer lars, or leave it out");
   const bool simclr = c.method == ssl::Method::SimClr;
   for (CLI::Option* given : simclr ? a.moco_only : a.simclr_only) {
     ENGINE_CHECK(given->count() == 0, "pretrain: {} is a flag of --method {}, not of --method {}", given->get_name(),
@@ -165,7 +168,7 @@ void add_pretrain_command(CLI::App& app) {
                   "from it and from weight decay)")
       ->capture_default_str()
       ->check(CLI::IsMember({"sgd", "lars"}));
-  cmd->add_option("--lars-eta", c.lars_eta, "LARS's trust coefficient")->capture_default_str();
+  a->lars_eta = cmd->add_option("--lars-eta", c.lars_eta, "LARS's trust coefficient")->capture_default_str();
   cmd->add_option("--momentum", c.momentum, "the optimizer's momentum")->capture_default_str();
   cmd->add_option("--wd,--weight-decay", c.weight_decay,
                   "weight decay (SGD: on every parameter, as the reference; LARS: not on BatchNorm and biases)")
@@ -227,7 +230,7 @@ void add_pretrain_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   cmd->add_option("--knn-every", c.knn_every,
-                  "every this many epochs, the kNN accuracy of encoder_q's features (train/ as the memory bank, val/ "
+                  "every this many epochs, the kNN accuracy of the online encoder's features (train/ as the memory bank, val/ "
                   "as queries), logged as knn_top1 (0: never)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));

@@ -107,9 +107,9 @@ std::vector<CLI::Option*> add_masking_flags(CLI::App& cmd, MaskPreviewOptions& o
           ->capture_default_str()
           ->check(CLI::IsMember({"none", "hp", "blur", "mean"})),
       cmd.add_option("--saliency", o.saliency,
-                     "where the saliency maps come from: momentum (the key encoder), pretrained:FILE (a frozen "
-                     "torchvision-named ResNet safetensors, or a `moco pretrain` checkpoint's encoder_q), or none "
-                     "(every cell foreground)")
+                     "where the saliency maps come from: momentum or online (the checkpoint's own saliency "
+                     "encoder), pretrained:FILE (a frozen torchvision-named ResNet safetensors, or a `moco pretrain` "
+                     "checkpoint's online encoder), or none (every cell foreground)")
           ->capture_default_str(),
       cmd.add_option("--num-nonsem", o.num_nonsem, "hard negatives per image (masked copies of the key view)")
           ->capture_default_str()
@@ -117,8 +117,8 @@ std::vector<CLI::Option*> add_masking_flags(CLI::App& cmd, MaskPreviewOptions& o
       cmd.add_flag("--reference-quirks", o.reference_quirks,
                    "the published code's foreground rule and masking oddities (docs/METHOD.md section 11)"),
       cmd.add_option("--checkpoint", o.checkpoint,
-                     "a `moco pretrain` checkpoint whose encoder_k is the key encoder (its own architecture; without "
-                     "it a freshly initialised --arch)"),
+                     "a `moco pretrain` checkpoint whose saliency encoder (MoCo's encoder_k, SimCLR's encoder) makes "
+                     "the maps (its own architecture; without it a freshly initialised --arch)"),
       cmd.add_option("-a,--arch", o.arch, "the key encoder's architecture when no --checkpoint is given")
           ->capture_default_str()
           ->check(CLI::IsMember(engine::nn::resnet_arch_names())),

@@ -2,11 +2,11 @@
 // what `moco masks` draws and `moco batch --strategy` writes.
 //
 // The batch is batch 0 of epoch `epoch` as the trainer's loader makes it with MoCo v2's aug-plus
-// augmentation (two views, normalised). The key encoder f_k, whose layer4 maps are the momentum
-// source's saliency (and whose grid sets the cells for the `none` source), is either the
-// encoder_k of a `moco pretrain` checkpoint, built with the checkpoint's own architecture, stem,
-// embedding size, queue length and head, or a freshly initialised encoder of --arch from the seed
-// (what f_k is at step 0 of a run). It runs in training mode with one BatchNorm group, as in a
+// augmentation (two views, normalised). The saliency encoder, whose layer4 maps are the method's
+// own saliency (momentum or online; its grid also sets the cells for the `none` source), is
+// either that of a `moco pretrain` checkpoint (MoCo's encoder_k, SimCLR's encoder), built with the
+// checkpoint's own model flags, or a freshly initialised encoder of --arch from the seed (what f_k
+// is at step 0 of a MoCo run). It runs in training mode with one BatchNorm group, as in a
 // training step without virtual GPUs. The masks are those of step 0 of a run with this seed.
 #pragma once
 

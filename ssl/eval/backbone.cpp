@@ -33,8 +33,7 @@ Backbone load_backbone(const BackboneSpec& spec, Device device) {
   out.net = frozen_resnet_from_file(file, spec.pretrained, device, flag);
   out.description = spec.pretrained;
   if (file.metadata.count("format") && file.metadata.at("format") == kCheckpointFormat) {
-    if (auto it = file.metadata.find("strategy"); it != file.metadata.end())
-      out.trained_on_high_pass = parse_mask_strategy(it->second) == MaskStrategy::Hp;
+    out.trained_on_high_pass = checkpoint_strategy(file.metadata, spec.pretrained) == MaskStrategy::Hp;
     out.image_size = checkpoint_args(file.metadata, spec.pretrained).image_size;
     const Method method = checkpoint_method(file.metadata, spec.pretrained);
     out.description = fmt::format("{} ({} after {} steps, epoch {})", spec.pretrained,
@@ -55,14 +54,6 @@ HighPass parse_high_pass(const std::string& text) {
   if (text == "on") return HighPass::On;
   if (text == "off") return HighPass::Off;
   ENGINE_THROW("--high-pass: expected auto, on or off, found '{}'", text.substr(0, 60));
-}
-
-const char* high_pass_name(HighPass mode) {
-  switch (mode) {
-    case HighPass::On: return "on";
-    case HighPass::Off: return "off";
-    default: return "auto";
-  }
 }
 
 bool evaluation_high_pass(HighPass requested, const Backbone& backbone) {

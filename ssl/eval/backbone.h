@@ -43,7 +43,6 @@ Backbone load_backbone(const BackboneSpec& spec, Device device);
 // section 9), on, off.
 enum class HighPass { Auto, On, Off };
 HighPass parse_high_pass(const std::string& text);  // "auto", "on", "off"
-const char* high_pass_name(HighPass mode);
 
 // What the evaluation protocols feed `backbone` given the flags: the crop side (`requested`, or 0:
 // the pretraining's --image-size, else 224) and whether the inputs are high-passed.

@@ -286,7 +286,7 @@ LinclsResult LinearProbe::run() {
   run_dir_ = RunDirectory::open(c_.save_dir, c_.resume, "lincls");  // refuses an occupied folder first
   build();
   resume_if_asked();
-  log_info("lincls: {} on {}: {} classes, {} training and {} validation images at {} px{}, {} epochs, lr {} ({}){}\n",
+  log_info("lincls: {} on {}: {} classes, {} training and {} validation images at {} px{}, {} epochs, lr {} ({}){}",
              backbone_.description, c_.device.str(), classes_, train_set_->size(), val_set_->size(),
              result_.image_size, result_.high_pass ? ", high-passed" : "", c_.epochs, c_.lr, schedule_.describe(),
              c_.cached_features ? ", cached features (not the paper's protocol)" : "");

@@ -1,7 +1,7 @@
 // lincls.h - linear classification on a frozen backbone: the reference's main_lincls.py
 // (METHOD.md section 9), the standard measure of what self-supervised features learned.
 //
-//   backbone  the pretrained encoder_q without its head (ssl/eval/backbone.h), frozen in eval mode: its
+//   backbone  the pretrained online encoder (MoCo's encoder_q, SimCLR's encoder) without its head (ssl/eval/backbone.h), frozen in eval mode: its
 //             parameters and BatchNorm statistics never change, which is checked bit for bit
 //             after the first epoch and at the end
 //   fc        Linear(feature_dim, classes), weight ~ N(0, 0.01^2), bias 0, the only trained tensors

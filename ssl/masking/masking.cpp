@@ -75,6 +75,7 @@ SaliencySource parse_saliency_source(const std::string& text) {
 std::string saliency_source_text(const SaliencySource& source) {
   switch (source.kind) {
     case SaliencySourceKind::Online: return "online";
+    case SaliencySourceKind::Own: return "own";
     case SaliencySourceKind::Pretrained: return "pretrained:" + source.file;
     case SaliencySourceKind::None: return "none";
     default: return "momentum";

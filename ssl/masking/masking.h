@@ -44,10 +44,11 @@ const char* mask_strategy_name(MaskStrategy strategy);
 
 // Where the maps come from: momentum (MoCo's key encoder), online (SimCLR's one encoder: it has no
 // momentum encoder), pretrained:FILE (a frozen localizer), none (every cell foreground). Each
-// method accepts its own source and the two others (ssl/methods/method.h, own_saliency_source).
-enum class SaliencySourceKind { Momentum, Online, Pretrained, None };
+// method accepts its own source and the two others (ssl/methods/method.h, own_saliency_source);
+// Own, the library's default, stands for the method's own source until the trainer resolves it.
+enum class SaliencySourceKind { Own, Momentum, Online, Pretrained, None };
 struct SaliencySource {
-  SaliencySourceKind kind = SaliencySourceKind::Momentum;
+  SaliencySourceKind kind = SaliencySourceKind::Own;
   std::string file;  // pretrained: the safetensors file
 };
 SaliencySource parse_saliency_source(const std::string& text);  // "momentum", "online", "pretrained:FILE", "none"
@@ -86,8 +87,11 @@ class SaliencyGuidedMasking {
   SaliencyGuidedMasking(const MaskingConfig& config, Device device);
 
   const MaskingConfig& config() const { return config_; }
-  // True when the key forward should hand over its layer4 saliency map (the momentum source).
-  bool wants_key_saliency() const { return config_.saliency.kind == SaliencySourceKind::Momentum; }
+  // True when MoCo's key forward should hand over its layer4 saliency map (the momentum source, or
+  // Own, which is that source for MoCo; SimCLR never asks).
+  bool wants_key_saliency() const {
+    return config_.saliency.kind == SaliencySourceKind::Momentum || config_.saliency.kind == SaliencySourceKind::Own;
+  }
 
   // METHOD.md 2.9: the view as the encoders see it (high-passed under hp).
   Tensor encoder_input(const Tensor& view) const;

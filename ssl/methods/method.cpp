@@ -29,6 +29,8 @@ std::shared_ptr<nn::ResNet> make_encoder(const EncoderShape& shape, uint64_t see
 
 const char* method_name(Method method) { return method == Method::SimClr ? "simclr" : "mocov2"; }
 
+const char* online_prefix(Method method) { return method == Method::SimClr ? "encoder." : "encoder_q."; }
+
 Method method_from_name(const std::string& name) {
   if (name == "mocov2") return Method::MocoV2;
   if (name == "simclr") return Method::SimClr;

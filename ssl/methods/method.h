@@ -32,6 +32,9 @@ namespace engine::ssl {
 enum class Method { MocoV2, SimClr };
 const char* method_name(Method method);            // "mocov2", "simclr": flags and checkpoints
 Method method_from_name(const std::string& name);  // throws for another name
+// The prefix of a method's online encoder in its state_dict() and checkpoints: "encoder_q." (MoCo
+// v2) or "encoder." (SimCLR).
+const char* online_prefix(Method method);
 
 // What one training forward leaves on the device (a step never waits to read it).
 struct ContrastiveOutput {
@@ -67,8 +70,6 @@ class ContrastiveMethod {
                                           MaskedBatch* record) = 0;
 
   virtual nn::ResNet& online_encoder() = 0;
-  // The online encoder's prefix in state_dict() ("encoder_q." or "encoder.").
-  virtual const char* online_prefix() const = 0;
   virtual nn::ResNet& saliency_encoder() = 0;
   // The --saliency source that means "this method's own encoder" (momentum or online).
   virtual SaliencySourceKind own_saliency_source() const = 0;

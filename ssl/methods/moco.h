@@ -74,7 +74,6 @@ class MoCo : public ContrastiveMethod {
                                   int64_t step, MaskedBatch* record) override;
   Method method() const override { return Method::MocoV2; }
   nn::ResNet& online_encoder() override { return *encoder_q_; }
-  const char* online_prefix() const override { return "encoder_q."; }
   nn::ResNet& saliency_encoder() override { return *encoder_k_; }
   SaliencySourceKind own_saliency_source() const override { return SaliencySourceKind::Momentum; }
   int64_t bn_groups() const override { return config_.bn_groups; }

@@ -92,7 +92,8 @@ Tensor SimCLR::encode_hard_negatives(const Tensor& hard) {
   KeepRunningStatistics keep(*encoder_);
   Tensor out = Tensor::empty({N, n_h, D}, hard.dtype(), hard.device());  // (N, n_h, D)
   for (int64_t h = 0; h < n_h; ++h) {
-    // Copy h of every image: a batch of N like the views, so BatchNorm sees the same group sizes.
+    // Copy h of every image, a batch of N in the same G groups (N/G images each, where the views'
+    // forward has 2N/G: both views of N/G images).
     const Tensor views = hard.slice(1, h, h + 1).contiguous().view({N, hard.size(2), hard.size(3), hard.size(4)});
     out.slice(1, h, h + 1).copy_(l2_normalize(encoder_->forward(views)).view({N, 1, D}));
   }

@@ -72,7 +72,6 @@ class SimCLR : public ContrastiveMethod {
                                   int64_t step, MaskedBatch* record) override;
   Method method() const override { return Method::SimClr; }
   nn::ResNet& online_encoder() override { return *encoder_; }
-  const char* online_prefix() const override { return "encoder."; }
   nn::ResNet& saliency_encoder() override { return *encoder_; }
   SaliencySourceKind own_saliency_source() const override { return SaliencySourceKind::Online; }
   int64_t bn_groups() const override { return config_.bn_groups; }

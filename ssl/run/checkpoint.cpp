@@ -124,7 +124,14 @@ Method checkpoint_method(const Metadata& m, const std::string& path) {
   return method_from_name(name);
 }
 
-const char* online_prefix(Method method) { return method == Method::SimClr ? "encoder." : "encoder_q."; }
+MaskStrategy checkpoint_strategy(const Metadata& m, const std::string& path) {
+  auto it = m.find("strategy");
+  if (it == m.end()) return MaskStrategy::None;
+  for (const MaskStrategy s : {MaskStrategy::None, MaskStrategy::Hp, MaskStrategy::Blur, MaskStrategy::Mean})
+    if (it->second == mask_strategy_name(s)) return s;
+  ENGINE_THROW("{}: the checkpoint's metadata 'strategy' is '{}', not none, hp, blur or mean; the file is damaged", path,
+               it->second.substr(0, 60));
+}
 
 PretrainedRun load_pretrained(const std::string& path, Device device) {
   ENGINE_CHECK(fs::is_regular_file(path),
@@ -151,19 +158,20 @@ PretrainedRun load_pretrained(const std::string& path, Device device) {
   const std::vector<std::string> encoders =
       method == Method::SimClr ? std::vector<std::string>{"encoder."} : std::vector<std::string>{"encoder_q.", "encoder_k."};
   for (const std::string& encoder : encoders) check_resnet_fits_file(file, encoder, shape.width, path);
+  ENGINE_CHECK(method != Method::SimClr || shape.mlp,
+               "{}: a SimCLR checkpoint always has the MLP head, but its metadata says mlp false; the file is damaged",
+               path);
   const int64_t features = nn::resnet_feature_dim({.arch = shape.arch, .width = shape.width});
   const std::string head = std::string(online_prefix(method)) + (shape.mlp ? "fc.2.weight" : "fc.weight");
   PretrainedRun out;
   out.batch_size = metadata_count(m, "batch_size", path);
   out.seed = static_cast<uint64_t>(metadata_count(m, "seed", path));
-  auto strategy = m.find("strategy");
-  out.strategy = strategy == m.end() ? MaskStrategy::None : parse_mask_strategy(strategy->second);
+  out.strategy = checkpoint_strategy(m, path);
   out.metadata = m;
   if (method == Method::SimClr) {
     const std::string model = fmt::format("the checkpoint's model ({} of width {}, simclr_dim {})", shape.arch,
                                           shape.width, shape.dim);
     check_tensor_shape(file, head, {shape.dim, features}, path, model.c_str());
-    ENGINE_CHECK(shape.mlp, "{}: a SimCLR checkpoint always has the MLP head, but its metadata says mlp false", path);
     SimclrConfig config;
     config.arch = shape.arch;
     config.small_stem = shape.small_stem;
@@ -197,7 +205,7 @@ PretrainedRun load_pretrained(const std::string& path, Device device) {
 void save_checkpoint(const std::string& path, const ContrastiveMethod& method, const nn::Optimizer& optimizer,
                      const TrainingPosition& position, const RunIdentity& run) {
   NamedTensors tensors = method.state_dict();
-  const std::string buffers = std::string(kOptimizerPrefix) + method.online_prefix();
+  const std::string buffers = std::string(kOptimizerPrefix) + online_prefix(method.method());
   for (const auto& [name, t] : optimizer.state_dict())
     tensors.emplace_back(buffers + name.substr(std::string(kBufferPrefix).size()), t);
   Metadata metadata = model_signature(method, run);
@@ -234,10 +242,10 @@ TrainingPosition load_checkpoint(const std::string& path, ContrastiveMethod& met
   for (const auto& [name, t] : file.tensors) {
     if (name.rfind(kOptimizerPrefix, 0) == 0) {
       const std::string parameter = name.substr(std::string(kOptimizerPrefix).size());
-      ENGINE_CHECK(parameter.rfind(method.online_prefix(), 0) == 0,
+      ENGINE_CHECK(parameter.rfind(online_prefix(method.method()), 0) == 0,
                    "{}: optimizer state '{}' does not belong to the {} encoder; the file is damaged", path, name,
-                   method.online_prefix());
-      buffers.emplace_back(kBufferPrefix + parameter.substr(std::string(method.online_prefix()).size()), t);
+                   online_prefix(method.method()));
+      buffers.emplace_back(kBufferPrefix + parameter.substr(std::string(online_prefix(method.method())).size()), t);
     } else {
       model.emplace_back(name, t);
     }

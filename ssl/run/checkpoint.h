@@ -64,10 +64,12 @@ struct PretrainedRun {
 };
 PretrainedRun load_pretrained(const std::string& path, Device device);
 
+// The masking strategy a checkpoint's metadata names ("strategy"; none when absent); refuses, naming
+// the file, a value that is not one.
+MaskStrategy checkpoint_strategy(const Metadata& m, const std::string& path);
+
 // The method a checkpoint's metadata names ("method"; MoCo v2 for files written before it existed).
 Method checkpoint_method(const Metadata& m, const std::string& path);
-// The prefix of the online encoder's tensors in a checkpoint of `method` ("encoder_q." or "encoder.").
-const char* online_prefix(Method method);
 
 // A checkpoint's metadata value, with a message naming the file and key when it is absent or not
 // of the kind asked for.

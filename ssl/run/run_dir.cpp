@@ -52,12 +52,6 @@ RunDirectory RunDirectory::open(const std::string& save_dir, const std::string& 
   RunDirectory dir;
   dir.root_ = save_dir;
   dir.command_ = command;
-  const fs::path checkpoints = dir.root_ / "checkpoints";
-  std::error_code ec;
-  fs::create_directories(checkpoints, ec);
-  ENGINE_CHECK(!ec, "{}: cannot create {}: {}", command, checkpoints.string(), ec.message());
-  for (const auto& entry : fs::directory_iterator(checkpoints))
-    if (entry.path().extension() == ".tmp") fs::remove(entry.path(), ec);
   dir.resume_path_ = resolve_resume(resume, dir.last_checkpoint());
   ENGINE_CHECK(dir.resuming() || !fs::exists(dir.last_checkpoint()),
                "{}: {} already holds a run ({}); continue it with --resume auto, or choose another --save-dir", command,
@@ -66,6 +60,12 @@ RunDirectory RunDirectory::open(const std::string& save_dir, const std::string& 
 }
 
 void RunDirectory::start_logs(const std::string& args_json, std::optional<int64_t> resumed_step) {
+  const fs::path checkpoints = root_ / "checkpoints";
+  std::error_code ec;
+  fs::create_directories(checkpoints, ec);
+  ENGINE_CHECK(!ec, "{}: cannot create {}: {}", command_, checkpoints.string(), ec.message());
+  for (const auto& entry : fs::directory_iterator(checkpoints))
+    if (entry.path().extension() == ".tmp") fs::remove(entry.path(), ec);
   const std::string metrics_path = (root_ / "metrics.jsonl").string();
   if (resumed_step)
     forget_after_step(metrics_path, *resumed_step);

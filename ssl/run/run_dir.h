@@ -6,15 +6,16 @@
 //   SAVE_DIR/args.json      the flags of the latest invocation
 //
 // Its rules, in the order a run meets them:
-//   open      creates the folders and removes the .tmp files a crash in the middle of a checkpoint
-//             write leaves (the checkpoint it was replacing is intact); resolves --resume ("",
-//             "auto": last.safetensors when it exists, or a file, which must exist); and refuses
-//             a fresh run in a folder that already holds one, so nothing is overwritten. All of
-//             this before any model is built or anything is written.
-//   start_logs  after the checkpoint is loaded: writes args.json; a fresh run starts a fresh
-//             metrics.jsonl, a resumed one drops what was logged after its checkpoint's step
-//             (that will be trained and logged again) and any "final" line (the run goes on);
-//             then opens the metrics log and the TensorBoard writer.
+//   open      resolves --resume ("", "auto": last.safetensors when it exists, or a file, which
+//             must exist) and refuses a fresh run in a folder that already holds one, so nothing
+//             is overwritten. It writes nothing, and comes before any model is built.
+//   start_logs  after the model is built and the checkpoint loaded (so a run refused for its
+//             flags or data leaves no folder behind): creates the folders, removes the .tmp files
+//             a crash in the middle of a checkpoint write leaves (the checkpoint it was replacing
+//             is intact), writes args.json; a fresh run starts a fresh metrics.jsonl, a resumed
+//             one drops what was logged after its checkpoint's step (that will be trained and
+//             logged again) and any "final" line (the run goes on); then opens the metrics log and
+//             the TensorBoard writer.
 #pragma once
 
 #include <cstdint>

@@ -177,8 +177,8 @@ void Trainer::check_flags() const {
                "pretrain: --num-nonsem {} asks for hard negatives, which are masked copies of the second view; choose "
                "a masking --strategy (hp, blur or mean), or use --num-nonsem 0 for the plain method",
                c_.num_nonsem);
-  ENGINE_CHECK(c_.lars_eta > 0 && std::isfinite(c_.lars_eta), "pretrain: --lars-eta must be positive, found {}",
-               c_.lars_eta);
+  ENGINE_CHECK(c_.optimizer != OptimizerKind::Lars || (c_.lars_eta > 0 && std::isfinite(c_.lars_eta)),
+               "pretrain: --lars-eta must be positive, found {}", c_.lars_eta);
 }
 
 void Trainer::build() {
@@ -203,6 +203,7 @@ void Trainer::build() {
     MaskingConfig mc;
     mc.strategy = c_.strategy;
     mc.saliency = c_.saliency;
+    if (mc.saliency.kind == SaliencySourceKind::Own) mc.saliency.kind = method_->own_saliency_source();
     mc.num_nonsem = c_.num_nonsem;
     mc.bn_groups = method_->bn_groups();
     mc.reference_quirks = c_.moco.reference_quirks;

@@ -59,8 +59,8 @@ struct PretrainConfig {
   int64_t image_size = 224;
   int64_t num_nonsem = 0;     // hard negatives per image (masked copies of the key view)
   MaskStrategy strategy = MaskStrategy::None;  // masking (ssl/masking/masking.h)
-  // Where the maps come from: momentum for MoCo, online for SimCLR (each method's own encoder),
-  // pretrained:FILE, or none.
+  // Where the maps come from: by default (Own) the method's own encoder (momentum for MoCo, online
+  // for SimCLR); or pretrained:FILE, or none.
   SaliencySource saliency;
   std::string resume;         // "", a checkpoint file, or "auto"
   uint64_t seed = 0;
@@ -71,7 +71,7 @@ struct PretrainConfig {
   int64_t save_freq_steps = 0;   // a checkpoint every this many steps (0: at epoch ends only)
   Device device = Device::cpu();
   std::string args_json;  // the flags as given, for args.json and the checkpoints
-  // The kNN monitor (ssl/eval/knn.h): every this many epochs (0: never), encoder_q's features of
+  // The kNN monitor (ssl/eval/knn.h): every this many epochs (0: never), the online encoder's features of
   // knn_data's train/ (the memory bank) and val/ (the queries), logged as knn_top1.
   int64_t knn_every = 0;
   std::string knn_data;  // "": the pretraining data's root
