@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writes the fuzzers' seed corpora (fuzz/corpus/NAME/) from what the engine itself produces: a
-# tiny synthetic dataset and a two-step pretraining of a width-1 ResNet-18 (so a checkpoint is
-# 70 KB), the decoding fixtures of tests/fixtures/data, and a few hand-made inputs. Needs a built
+# tiny synthetic dataset and two-step pretrainings (MoCo v2 and SimCLR) of a width-1 ResNet-18 (so
+# a checkpoint is 70 KB), the decoding fixtures of tests/fixtures/data, and a few hand-made inputs. Needs a built
 # `moco` (MOCO=path, default build/tools/moco) and a python3 with numpy (PYTHON=, default
 # /usr/bin/python3, Debian's). Rerun it when a format changes; the seeds are committed.
 set -euo pipefail
@@ -16,8 +16,14 @@ OMP_WAIT_POLICY=passive "$MOCO" pretrain "$work/ds" --save-dir "$work/run" -a re
   -b 4 --bn-groups 2 --moco-dim 4 --moco-k 8 --mlp --aug-plus --blur-sigma 0.1,0.2 --epochs 1 --image-size 16 \
   --device cpu -j 1 >/dev/null
 
-# Checkpoints and state dicts: the checkpoint, and its query encoder under torchvision's names.
+# The same for SimCLR (its encoder under encoder., LARS's momentum), for load_pretrained's other branch.
+OMP_WAIT_POLICY=passive "$MOCO" pretrain "$work/ds" --save-dir "$work/simclr" --method simclr -a resnet18 --small-stem \
+  --width 1 -b 4 --simclr-dim 4 --optimizer lars --lr 0.3 --aug-plus --blur-sigma 0.1,0.2 --epochs 1 --image-size 16 \
+  --device cpu -j 1 >/dev/null
+
+# Checkpoints and state dicts: the checkpoints, and MoCo's query encoder under torchvision's names.
 cp "$work/run/checkpoints/last.safetensors" "$out/pretrained/moco_checkpoint.safetensors"
+cp "$work/simclr/checkpoints/last.safetensors" "$out/pretrained/simclr_checkpoint.safetensors"
 ${PYTHON:-/usr/bin/python3} - "$work/run/checkpoints/last.safetensors" "$out" <<'PY'
 import json, struct, sys
 sys.path.insert(0, "tools")
