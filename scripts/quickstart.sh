@@ -7,8 +7,7 @@
 # CPU (about 7.5 minutes on 2 cores, the build included).
 #
 # QS_METHODS chooses the methods: "mocov2" (the default), "simclr" (plain SimCLR and SimCLR + hp,
-# about 10 minutes on 2 cores: its step encodes both views with gradients), or "mocov2 simclr"
-# (all four rows, about 17 minutes).
+# about 9 minutes on 2 cores, the build included), or "mocov2 simclr" (all six rows, about 12).
 #
 # The scale (set below, each overridable from the environment) is chosen for 2 CPU cores: a
 # ResNet-18 of width 8 with the small-image stem at 32 pixels, about 560 steps of 64 images per
