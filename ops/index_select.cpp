@@ -66,9 +66,15 @@ Tensor index_select(const Tensor& x, const Tensor& index, IndexCheck check) {
                "index_select: a Trusted index is for paths without gradient, but x {} requires grad; use "
                "IndexCheck::Checked",
                x.str());
-  // Every value checked on the host (an index on the GPU comes back for it; see the header).
+  // Every value checked on the host: a CPU index where it is, an index on the GPU after it comes
+  // back (the only case that waits for a device; see the header).
   std::vector<int64_t> host_index;
-  if (check == IndexCheck::Checked) host_index = index.to_vector<int64_t>();
+  if (check == IndexCheck::Checked && index.device().is_cpu()) {
+    const Tensor values = index.contiguous();
+    host_index.assign(values.data<int64_t>(), values.data<int64_t>() + rows_out);
+  } else if (check == IndexCheck::Checked) {
+    host_index = index.to_vector<int64_t>();
+  }
   for (int64_t i = 0; i < static_cast<int64_t>(host_index.size()); ++i)
     ENGINE_CHECK(host_index[i] >= 0 && host_index[i] < rows_in,
                  "index_select: index[{}] = {} is out of range for x {} with {} rows; values must lie in [0, {})", i,

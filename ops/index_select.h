@@ -13,8 +13,10 @@
 //
 // Types: f32, f64 and bf16 (a copy forward; bf16 gradients are summed in f32 and rounded once).
 // The Tensor level checks every index value on the host, unless told the index is Trusted (below).
-// The index may live on the CPU even when x is on a GPU, and is then checked before one copy to the
-// device; an index already on the GPU is copied back to be checked, which synchronises the stream.
+// The index may live on the CPU even when x is on a GPU, and is then checked where it is, before one
+// copy to the device: host memory read by the host, which waits for nothing and is not counted as
+// a host read (engine/tensor.h); an index already on the GPU is copied back to be checked, which
+// synchronises the stream and is counted.
 // Shuffle BN makes its permutations on the GPU and passes them as Trusted: nothing is read back.
 #pragma once
 

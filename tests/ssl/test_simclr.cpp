@@ -5,11 +5,13 @@
 // evaluates.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
 #include "data/synth.h"
 #include "engine/autograd.h"
+#include "engine/metrics_log.h"
 #include "engine/random.h"
 #include "engine/serialize.h"
 #include "layers/layers.h"
@@ -157,6 +159,62 @@ TEST(SimCLR, StateDictRoundTripsAndRefusesAnotherMethodsState) {
   EXPECT_EQ(a.model_metadata().at("method"), "simclr");
 }
 
+// One SimCLR step on CUDA against the CPU (same seed, same views): plain with BatchNorm in 2 groups
+// (the grouped forward and its reordering), and masked with hp, the encoder's own saliency and one
+// hard negative. Tolerances as MoCo's twin test (test_moco.cpp): the loss to f32 rounding, the
+// gradient as a whole (relative L2), since a ReLU input within rounding of zero may take the
+// other side on the other device.
+void check_cuda_step_matches_cpu(bool masked) {
+  SimclrConfig c = tiny_config();
+  c.bn_groups = 2;
+  SimCLR cpu(c, 20, Device::cpu()), gpu(c, 20, Device::cuda());
+  const int64_t side = masked ? 32 : 16;
+  const Tensor v1 = images(8, 100, side), v2 = images(8, 101, side);
+  ContrastiveOutput a, b;
+  if (masked) {
+    MaskingConfig mc;
+    mc.strategy = MaskStrategy::Hp;
+    mc.saliency.kind = SaliencySourceKind::Online;
+    mc.num_nonsem = 1;
+    mc.bn_groups = 2;
+    mc.seed = 5;
+    const SaliencyGuidedMasking on_cpu(mc, Device::cpu()), on_gpu(mc, Device::cuda());
+    a = cpu.forward_masked(v1, v2, on_cpu, 3);
+    b = gpu.forward_masked(v1.to(Device::cuda()), v2.to(Device::cuda()), on_gpu, 3);
+  } else {
+    a = cpu.forward(v1, v2);
+    b = gpu.forward(v1.to(Device::cuda()), v2.to(Device::cuda()));
+  }
+  EXPECT_NEAR(b.loss.item(), a.loss.item(), 1e-4 * std::max(1.0, std::fabs(a.loss.item())));
+  EXPECT_EQ(b.correct.to_vector<int64_t>(), a.correct.to_vector<int64_t>());
+  EXPECT_EQ(b.rows, 16);
+  a.loss.backward();
+  b.loss.backward();
+  const std::vector<float> g = gpu.encoder().flat_gradients().to_vector<float>();
+  const std::vector<float> e = cpu.encoder().flat_gradients().to_vector<float>();
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < e.size(); ++i) {
+    diff += (static_cast<double>(g[i]) - e[i]) * (static_cast<double>(g[i]) - e[i]);
+    norm += static_cast<double>(e[i]) * e[i];
+  }
+  EXPECT_LT(std::sqrt(diff / norm), 1e-2) << "relative L2 distance of the gradients";
+  EXPECT_GT(norm, 1e-8) << "the gradient should not vanish";
+  // The running statistics moved by the trained forward alone, on both devices alike.
+  const std::vector<double> rc = running_statistics(cpu.encoder()), rg = running_statistics(gpu.encoder());
+  ASSERT_EQ(rc.size(), rg.size());
+  for (size_t i = 0; i < rc.size(); ++i) EXPECT_NEAR(rg[i], rc[i], 1e-4 * std::max(1.0, std::fabs(rc[i]))) << i;
+}
+
+TEST(SimCLR, CudaGroupedStepMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  check_cuda_step_matches_cpu(false);
+}
+
+TEST(SimCLR, CudaMaskedStepWithHardNegativesMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  check_cuda_step_matches_cpu(true);
+}
+
 class SimclrTrainerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -246,6 +304,35 @@ TEST_F(SimclrTrainerTest, PlainAndMaskedRunsResumeBitForBitAndAreEvaluated) {
     ko.k = 4;
     const TopkCounts counts = knn_on_folders(*backbone.net, (dir_->path() / "synth").string(), 32, fo, ko);
     EXPECT_EQ(counts.total, 4);
+  }
+}
+
+// Between print steps a SimCLR step reads nothing back to the host (engine/tensor.h counts reads,
+// CPU tensors included, so the CPU run checks the same logic): plain, and masked with its own
+// saliency and a hard negative, both with BatchNorm in 2 groups (the reordered forward).
+void check_steady_state_steps_read_nothing(PretrainConfig c, const std::string& what) {
+  c.epochs = 2;
+  pretrain(c);
+  int64_t steady = 0;
+  for (const nlohmann::json& line : MetricsLog::read((fs::path(c.save_dir) / "metrics.jsonl").string())) {
+    if (line.at("kind").get<std::string>() != "step" || line.at("batch").get<int64_t>() == 0) continue;
+    EXPECT_EQ(line.at("host_reads").get<int64_t>(), 0) << what << ", step " << line.at("step");
+    ++steady;
+  }
+  EXPECT_EQ(steady, 2) << what;  // 2 epochs of 2 batches; the first of each epoch reads its shuffle
+}
+
+TEST_F(SimclrTrainerTest, SteadyStateStepsNeverReadFromTheHost) {
+  check_steady_state_steps_read_nothing(config("reads_plain", 0, false), "plain");
+  check_steady_state_steps_read_nothing(config("reads_hp", 0, true), "hp");
+}
+
+TEST_F(SimclrTrainerTest, CudaSteadyStateStepsNeverReadFromTheDevice) {
+  SKIP_WITHOUT_CUDA();
+  for (const bool masked : {false, true}) {
+    PretrainConfig c = config(masked ? "reads_hp_cuda" : "reads_plain_cuda", 0, masked);
+    c.device = Device::cuda();
+    check_steady_state_steps_read_nothing(c, masked ? "hp on CUDA" : "plain on CUDA");
   }
 }
 
