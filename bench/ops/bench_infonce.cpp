@@ -26,41 +26,23 @@
 #include <string>
 #include <vector>
 
-#include "bench/ops/bench_timing.h"
+#include "bench/ops/loss_bench.h"
 #include "engine/autograd.h"
 #include "engine/random.h"
 #include "ops/ops.h"
 
 using namespace engine;
 using bench::median_seconds_per_call;
+using bench::unit_rows;
 
 namespace {
-
-Tensor unit_rows(const Shape& shape, Device device, uint64_t seed) {
-  Tensor t = Tensor::empty(shape, DType::f32, device);
-  Generator gen(seed);
-  normal_(t, gen);
-  return l2_normalize(t.reshape({-1, shape.back()})).reshape(shape);
-}
-
-struct Row {
-  std::string op, shape;
-  double seconds, flops, bytes;
-};
 
 void bench_device(Device device, bool quick) {
   const bool gpu = device.is_cuda();
   const int64_t N = 128, D = 128, K = quick ? 4096 : 65536, n_h = 1;
   const int repeats = gpu ? 20 : 2;
 
-  // What bounds the rows: this device's GEMM rate and copy bandwidth, measured now.
-  const int64_t mm = quick ? 512 : (gpu ? 8192 : 1024);
-  const Tensor a = unit_rows({mm, mm}, device, 1), b = unit_rows({mm, mm}, device, 2);
-  const double gemm_flops_per_s =
-      2.0 * mm * mm * mm / median_seconds_per_call(device, gpu ? 10 : 2, [&] { matmul(a, b); });
-  const int64_t copy_elems = quick ? (1 << 22) : (gpu ? (1 << 26) : (1 << 24));
-  const Tensor big = Tensor::zeros({copy_elems}, DType::f32, device);
-  const double copy_bytes_per_s = 2.0 * copy_elems * 4 / median_seconds_per_call(device, repeats, [&] { big.clone(); });
+  const bench::DeviceBounds bounds = bench::measure_bounds(device, quick, repeats);
 
   const Tensor q = unit_rows({N, D}, device, 3), k = unit_rows({N, D}, device, 4);
   const Tensor queue = unit_rows({K, D}, device, 5).transpose(0, 1).contiguous();  // (D, K), unit columns
@@ -68,7 +50,7 @@ void bench_device(Device device, bool quick) {
   const InfoNceOptions opt{0.2, 2.0};
   const double gemm = 2.0 * N * D * K, f = 4.0;  // bytes per f32
   const std::string shape = fmt::format("N{} D{} K{} n_h{}", N, D, K, n_h);
-  std::vector<Row> table;
+  std::vector<bench::BoundRow> table;
   {
     NoGradGuard no_grad;
     table.push_back({"infonce fwd", shape,
@@ -91,15 +73,7 @@ void bench_device(Device device, bool quick) {
                    }),
                    0.0, f * 5 * N * D});
 
-  fmt::print("\n{} (f32{}; GEMM {:.2f} TFLOP/s at {}^3, copy {:.1f} GB/s, measured in this run)\n", device.str(),
-             gpu ? ", TF32 off" : ", OpenBLAS", gemm_flops_per_s / 1e12, mm, copy_bytes_per_s / 1e9);
-  fmt::print("{:<22} {:<24} {:>10} {:>9} {:>9} {:>10} {:>9}\n", "op", "shape", "time (ms)", "TFLOP/s", "GB/s",
-             "bound (ms)", "of bound");
-  for (const Row& r : table) {
-    const double bound = std::max(r.flops / gemm_flops_per_s, r.bytes / copy_bytes_per_s);
-    fmt::print("{:<22} {:<24} {:>10.3f} {:>9.2f} {:>9.1f} {:>10.3f} {:>8.0f}%\n", r.op, r.shape, r.seconds * 1e3,
-               r.flops / r.seconds / 1e12, r.bytes / r.seconds / 1e9, bound * 1e3, 100.0 * bound / r.seconds);
-  }
+  bench::print_bound_table(device, bounds, table);
 }
 
 }  // namespace
