@@ -64,6 +64,17 @@ function(engine_find_toolkit_library prefix header version_header root)
   endif()
 endfunction()
 
+# MPI: launching and bootstrapping distributed runs, and the collectives on CPU tensors
+# (engine/collectives.h). Optional: without it a build runs one process, and refuses mpirun.
+option(ENGINE_MPI "Build the MPI backend of the collectives when MPI is found" ON)
+set(ENGINE_WITH_MPI OFF)
+if(ENGINE_MPI)
+  find_package(MPI COMPONENTS C QUIET)
+  if(MPI_C_FOUND)
+    set(ENGINE_WITH_MPI ON)
+  endif()
+endif()
+
 set(ENGINE_WITH_CUDA OFF)
 set(ENGINE_WITH_CUDNN OFF)
 set(ENGINE_WITH_NCCL OFF)

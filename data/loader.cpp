@@ -93,11 +93,16 @@ Loader::Loader(std::shared_ptr<const ImageFolder> dataset, AugmentConfig augment
                "Loader: rank {} is not in [0, world size {})", options_.rank, options_.world_size);
   ENGINE_CHECK(augment_.size >= 1, "Loader: image size must be positive, found {}", augment_.size);
   if (options_.device.is_cuda()) require_cuda_device(options_.device, "Loader");
-  const size_t n = static_cast<size_t>(dataset_->size()), world = static_cast<size_t>(options_.world_size);
-  order_size_ = (n + world - 1) / world;
-  ENGINE_CHECK(batches_per_epoch() >= 1,
-               "Loader: '{}' gives {} images per rank, fewer than one batch of {} (drop_last is on): lower the "
-               "batch size or add images", dataset_->root(), order_size_, options_.batch_size);
+  // This rank's share of the epoch (see epoch_order): full global batches, then its part of the rest.
+  {
+    const int64_t n = dataset_->size(), B = options_.batch_size, global = B * options_.world_size;
+    order_size_ = static_cast<size_t>((n / global) * B + std::clamp<int64_t>(n % global - options_.rank * B, 0, B));
+  }
+  // Without drop_last (evaluation) a rank past the end of a small dataset may have nothing to do.
+  ENGINE_CHECK(batches_per_epoch() >= 1 || (!options_.drop_last && options_.rank > 0),
+               "Loader: '{}' has {} images, fewer than one batch of {} per rank for {} rank(s) (drop_last is on): "
+               "lower the batch size or add images",
+               dataset_->root(), dataset_->size(), options_.batch_size, options_.world_size);
   sample_floats_ = static_cast<size_t>(3) * augment_.size * augment_.size;
   if (options_.prefetch <= 0) options_.prefetch = 2 + options_.workers / 4;
   const size_t B = static_cast<size_t>(options_.batch_size), V = static_cast<size_t>(options_.views);
@@ -132,7 +137,8 @@ Loader::~Loader() {
 
 int64_t Loader::batches_per_epoch() const {
   const int64_t n = static_cast<int64_t>(order_size_), B = options_.batch_size;
-  return options_.drop_last ? n / B : (n + B - 1) / B;
+  // drop_last: the full global batches, the same count on every rank (each step is a collective).
+  return options_.drop_last ? dataset_->size() / (B * options_.world_size) : (n + B - 1) / B;
 }
 
 std::vector<int64_t> Loader::epoch_order(int64_t epoch) const {
@@ -144,11 +150,16 @@ std::vector<int64_t> Loader::epoch_order(int64_t epoch) const {
   } else {
     for (int64_t i = 0; i < n; ++i) all[i] = i;
   }
-  // DistributedSampler: pad with the order's own start to a multiple of the world size, then deal.
-  const int64_t world = options_.world_size, total = static_cast<int64_t>(order_size_) * world;
+  // Ranks: global batch g holds positions [g W B, (g + 1) W B) of the shared order, and rank r takes
+  // its r-th B of them; the short last global batch is dealt the same way (drop_last then drops
+  // what is short on each rank).
+  const int64_t world = options_.world_size, B = options_.batch_size, global = world * B;
   std::vector<int64_t> mine;
   mine.reserve(order_size_);
-  for (int64_t p = options_.rank; p < total; p += world) mine.push_back(all[static_cast<size_t>(p % n)]);
+  for (int64_t start = 0; start < n; start += global) {
+    const int64_t from = std::min(n, start + options_.rank * B), to = std::min(n, from + B);
+    for (int64_t p = from; p < to; ++p) mine.push_back(all[static_cast<size_t>(p)]);
+  }
   return mine;
 }
 

@@ -11,9 +11,12 @@
 //
 // Order and randomness (what makes runs reproducible whatever the thread count):
 //   - the epoch order is engine::randperm over the dataset with Generator(seed, stream
-//     kShuffleStreamBase + epoch), then sharded as torch's DistributedSampler: padded by repeating
-//     its start to a multiple of world_size, and rank r takes positions r, r + W, r + 2W, ...;
-//   - batch b holds this rank's positions [b * B, (b + 1) * B); drop_last drops a short last batch;
+//     kShuffleStreamBase + epoch), the same on every rank;
+//   - batch b holds positions [b W B, (b + 1) W B) of it over the W ranks (the global batch), and
+//     rank r takes the r-th B of them: so W ranks of B images see exactly what one process of W B
+//     images sees, each rank a contiguous slice (which the distributed methods rely on; torch's
+//     DistributedSampler deals positions round-robin instead). drop_last drops a short last global
+//     batch; without it the short batch is dealt in slices of B, so a rank may get fewer or none;
 //   - sample randomness comes from SampleRng(seed, epoch, dataset index), never from a thread.
 // An undecodable file is reported once (with its path and the reason) and skipped: its slot takes
 // the next position of the order instead (fresh random draws), so the batch stays full and the
@@ -43,7 +46,7 @@ struct LoaderOptions {
   bool shuffle = true;
   bool drop_last = true;
   uint64_t seed = 0;
-  int rank = 0, world_size = 1;
+  int rank = 0, world_size = 1;  // batch_size is this rank's share of the global batch
   bool fast_decode = false;  // reduced-size JPEG decoding when the crops allow it (see augment.h)
   Device device = Device::cpu();
 };

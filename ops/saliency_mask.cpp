@@ -20,6 +20,7 @@ SaliencyMaskParams saliency_mask_params(int64_t N, int64_t H, int64_t W, int64_t
   p.seed = options.seed;
   p.stream = options.stream;
   p.images_per_group = options.images_per_group;
+  p.first_image = options.first_image;
   return p;
 }
 
@@ -38,6 +39,7 @@ SaliencyMaskResult saliency_mask(const Tensor& x, const Tensor& foreground, cons
                "saliency_mask: a {}x{} grid over {}x{} views is not supported (1 to {} cells per side, at most one "
                "cell per pixel)",
                grid, grid, H, W, kSaliencyMaskMaxGrid);
+  ENGINE_CHECK(options.first_image >= 0, "saliency_mask: first_image must be >= 0, found {}", options.first_image);
   ENGINE_CHECK(options.images_per_group >= 0, "saliency_mask: images_per_group must be >= 0, found {}",
                options.images_per_group);
   ENGINE_CHECK(!autograd::needs_grad({&x}),

@@ -47,6 +47,9 @@ struct SaliencyMaskOptions {
   uint64_t seed = 0;
   uint64_t stream = 0;            // the call uses streams stream .. stream + kSaliencyMaskStreams - 1
   int64_t images_per_group = 0;   // virtual GPU size for the shared noise of O6 (0: the whole batch)
+  // The batch's first image in the batch its draws come from: a rank's slice of the global batch
+  // (rank r of N images each: r N) masks as those images would in one process.
+  int64_t first_image = 0;
   bool reference_quirks = false;
 };
 

@@ -3,6 +3,8 @@
 // same masks bit for bit. The contract is in saliency_mask.h; the method is METHOD.md section 5.
 //
 // Random layout. A call with (seed, stream) uses five consecutive Philox streams:
+// Image n of a call is image first_image + n of the batch its draws come from (a rank's slice of the
+// global batch draws as those images would in one process); below, n is that index.
 //   stream      the plan: image n owns the blocks [n * B, (n + 1) * B), B = plan_blocks(C, grid); its
 //               words are  0: focal draw u1   1: spatial/channel draw u2   2: ratio m
 //                          3: focal box top   4: focal box left   8 + c * G^2 + p: the sort key
@@ -37,6 +39,7 @@ struct SaliencyMaskParams {
   bool quirks = false;            // O3, O4, O5, O6 as the published code
   uint64_t seed = 0, stream = 0;
   int64_t images_per_group = 0;   // O6: the noise patches are shared by this many images
+  int64_t first_image = 0;        // the index of image 0 in the batch the draws come from
   bool fill_is_mean = false;      // fill holds (N, C) means instead of (N, C, H, W) pixels
 };
 
@@ -68,7 +71,8 @@ ENGINE_HD inline int64_t plan_blocks(int64_t channels, int64_t grid) { return 2 
 
 ENGINE_HD inline uint32_t plan_word(const SaliencyMaskParams& p, int64_t n, int64_t word) {
   uint32_t w[4];
-  philox::block_words(p.seed, p.stream, static_cast<uint64_t>(n * plan_blocks(p.C, p.grid) + word / 4), w);
+  const int64_t image = p.first_image + n;
+  philox::block_words(p.seed, p.stream, static_cast<uint64_t>(image * plan_blocks(p.C, p.grid) + word / 4), w);
   return w[word % 4];
 }
 
@@ -233,8 +237,9 @@ struct NoiseAddress {
 ENGINE_HD inline NoiseAddress mask_noise_address(const SaliencyMaskParams& p, const MaskImagePlan& plan, int64_t n,
                                                  int64_t c, int64_t cell_r, int64_t cell_c, int64_t y, int64_t x) {
   const bool shared = p.quirks && !(plan.focal && p.mode == MaskMode::Positive);
-  if (!shared) return {p.stream + 1, ((n * p.C + c) * p.H + y) * p.W + x};
-  const int64_t group = p.images_per_group > 0 ? n / p.images_per_group : 0;
+  const int64_t image = p.first_image + n;
+  if (!shared) return {p.stream + 1, ((image * p.C + c) * p.H + y) * p.W + x};
+  const int64_t group = p.images_per_group > 0 ? image / p.images_per_group : 0;
   if (plan.focal) {  // neg: the focal block
     return {p.stream + 4, ((group * p.C + c) * plan.box_h + (y - plan.top)) * plan.box_w + (x - plan.left)};
   }

@@ -13,6 +13,7 @@ packages=(
   libpng-dev            # PNG images and the synthetic dataset's masks
   nlohmann-json3-dev    # safetensors headers, metrics, args.json
   libcli11-dev          # the moco command line
+  libopenmpi-dev openmpi-bin  # distributed runs: mpirun, and the collectives on CPU tensors
   clang libomp-dev libboost-context-dev  # the CUDA emulation build (scripts/test-emulation.sh)
 )
 

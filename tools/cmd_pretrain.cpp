@@ -6,6 +6,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <cstdlib>
+#include <limits>
 #include <thread>
 #include <vector>
 
@@ -14,6 +17,7 @@
 #include "ssl/run/trainer.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
+#include "tools/processes.h"
 
 namespace moco_cli {
 
@@ -22,6 +26,7 @@ namespace {
 struct PretrainArgs {
   engine::ssl::PretrainConfig config;
   DeviceFlags device;
+  ProcessFlags processes;
   bool small_stem = false;
   std::string method = "mocov2";
   std::string strategy = "none";
@@ -118,12 +123,41 @@ void apply_words(PretrainArgs& a) {
   }
 }
 
+// MOCO_TEST_FAULT=KIND@STEP:RANK (the distributed fault tests, tests/ssl/distributed_faults.sh):
+// at step STEP, rank RANK poisons its batch with NaN (nan), throws (throw) or stops answering
+// (hang). Nothing happens when the variable is unset.
+std::function<void(int64_t, engine::data::Batch&)> fault_injection(int rank) {
+  const char* text = std::getenv("MOCO_TEST_FAULT");
+  if (text == nullptr || text[0] == '\0') return {};
+  char kind[16] = {0};
+  long long step = -1;
+  int fault_rank = -1;
+  ENGINE_CHECK(std::sscanf(text, "%15[a-z]@%lld:%d", kind, &step, &fault_rank) == 3 &&
+                   (std::string(kind) == "nan" || std::string(kind) == "throw" || std::string(kind) == "hang"),
+               "MOCO_TEST_FAULT='{}': expected KIND@STEP:RANK with KIND nan, throw or hang", text);
+  if (fault_rank != rank) return {};
+  const std::string what = kind;
+  return [what, step](int64_t now, engine::data::Batch& batch) {
+    if (now != step) return;
+    if (what == "nan") batch.views[0].fill_(std::numeric_limits<double>::quiet_NaN());
+    if (what == "throw") ENGINE_THROW("MOCO_TEST_FAULT: the injected failure at step {}", now);
+    if (what == "hang")
+      while (true) std::this_thread::sleep_for(std::chrono::seconds(1));
+  };
+}
+
 void run_pretrain(PretrainArgs& a) {
   engine::ssl::PretrainConfig& c = a.config;
+  engine::Collectives& world = join_processes(a.processes);
   apply_words(a);
-  c.device = a.device.resolve();
+  // Each rank of a distributed run is one of the reference's GPUs: one BatchNorm group unless told.
+  if (world.world_size() > 1 && !a.bn_groups->count()) c.moco.bn_groups = c.simclr.bn_groups = 1;
+  c.device = rank_device(a.device, world);
+  c.world = &device_collectives(c.device, a.processes);
+  c.before_step = fault_injection(world.rank());
   c.args_json = args_json(c, c.device.str(), a.device.precision);
   const engine::ssl::PretrainResult r = engine::ssl::pretrain(c);
+  if (!world.is_root()) return;
   fmt::print("done: epoch {}, step {}; loss {:.4f} (first step of this run {:.4f}); last checkpoint {}{}\n",
              r.position.epoch, r.position.step, r.last_loss, r.first_loss,
              r.last_checkpoint.empty() ? "none" : r.last_checkpoint,
@@ -149,7 +183,7 @@ void add_pretrain_command(CLI::App& app) {
                   "nets for CPU experiments")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{4096}));
-  cmd->add_option("-b,--batch-size", c.batch_size, "global batch (all virtual GPUs together)")
+  cmd->add_option("-b,--batch-size", c.batch_size, "global batch: all processes and virtual GPUs together (each of N mpirun processes takes 1/N)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--lr,--learning-rate", c.lr, "initial learning rate")->capture_default_str();
@@ -209,8 +243,9 @@ void add_pretrain_command(CLI::App& app) {
                   "default for mocov2; online: SimCLR's encoder, the default for simclr), pretrained:FILE (a frozen "
                   "torchvision-named ResNet safetensors, as the reference), or none (every cell foreground)");
   a->bn_groups = cmd->add_option("--bn-groups", c.moco.bn_groups,
-                                 "virtual GPUs: BatchNorm statistics per group of batch/groups images (MoCo: and shuffle "
-                                 "BN across them; default 4, the reference's GPUs; SimCLR: default 1, global BatchNorm)")
+                                 "virtual GPUs within each process: BatchNorm statistics per group of images (MoCo: and "
+                                 "shuffle BN across them; default 4, the reference's GPUs, or 1 per process under mpirun; "
+                                 "SimCLR: default 1, global BatchNorm)")
                      ->capture_default_str()
                      ->check(CLI::Range(1, 1024));
   cmd->add_flag("--reference-quirks", c.moco.reference_quirks,
@@ -223,6 +258,7 @@ void add_pretrain_command(CLI::App& app) {
   cmd->add_flag("--fast-decode", c.fast_decode, "reduced-size JPEG decoding when the crops allow it");
   cmd->add_option("-p,--print-freq", c.print_freq, "log every this many steps")->capture_default_str()->check(CLI::Range(1, 1 << 30));
   add_device_flags(cmd, a->device);
+  add_process_flags(cmd, a->processes);
   cmd->add_option("--max-steps", c.max_steps, "stop after this many optimizer steps in all (0: no limit)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));

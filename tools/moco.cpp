@@ -7,6 +7,7 @@
 #include "engine/check.h"
 #include "engine/openmp_wait.h"
 #include "tools/commands.h"
+#include "tools/processes.h"
 
 int main(int argc, char** argv) {
   engine::use_passive_openmp_wait(argv);
@@ -26,12 +27,12 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
-  } catch (const engine::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
   } catch (const std::exception& e) {
+    // In a distributed run, the failing rank names itself and ends every rank (processes.h).
+    moco_cli::fail_processes(e.what());
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
+  moco_cli::leave_processes();
   return 0;
 }

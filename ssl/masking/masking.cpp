@@ -155,6 +155,7 @@ MaskedBatch SaliencyGuidedMasking::mask(const Tensor& query_view, const Tensor& 
   options.mode = MaskMode::Positive;
   options.stream = kMaskStreamBase + 16 * static_cast<uint64_t>(step);
   options.images_per_group = N / config_.bn_groups;
+  options.first_image = config_.rank * N;
   const Tensor query_blurred = options.fill == MaskFill::Blur ? gaussian_blur(query_view, kStrongBlurTaps, kStrongBlurSigma)
                                                               : Tensor();
   const SaliencyMaskResult q = saliency_mask(query_input, out.fg_query, query_blurred, options);
@@ -167,6 +168,7 @@ MaskedBatch SaliencyGuidedMasking::mask(const Tensor& query_view, const Tensor& 
   options.mode = MaskMode::Negative;
   options.stream += kHardNegativeStreamOffset;
   options.images_per_group = N * n_h / config_.bn_groups;
+  options.first_image = config_.rank * N * n_h;
   const Tensor key_blurred = options.fill == MaskFill::Blur
                                  ? repeat_rows(gaussian_blur(key_view, kStrongBlurTaps, kStrongBlurSigma), n_h)
                                  : Tensor();

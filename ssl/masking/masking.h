@@ -61,6 +61,9 @@ struct MaskingConfig {
   int64_t bn_groups = 1;          // virtual GPUs: the published code's shared noise is per group (O6)
   bool reference_quirks = false;  // O1 (foreground rule), O3-O6 (masking)
   uint64_t seed = 0;
+  // This process's rank: its N images are images [rank N, (rank + 1) N) of the global batch and
+  // draw their masks as those images do in one process (engine/collectives.h).
+  int64_t rank = 0;
 };
 
 inline constexpr uint64_t kMaskStreamBase = 0x4D41'0000'0000'0000ull;  // "MA"

@@ -48,7 +48,8 @@ EncoderShape encoder_shape(const MocoConfig& config) {
   return {config.arch, config.small_stem, config.width, config.dim, config.mlp};
 }
 
-MoCo::MoCo(const MocoConfig& config, uint64_t seed, Device device) : config_(config), seed_(seed), device_(device) {
+MoCo::MoCo(const MocoConfig& config, uint64_t seed, Device device, Collectives& world)
+    : config_(config), seed_(seed), device_(device), world_(world) {
   ENGINE_CHECK(config.dim > 0 && config.queue_size > 0, "MoCo: --moco-dim ({}) and --moco-k ({}) must be positive",
                config.dim, config.queue_size);
   ENGINE_CHECK(config.momentum >= 0 && config.momentum <= 1, "MoCo: --moco-m must be in [0, 1], found {}",
@@ -83,17 +84,19 @@ void MoCo::momentum_update_key_encoder() {
 
 Tensor MoCo::encode_keys(const Tensor& images, Generator& shuffle, Tensor* saliency) {
   NoGradGuard no_grad;
-  const int64_t N = images.size(0);
-  // Shuffle BN: a random permutation spreads the images over the groups; undo it on the keys.
-  // Both are made on the images' device (the same bits on the CPU and a GPU), so nothing crosses
-  // to or from the host.
-  const Tensor perm = randperm(N, shuffle, images.device());               // (N,)
-  const Tensor inverse = inverse_permutation(perm);                        // (N,)
-  const Tensor shuffled = index_select(images, perm, IndexCheck::Trusted);  // (N, 3, H, W)
-  const Tensor features = encoder_k_->feature_map(shuffled);               // (N, F, G, G), shuffled order
-  const Tensor keys = l2_normalize(encoder_k_->head(features));            // (N, D), shuffled order
-  if (saliency) *saliency = index_select(saliency_maps(features), inverse, IndexCheck::Trusted);  // (N, G, G)
-  return index_select(keys, inverse, IndexCheck::Trusted);                 // (N, D)
+  const int64_t N = images.size(0), W = world_.world_size(), first = world_.rank() * N;
+  // Shuffle BN: a random permutation spreads the images of the global batch (every rank's, in rank
+  // order) over the groups; undo it on the keys. Both are made on the images' device (the same
+  // bits on the CPU, a GPU and every rank), so nothing crosses to or from the host.
+  const Tensor all = world_.all_gather(images.contiguous());                 // (W N, 3, H, W)
+  const Tensor perm = randperm(W * N, shuffle, images.device());              // (W N,)
+  const Tensor inverse = inverse_permutation(perm);                           // (W N,)
+  const Tensor shuffled = index_select(all, perm.slice(0, first, first + N), IndexCheck::Trusted);  // (N, 3, H, W)
+  const Tensor features = encoder_k_->feature_map(shuffled);                 // (N, F, G, G), shuffled order
+  const Tensor keys = l2_normalize(encoder_k_->head(features));              // (N, D), shuffled order
+  const Tensor mine = inverse.slice(0, first, first + N);                    // where this rank's keys went
+  if (saliency) *saliency = index_select(world_.all_gather(saliency_maps(features)), mine, IndexCheck::Trusted);
+  return index_select(world_.all_gather(keys), mine, IndexCheck::Trusted);  // (N, D)
 }
 
 Tensor MoCo::encode_hard_negatives(const Tensor& hard, Generator& shuffle) {
@@ -129,7 +132,7 @@ void MoCo::dequeue_and_enqueue(const Tensor& keys) {
   const int64_t N = keys.size(0), K = config_.queue_size;
   ENGINE_CHECK(keys.dim() == 2 && keys.size(1) == config_.dim, "MoCo: keys must be (N, {}), found {}", config_.dim,
                keys.str());
-  ENGINE_CHECK(K % N == 0, "MoCo: the queue length --moco-k {} must be a multiple of the batch size {}", K, N);
+  ENGINE_CHECK(K % N == 0, "MoCo: the queue length --moco-k {} must be a multiple of the global batch size {}", K, N);
   queue_.slice(1, queue_ptr_, queue_ptr_ + N).copy_(keys.transpose(0, 1));  // columns [ptr, ptr + N)
   queue_ptr_ = (queue_ptr_ + N) % K;
 }
@@ -187,7 +190,7 @@ ContrastiveOutput MoCo::contrast(const Tensor& q, const Tensor& k, const Tensor&
   opt.temperature = config_.temperature;
   opt.alpha = config_.alpha;
   const InfoNceResult r = infonce(q, k, queue_.clone(), t, opt);
-  dequeue_and_enqueue(k);
+  dequeue_and_enqueue(world_.all_gather(k));  // (W N, D): every rank's keys, in rank order
   return {r.loss, r.correct, r.rows};
 }
 

@@ -15,6 +15,14 @@
 // group's statistics come from a random mix of images, as the reference's all-gather, shuffle and
 // scatter) and the keys are un-permuted after. f_q's running statistics follow group 0 (METHOD.md O12).
 //
+// Many processes (engine/collectives.h). With a world of W ranks each rank holds N of the W N
+// images of the global batch (rank r: images [r N, (r + 1) N)), and the step is the one-process step
+// on the global batch with W * bn_groups groups: shuffle BN gathers the key images of every rank,
+// permutes the W N of them with the permutation every rank draws from (seed, step), encodes its
+// own N of the shuffled batch, gathers the keys and un-permutes them; the enqueue takes the keys of
+// every rank, in rank order. The loss is the mean over this rank's rows (the gradient average over
+// the ranks, layers/data_parallel.h, makes it the global mean).
+//
 // Hard negatives (METHOD.md O7). By default each image i gets its own t_i from its own hard-negative
 // view, encoded like the keys (what the paper describes). With reference_quirks, the published
 // code's behaviour: hard negative j of every image of a group is the j-th image of that group's
@@ -24,6 +32,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "engine/collectives.h"
 #include "engine/random.h"
 #include "engine/serialize.h"
 #include "layers/resnet.h"
@@ -52,8 +61,9 @@ inline constexpr uint64_t kShuffleBnStreamBase = 0x5342'0000'0000'0000ull;  // "
 class MoCo : public ContrastiveMethod {
  public:
   // f_q from `seed` (torchvision's initialisation), f_k a copy of it, the queue from N(0, 1) with
-  // unit columns; everything on `device`, parameters flat.
-  MoCo(const MocoConfig& config, uint64_t seed, Device device);
+  // unit columns; everything on `device`, parameters flat. `world` (which must outlive this): the
+  // ranks that share each batch; bn_groups is then the groups within this rank.
+  MoCo(const MocoConfig& config, uint64_t seed, Device device, Collectives& world = local_collectives());
 
   // One training forward: query and key (N, 3, H, W), hard (N, n_h, 3, H, W) or undefined for
   // none. Performs the momentum update and the enqueue, as the reference's forward does.
@@ -84,12 +94,12 @@ class MoCo : public ContrastiveMethod {
   Tensor encode_query(const Tensor& images);                    // (N, D) unit rows, recorded
   void momentum_update_key_encoder();
   // (N, D) unit rows, no gradient; `saliency`, if given, receives the channel-summed layer4 map
-  // of each image (N, G, G), in the images' order.
+  // of each image (N, G, G), in the images' order. Shuffle BN over every rank's images.
   Tensor encode_keys(const Tensor& images, Generator& shuffle, Tensor* saliency = nullptr);
   Tensor encode_hard_negatives(const Tensor& hard, Generator& shuffle);  // (N, n_h, D), no gradient
   // The loss over [q.k | q.queue | alpha q.t] / T (t may be undefined), then the enqueue of k.
   ContrastiveOutput contrast(const Tensor& q, const Tensor& k, const Tensor& t);
-  void dequeue_and_enqueue(const Tensor& keys);                 // keys (N, D)
+  void dequeue_and_enqueue(const Tensor& keys);                 // keys (W N, D): every rank's
 
   nn::ResNet& encoder_q() { return *encoder_q_; }
   nn::ResNet& encoder_k() { return *encoder_k_; }
@@ -108,6 +118,7 @@ class MoCo : public ContrastiveMethod {
   MocoConfig config_;
   uint64_t seed_ = 0;
   Device device_;
+  Collectives& world_;
   std::shared_ptr<nn::ResNet> encoder_q_, encoder_k_;
   Tensor queue_;          // (D, K)
   int64_t queue_ptr_ = 0;

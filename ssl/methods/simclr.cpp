@@ -7,6 +7,7 @@
 
 #include "engine/autograd.h"
 #include "engine/check.h"
+#include "layers/data_parallel.h"
 #include "layers/layers.h"
 #include "ops/index_select.h"
 #include "ops/l2_normalize.h"
@@ -48,7 +49,8 @@ EncoderShape encoder_shape(const SimclrConfig& config) {
   return {config.arch, config.small_stem, config.width, config.dim, /*mlp=*/true};
 }
 
-SimCLR::SimCLR(const SimclrConfig& config, uint64_t seed, Device device) : config_(config) {
+SimCLR::SimCLR(const SimclrConfig& config, uint64_t seed, Device device, Collectives& world)
+    : config_(config), world_(world) {
   ENGINE_CHECK(config.dim > 0, "SimCLR: --simclr-dim must be positive, found {}", config.dim);
   ENGINE_CHECK(config.temperature > 0, "SimCLR: --simclr-t must be positive, found {}", config.temperature);
   ENGINE_CHECK(config.bn_groups >= 1, "SimCLR: the BatchNorm group count must be at least 1, found {}",
@@ -104,7 +106,23 @@ ContrastiveOutput SimCLR::contrast(const Tensor& z, const Tensor& t) const {
   NtXentOptions opt;
   opt.temperature = config_.temperature;
   opt.alpha = config_.alpha;
-  const NtXentResult r = nt_xent(z, t, opt);
+  const int64_t W = world_.world_size();
+  if (W == 1) {
+    const NtXentResult r = nt_xent(z, t, opt);
+    return {r.loss, r.correct, r.rows};
+  }
+  // Rank r's rows are its a's then its b's; NT-Xent wants every rank's a's, then every rank's b's.
+  const int64_t N = z.size(0) / 2;
+  const Tensor all = nn::all_gather_rows(z, world_);  // (W 2N, D), rank order
+  std::vector<int64_t> order(static_cast<size_t>(2 * W * N));  // global NT-Xent row -> row of `all`
+  for (int64_t r = 0; r < W; ++r)
+    for (int64_t i = 0; i < N; ++i) {
+      order[static_cast<size_t>(r * N + i)] = r * 2 * N + i;
+      order[static_cast<size_t>(W * N + r * N + i)] = r * 2 * N + N + i;
+    }
+  const Tensor z_all = index_select(all, Tensor::from_vector(order, {2 * W * N}));   // (2 W N, D)
+  const Tensor t_all = t.defined() ? world_.all_gather(t.contiguous()) : Tensor();  // (W N, n_h, D)
+  const NtXentResult r = nt_xent(z_all, t_all, opt);
   return {r.loss, r.correct, r.rows};
 }
 

@@ -20,6 +20,11 @@
 // data-parallel run holds both views of its share; group 0 drives the running statistics
 // (GhostRunningStats::FirstGroup, as MoCo).
 //
+// Many processes (engine/collectives.h). Each of W ranks holds N of the W N images; it encodes both
+// views of its own, gathers every rank's rows (with their gradient, layers/data_parallel.h) into the
+// global batch's NT-Xent order, and computes the loss over all 2 W N rows, as the one-process step
+// on the global batch with W * bn_groups groups does (SimCLR's cross-replica negatives).
+//
 // Forwards that do not train (the saliency maps, the hard negatives) leave the running statistics
 // as they were: they use the batch's statistics, like every training-mode forward, but the
 // evaluation-time statistics follow the trained forward only.
@@ -33,6 +38,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/collectives.h"
 #include "ssl/methods/method.h"
 
 namespace engine::ssl {
@@ -50,7 +56,8 @@ struct SimclrConfig {
 class SimCLR : public ContrastiveMethod {
  public:
   // The encoder with its MLP head from `seed` (torchvision's initialisation), on `device`, flat.
-  SimCLR(const SimclrConfig& config, uint64_t seed, Device device);
+  // `world` (which must outlive this): the ranks that share each batch.
+  SimCLR(const SimclrConfig& config, uint64_t seed, Device device, Collectives& world = local_collectives());
 
   // Plain SimCLR: view1, view2 (N, 3, H, W).
   ContrastiveOutput forward(const Tensor& view1, const Tensor& view2);
@@ -64,7 +71,8 @@ class SimCLR : public ContrastiveMethod {
   Tensor encode_views(const Tensor& a, const Tensor& b);
   // hard (N, n_h, 3, H, W) -> (N, n_h, D) unit rows, no gradient, running statistics untouched.
   Tensor encode_hard_negatives(const Tensor& hard);
-  // NT-Xent over z (2N, D) with the hard negatives t (N, n_h, D) or undefined.
+  // NT-Xent over z (2N, D) with the hard negatives t (N, n_h, D) or undefined: this rank's rows,
+  // gathered with every other rank's first.
   ContrastiveOutput contrast(const Tensor& z, const Tensor& t) const;
 
   // The seam (ssl/methods/method.h).
@@ -86,6 +94,7 @@ class SimCLR : public ContrastiveMethod {
 
  private:
   SimclrConfig config_;
+  Collectives& world_;
   std::shared_ptr<nn::ResNet> encoder_;
 };
 

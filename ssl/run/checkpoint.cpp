@@ -32,15 +32,18 @@ Metadata model_signature(const ContrastiveMethod& method, const RunIdentity& run
   m["batch_size"] = std::to_string(run.batch_size);
   m["strategy"] = mask_strategy_name(run.strategy);
   m["optimizer"] = run.optimizer;
+  m["bn_groups_total"] = std::to_string(run.bn_groups_total);
   return m;
 }
 
 // `m` with the keys early checkpoints did not write yet, at what they meant then: before --width
 // existed every encoder had torchvision's width; before SimCLR every run was MoCo v2 with SGD.
-Metadata with_legacy_defaults(Metadata m) {
+// Before distributed runs, every run was one process and its groups were --bn-groups.
+Metadata with_legacy_defaults(Metadata m, const std::string& path) {
   m.try_emplace("width", std::to_string(MocoConfig{}.width));
   m.try_emplace("method", method_name(Method::MocoV2));
   m.try_emplace("optimizer", "sgd");
+  if (!m.count("bn_groups_total")) m["bn_groups_total"] = std::to_string(checkpoint_args(m, path).bn_groups);
   return m;
 }
 
@@ -117,7 +120,7 @@ CheckpointArgs checkpoint_args(const Metadata& m, const std::string& path) {
 
 
 Method checkpoint_method(const Metadata& m, const std::string& path) {
-  const std::string name = metadata_text(with_legacy_defaults(m), "method", path);
+  const std::string name = metadata_text(with_legacy_defaults(m, path), "method", path);
   ENGINE_CHECK(name == "mocov2" || name == "simclr",
                "{}: the checkpoint's method '{}' is not one this program trains (mocov2, simclr)", path,
                name.substr(0, 60));
@@ -148,11 +151,14 @@ PretrainedRun load_pretrained(const std::string& path, Device device) {
   ENGINE_CHECK(std::find(archs.begin(), archs.end(), shape.arch) != archs.end(),
                "{}: the checkpoint's arch '{}' is not one this program builds", path, shape.arch);
   shape.small_stem = metadata_flag(m, "small_stem", path);
-  shape.width = metadata_count(with_legacy_defaults(m), "width", path);
+  shape.width = metadata_count(with_legacy_defaults(m, path), "width", path);
   shape.dim = metadata_count(m, method == Method::SimClr ? "simclr_dim" : "moco_dim", path);
   shape.mlp = metadata_flag(m, "mlp", path);
-  // The ghost-BatchNorm groups are a training flag, not part of the model: they are in "args".
-  const CheckpointArgs args = checkpoint_args(m, path);
+  // The ghost-BatchNorm groups are a training flag, not part of the model: the global batch's count
+  // (processes x --bn-groups, what one process replays), or for older files --bn-groups in "args".
+  const int64_t bn_groups = metadata_count(with_legacy_defaults(m, path), "bn_groups_total", path);
+  ENGINE_CHECK(bn_groups >= 1 && bn_groups <= (int64_t{1} << 20),
+               "{}: the checkpoint's bn_groups_total {} is not a count of BatchNorm groups", path, bn_groups);
   // What the metadata makes us allocate must be there in the file: every encoder's largest
   // weights, the head's last Linear (dim x features) and MoCo's queue (dim x K).
   const std::vector<std::string> encoders =
@@ -177,7 +183,7 @@ PretrainedRun load_pretrained(const std::string& path, Device device) {
     config.small_stem = shape.small_stem;
     config.width = shape.width;
     config.dim = shape.dim;
-    if (args.bn_groups > 0) config.bn_groups = args.bn_groups;
+    config.bn_groups = bn_groups;
     out.method = std::make_shared<SimCLR>(config, out.seed, device);
   } else {
     MocoConfig config;
@@ -187,7 +193,7 @@ PretrainedRun load_pretrained(const std::string& path, Device device) {
     config.dim = shape.dim;
     config.mlp = shape.mlp;
     config.queue_size = metadata_count(m, "moco_k", path);
-    if (args.bn_groups > 0) config.bn_groups = args.bn_groups;
+    config.bn_groups = bn_groups;
     const std::string model = fmt::format("the checkpoint's model ({} of width {}, moco_dim {}, moco_k {})",
                                           config.arch, config.width, config.dim, config.queue_size);
     check_tensor_shape(file, head, {config.dim, features}, path, model.c_str());
@@ -215,6 +221,7 @@ void save_checkpoint(const std::string& path, const ContrastiveMethod& method, c
   metadata["step"] = std::to_string(position.step);
   metadata["sgd_steps"] = std::to_string(optimizer.steps());
   metadata["seed"] = std::to_string(run.seed);
+  metadata["world_size"] = std::to_string(run.world_size);
   metadata["args"] = run.args_json;
   metadata["rng"] =
       "counter-based Philox: data draws from (seed, epoch, dataset index), shuffle BN and masks from (seed, step); "
@@ -228,11 +235,15 @@ TrainingPosition load_checkpoint(const std::string& path, ContrastiveMethod& met
   const Metadata& m = file.metadata;
   check_format(m, path);
   std::string differences;
-  const Metadata written = with_legacy_defaults(m);
+  const Metadata written = with_legacy_defaults(m, path);
   for (const auto& [key, expected] : model_signature(method, run)) {
     auto it = written.find(key);
     const std::string found = it != written.end() ? it->second : "absent";
     if (found != expected) differences += fmt::format("\n  {}: checkpoint {}, this run {}", key, found, expected);
+    if (found != expected && key == "bn_groups_total")
+      differences += fmt::format(" (the BatchNorm groups of the global batch, processes x --bn-groups: resume with "
+                                 "W processes, mpirun -np W, and --bn-groups G where W x G = {})",
+                                 found);
   }
   ENGINE_CHECK(differences.empty(),
                "{}: the checkpoint was made with other flags than this run's, so it cannot be continued:{}\nrun "

@@ -48,6 +48,10 @@ struct RunIdentity {
   std::string args_json;  // the run's flags
   MaskStrategy strategy = MaskStrategy::None;  // hp also means the encoders saw high-passed images
   std::string optimizer = "sgd";               // "sgd" or "lars"
+  // The BatchNorm groups of the global batch: processes x --bn-groups. A run resumes another with
+  // the same count whatever its process count (the same math); with another count it is refused.
+  int64_t bn_groups_total = 1;
+  int64_t world_size = 1;                      // recorded, not compared
 };
 
 // A pretraining checkpoint read for use outside training (`moco masks` and `moco batch`, the

@@ -14,6 +14,7 @@
 #include "engine/check.h"
 #include "engine/log.h"
 #include "engine/progress.h"
+#include "layers/data_parallel.h"
 #include "layers/lr_schedule.h"
 #include "layers/optimizer.h"
 #include "ops/elementwise_binary.h"
@@ -81,7 +82,8 @@ struct Meter {
 
 class Trainer {
  public:
-  explicit Trainer(const PretrainConfig& config) : c_(config) {}
+  explicit Trainer(const PretrainConfig& config)
+      : c_(config), world_(config.world ? *config.world : local_collectives()), root_(world_.is_root()) {}
   PretrainResult run();
 
  private:
@@ -90,7 +92,7 @@ class Trainer {
   void resume_if_asked();
   // Trains the rest of `epoch`; false when --max-steps stopped it.
   bool train_epoch(int64_t epoch);
-  void train_step(const data::Batch& batch, double lr, Meter& epoch_meter, Meter& window);
+  void train_step(data::Batch& batch, double lr, Meter& epoch_meter, Meter& window);
   // Reads what the pending steps left on the device into both meters; stops the run when the
   // loss was not finite. Called at print steps and before every checkpoint.
   void read_device_sums(double lr, Meter& epoch_meter, Meter& window);
@@ -99,18 +101,22 @@ class Trainer {
   void run_knn_monitor(int64_t epoch);
   void save(const std::string& path);
   RunIdentity run_identity() const {
-    return {c_.batch_size, c_.seed, c_.args_json, c_.strategy, optimizer_name(c_.optimizer)};
+    return {c_.batch_size,        c_.seed, c_.args_json, c_.strategy, optimizer_name(c_.optimizer),
+            world_.world_size() * method_->bn_groups(), world_.world_size()};
   }
   void write_masking_picture(int64_t epoch, const data::Batch& batch, const MaskedBatch& masked);
   std::string checkpoint_path(const std::string& name) const { return run_dir_->checkpoint(name).string(); }
 
   PretrainConfig c_;
+  Collectives& world_;
+  const bool root_;  // rank 0: writes the run directory and draws the progress line
   std::optional<RunDirectory> run_dir_;
   std::shared_ptr<data::ImageFolder> dataset_;
   std::unique_ptr<data::Loader> loader_;
   std::unique_ptr<ContrastiveMethod> method_;
   std::unique_ptr<SaliencyGuidedMasking> masking_;  // none for --strategy none
   std::unique_ptr<nn::Optimizer> optimizer_;
+  std::unique_ptr<nn::DataParallelGradients> gradients_;  // more than one rank only
   nn::LrSchedule schedule_;
   TrainingPosition position_;
   PretrainResult result_;
@@ -125,6 +131,11 @@ int64_t bn_groups_of(const PretrainConfig& c) {
 
 void Trainer::check_flags() const {
   ENGINE_CHECK(c_.batch_size >= 1, "pretrain: -b must be at least 1, found {}", c_.batch_size);
+  const int64_t W = world_.world_size();
+  ENGINE_CHECK(c_.batch_size % W == 0,
+               "pretrain: -b {} is the global batch (as main_moco.py's), shared by {} processes, and does not divide "
+               "by {}: use a multiple of {} (for example {})",
+               c_.batch_size, W, W, W, std::max<int64_t>(1, c_.batch_size / W) * W);
   if (c_.method == Method::MocoV2) {
     ENGINE_CHECK(c_.moco.queue_size % c_.batch_size == 0,
                  "pretrain: the queue length --moco-k {} is not a multiple of the batch size -b {}: every step "
@@ -137,10 +148,10 @@ void Trainer::check_flags() const {
                  "batch of at least 2");
   }
   const int64_t groups = bn_groups_of(c_);
-  ENGINE_CHECK(c_.batch_size % groups == 0,
-               "pretrain: the batch of {} does not split into {} BatchNorm groups (--bn-groups); use a batch that is "
-               "a multiple of the group count",
-               c_.batch_size, groups);
+  ENGINE_CHECK((c_.batch_size / W) % groups == 0,
+               "pretrain: the batch of {} per process does not split into {} BatchNorm groups (--bn-groups, the groups "
+               "within each process); use a batch that is a multiple of {}",
+               c_.batch_size / W, groups, groups * W);
   ENGINE_CHECK(c_.epochs >= 1, "pretrain: --epochs must be at least 1, found {}", c_.epochs);
   ENGINE_CHECK(c_.image_size >= 16, "pretrain: --image-size {} is too small (at least 16)", c_.image_size);
   ENGINE_CHECK(c_.lr > 0 && std::isfinite(c_.lr), "pretrain: --lr must be positive, found {}", c_.lr);
@@ -184,7 +195,9 @@ void Trainer::check_flags() const {
 void Trainer::build() {
   dataset_ = std::make_shared<data::ImageFolder>(data::resolve_split(c_.data, "train"));
   data::LoaderOptions options;
-  options.batch_size = static_cast<int>(c_.batch_size);
+  options.batch_size = static_cast<int>(c_.batch_size / world_.world_size());  // this rank's share
+  options.rank = world_.rank();
+  options.world_size = world_.world_size();
   options.workers = c_.workers;
   options.views = 2;
   options.seed = c_.seed;
@@ -196,9 +209,9 @@ void Trainer::build() {
   augment.blur_sigma_max = static_cast<float>(c_.blur_sigma[1]);
   loader_ = std::make_unique<data::Loader>(dataset_, augment, options);
   if (c_.method == Method::SimClr)
-    method_ = std::make_unique<SimCLR>(c_.simclr, c_.seed, c_.device);
+    method_ = std::make_unique<SimCLR>(c_.simclr, c_.seed, c_.device, world_);
   else
-    method_ = std::make_unique<MoCo>(c_.moco, c_.seed, c_.device);
+    method_ = std::make_unique<MoCo>(c_.moco, c_.seed, c_.device, world_);
   if (c_.strategy != MaskStrategy::None) {
     MaskingConfig mc;
     mc.strategy = c_.strategy;
@@ -208,6 +221,7 @@ void Trainer::build() {
     mc.bn_groups = method_->bn_groups();
     mc.reference_quirks = c_.moco.reference_quirks;
     mc.seed = c_.seed;
+    mc.rank = world_.rank();
     masking_ = std::make_unique<SaliencyGuidedMasking>(mc, c_.device);
   }
   if (c_.optimizer == OptimizerKind::Lars)
@@ -215,6 +229,8 @@ void Trainer::build() {
                                             nn::LarsConfig{c_.momentum, c_.weight_decay, c_.lars_eta});
   else
     optimizer_ = std::make_unique<nn::Sgd>(method_->online_encoder(), nn::SgdConfig{c_.momentum, c_.weight_decay});
+  if (world_.world_size() > 1)
+    gradients_ = std::make_unique<nn::DataParallelGradients>(method_->online_encoder(), world_);
   schedule_.base_lr = c_.lr;
   schedule_.epochs = c_.epochs;
   schedule_.milestones = c_.schedule;
@@ -231,17 +247,23 @@ void Trainer::resume_if_asked() {
   } else if (c_.resume == "auto") {
     log_info("--resume auto: no checkpoint in {} yet, starting from scratch", run_dir_->checkpoint("").string());
   }
-  // Only now, past the refusal of an occupied folder, so a refused run leaves the other run's flags.
-  run_dir_->start_logs(c_.args_json, path.empty() ? std::nullopt : std::optional<int64_t>(position_.step));
+  // Only now, past the refusal of an occupied folder, so a refused run leaves the other run's flags;
+  // and after every rank has looked at the folder (open), so none sees rank 0's new files.
+  world_.barrier();
+  if (root_)
+    run_dir_->start_logs(c_.args_json, path.empty() ? std::nullopt : std::optional<int64_t>(position_.step));
 }
 
 void Trainer::save(const std::string& path) {
+  result_.last_checkpoint = path;  // every rank knows where the last checkpoint is, for messages
+  if (!root_) return;
   save_checkpoint(path, *method_, *optimizer_, position_, run_identity());
   result_.last_checkpoint = path;
 }
 
-void Trainer::train_step(const data::Batch& batch, double lr, Meter& epoch_meter, Meter& window) {
+void Trainer::train_step(data::Batch& batch, double lr, Meter& epoch_meter, Meter& window) {
   const auto start = Clock::now();
+  if (c_.before_step) c_.before_step(position_.step, batch);
   const Tensor& query = batch.views[0];  // (N, 3, H, W)
   const Tensor& key = batch.views[1];    // (N, 3, H, W)
   ContrastiveOutput out;
@@ -258,6 +280,7 @@ void Trainer::train_step(const data::Batch& batch, double lr, Meter& epoch_meter
   values.slice(0, 1, 3).copy_(out.correct);
   method_->online_encoder().zero_grad();
   out.loss.backward();
+  if (gradients_) gradients_->finish();  // the mean over the ranks
   optimizer_->step(lr);
   if (!ran_a_step_) pending_.first_loss = values.slice(0, 0, 1);
   ran_a_step_ = true;
@@ -274,18 +297,26 @@ void Trainer::train_step(const data::Batch& batch, double lr, Meter& epoch_meter
   ++position_.step;
   position_.batch = batch.index + 1;
   const double seconds = seconds_between(start, Clock::now()) + batch.wait_seconds;
-  epoch_meter.add_step(batch.size(), seconds, batch.wait_seconds);
-  window.add_step(batch.size(), seconds, batch.wait_seconds);
+  const int64_t images = batch.size() * world_.world_size();  // the global batch
+  epoch_meter.add_step(images, seconds, batch.wait_seconds);
+  window.add_step(images, seconds, batch.wait_seconds);
 }
 
 void Trainer::read_device_sums(double lr, Meter& epoch_meter, Meter& window) {
   if (!pending_.sums.defined()) return;
   window.host_reads += host_read_count() - host_reads_at_last_read_;  // what the steps themselves read
-  const std::vector<double> v = pending_.sums.to_vector<double>();  // waits for the GPU, once
+  // The mean over the ranks (each rank's counts are of its own rows, so the mean keeps the shares).
+  Tensor sums = pending_.sums.clone();
+  world_.all_reduce(sums, Reduction::Average);
+  const std::vector<double> v = sums.to_vector<double>();  // waits for the GPU, once
   const StepValues values{pending_.steps, pending_.rows, v[0], v[1], v[2], v[3], v[4]};
   const int64_t first = pending_.first_step, last = first + pending_.steps - 1;
   const int64_t first_batch = pending_.first_batch;
-  if (pending_.first_loss.defined()) result_.first_loss = pending_.first_loss.item();  // once per run
+  if (pending_.first_loss.defined()) {  // once per run
+    Tensor first_loss = pending_.first_loss.clone();
+    world_.all_reduce(first_loss, Reduction::Average);
+    result_.first_loss = first_loss.item();
+  }
   pending_ = DeviceSums();
   if (!std::isfinite(values.loss_sum)) {
     const std::string where =
@@ -304,6 +335,7 @@ void Trainer::read_device_sums(double lr, Meter& epoch_meter, Meter& window) {
 }
 
 void Trainer::write_masking_picture(int64_t epoch, const data::Batch& batch, const MaskedBatch& masked) {
+  if (!root_) return;  // rank 0's share of the batch
   MaskPictureOptions options;
   options.rows = 8;
   write_mask_picture((run_dir_->subfolder("images") / fmt::format("epoch_{:04d}.jpg", epoch)).string(), batch.views[0],
@@ -331,12 +363,15 @@ void Trainer::log_window(int64_t epoch, int64_t batch_index, double lr, Meter& w
     entry["fg_ratio"] = window.fg_ratio();
     scalars.push_back({"saliency/fg_ratio", window.fg_ratio()});
   }
-  run_dir_->metrics().append(entry);
-  run_dir_->tensorboard().add_scalars(position_.step, scalars);
+  if (root_) {
+    run_dir_->metrics().append(entry);
+    run_dir_->tensorboard().add_scalars(position_.step, scalars);
+  }
   window = Meter();
 }
 
 void Trainer::log_epoch(int64_t epoch, double lr, const Meter& meter) {
+  if (!root_) return;
   run_dir_->metrics().append({{"kind", "epoch"},
                     {"epoch", epoch},
                     {"step", position_.step},
@@ -354,6 +389,7 @@ void Trainer::log_epoch(int64_t epoch, double lr, const Meter& meter) {
 
 void Trainer::run_knn_monitor(int64_t epoch) {
   nn::ResNet& encoder = method_->online_encoder();
+  nn::broadcast_buffers(encoder, world_);  // rank 0's running statistics are the model's (DDP's rule)
   encoder.eval();  // running statistics, and none of them updated
   FeatureOptions fo;
   fo.batch_size = c_.batch_size;
@@ -369,6 +405,7 @@ void Trainer::run_knn_monitor(int64_t epoch) {
       knn_on_folders(encoder, c_.knn_data.empty() ? c_.data : c_.knn_data, c_.image_size, fo, ko);
   encoder.train();
   result_.last_knn_top1 = counts.top1();
+  if (!root_) return;
   log_info("knn monitor after epoch {}: top-1 {:.2f}%, top-5 {:.2f}% (k {}, t {}; {:.0f} s)", epoch + 1,
              counts.top1(), counts.top5(), ko.k, ko.temperature, seconds_between(start, Clock::now()));
   run_dir_->metrics().append({{"kind", "knn"},
@@ -387,7 +424,8 @@ bool Trainer::train_epoch(int64_t epoch) {
   loader_->start_epoch(epoch, position_.batch);
   ProgressOptions progress_options;
   progress_options.print_freq = c_.print_freq;
-  ProgressLine progress(fmt::format("epoch {}/{}", epoch + 1, c_.epochs), batches, progress_options);
+  std::optional<ProgressLine> progress;  // rank 0's
+  if (root_) progress.emplace(fmt::format("epoch {}/{}", epoch + 1, c_.epochs), batches, progress_options);
   Meter epoch_meter, window;
   double lr = schedule_.at(epoch, position_.batch, batches);
   while (auto batch = loader_->next()) {
@@ -400,7 +438,8 @@ bool Trainer::train_epoch(int64_t epoch) {
     }
     // The values of the last read: between print steps nothing is read from the device.
     const bool read = epoch_meter.read_steps > 0;
-    progress.update(batch->index + 1, {{"loss", read ? fmt::format("{:.4f}", epoch_meter.loss()) : "-"},
+    if (progress)
+      progress->update(batch->index + 1, {{"loss", read ? fmt::format("{:.4f}", epoch_meter.loss()) : "-"},
                                        {"acc1", read ? fmt::format("{:.1f}%", epoch_meter.acc1()) : "-"},
                                        {"acc5", read ? fmt::format("{:.1f}%", epoch_meter.acc5()) : "-"},
                                        {"", fmt::format("{:.0f} img/s", epoch_meter.images_per_second())},
@@ -413,18 +452,18 @@ bool Trainer::train_epoch(int64_t epoch) {
       host_reads_at_last_read_ = host_read_count();  // the checkpoint's reads are not the steps'
     }
     if (stop && !last) {
-      progress.finish();
+      if (progress) progress->finish();
       log_info("stopped at --max-steps {} (epoch {}, batch {}); {} resumes from here", c_.max_steps, epoch,
                  position_.batch, result_.last_checkpoint);
       return false;
     }
   }
-  progress.finish();
+  if (progress) progress->finish();
   position_ = {epoch + 1, 0, position_.step};
   log_epoch(epoch, lr, epoch_meter);
   const std::string path = checkpoint_path(fmt::format("checkpoint_{:04d}.safetensors", epoch));
   save(path);
-  publish_as_last(path, checkpoint_path("last.safetensors"));
+  if (root_) publish_as_last(path, checkpoint_path("last.safetensors"));
   if (c_.knn_every > 0 && (epoch + 1) % c_.knn_every == 0) run_knn_monitor(epoch);
   return !(c_.max_steps > 0 && position_.step >= c_.max_steps);
 }

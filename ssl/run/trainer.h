@@ -16,15 +16,28 @@
 // steady-state steps make none). A loss that is not finite stops the run with an error at that
 // read, before any checkpoint after it is written, so the last checkpoint stays the last good one.
 //
+// Many processes (engine/collectives.h): with `world` set, each of its W ranks runs this loop on
+// its share of every batch (-b stays the global batch, as in main_moco.py; each rank takes b / W,
+// the rank-th slice of each global batch of one shared epoch order). The method gathers what it
+// needs across ranks (ssl/methods/moco.h, simclr.h), the gradients are averaged in buckets during
+// the backward (layers/data_parallel.h), and the logged values are averaged over the ranks at each
+// read, so a loss that is not finite on any rank stops every rank at the same step. Rank 0 alone
+// writes the run directory (checkpoints, metrics, TensorBoard, pictures) and draws the progress
+// line; every rank reads the checkpoint it resumes from. A run of W ranks with --bn-groups G is the
+// one-process run with W G groups (a test checks it), and either resumes the other.
+//
 // Determinism: the data is a function of (seed, epoch, index), shuffle BN and the masks of (seed,
 // step), and the CPU kernels reduce in a fixed order, so on the CPU a run resumed from a checkpoint
 // continues exactly as the uninterrupted run (the tests check the next loss bit for bit).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "data/loader.h"
+#include "engine/collectives.h"
 #include "engine/device.h"
 #include "ssl/masking/masking.h"
 #include "ssl/methods/moco.h"
@@ -42,7 +55,7 @@ struct PretrainConfig {
   Method method = Method::MocoV2;
   MocoConfig moco;       // --method mocov2; its reference_quirks also switch the masking's quirks
   SimclrConfig simclr;   // --method simclr
-  int64_t batch_size = 256;  // -b: the global batch (all virtual GPUs)
+  int64_t batch_size = 256;  // -b: the global batch (all ranks and virtual GPUs)
   double lr = 0.03;
   int64_t epochs = 200;
   std::vector<int64_t> schedule = {120, 160};  // step milestones when not cosine
@@ -77,6 +90,11 @@ struct PretrainConfig {
   std::string knn_data;  // "": the pretraining data's root
   int64_t knn_k = 200;
   double knn_t = 0.07;
+  // The ranks of a distributed run (must outlive the run); null: this process alone.
+  Collectives* world = nullptr;
+  // Called with each batch just before its step, on every rank: the command line's fault injection
+  // for the distributed fault tests (tools/cmd_pretrain.cpp) uses it to poison a batch or fail.
+  std::function<void(int64_t step, data::Batch& batch)> before_step;
 };
 
 struct PretrainResult {

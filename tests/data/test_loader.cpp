@@ -116,17 +116,23 @@ TEST_F(LoaderTest, AnEpochVisitsEveryImageOnceAndRanksSplitIt) {
   EXPECT_EQ(seen.size(), 21u);
   EXPECT_EQ(std::set<int64_t>(seen.begin(), seen.end()).size(), 21u);
 
-  // Two ranks: 11 each, padded with the order's first index, together covering everything.
-  std::multiset<int64_t> both;
+  // Two ranks of 4: each global batch of 8 is the one-process batch of 8, rank 0 its first half and
+  // rank 1 its second; the short last global batch (5 images) gives rank 0 four and rank 1 one.
+  LoaderOptions single = small_options(1, 8);
+  const std::vector<int64_t> whole = Loader(dataset_, eval_transform(16), single).epoch_order(3);
+  std::vector<std::vector<int64_t>> orders;
   for (int rank : {0, 1}) {
     LoaderOptions o = small_options(1, 4);
     o.rank = rank, o.world_size = 2;
     Loader shard(dataset_, eval_transform(16), o);
-    EXPECT_EQ(shard.samples_per_epoch(), 11);
-    for (int64_t i : shard.epoch_order(3)) both.insert(i);
+    EXPECT_EQ(shard.samples_per_epoch(), rank == 0 ? 12 : 9);
+    EXPECT_EQ(shard.batches_per_epoch(), 2);  // drop_last drops the short global batch on both
+    orders.push_back(shard.epoch_order(3));
   }
-  EXPECT_EQ(both.size(), 22u);
-  EXPECT_EQ(std::set<int64_t>(both.begin(), both.end()).size(), 21u);
+  ASSERT_EQ(whole.size(), 21u);
+  for (size_t g = 0; g < 3; ++g)
+    for (size_t i = 0; i < 8 && g * 8 + i < 21; ++i)
+      EXPECT_EQ(orders[i / 4][g * 4 + i % 4], whole[g * 8 + i]) << "global batch " << g << ", image " << i;
 }
 
 TEST_F(LoaderTest, UndecodableFilesAreSkippedCountedAndReplaced) {

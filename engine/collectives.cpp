@@ -1,0 +1,187 @@
+// collectives.cpp - the local world, the choice of backend, and the watchdog (see collectives.h).
+#include "engine/collectives.h"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include "engine/check.h"
+#include "engine/collectives_backends.h"
+
+namespace engine {
+
+namespace {
+
+class LocalReduce : public PendingReduce {
+ public:
+  void wait() override {}
+};
+
+class LocalCollectives : public Collectives {
+ public:
+  int rank() const override { return 0; }
+  int world_size() const override { return 1; }
+  int local_rank() const override { return 0; }
+  const char* backend() const override { return "local"; }
+  void all_reduce(Tensor& x, Reduction) override { check_defined(x, "all_reduce", "x"); }
+  std::unique_ptr<PendingReduce> all_reduce_async(Tensor x, Reduction) override {
+    check_defined(x, "all_reduce_async", "x");
+    return std::make_unique<LocalReduce>();
+  }
+  Tensor all_gather(const Tensor& x) override {
+    check_defined(x, "all_gather", "x");
+    return x;
+  }
+  void broadcast(Tensor& x, int root) override {
+    check_defined(x, "broadcast", "x");
+    ENGINE_CHECK(root == 0, "broadcast: root {} is not a rank of a one-process run", root);
+  }
+  void barrier() override {}
+  [[noreturn]] void abort(const std::string& why, int status) override {
+    std::fprintf(stderr, "error: %s\n", why.c_str());
+    std::fflush(stderr);
+    std::_Exit(status);
+  }
+};
+
+bool env_set(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && value[0] != '\0';
+}
+
+}  // namespace
+
+Collectives& local_collectives() {
+  static LocalCollectives world;
+  return world;
+}
+
+bool launched_by_mpi() {
+  // Open MPI's mpirun, MPICH / Intel MPI's hydra (PMI), PMIx launchers (srun --mpi=pmix).
+  return env_set("OMPI_COMM_WORLD_SIZE") || env_set("PMI_SIZE") || env_set("PMIX_RANK");
+}
+
+std::shared_ptr<Collectives> join_processes(const ProcessGroupOptions& options) {
+  ENGINE_CHECK(options.timeout_seconds > 0, "the collective timeout must be positive, found {} s",
+               options.timeout_seconds);
+  if (!launched_by_mpi()) return std::shared_ptr<Collectives>(&local_collectives(), [](Collectives*) {});
+#if ENGINE_WITH_MPI
+  return detail::make_mpi_collectives(options);
+#else
+  ENGINE_THROW("this process was started by an MPI launcher, but this build has no MPI: install Open MPI "
+               "(scripts/install-deps.sh installs libopenmpi-dev) and rebuild, or run without mpirun");
+#endif
+}
+
+std::shared_ptr<Collectives> make_nccl_collectives(std::shared_ptr<Collectives> bootstrap, Device device,
+                                                   const ProcessGroupOptions& options) {
+  ENGINE_CHECK(device.is_cuda(), "NCCL collectives need a CUDA device, found {}", device.str());
+#if ENGINE_WITH_NCCL
+  return detail::make_nccl_backend(std::move(bootstrap), device, options);
+#else
+  (void)bootstrap;
+  (void)options;
+  ENGINE_THROW("this build has no NCCL (the CUDA toolkit's libnccl was not found at configure time, or this is the "
+               "emulation build); CUDA tensors go through MPI's host copies instead");
+#endif
+}
+
+std::shared_ptr<Collectives> collectives_for_device(std::shared_ptr<Collectives> world, Device device,
+                                                    const ProcessGroupOptions& options) {
+#if ENGINE_WITH_NCCL
+  if (device.is_cuda() && world->world_size() > 1) return make_nccl_collectives(std::move(world), device, options);
+#else
+  (void)device;
+  (void)options;
+#endif
+  return world;
+}
+
+Device device_for_rank(Device requested, bool index_given, const Collectives& world) {
+  if (!requested.is_cuda() || world.world_size() == 1) return requested;
+  ENGINE_CHECK(!index_given,
+               "--device {} names one GPU, but this run has {} processes, which each need their own: give --device "
+               "cuda, and each rank takes cuda:LOCAL_RANK",
+               requested.str(), world.world_size());
+  const int count = cuda_device_count();
+  if (count == 1) return Device::cuda(0);  // one visible GPU per process (Slurm's --gpus-per-task)
+  ENGINE_CHECK(world.local_rank() < count,
+               "rank {} is process {} on its machine, which has only {} GPUs: start at most {} processes per machine "
+               "(mpirun -npernode {})",
+               world.rank(), world.local_rank(), count, count, count);
+  return Device::cuda(world.local_rank());
+}
+
+namespace detail {
+
+std::string rank_message(int rank, int world_size, const std::string& why) {
+  return fmt::format("rank {} of {}: {}", rank, world_size, why);
+}
+
+struct CollectiveWatchdog::State {
+  int rank, world_size;
+  double timeout_seconds;
+  std::mutex mutex;
+  std::condition_variable wake;
+  bool stopping = false;
+  const char* what = nullptr;  // the collective in progress, or null
+  std::chrono::steady_clock::time_point since;
+  std::thread thread;
+
+  void watch() {
+    std::unique_lock<std::mutex> lock(mutex);
+    while (!stopping) {
+      wake.wait_for(lock, std::chrono::milliseconds(500));
+      if (stopping || what == nullptr) continue;
+      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+      if (waited < timeout_seconds) continue;
+      const std::string line = rank_message(
+          rank, world_size,
+          fmt::format("the {} has waited {:.0f} s for the other ranks (the collective timeout is {:.0f} s): another "
+                      "rank has failed or hangs; ending this process so that the launcher ends the job. Resume from "
+                      "the last checkpoint with --resume auto",
+                      what, waited, timeout_seconds));
+      std::fprintf(stderr, "error: %s\n", line.c_str());
+      std::fflush(stderr);
+      std::_Exit(3);  // not MPI_Abort: the main thread is inside MPI, which this thread may not enter
+    }
+  }
+};
+
+CollectiveWatchdog::CollectiveWatchdog(int rank, int world_size, double timeout_seconds)
+    : state_(std::make_unique<State>()) {
+  state_->rank = rank;
+  state_->world_size = world_size;
+  state_->timeout_seconds = timeout_seconds;
+  state_->thread = std::thread([s = state_.get()] { s->watch(); });
+}
+
+CollectiveWatchdog::~CollectiveWatchdog() {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->stopping = true;
+  }
+  state_->wake.notify_all();
+  state_->thread.join();
+}
+
+CollectiveWatchdog::Scope::Scope(CollectiveWatchdog& dog, const char* what) : dog_(dog) {
+  std::lock_guard<std::mutex> lock(dog_.state_->mutex);
+  dog_.state_->what = what;
+  dog_.state_->since = std::chrono::steady_clock::now();
+}
+
+CollectiveWatchdog::Scope::~Scope() {
+  std::lock_guard<std::mutex> lock(dog_.state_->mutex);
+  dog_.state_->what = nullptr;
+}
+
+}  // namespace detail
+
+}  // namespace engine

@@ -1,0 +1,18 @@
+// distributed_env.h - the processes of the distributed test suite. The suite runs under
+// `mpirun -np 2` (the ranks talk over MPI on this machine's CPU) and alone as one process; every
+// test holds for any world size, and compares what W ranks compute with what one process computes.
+#pragma once
+
+#include <string>
+
+#include "engine/collectives.h"
+
+namespace engine::testing {
+
+// The world this test process joined in main (distributed_main.cpp).
+Collectives& world();
+
+// Rank 0's `path` on every rank (a folder every rank must name alike, such as a run's save dir).
+std::string same_path_on_every_rank(const std::string& path);
+
+}  // namespace engine::testing
