@@ -16,7 +16,7 @@ template <UnaryOp Op, typename T>
 void forward_loop(T* out, const T* x, T s, int64_t n) {
 #pragma omp parallel for schedule(static) if (n >= kParallelElements)
   for (int64_t i = 0; i < n; ++i) {
-    if constexpr (Op == UnaryOp::Relu) out[i] = x[i] > T(0) ? x[i] : T(0);
+    if constexpr (Op == UnaryOp::Relu) out[i] = x[i] <= T(0) ? T(0) : x[i];  // NaN stays NaN, as PyTorch
     if constexpr (Op == UnaryOp::Exp) out[i] = std::exp(x[i]);
     if constexpr (Op == UnaryOp::Log) out[i] = std::log(x[i]);
     if constexpr (Op == UnaryOp::AddScalar) out[i] = x[i] + s;

@@ -11,7 +11,7 @@ template <UnaryOp Op, typename T>
 __global__ void unary_forward_kernel(T* out, const T* x, T scalar, int64_t n) {
   ENGINE_GRID_STRIDE_LOOP(i, n) {
     const T v = x[i];
-    if constexpr (Op == UnaryOp::Relu) out[i] = v > T(0) ? v : T(0);
+    if constexpr (Op == UnaryOp::Relu) out[i] = v <= T(0) ? T(0) : v;  // NaN stays NaN, as PyTorch
     if constexpr (Op == UnaryOp::Exp) out[i] = ::exp(v);
     if constexpr (Op == UnaryOp::Log) out[i] = ::log(v);
     if constexpr (Op == UnaryOp::AddScalar) out[i] = v + scalar;

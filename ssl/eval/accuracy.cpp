@@ -31,4 +31,12 @@ TopkCounts topk_counts(const Tensor& scores, const Tensor& labels) {
   return counts;
 }
 
+TopkCounts sum_over_ranks(const TopkCounts& mine, Collectives& world) {
+  if (world.world_size() == 1) return mine;
+  Tensor counts = Tensor::from_vector(std::vector<int64_t>{mine.correct1, mine.correct5, mine.total}, {3});
+  world.all_reduce(counts, Reduction::Sum);
+  const int64_t* sum = counts.data<int64_t>();
+  return {sum[0], sum[1], sum[2]};
+}
+
 }  // namespace engine::ssl

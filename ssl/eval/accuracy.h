@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "engine/collectives.h"
 #include "engine/tensor.h"
 
 namespace engine::ssl {
@@ -24,5 +25,9 @@ struct TopkCounts {
 
 // scores (N, C) of any float dtype and device, labels (N) i64.
 TopkCounts topk_counts(const Tensor& scores, const Tensor& labels);
+
+// The counts of every rank added up (an all-reduce; every rank must call it): each rank counts its
+// shard of the images, so the sum is the whole set's.
+TopkCounts sum_over_ranks(const TopkCounts& mine, Collectives& world);
 
 }  // namespace engine::ssl

@@ -92,6 +92,27 @@ TEST(Collectives, TheOneProcessWorldIsTheIdentity) {
   EXPECT_THROW(local.broadcast(x, 1), Error);
 }
 
+// NCCL with one rank (the GPU check runs it; a lent machine has one GPU): the same values as MPI.
+TEST(Collectives, NcclOnOneRankReducesGathersAndBroadcasts) {
+#if !ENGINE_WITH_NCCL
+  GTEST_SKIP() << "this build has no NCCL";
+#else
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no GPU";
+  auto local = std::shared_ptr<Collectives>(&local_collectives(), [](Collectives*) {});
+  std::shared_ptr<Collectives> nccl = make_nccl_collectives(local, Device::cuda(0), ProcessGroupOptions{});
+  EXPECT_STREQ(nccl->backend(), "nccl");
+  Tensor x = Tensor::from_vector(std::vector<float>{1.5f, -2, 4}, {3}).to(Device::cuda(0));
+  nccl->all_reduce(x, Reduction::Sum);
+  nccl->all_reduce(x, Reduction::Average);
+  EXPECT_EQ(x.to_vector<float>(), (std::vector<float>{1.5f, -2, 4}));
+  const Tensor g = nccl->all_gather(x.view({3, 1}));
+  EXPECT_EQ(g.shape(), (Shape{3, 1}));
+  EXPECT_EQ(g.to_vector<float>(), (std::vector<float>{1.5f, -2, 4}));
+  nccl->broadcast(x, 0);
+  EXPECT_EQ(x.to_vector<float>()[2], 4.0f);
+#endif
+}
+
 TEST(Collectives, ADeviceThatNamesOneGpuIsRefusedForManyRanks) {
   if (world().world_size() == 1) GTEST_SKIP() << "needs more than one rank";
   EXPECT_THROW(device_for_rank(Device::cuda(1), /*index_given=*/true, world()), Error);

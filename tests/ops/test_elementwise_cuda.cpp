@@ -5,6 +5,10 @@
 // results are compared bit for bit (the scale is 2: exact in any precision).
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+#include <vector>
+
 #include "ops/elementwise_binary.h"
 #include "ops/elementwise_unary.h"
 #include "tests/common/test_helpers.h"
@@ -24,6 +28,19 @@ TEST(ElementwiseCuda, CudaLoopsPastOneGridPassAndMatchesCpuBitForBit) {
   const std::vector<float> tail = actual.slice(0, n - 5, n).to_vector<float>();
   EXPECT_EQ(tail, expected.slice(0, n - 5, n).to_vector<float>());
   EXPECT_NE(tail, actual.slice(0, n - 5 - one_pass, n - one_pass).to_vector<float>());
+}
+
+// PyTorch's relu keeps NaN (a diverging run must stay visible in the loss); its gradient there is 0.
+TEST(Relu, KeepsNanOnEveryBackend) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<Device> devices = {Device::cpu()};
+  if (cuda_device_count() > 0) devices.push_back(Device::cuda());
+  for (const Device device : devices) {
+    const std::vector<float> out =
+        relu(Tensor::from_vector(std::vector<float>{nan, -1, 0, 2}, {4}).to(device)).to_vector<float>();
+    EXPECT_TRUE(std::isnan(out[0])) << device.str();
+    EXPECT_EQ(std::vector<float>(out.begin() + 1, out.end()), (std::vector<float>{0, 0, 2})) << device.str();
+  }
 }
 
 }  // namespace
