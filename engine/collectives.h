@@ -40,6 +40,9 @@ class PendingReduce {
  public:
   virtual ~PendingReduce() = default;
   virtual void wait() = 0;
+  // Lets the library move the reduce on without waiting (MPI's non-blocking collectives advance
+  // only inside MPI calls); the gradient buckets call it as the backward goes.
+  virtual void progress() {}
 };
 
 class Collectives {

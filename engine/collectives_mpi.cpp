@@ -81,6 +81,12 @@ class MpiReduce : public PendingReduce {
     if (op_ == Reduction::Average) divide_in_place(host_, world_);
     if (!host_.is_same(target_)) target_.copy_(host_);
   }
+  void progress() override {
+    if (done_) return;
+    int finished = 0;  // completed requests become MPI_REQUEST_NULL, which wait() passes over
+    check_mpi(MPI_Testall(static_cast<int>(requests.size()), requests.data(), &finished, MPI_STATUSES_IGNORE),
+              "MPI_Testall");
+  }
   ~MpiReduce() override {
     // A reduce never waited for (an exception unwound past it) is finished here, so MPI does not
     // write into freed memory; errors are dropped, the exception in flight says what went wrong.

@@ -47,6 +47,7 @@ void DataParallelGradients::parameter_ready(size_t bucket) {
                "every backward",
                bucket);
   --waiting_[bucket];
+  for (size_t b = 0; b < next_to_start_; ++b) pending_[b]->progress();  // let started ones move on
   // In bucket order, so every rank starts the same all-reduces in the same order.
   while (next_to_start_ < buckets_.size() && waiting_[next_to_start_] == 0) {
     start(next_to_start_++);

@@ -90,13 +90,12 @@ TEST(DataParallel, BroadcastBuffersGivesEveryRankRankZerosStatistics) {
   nn::broadcast_buffers(*net, world());
   auto zero = small_resnet();
   zero->forward(share(0, 2));
-  for (const auto& [name, buffer] : net->named_buffers()) {
-    const Tensor expected = [&] {
-      for (const auto& [n, b] : zero->named_buffers())
-        if (n == name) return b;
-      return Tensor();
-    }();
-    EXPECT_EQ(buffer.to(DType::f64).to_vector<double>(), expected.to(DType::f64).to_vector<double>()) << name;
+  const NamedTensors mine = net->named_buffers(), expected = zero->named_buffers();
+  ASSERT_EQ(mine.size(), expected.size());
+  for (size_t i = 0; i < mine.size(); ++i) {
+    ASSERT_EQ(mine[i].first, expected[i].first);
+    EXPECT_EQ(mine[i].second.to(DType::f64).to_vector<double>(), expected[i].second.to(DType::f64).to_vector<double>())
+        << mine[i].first;
   }
 }
 

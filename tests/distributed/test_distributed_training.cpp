@@ -90,26 +90,27 @@ MaskingConfig masking_config(int64_t groups, int64_t rank) {
 
 // Trains the one-process method (W groups) and the distributed one (1 group per rank) side by side.
 template <typename Method, typename Config>
-void expect_ranks_take_the_one_process_steps(Config config, bool masked, const char* what) {
+void expect_ranks_take_the_one_process_steps(Config config, bool masked, const char* what,
+                                             Device device = Device::cpu(), int64_t steps = 3) {
   const int W = world().world_size();
   const int64_t side = masked ? 32 : 16;
   config.bn_groups = W;
-  Method single(config, 9, Device::cpu(), local_collectives());
+  Method single(config, 9, device, local_collectives());
   config.bn_groups = 1;
-  Method ranks(config, 9, Device::cpu(), world());
+  Method ranks(config, 9, device, world());
   nn::Sgd single_sgd(single.online_encoder(), {0.9, 1e-4}), ranks_sgd(ranks.online_encoder(), {0.9, 1e-4});
   nn::DataParallelGradients gradients(ranks.online_encoder(), world(), /*bucket_bytes=*/64 * 1024);
   std::unique_ptr<SaliencyGuidedMasking> single_masking, ranks_masking;
   if (masked) {
     MaskingConfig mc = masking_config(W, 0);
     mc.saliency.kind = single.own_saliency_source();
-    single_masking = std::make_unique<SaliencyGuidedMasking>(mc, Device::cpu());
+    single_masking = std::make_unique<SaliencyGuidedMasking>(mc, device);
     mc.bn_groups = 1;
     mc.rank = world().rank();
-    ranks_masking = std::make_unique<SaliencyGuidedMasking>(mc, Device::cpu());
+    ranks_masking = std::make_unique<SaliencyGuidedMasking>(mc, device);
   }
-  for (int64_t s = 0; s < 3; ++s) {
-    const Tensor q = global_view(s, 0, side), k = global_view(s, 1, side);
+  for (int64_t s = 0; s < steps; ++s) {
+    const Tensor q = global_view(s, 0, side).to(device), k = global_view(s, 1, side).to(device);
     const double expected = step(single, single_sgd, nullptr, q, k, single_masking.get(), s);
     ContrastiveOutput out = ranks.train_forward(my_slice(q), my_slice(k), ranks_masking.get(), s, nullptr);
     ranks.online_encoder().zero_grad();
@@ -163,6 +164,14 @@ TEST(DistributedTraining, MocoRanksTakeTheOneProcessSteps) {
 
 TEST(DistributedTraining, MaskedMocoWithAHardNegativeRanksTakeTheOneProcessSteps) {
   expect_ranks_take_the_one_process_steps<MoCo>(small_moco(), /*masked=*/true, "moco hp");
+}
+
+// On CUDA tensors (the emulation build's, or a GPU's): the gathers, the permutations made on the
+// device and the gradient buckets go through MPI's host copies, or NCCL.
+TEST(DistributedTraining, CudaMocoAndSimclrRanksTakeTheOneProcessSteps) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device (the emulation build has one)";
+  expect_ranks_take_the_one_process_steps<MoCo>(small_moco(), /*masked=*/false, "cuda moco", Device::cuda(0), 2);
+  expect_ranks_take_the_one_process_steps<SimCLR>(small_simclr(), /*masked=*/false, "cuda simclr", Device::cuda(0), 2);
 }
 
 TEST(DistributedTraining, SimclrRanksTakeTheOneProcessSteps) {
@@ -284,6 +293,31 @@ TEST_F(DistributedTrainerTest, RanksTrainTheOneProcessRunAndEitherResumesTheOthe
               std::string::npos)
         << error;
     EXPECT_NE(error.find("mpirun -np W"), std::string::npos) << error;
+  }
+  world().barrier();
+}
+
+TEST_F(DistributedTrainerTest, SimclrRanksWithLarsTrainTheOneProcessRun) {
+  const int W = world().world_size();
+  auto simclr = [&](const std::string& run, bool distributed) {
+    PretrainConfig c = config(run, distributed, 0);
+    c.method = Method::SimClr;
+    c.simclr = small_simclr();
+    c.simclr.bn_groups = distributed ? 1 : W;
+    c.optimizer = OptimizerKind::Lars;
+    c.lr = 0.3;
+    c.weight_decay = 1e-6;
+    c.epochs = 1;
+    return c;
+  };
+  pretrain(simclr("simclr_ranks", /*distributed=*/true));
+  if (world().is_root()) {
+    pretrain(simclr("simclr_single", /*distributed=*/false));
+    const std::vector<double> a = logged_losses("simclr_single"), b = logged_losses("simclr_ranks");
+    ASSERT_EQ(a.size(), static_cast<size_t>(16 / (kPerRank * W)));
+    ASSERT_EQ(b.size(), a.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], kTolerance) << "step " << i;
+    expect_same_state(last_state("simclr_single"), last_state("simclr_ranks"), "SimCLR's last checkpoints");
   }
   world().barrier();
 }
