@@ -26,6 +26,9 @@
 # Steps, in order (each under `timeout`; its output goes to one of the 8 files $OUT may return):
 #   1. look and build    devdeps, look (device.txt), configure, build (build.log), moco version
 #   2. CUDA test cases   build-gpu/tests/test_X --gtest_filter='*Cuda*:*CUDA*', per suite (tests.log)
+#      distributed       the whole distributed suite (test_distributed) as one process, its CUDA cases
+#                        on the GPU and NCCL on one rank; bench_collectives --device cuda: NCCL's
+#                        all_reduce and all_gather at world size 1 from 4 KiB to 64 MiB (tests.log)
 #   3. first run         moco demo; the quickstart's pretraining at its own scale (first-run.log)
 #   4. MoCo step         bench_moco_step and its PyTorch twin, fp32; then SimCLR: bench_simclr_step
 #                        and bench_nt_xent with their twins, fp32; then the MoCo step in tf32 (moco-step.log)
@@ -392,8 +395,8 @@ if [ "$(last_status)" = pass ]; then
   fi
 fi
 
-TARGETS=(test_engine test_ops test_layers test_data test_ssl moco bench_moco_step bench_simclr_step bench_nt_xent
-         bench_resnet_ops)
+TARGETS=(test_engine test_ops test_layers test_data test_ssl test_distributed moco bench_moco_step bench_simclr_step
+         bench_nt_xent bench_resnet_ops bench_collectives)
 if [ "$(last_status)" != skipped ] && [ "$LAST_RC" = 0 ]; then  # cmake itself succeeded
   build_log=$BUILD_DIR/gpu-check-build.log
   : >"$build_log"
@@ -423,6 +426,21 @@ for suite in test_engine test_ops test_layers test_data test_ssl; do
   MIN_S=20 step "tests $suite" 150 "$BUILD_DIR/tests/$suite" "$TEST_FILTER"
   [ "$(last_status)" = skipped ] || key "$(gtest_counts "$LAST_OUT")"
 done
+
+# The distributed suite, whole, as one process (without mpirun: the local world; its collective
+# tests hold for any world size, and its CUDA cases run NCCL on one rank); then NCCL's bandwidth
+# at world size 1 (--device cuda; the rehearsal's DEV=cpu times the one-process world instead).
+collectives_key() {  # the largest all_reduce row: time, algbw and the copy of the same bytes
+  awk '/^all_reduce/ { on = 1; sub(/.*: /, ""); who = $0; next } /^all_gather/ { on = 0 }
+       on && $2 ~ /iB$/ { size = $1 " " $2; t = $4; algbw = $5; copy = $10 } /skipped/ { skipped = $0 }
+       END { if (skipped != "") print skipped
+             else if (size == "") print "no table: see tests.log"
+             else printf "%s: all_reduce %s %s us (algbw %s GB/s); copy %s us\n", who, size, t, algbw, copy }' "$1"
+}
+MIN_S=20 step "tests test_distributed" 90 "$BUILD_DIR/tests/test_distributed"
+[ "$(last_status)" = skipped ] || key "$(gtest_counts "$LAST_OUT")"
+MIN_S=20 step "collectives bench $DEV" 60 "$BUILD_DIR/bench/bench_collectives" --device "$DEV" $QUICK
+[ "$(last_status)" = pass ] && key "$(collectives_key "$LAST_OUT")"
 
 # --- 3. what a new user with a GPU runs first ----------------------------------------------------
 log first-run.log

@@ -1,5 +1,6 @@
 // cmd_lincls.cpp - `moco lincls DATA --pretrained CKPT --save-dir D`: linear classification on a
 // frozen backbone (ssl/eval/lincls.h) with the reference main_lincls.py's flag names and defaults.
+// Under mpirun the ranks train it together (-b is the global batch) and rank 0 prints the result.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -9,6 +10,7 @@
 #include "tools/backbone_flags.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
+#include "tools/processes.h"
 
 namespace moco_cli {
 
@@ -18,6 +20,7 @@ struct LinclsArgs {
   engine::ssl::LinclsConfig config;
   BackboneFlags backbone;
   DeviceFlags device;
+  ProcessFlags processes;
   std::string high_pass = "auto";
 };
 
@@ -49,12 +52,15 @@ std::string args_json(const LinclsArgs& a, const std::string& device) {
 
 void run_lincls(LinclsArgs& a) {
   engine::ssl::LinclsConfig& c = a.config;
+  const engine::Collectives& world = join_processes(a.processes);
   c.backbone = a.backbone.spec();
   c.high_pass = engine::ssl::parse_high_pass(a.high_pass);
   c.seed = a.backbone.seed;
-  c.device = a.device.resolve();
+  c.device = rank_device(a.device, world);
+  c.world = &device_collectives(c.device, a.processes);
   c.args_json = args_json(a, c.device.str());
   const engine::ssl::LinclsResult r = engine::ssl::linear_classification(c);
+  if (!world.is_root()) return;
   fmt::print("\n{:<8} {:>8} {:>8}\n", "epoch", "top-1", "top-5");
   fmt::print("{:<8} {:>7.2f}% {:>7.2f}%   (epoch {})\n", "best", r.best_top1, r.best_top5, r.best_epoch + 1);
   fmt::print("{:<8} {:>7.2f}% {:>7.2f}%   (epoch {})\n", "last", r.last_top1, r.last_top5, r.epochs_done);
@@ -71,7 +77,9 @@ void add_lincls_command(CLI::App& app) {
   cmd->add_option("DATA", c.data, "a dataset root with train/ and val/")->required();
   cmd->add_option("--save-dir", c.save_dir, "where checkpoints/, metrics.jsonl, result.json and logs/ go")->required();
   add_backbone_flags(cmd, a->backbone);
-  cmd->add_option("-b,--batch-size", c.batch_size, "batch")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("-b,--batch-size", c.batch_size, "batch (the global batch under mpirun: each rank takes b / ranks)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--lr,--learning-rate", c.lr, "initial learning rate")->capture_default_str();
   cmd->add_option("--epochs", c.epochs, "epochs to train")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--schedule", c.schedule, "epochs at which the lr drops x0.1")->capture_default_str()->delimiter(',');
@@ -94,6 +102,7 @@ void add_lincls_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   add_device_flags(cmd, a->device);
+  add_process_flags(cmd, a->processes);
   cmd->callback([a] { run_lincls(*a); });
 }
 

@@ -36,6 +36,8 @@
 //   a += b   the reduction itself over n bytes (f32): reads 2n, writes n, as one step of a
 //            two-rank reduce does; its traffic is printed as 3n / t.
 // On CUDA the reference is a device-to-device copy of n bytes (Tensor::copy_ on the engine stream).
+// Under MPI the table also times MPI_Allreduce itself, blocking, on the same buffer: the difference
+// is the interface's own cost (collectives_mpi.cpp runs MPI_Iallreduce and waits, under a watchdog).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -49,6 +51,9 @@
 #include "bench/ops/bench_timing.h"
 #include "engine/check.h"
 #include "engine/collectives.h"
+#if ENGINE_WITH_MPI
+#include <mpi.h>
+#endif
 
 using namespace engine;
 
@@ -101,11 +106,11 @@ void bench_all_reduce(Collectives& world, Collectives& coll, Device device, bool
   if (world.is_root()) {
     fmt::print("\nall_reduce (Sum, f32, in place) on {}: {} backend, {} rank{}\n", device.str(), coll.backend(), W,
                W == 1 ? "" : "s");
-    fmt::print("{:>8} {:>8} {:>11} {:>9} {:>9} | {:>11} {:>9} {:>11} {:>10} | {:>9}\n", "size", "repeats",
-               "time (us)", "algbw", "busbw", cpu ? "memcpy (us)" : "d2d (us)", "traffic", cpu ? "a+=b (us)" : "",
-               cpu ? "traffic" : "", "ar/copy");
-    fmt::print("{:>8} {:>8} {:>11} {:>9} {:>9} | {:>11} {:>9} {:>11} {:>10} | {:>9}\n", "", "", "", "GB/s", "GB/s",
-               "", "GB/s", "", cpu ? "GB/s" : "", "time");
+    fmt::print("{:>8} {:>7} {:>10} {:>8} {:>8} | {:>13} | {:>10} {:>8} {:>10} {:>8} | {:>7}\n", "size", "repeats",
+               "time (us)", "algbw", "busbw", "MPI_Allreduce", cpu ? "memcpy" : "d2d copy", "traffic", "a += b",
+               "traffic", "ar time");
+    fmt::print("{:>8} {:>7} {:>10} {:>8} {:>8} | {:>13} | {:>10} {:>8} {:>10} {:>8} | {:>7}\n", "", "", "", "GB/s",
+               "GB/s", "(us)", "(us)", "GB/s", "(us)", "GB/s", "/ copy");
   }
   for (const int64_t bytes : sizes(quick)) {
     const int64_t n = bytes / static_cast<int64_t>(sizeof(float));
@@ -115,6 +120,15 @@ void bench_all_reduce(Collectives& world, Collectives& coll, Device device, bool
     const double algbw = static_cast<double>(bytes) / t / 1e9;
     const double busbw = algbw * 2.0 * (W - 1) / W;
 
+    // The MPI library's own blocking call on the same buffer: what the interface's path (a
+    // nonblocking MPI_Iallreduce and a wait, with the watchdog around it) costs on top of MPI.
+    double library_t = 0;
+#if ENGINE_WITH_MPI
+    if (cpu && std::string(coll.backend()) == "mpi")
+      library_t = seconds_per_call(world, device, repeats, [&] {
+        MPI_Allreduce(MPI_IN_PLACE, x.data_ptr(), static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+      });
+#endif
     double copy_t = 0, sum_t = 0;
     if (cpu) {
       std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n), 0.0f);
@@ -130,10 +144,10 @@ void bench_all_reduce(Collectives& world, Collectives& coll, Device device, bool
     }
     if (world.is_root()) {
       const double gb = static_cast<double>(bytes) / 1e9;
-      fmt::print("{:>8} {:>8} {:>11.1f} {:>9.2f} {:>9} | {:>11.1f} {:>9.2f} {:>11} {:>10} | {:>9.2f}\n",
-                 size_str(bytes), repeats, t * 1e6, algbw, gbps_or_dash(busbw), copy_t * 1e6, 2 * gb / copy_t,
-                 cpu ? fmt::format("{:.1f}", sum_t * 1e6) : "", cpu ? fmt::format("{:.2f}", 3 * gb / sum_t) : "",
-                 t / copy_t);
+      const auto us_or_dash = [](double seconds) { return seconds > 0 ? fmt::format("{:.1f}", seconds * 1e6) : "-"; };
+      fmt::print("{:>8} {:>7} {:>10.1f} {:>8.2f} {:>8} | {:>13} | {:>10.1f} {:>8.2f} {:>10} {:>8} | {:>7.2f}\n",
+                 size_str(bytes), repeats, t * 1e6, algbw, gbps_or_dash(busbw), us_or_dash(library_t), copy_t * 1e6,
+                 2 * gb / copy_t, us_or_dash(sum_t), gbps_or_dash(sum_t > 0 ? 3 * gb / sum_t : 0), t / copy_t);
     }
   }
 }

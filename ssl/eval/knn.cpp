@@ -87,8 +87,10 @@ TopkCounts knn_on_folders(nn::ResNet& backbone, const std::string& data, int64_t
                bank_set->root(), query_set->root());
   const data::AugmentConfig transform = data::eval_transform(static_cast<int>(image_size));
   const FeatureSet bank = extract_features(backbone, bank_set, transform, features);
-  const FeatureSet queries = extract_features(backbone, query_set, transform, features);
-  return knn_evaluate(bank, queries, options);
+  const FeatureSet queries = extract_shard_features(backbone, query_set, transform, features);
+  TopkCounts mine;  // a rank past the end of a small val/ has no queries
+  if (queries.features.size(0) > 0) mine = knn_evaluate(bank, queries, options);
+  return sum_over_ranks(mine, features.world ? *features.world : local_collectives());
 }
 
 }  // namespace engine::ssl

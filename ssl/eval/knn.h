@@ -34,7 +34,9 @@ TopkCounts knn_evaluate(const FeatureSet& bank, const FeatureSet& queries, const
 
 // The protocol on a dataset root: the memory bank is DATA/train, the queries DATA/val, both through
 // the evaluation transform at `image_size` (and high-passed when options.high_pass). `backbone`
-// must be in eval mode.
+// must be in eval mode. Distributed (features.world): the ranks share the extraction; every rank
+// holds the whole bank and classifies its shard of the queries, and the counts are added over the
+// ranks, so every rank returns the counts of all the queries. Every rank must call it.
 TopkCounts knn_on_folders(nn::ResNet& backbone, const std::string& data, int64_t image_size,
                           const FeatureOptions& features, const KnnOptions& options);
 

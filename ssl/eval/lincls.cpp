@@ -18,10 +18,12 @@
 #include "engine/progress.h"
 #include "engine/random.h"
 #include "engine/serialize.h"
+#include "layers/data_parallel.h"
 #include "layers/layers.h"
 #include "layers/lr_schedule.h"
 #include "layers/optimizer.h"
 #include "ops/cross_entropy.h"
+#include "ops/elementwise_unary.h"
 #include "ops/index_select.h"
 #include "ssl/eval/accuracy.h"
 #include "ssl/run/checkpoint.h"
@@ -40,16 +42,32 @@ constexpr uint64_t kClassifierInitStream = 0x4C49'0000'0000'0001ull;  // "LI": f
 constexpr uint64_t kCachedOrderStream = 0x4C49'0000'0001'0000ull;     // + epoch: --cached-features order
 constexpr const char* kOptimizerPrefix = "optimizer.";
 
+// The training images' mean loss and accuracy, as the reference's AverageMeter (weighted by images).
 struct EpochMeter {
-  double loss_sum = 0;
-  int64_t steps = 0;
-  TopkCounts counts;
-  double loss() const { return steps ? loss_sum / static_cast<double>(steps) : 0.0; }
+  double loss_sum = 0;  // the sum over the images of their loss
+  TopkCounts counts;    // counts.total: the images
+  double loss() const { return counts.total ? loss_sum / static_cast<double>(counts.total) : 0.0; }
+
+  // The meter of every rank's images (an all-reduce: every rank calls it).
+  EpochMeter over_ranks(Collectives& world) const {
+    if (world.world_size() == 1) return *this;
+    Tensor sums = Tensor::from_vector(std::vector<double>{loss_sum, static_cast<double>(counts.correct1),
+                                                          static_cast<double>(counts.correct5),
+                                                          static_cast<double>(counts.total)},
+                                      {4});
+    world.all_reduce(sums, Reduction::Sum);
+    const double* v = sums.data<double>();  // counts below 2^53 are exact in f64
+    EpochMeter all;
+    all.loss_sum = v[0];
+    all.counts = {static_cast<int64_t>(v[1]), static_cast<int64_t>(v[2]), static_cast<int64_t>(v[3])};
+    return all;
+  }
 };
 
 class LinearProbe {
  public:
-  explicit LinearProbe(const LinclsConfig& config) : c_(config) {}
+  explicit LinearProbe(const LinclsConfig& config)
+      : c_(config), world_(config.world ? *config.world : local_collectives()), root_(world_.is_root()) {}
   LinclsResult run();
 
  private:
@@ -59,20 +77,24 @@ class LinearProbe {
   // What a resumed run must share with its checkpoint, as one JSON line.
   std::string protocol() const;
   EpochMeter train_epoch(int64_t epoch, double lr);
-  void train_step(const Tensor& features, const Tensor& labels, double lr, EpochMeter& meter);
+  EpochMeter train_cached_epoch(int64_t epoch, double lr);
+  void train_step(const Tensor& features, const Tensor& labels, int64_t global_images, double lr, EpochMeter& meter);
   TopkCounts validate();
   void check_backbone_frozen(const char* when) const;
   void save(const std::string& path, int64_t epochs_done) const;
 
   LinclsConfig c_;
+  Collectives& world_;
+  const bool root_;  // rank 0: writes the run directory and draws the progress line
   std::optional<RunDirectory> run_dir_;
   Backbone backbone_;
   std::unique_ptr<FrozenStateCheck> frozen_;
   std::shared_ptr<data::ImageFolder> train_set_, val_set_;
   std::unique_ptr<data::Loader> train_loader_;  // the protocol's augmented images
-  FeatureSet cached_train_;                     // --cached-features
-  FeatureSet val_;
+  FeatureSet cached_train_;                     // --cached-features: every training image's, on every rank
+  FeatureSet val_;                              // this rank's shard of val/
   std::shared_ptr<nn::Linear> fc_;
+  std::unique_ptr<nn::DataParallelGradients> gradients_;  // distributed runs: averages fc's gradients
   std::unique_ptr<nn::Sgd> sgd_;
   nn::LrSchedule schedule_;
   LinclsResult result_;
@@ -82,6 +104,11 @@ class LinearProbe {
 
 void LinearProbe::check_flags() const {
   ENGINE_CHECK(c_.batch_size >= 1, "lincls: -b must be at least 1, found {}", c_.batch_size);
+  const int W = world_.world_size();
+  ENGINE_CHECK(c_.batch_size % W == 0,
+               "lincls: -b {} is the global batch, which the {} ranks share equally, but it does not divide by {}: "
+               "give a multiple of {} (for example {})",
+               c_.batch_size, W, W, W, (c_.batch_size / W + 1) * W);
   ENGINE_CHECK(c_.epochs >= 1, "lincls: --epochs must be at least 1, found {}", c_.epochs);
   ENGINE_CHECK(c_.lr > 0 && std::isfinite(c_.lr), "lincls: --lr must be positive, found {}", c_.lr);
   ENGINE_CHECK(c_.num_classes >= 0, "lincls: --n-classes must be >= 0 (0: the data's class count), found {}",
@@ -114,22 +141,26 @@ void LinearProbe::build() {
   classes_ = c_.num_classes ? c_.num_classes : found;
 
   const int size = static_cast<int>(result_.image_size);
+  const int64_t per_rank = c_.batch_size / world_.world_size();
   FeatureOptions fo;
-  fo.batch_size = c_.batch_size;
+  fo.batch_size = per_rank;
   fo.workers = c_.workers;
   fo.seed = c_.seed;
   fo.high_pass = result_.high_pass;
   fo.device = c_.device;
-  val_ = extract_features(*backbone_.net, val_set_, data::eval_transform(size), fo);
+  fo.world = &world_;
+  val_ = extract_shard_features(*backbone_.net, val_set_, data::eval_transform(size), fo);
   if (c_.cached_features) {
     cached_train_ = extract_features(*backbone_.net, train_set_, data::eval_transform(size), fo);
   } else {
     data::LoaderOptions lo;
-    lo.batch_size = static_cast<int>(c_.batch_size);
+    lo.batch_size = static_cast<int>(per_rank);
     lo.workers = c_.workers;
     lo.views = 1;
     lo.drop_last = false;  // as the reference's DataLoader
     lo.seed = c_.seed;
+    lo.rank = world_.rank();
+    lo.world_size = world_.world_size();
     lo.device = c_.device;
     train_loader_ = std::make_unique<data::Loader>(train_set_, data::lincls_train_augment(size), lo);
   }
@@ -143,6 +174,7 @@ void LinearProbe::build() {
   }
   fc_->to(c_.device);
   fc_->flatten_parameters();
+  if (world_.world_size() > 1) gradients_ = std::make_unique<nn::DataParallelGradients>(*fc_, world_);
   sgd_ = std::make_unique<nn::Sgd>(*fc_, nn::SgdConfig{c_.momentum, c_.weight_decay});
   schedule_.base_lr = c_.lr;
   schedule_.epochs = c_.epochs;
@@ -194,8 +226,10 @@ void LinearProbe::resume_if_asked() {
     result_.last_top5 = metadata_real(m, "last_top5", path);
     log_info("resumed from {}: {} epochs done, best top-1 {:.2f}%", path, first_epoch_, result_.best_top1);
   }
+  // Rank 0 writes the folder only after every rank has looked at it (open) and read its checkpoint.
+  world_.barrier();
   // The epoch lines' "step" is the epochs done.
-  run_dir_->start_logs(c_.args_json, path.empty() ? std::nullopt : std::optional<int64_t>(first_epoch_));
+  if (root_) run_dir_->start_logs(c_.args_json, path.empty() ? std::nullopt : std::optional<int64_t>(first_epoch_));
 }
 
 void LinearProbe::save(const std::string& path, int64_t epochs_done) const {
@@ -216,61 +250,98 @@ void LinearProbe::save(const std::string& path, int64_t epochs_done) const {
   save_safetensors(path, tensors, m);
 }
 
-void LinearProbe::train_step(const Tensor& features, const Tensor& labels, double lr, EpochMeter& meter) {
-  const Tensor logits = (*fc_)(features);              // (n, classes)
-  const Tensor loss = cross_entropy(logits, labels);   // ()
-  const double value = loss.item();
-  ENGINE_CHECK(std::isfinite(value),
-               "lincls: the loss became {} (lr {}); the features may be too large for this learning rate: try a "
-               "smaller --lr",
-               value, lr);
+// One SGD step on a global batch of `global_images` images, of which this rank holds `features`
+// (n, F) and `labels` (n) on the device; n is 0 (tensors undefined) for a rank past the end of the
+// epoch's short last batch, which still joins the gradient average.
+void LinearProbe::train_step(const Tensor& features, const Tensor& labels, int64_t global_images, double lr,
+                             EpochMeter& meter) {
   fc_->zero_grad();
-  loss.backward();
+  const int64_t n = labels.defined() ? labels.numel() : 0;
+  if (n > 0) {
+    const Tensor logits = (*fc_)(features);              // (n, classes)
+    const Tensor loss = cross_entropy(logits, labels);   // (): the mean over this rank's n images
+    const double value = loss.item();
+    ENGINE_CHECK(std::isfinite(value),
+                 "lincls: the loss became {} (lr {}); the features may be too large for this learning rate: try a "
+                 "smaller --lr",
+                 value, lr);
+    // The ranks' gradients are averaged (sum / W): weighting this rank's mean by n W / global_images
+    // makes the average the gradient of the global batch's mean loss (weight 1 for a full batch).
+    const double weight = static_cast<double>(n * world_.world_size()) / static_cast<double>(global_images);
+    (loss * weight).backward();
+    meter.loss_sum += value * static_cast<double>(n);
+    meter.counts += topk_counts(logits.detach(), labels);
+  }
+  if (gradients_) gradients_->finish();
   sgd_->step(lr);
-  meter.loss_sum += value;
-  ++meter.steps;
-  meter.counts += topk_counts(logits.detach(), labels);
+}
+
+// --cached-features: the global batches of a new random order of the training features, each dealt
+// to the ranks in slices of B / W as the loader deals images.
+EpochMeter LinearProbe::train_cached_epoch(int64_t epoch, double lr) {
+  EpochMeter meter;
+  const int64_t N = cached_train_.features.size(0), per_rank = c_.batch_size / world_.world_size();
+  Generator gen(c_.seed, kCachedOrderStream + static_cast<uint64_t>(epoch));
+  const std::vector<int64_t> order = randperm(N, gen).to_vector<int64_t>();
+  const int64_t* all_labels = cached_train_.labels.data<int64_t>();
+  for (int64_t start = 0; start < N; start += c_.batch_size) {
+    const int64_t end = std::min(N, start + c_.batch_size);
+    const int64_t from = std::min(end, start + world_.rank() * per_rank), to = std::min(end, from + per_rank);
+    const int64_t n = to - from;
+    if (n == 0) {
+      train_step(Tensor(), Tensor(), end - start, lr, meter);
+      continue;
+    }
+    std::vector<int64_t> index(order.begin() + from, order.begin() + to), labels(index.size());
+    for (size_t i = 0; i < index.size(); ++i) labels[i] = all_labels[index[i]];
+    const Tensor features = index_select(cached_train_.features, Tensor::from_vector(index, {n}));  // (n, F)
+    train_step(features, Tensor::from_vector(labels, {n}).to(c_.device), end - start, lr, meter);
+  }
+  return meter.over_ranks(world_);
 }
 
 EpochMeter LinearProbe::train_epoch(int64_t epoch, double lr) {
+  if (c_.cached_features) return train_cached_epoch(epoch, lr);
   EpochMeter meter;
-  if (c_.cached_features) {
-    const int64_t N = cached_train_.features.size(0);
-    Generator gen(c_.seed, kCachedOrderStream + static_cast<uint64_t>(epoch));
-    const std::vector<int64_t> order = randperm(N, gen).to_vector<int64_t>();
-    const int64_t* all_labels = cached_train_.labels.data<int64_t>();
-    for (int64_t start = 0; start < N; start += c_.batch_size) {
-      const int64_t n = std::min(c_.batch_size, N - start);
-      std::vector<int64_t> index(order.begin() + start, order.begin() + start + n), labels(index.size());
-      for (size_t i = 0; i < index.size(); ++i) labels[i] = all_labels[index[i]];
-      const Tensor features = index_select(cached_train_.features, Tensor::from_vector(index, {n}));
-      train_step(features, Tensor::from_vector(labels, {n}).to(c_.device), lr, meter);
-    }
-    return meter;
-  }
+  // Every rank takes a step for each global batch, though the short last one may leave it none.
+  const int64_t N = train_set_->size(), steps = (N + c_.batch_size - 1) / c_.batch_size;
   train_loader_->start_epoch(epoch);
   ProgressOptions po;
   po.print_freq = c_.print_freq;
-  ProgressLine progress(fmt::format("lincls epoch {}/{}", epoch + 1, c_.epochs), train_loader_->batches_per_epoch(),
-                        po);
-  while (auto batch = train_loader_->next()) {
+  std::optional<ProgressLine> progress;  // rank 0's, of its own images
+  if (root_) progress.emplace(fmt::format("lincls epoch {}/{}", epoch + 1, c_.epochs), steps, po);
+  for (int64_t step = 0; step < steps; ++step) {
+    const int64_t global_images = std::min(c_.batch_size, N - step * c_.batch_size);
+    std::optional<data::Batch> batch;
+    if (step < train_loader_->batches_per_epoch()) batch = train_loader_->next();
+    ENGINE_CHECK(step >= train_loader_->batches_per_epoch() || (batch && batch->index == step),
+                 "lincls: the loader ended the epoch at batch {} of its {}", step, train_loader_->batches_per_epoch());
+    if (!batch) {
+      train_step(Tensor(), Tensor(), global_images, lr, meter);
+      continue;
+    }
     Tensor features;
     {
       NoGradGuard no_grad;
       features = backbone_.net->features(backbone_input(batch->views[0], result_.high_pass));  // (n, F)
     }
-    train_step(features, batch->labels, lr, meter);
-    progress.update(batch->index + 1, {{"loss", fmt::format("{:.4f}", meter.loss())},
-                                       {"acc1", fmt::format("{:.1f}%", meter.counts.top1())},
-                                       {"lr", fmt::format("{:.4g}", lr)}});
+    train_step(features, batch->labels, global_images, lr, meter);
+    if (progress)
+      progress->update(step + 1, {{"loss", fmt::format("{:.4f}", meter.loss())},
+                                  {"acc1", fmt::format("{:.1f}%", meter.counts.top1())},
+                                  {"lr", fmt::format("{:.4g}", lr)}});
   }
-  progress.finish();
-  return meter;
+  if (progress) progress->finish();
+  return meter.over_ranks(world_);
 }
 
 TopkCounts LinearProbe::validate() {
-  NoGradGuard no_grad;
-  return topk_counts((*fc_)(val_.features), val_.labels);
+  TopkCounts mine;  // a rank past the end of a small val/ has no images
+  if (val_.features.size(0) > 0) {
+    NoGradGuard no_grad;
+    mine = topk_counts((*fc_)(val_.features), val_.labels);
+  }
+  return sum_over_ranks(mine, world_);
 }
 
 void LinearProbe::check_backbone_frozen(const char* when) const {
@@ -286,9 +357,11 @@ LinclsResult LinearProbe::run() {
   run_dir_ = RunDirectory::open(c_.save_dir, c_.resume, "lincls");  // refuses an occupied folder first
   build();
   resume_if_asked();
-  log_info("lincls: {} on {}: {} classes, {} training and {} validation images at {} px{}, {} epochs, lr {} ({}){}",
-             backbone_.description, c_.device.str(), classes_, train_set_->size(), val_set_->size(),
-             result_.image_size, result_.high_pass ? ", high-passed" : "", c_.epochs, c_.lr, schedule_.describe(),
+  log_info("lincls: {} on {}{}: {} classes, {} training and {} validation images at {} px{}, {} epochs, lr {} ({}){}",
+             backbone_.description, c_.device.str(),
+             world_.world_size() > 1 ? fmt::format(" and {} ranks in all", world_.world_size()) : "", classes_,
+             train_set_->size(), val_set_->size(), result_.image_size, result_.high_pass ? ", high-passed" : "",
+             c_.epochs, c_.lr, schedule_.describe(),
              c_.cached_features ? ", cached features (not the paper's protocol)" : "");
   for (int64_t epoch = first_epoch_; epoch < c_.epochs; ++epoch) {
     const auto start = Clock::now();
@@ -304,6 +377,8 @@ LinclsResult LinearProbe::run() {
       result_.best_top5 = val.top5();
       result_.best_epoch = epoch;
     }
+    result_.epochs_done = epoch + 1;
+    if (!root_) continue;
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     run_dir_->metrics().append({{"kind", "epoch"},
                       {"epoch", epoch},
@@ -326,10 +401,10 @@ LinclsResult LinearProbe::run() {
                c_.cached_features ? "" : fmt::format(", {:.0f} s", seconds));
     save(run_dir_->last_checkpoint().string(), epoch + 1);
     if (best) save(run_dir_->checkpoint("best.safetensors").string(), epoch + 1);
-    result_.epochs_done = epoch + 1;
   }
   check_backbone_frozen("during training");
   result_.backbone_state = backbone_.net->state_dict();
+  if (!root_) return result_;
   const nlohmann::ordered_json final_entry = {{"kind", "final"},
                                               {"best_top1", result_.best_top1},
                                               {"best_top5", result_.best_top5},

@@ -22,12 +22,24 @@
 // the best so far) and checkpoints/best.safetensors (the epoch of best top-1), metrics.jsonl (one
 // line per epoch, then a "final" line), logs/ (TensorBoard) and args.json. --resume continues
 // after the last finished epoch.
+//
+// Distributed (config.world, W ranks; the reference's main_lincls.py under DDP): -b stays the global
+// batch, each rank taking its b = B / W share (data/loader.h's sharding; --cached-features deals each
+// batch of its order the same way) and the classifier's gradients are averaged over the ranks
+// (layers/data_parallel.h). The epoch's short last batch may leave a rank fewer images or none (it
+// still takes part in the average, with zero gradients); each rank weights its mean loss by
+// n_r W / n_global, so the average is the gradient of the global batch's mean, and W ranks take the
+// steps one process takes, up to the order of the sums. The features are extracted by the ranks
+// together (ssl/eval/features.h); each rank validates its shard of val/ and the counts are added, so
+// every rank reports the whole set's accuracy. Rank 0 alone writes SAVE_DIR; every rank reads the
+// checkpoint it resumes from.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "engine/collectives.h"
 #include "engine/device.h"
 #include "ssl/eval/backbone.h"
 
@@ -46,7 +58,7 @@ struct LinclsConfig {
   double weight_decay = 0.0;
   int64_t epochs = 100;
   std::vector<int64_t> schedule = {60, 80};
-  int64_t batch_size = 256;
+  int64_t batch_size = 256;  // the global batch: W ranks take B / W each
   int64_t image_size = 0;  // 0: the pretraining's --image-size when the checkpoint says, else 224
   bool cached_features = false;
   std::string resume;  // "", a lincls checkpoint, or "auto"
@@ -55,6 +67,9 @@ struct LinclsConfig {
   int64_t print_freq = 10;
   Device device = Device::cpu();
   std::string args_json;
+  // The ranks of a distributed run, every one calling with the same config; null: this process
+  // alone. Collectives for tensors on `device`.
+  Collectives* world = nullptr;
 };
 
 struct LinclsResult {
@@ -69,7 +84,8 @@ struct LinclsResult {
 };
 
 // Trains (or resumes) the linear classifier; throws engine::Error with a clear message on bad
-// input, and when the backbone changed (which would make the result meaningless).
+// input, and when the backbone changed (which would make the result meaningless). Distributed,
+// every rank returns the same result.
 LinclsResult linear_classification(const LinclsConfig& config);
 
 }  // namespace engine::ssl

@@ -156,6 +156,7 @@ PretrainedRun load_pretrained(const std::string& path, Device device) {
   shape.mlp = metadata_flag(m, "mlp", path);
   // The ghost-BatchNorm groups are a training flag, not part of the model: the global batch's count
   // (processes x --bn-groups, what one process replays), or for older files --bn-groups in "args".
+  checkpoint_args(m, path);  // refuses args that are not the run's flags, whatever the file's age
   const int64_t bn_groups = metadata_count(with_legacy_defaults(m, path), "bn_groups_total", path);
   ENGINE_CHECK(bn_groups >= 1 && bn_groups <= (int64_t{1} << 20),
                "{}: the checkpoint's bn_groups_total {} is not a count of BatchNorm groups", path, bn_groups);

@@ -389,14 +389,14 @@ void Trainer::log_epoch(int64_t epoch, double lr, const Meter& meter) {
 
 void Trainer::run_knn_monitor(int64_t epoch) {
   nn::ResNet& encoder = method_->online_encoder();
-  nn::broadcast_buffers(encoder, world_);  // rank 0's running statistics are the model's (DDP's rule)
-  encoder.eval();  // running statistics, and none of them updated
+  encoder.eval();  // running statistics (rank 0's, which extract_features broadcasts), none of them updated
   FeatureOptions fo;
-  fo.batch_size = c_.batch_size;
+  fo.batch_size = c_.batch_size / world_.world_size();  // this rank's share, as in training
   fo.workers = c_.workers;
   fo.seed = c_.seed;
   fo.high_pass = c_.strategy == MaskStrategy::Hp;  // the inputs it is trained on
   fo.device = c_.device;
+  fo.world = &world_;  // the ranks share the images; every rank gets the counts of all
   KnnOptions ko;
   ko.k = c_.knn_k;
   ko.temperature = c_.knn_t;

@@ -3,9 +3,12 @@
 // fails the mpirun.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 
+#include "data/synth.h"
 #include "engine/check.h"
 #include "tests/distributed/distributed_env.h"
 
@@ -24,6 +27,27 @@ std::string same_path_on_every_rank(const std::string& path) {
   if (world().is_root()) std::memcpy(bytes.data_ptr(), path.data(), path.size());
   world().broadcast(bytes, 0);
   return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
+}
+
+void write_synth_on_rank_zero(const std::string& root, int classes, int train_per_class, int val_per_class) {
+  if (world().is_root()) {
+    data::SynthOptions o;
+    o.classes = classes;
+    o.train_per_class = train_per_class;
+    o.val_per_class = val_per_class;
+    o.size = 24;
+    o.threads = 1;
+    data::write_synth_dataset(root, o);
+  }
+  world().barrier();
+}
+
+double max_abs_difference(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  const std::vector<double> x = a.to(DType::f64).to_vector<double>(), y = b.to(DType::f64).to_vector<double>();
+  double worst = 0;
+  for (size_t i = 0; i < x.size() && i < y.size(); ++i) worst = std::max(worst, std::abs(x[i] - y[i]));
+  return worst;
 }
 
 }  // namespace engine::testing

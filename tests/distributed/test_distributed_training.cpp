@@ -17,7 +17,6 @@
 #include <cmath>
 #include <filesystem>
 
-#include "data/synth.h"
 #include "engine/metrics_log.h"
 #include "engine/random.h"
 #include "engine/serialize.h"
@@ -35,18 +34,11 @@ namespace {
 
 namespace fs = std::filesystem;
 using engine::testing::TempDir;
+using engine::testing::max_abs_difference;
 using engine::testing::world;
 
 constexpr double kTolerance = 1e-5;
 constexpr int64_t kPerRank = 4;  // images per rank
-
-double max_abs_difference(const Tensor& a, const Tensor& b) {
-  EXPECT_EQ(a.shape(), b.shape());
-  const std::vector<double> x = a.to(DType::f64).to_vector<double>(), y = b.to(DType::f64).to_vector<double>();
-  double worst = 0;
-  for (size_t i = 0; i < x.size() && i < y.size(); ++i) worst = std::max(worst, std::abs(x[i] - y[i]));
-  return worst;
-}
 
 // The global batch of step `step` (every rank makes the same), or this rank's slice of it.
 Tensor global_view(int64_t step, int view, int64_t side) {
@@ -189,16 +181,7 @@ class DistributedTrainerTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new TempDir("distributed");
     root_ = testing::same_path_on_every_rank(dir_->path().string());
-    if (world().is_root()) {
-      data::SynthOptions o;
-      o.classes = 2;
-      o.train_per_class = 8;
-      o.val_per_class = 1;
-      o.size = 24;
-      o.threads = 1;
-      data::write_synth_dataset((fs::path(root_) / "synth").string(), o);
-    }
-    world().barrier();
+    testing::write_synth_on_rank_zero((fs::path(root_) / "synth").string(), 2, 8, 1);
   }
   static void TearDownTestSuite() {
     world().barrier();

@@ -251,6 +251,8 @@ TEST_F(EvaluationTest, ACheckpointWhoseMetadataLiesIsRefusedBeforeItsModelIsBuil
   EXPECT_NE(refusal(with("args", "{\"bn_groups\": 0}")).find("bn_groups = 0, expected a count from 1"),
             std::string::npos);
   EXPECT_NE(refusal(with("args", "not json")).find("'args' is not a JSON object"), std::string::npos);
+  EXPECT_NE(refusal(with("bn_groups_total", "4194304")).find("bn_groups_total 4194304 is not a count"),
+            std::string::npos);
   EXPECT_NE(refusal(with("format", "simclr-pretrain-checkpoint/1")).find("not a `moco pretrain` checkpoint"),
             std::string::npos);
   BackboneSpec spec;
