@@ -67,6 +67,14 @@ bool launched_by_mpi() {
   return env_set("OMPI_COMM_WORLD_SIZE") || env_set("PMI_SIZE") || env_set("PMIX_RANK");
 }
 
+std::string mpi_library_version() {
+#if ENGINE_WITH_MPI
+  return detail::mpi_library_version();
+#else
+  return "not compiled (one process only; install libopenmpi-dev and rebuild)";
+#endif
+}
+
 std::shared_ptr<Collectives> join_processes(const ProcessGroupOptions& options) {
   ENGINE_CHECK(options.timeout_seconds > 0, "the collective timeout must be positive, found {} s",
                options.timeout_seconds);

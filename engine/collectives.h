@@ -81,6 +81,9 @@ struct ProcessGroupOptions {
 // True when an MPI launcher (mpirun, mpiexec, srun) started this process.
 bool launched_by_mpi();
 
+// The MPI library of this build, as it names itself ("Open MPI v4.1.4, ..."), or why there is none.
+std::string mpi_library_version();
+
 // The processes of this run: MPI's (MPI_Init here, MPI_Finalize when the last reference goes) when
 // an MPI launcher started it, else the local world. Call once per process. Throws when a launcher
 // started it but this build has no MPI.

@@ -13,6 +13,7 @@ namespace engine::detail {
 #if ENGINE_WITH_MPI
 // MPI_Init_thread (funneled: only the main thread calls MPI) and a watchdog thread.
 std::shared_ptr<Collectives> make_mpi_collectives(const ProcessGroupOptions& options);
+std::string mpi_library_version();
 #endif
 
 #if ENGINE_WITH_NCCL

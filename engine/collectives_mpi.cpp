@@ -216,6 +216,15 @@ class MpiCollectives : public Collectives {
 
 }  // namespace
 
+std::string mpi_library_version() {
+  char text[MPI_MAX_LIBRARY_VERSION_STRING];
+  int length = 0;
+  MPI_Get_library_version(text, &length);  // allowed before MPI_Init
+  std::string version(text, static_cast<size_t>(length));
+  const size_t end = version.find_first_of(",\n");  // the name and version, without the build details
+  return version.substr(0, end);
+}
+
 std::shared_ptr<Collectives> make_mpi_collectives(const ProcessGroupOptions& options) {
   return std::make_shared<MpiCollectives>(options);
 }

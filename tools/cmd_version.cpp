@@ -1,6 +1,7 @@
 // cmd_version.cpp - `moco version`: what this build has and what this machine offers.
 #include <fmt/format.h>
 
+#include "engine/collectives.h"
 #include "engine/device.h"
 #include "tools/commands.h"
 #if ENGINE_WITH_CUDA
@@ -15,6 +16,7 @@ void add_version_command(CLI::App& app) {
     fmt::print("moco-engine {}\n", MOCO_ENGINE_VERSION);
     fmt::print("CUDA backend: {}\n", engine::cuda_is_built() ? "compiled in" : "not compiled (CPU only)");
     fmt::print("GPUs visible: {}\n", engine::cuda_device_count());
+    fmt::print("MPI: {}\n", engine::mpi_library_version());
 #if ENGINE_WITH_CUDA
     if (engine::cuda_device_count() > 0) fmt::print("{}\n", engine::cuda::library_versions());
 #endif
