@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
@@ -60,6 +61,16 @@ bool env_set(const char* name) {
 Collectives& local_collectives() {
   static LocalCollectives world;
   return world;
+}
+
+std::string broadcast_text(Collectives& world, const std::string& text) {
+  if (world.world_size() == 1) return text;
+  Tensor length = Tensor::from_vector(std::vector<int64_t>{static_cast<int64_t>(text.size())}, {1});
+  world.broadcast(length, 0);
+  Tensor bytes = Tensor::zeros({length.data<int64_t>()[0]}, DType::u8);
+  if (world.is_root() && !text.empty()) std::memcpy(bytes.data_ptr(), text.data(), text.size());
+  world.broadcast(bytes, 0);
+  return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
 }
 
 bool launched_by_mpi() {

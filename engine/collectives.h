@@ -72,6 +72,9 @@ class Collectives {
 // The one-process world: rank 0 of 1, every collective the identity.
 Collectives& local_collectives();
 
+// Rank 0's `text` on every rank (a collective: every rank calls it).
+std::string broadcast_text(Collectives& world, const std::string& text);
+
 struct ProcessGroupOptions {
   // How long a collective may wait for the other ranks before the watchdog ends the job. Long
   // enough for rank 0 to write a checkpoint while the others wait at the next collective.

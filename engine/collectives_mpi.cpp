@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <exception>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -93,9 +94,11 @@ class MpiReduce : public PendingReduce {
               "MPI_Testall");
   }
   ~MpiReduce() override {
-    // A reduce never waited for (an exception unwound past it) is finished here, so MPI does not
-    // write into freed memory; errors are dropped, the exception in flight says what went wrong.
-    if (!done_) MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE);
+    // A reduce never waited for is finished here, so MPI does not write into freed memory. Not while
+    // an exception unwinds: this rank is failing and the others may never join the reduce, so
+    // waiting could hang; the next MPI call this process makes is MPI_Abort.
+    if (!done_ && std::uncaught_exceptions() == 0)
+      MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE);
   }
 
  private:
@@ -114,6 +117,10 @@ class MpiCollectives : public Collectives {
     ENGINE_CHECK(!initialized, "MPI is already initialised: join_processes must be called once per process");
     int provided = 0;
     check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    ENGINE_CHECK(provided >= MPI_THREAD_FUNNELED,
+                 "MPI gives thread level {} but the engine needs MPI_THREAD_FUNNELED ({}): the data loader's threads "
+                 "run beside the main thread, which alone calls MPI; use an MPI built with thread support",
+                 provided, static_cast<int>(MPI_THREAD_FUNNELED));
     // Errors come back as codes (turned into exceptions), not as MPI's default abort.
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);

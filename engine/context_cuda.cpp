@@ -4,6 +4,8 @@
 // destructors races the CUDA driver's own shutdown.
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -16,6 +18,17 @@
 namespace engine {
 
 bool cuda_is_built() { return true; }
+
+std::string cuda_device_identity(int device) {
+  require_cuda_device(Device::cuda(device), "cuda_device_identity");
+#if ENGINE_CUDA_EMULATION
+  return fmt::format("emulated GPU {} of process {}", device, static_cast<long>(getpid()));
+#else
+  char bus[64] = {0};
+  CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof(bus), device));
+  return bus;
+#endif
+}
 
 int cuda_device_count() {
   static const int count = [] {

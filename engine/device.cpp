@@ -42,5 +42,9 @@ void require_cuda_device(const Device& device, const char* what) {
 namespace engine {
 bool cuda_is_built() { return false; }
 int cuda_device_count() { return 0; }
+std::string cuda_device_identity(int device) {
+  require_cuda_device(Device::cuda(device), "cuda_device_identity");  // throws: no CUDA in this build
+  return {};
+}
 }  // namespace engine
 #endif

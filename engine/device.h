@@ -32,6 +32,9 @@ struct Device {
 bool cuda_is_built();
 // Number of usable GPUs: 0 in a build without CUDA, without a driver, or without a device.
 int cuda_device_count();
+// Which physical GPU cuda:`device` is, to tell whether two processes share one: its PCI bus id
+// ("0000:1b:00.0"); in the emulation build, this process's own emulated device.
+std::string cuda_device_identity(int device);
 // Throws unless `device` is a CUDA device this build and machine can use. `what` names the caller
 // ("add", "Tensor::to") so the message says who needed the GPU.
 void require_cuda_device(const Device& device, const char* what);

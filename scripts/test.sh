@@ -10,6 +10,11 @@ scripts/install-deps.sh
 scripts/build.sh
 status=0
 ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "$(nproc)" || status=$?
+# The distributed tests need MPI (install-deps installs Open MPI): a build without it must not pass.
+if ! ctest --test-dir "${BUILD_DIR:-build}" -N | grep -q distributed_suite_on_two_ranks; then
+  echo "test.sh: the build has no MPI, so the 2-rank tests were not run; install libopenmpi-dev and rebuild" >&2
+  status=1
+fi
 scripts/test-emulation.sh || status=$?
 scripts/test-sanitize.sh || status=$?
 exit $status

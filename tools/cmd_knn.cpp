@@ -32,7 +32,7 @@ struct KnnArgs {
 };
 
 void run_knn(const KnnArgs& a) {
-  const engine::Collectives& world = join_processes(a.processes);
+  engine::Collectives& world = join_processes(a.processes);
   const engine::Device device = rank_device(a.device, world);
   const engine::ssl::Backbone backbone = engine::ssl::load_backbone(a.backbone.spec(), device);
   engine::ssl::FeatureOptions fo;

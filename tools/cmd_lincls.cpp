@@ -52,7 +52,7 @@ std::string args_json(const LinclsArgs& a, const std::string& device) {
 
 void run_lincls(LinclsArgs& a) {
   engine::ssl::LinclsConfig& c = a.config;
-  const engine::Collectives& world = join_processes(a.processes);
+  engine::Collectives& world = join_processes(a.processes);
   c.backbone = a.backbone.spec();
   c.high_pass = engine::ssl::parse_high_pass(a.high_pass);
   c.seed = a.backbone.seed;

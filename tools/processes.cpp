@@ -3,8 +3,12 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string_view>
 
 #include "engine/check.h"
@@ -55,9 +59,34 @@ engine::Collectives& join_processes(const ProcessFlags& flags) {
   return *g_world;
 }
 
-engine::Device rank_device(const DeviceFlags& flags, const engine::Collectives& world) {
+namespace {
+
+// NCCL does not support two ranks of one communicator on one GPU (it may hang): every rank sends
+// "host|GPU" and each refuses a GPU another rank also has.
+void refuse_shared_gpus(engine::Device device, engine::Collectives& world) {
+  char host[64] = {0};
+  gethostname(host, sizeof(host) - 1);
+  const std::string mine = fmt::format("{}|{}", host, engine::cuda_device_identity(device.index));
+  constexpr int64_t kWidth = 128;
+  engine::Tensor text = engine::Tensor::zeros({1, kWidth}, engine::DType::u8);
+  std::memcpy(text.data_ptr(), mine.data(), std::min<size_t>(mine.size(), kWidth - 1));
+  const engine::Tensor all = world.all_gather(text);  // (W, 128)
+  const char* rows = static_cast<const char*>(all.data_ptr());
+  for (int r = 0; r < world.world_size(); ++r) {
+    if (r == world.rank() || std::string(rows + r * kWidth) != std::string(rows + world.rank() * kWidth)) continue;
+    ENGINE_THROW("ranks {} and {} are both on GPU {} of {}: each rank needs its own GPU (NCCL cannot put two ranks "
+                 "on one). Start at most one process per GPU, or give each its own with Slurm's --gpus-per-task 1",
+                 std::min(r, world.rank()), std::max(r, world.rank()), engine::cuda_device_identity(device.index),
+                 host);
+  }
+}
+
+}  // namespace
+
+engine::Device rank_device(const DeviceFlags& flags, engine::Collectives& world) {
   const bool index_given = flags.device.find(':') != std::string::npos;
   const engine::Device device = engine::device_for_rank(resolve_device(flags.device), index_given, world);
+  if (device.is_cuda() && world.world_size() > 1) refuse_shared_gpus(device, world);
   engine::use_precision(engine::parse_precision(flags.precision), device);
   return device;
 }
@@ -77,6 +106,9 @@ void fail_processes(const std::string& error) {
 }
 
 void leave_processes() {
+  // Every rank finishes its command before any tears down (NCCL's and MPI's ends are collective),
+  // under the watchdog: a rank stuck in its last checkpoint does not hang the others for ever.
+  if (g_world && g_world->world_size() > 1) g_world->barrier();
   g_device.reset();
   g_world.reset();
 }

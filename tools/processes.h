@@ -29,7 +29,8 @@ void add_process_flags(CLI::App* cmd, ProcessFlags& flags);
 engine::Collectives& join_processes(const ProcessFlags& flags);
 
 // The device of this rank for the command's --device (engine::device_for_rank), with its precision.
-engine::Device rank_device(const DeviceFlags& flags, const engine::Collectives& world);
+// Refuses two ranks on one GPU (a collective: every rank calls it).
+engine::Device rank_device(const DeviceFlags& flags, engine::Collectives& world);
 
 // The collectives for tensors on `device`: NCCL for a GPU in a distributed run, else the world.
 engine::Collectives& device_collectives(engine::Device device, const ProcessFlags& flags);

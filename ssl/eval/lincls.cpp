@@ -355,6 +355,7 @@ void LinearProbe::check_backbone_frozen(const char* when) const {
 LinclsResult LinearProbe::run() {
   check_flags();
   run_dir_ = RunDirectory::open(c_.save_dir, c_.resume, "lincls");  // refuses an occupied folder first
+  run_dir_->share_resume_path(world_);
   build();
   resume_if_asked();
   log_info("lincls: {} on {}{}: {} classes, {} training and {} validation images at {} px{}, {} epochs, lr {} ({}){}",

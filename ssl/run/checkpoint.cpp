@@ -43,7 +43,8 @@ Metadata with_legacy_defaults(Metadata m, const std::string& path) {
   m.try_emplace("width", std::to_string(MocoConfig{}.width));
   m.try_emplace("method", method_name(Method::MocoV2));
   m.try_emplace("optimizer", "sgd");
-  if (!m.count("bn_groups_total")) m["bn_groups_total"] = std::to_string(checkpoint_args(m, path).bn_groups);
+  if (!m.count("bn_groups_total"))  // --bn-groups from "args", and one group for a file without args
+    m["bn_groups_total"] = std::to_string(std::max<int64_t>(1, checkpoint_args(m, path).bn_groups));
   return m;
 }
 

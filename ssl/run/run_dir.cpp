@@ -47,6 +47,8 @@ void forget_after_step(const std::string& path, int64_t step) {
 
 }  // namespace
 
+void RunDirectory::share_resume_path(Collectives& world) { resume_path_ = broadcast_text(world, resume_path_); }
+
 RunDirectory RunDirectory::open(const std::string& save_dir, const std::string& resume, const std::string& command) {
   ENGINE_CHECK(!save_dir.empty(), "{}: give --save-dir, where checkpoints and logs go", command);
   RunDirectory dir;

@@ -24,6 +24,7 @@
 #include <optional>
 #include <string>
 
+#include "engine/collectives.h"
 #include "engine/metrics_log.h"
 #include "engine/tensorboard_writer.h"
 
@@ -36,6 +37,10 @@ class RunDirectory {
 
   // The checkpoint to continue from, or "" for a fresh run.
   const std::string& resume_path() const { return resume_path_; }
+  // Many processes: every rank takes rank 0's resume path (a collective), so no rank starts afresh
+  // while the others resume because it sees another folder; a rank that cannot read that file
+  // then fails with its name instead of training something else.
+  void share_resume_path(Collectives& world);
   bool resuming() const { return !resume_path_.empty(); }
 
   // `resumed_step`: the step (pretrain) or epoch (lincls) of the checkpoint this run continues,

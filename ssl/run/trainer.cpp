@@ -471,6 +471,7 @@ bool Trainer::train_epoch(int64_t epoch) {
 PretrainResult Trainer::run() {
   check_flags();
   run_dir_ = RunDirectory::open(c_.save_dir, c_.resume, "pretrain");  // refuses an occupied folder first
+  run_dir_->share_resume_path(world_);
   build();
   resume_if_asked();
   const bool reached_max_steps = c_.max_steps > 0 && position_.step >= c_.max_steps;

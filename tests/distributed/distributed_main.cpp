@@ -20,14 +20,7 @@ std::shared_ptr<Collectives> g_world;
 
 Collectives& world() { return *g_world; }
 
-std::string same_path_on_every_rank(const std::string& path) {
-  Tensor length = Tensor::from_vector(std::vector<int64_t>{static_cast<int64_t>(path.size())}, {1});
-  world().broadcast(length, 0);
-  Tensor bytes = Tensor::zeros({length.data<int64_t>()[0]}, DType::u8);
-  if (world().is_root()) std::memcpy(bytes.data_ptr(), path.data(), path.size());
-  world().broadcast(bytes, 0);
-  return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
-}
+std::string same_path_on_every_rank(const std::string& path) { return broadcast_text(world(), path); }
 
 void write_synth_on_rank_zero(const std::string& root, int classes, int train_per_class, int val_per_class) {
   if (world().is_root()) {
@@ -55,7 +48,9 @@ double max_abs_difference(const Tensor& a, const Tensor& b) {
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   engine::ProcessGroupOptions options;
-  options.timeout_seconds = 120;  // a rank that fails an assertion and skips a collective ends the job
+  // A rank that fails an assertion and skips a collective ends the job after this; long enough for
+  // the others to wait while rank 0 alone trains the one-process reference runs (a few seconds).
+  options.timeout_seconds = 300;
   engine::testing::g_world = engine::join_processes(options);
   const int status = RUN_ALL_TESTS();
   engine::testing::world().barrier();

@@ -58,7 +58,7 @@ for fault in nan throw hang; do
   start=$(date +%s)
   start_job "$fault"
   case $fault in
-    nan) expect_ended nan "rank 0 of 2: .*the loss became NaN at epoch 1, batch 1 \(step 5\)" "$start" ;;
+    nan) expect_ended nan "rank [01] of 2: .*the loss became NaN at epoch 1, batch 1 \(step 5\)" "$start" ;;
     throw) expect_ended throw "rank 1 of 2: .*MOCO_TEST_FAULT: the injected failure at step 5" "$start" ;;
     hang) expect_ended hang "rank 0 of 2: the [a-z -]+ has waited [0-9]+ s for the other ranks" "$start" ;;
   esac
