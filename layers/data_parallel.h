@@ -7,8 +7,9 @@
 // is cut into buckets of about `bucket_bytes`, in reverse parameter order (the order the backward
 // finishes them: the head's first, the stem's last). Each parameter's grad-ready hook counts down
 // its bucket; the bucket whose last parameter is ready starts its all-reduce at once, so the
-// communication of the late layers overlaps the backward of the early ones. finish() waits for
-// them all (starting, in order, any bucket a backward did not reach).
+// communication of the late layers overlaps the backward of the early ones (with NCCL on GPUs its
+// own stream; MPI on CPUs advances a started reduce only inside MPI calls, which each hook makes).
+// finish() waits for them all (starting, in order, any bucket a backward did not reach).
 //
 // Buckets start in the same order on every rank, since the backward visits the same graph in the
 // same order; MPI and NCCL need exactly that. Averaging is DDP's: the sum over ranks divided by W
