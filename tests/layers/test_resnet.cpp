@@ -16,7 +16,10 @@ namespace {
 
 std::string describe(const Tensor& t) {
   std::string dims;
-  for (int64_t d : t.shape()) dims += (dims.empty() ? "" : "x") + std::to_string(d);
+  for (int64_t d : t.shape()) {  // appended piece by piece: GCC 12 warns (-Wrestrict) on "x" + string&&
+    if (!dims.empty()) dims += 'x';
+    dims += std::to_string(d);
+  }
   const char* dtype = t.dtype() == DType::i64 ? "int64" : "float32";
   return (dims.empty() ? "scalar" : dims) + " " + dtype;
 }
