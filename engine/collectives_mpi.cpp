@@ -51,15 +51,20 @@ void in_pieces(Tensor& host, const char* op, F&& piece) {
     piece(base + start * element, static_cast<int>(std::min(kMax, count - start)), type);
 }
 
-void divide_in_place(Tensor& host, int world) {
-  const int64_t n = host.numel();
-  if (host.dtype() == DType::f32) {
-    float* p = host.data<float>();
-    for (int64_t i = 0; i < n; ++i) p[i] /= static_cast<float>(world);
-  } else {
-    double* p = host.data<double>();
-    for (int64_t i = 0; i < n; ++i) p[i] /= static_cast<double>(world);
+// The end of an all-reduce on the host copy: the mean divides the sum by the world size, and a
+// CUDA tensor gets its values back.
+void finish_reduce(Tensor& host, Tensor& target, Reduction op, int world) {
+  if (op == Reduction::Average) {
+    const int64_t n = host.numel();
+    if (host.dtype() == DType::f32) {
+      float* p = host.data<float>();
+      for (int64_t i = 0; i < n; ++i) p[i] /= static_cast<float>(world);
+    } else {
+      double* p = host.data<double>();
+      for (int64_t i = 0; i < n; ++i) p[i] /= static_cast<double>(world);
+    }
   }
+  if (!host.is_same(target)) target.copy_(host);
 }
 
 void check_reducible(const Tensor& x, Reduction op, const char* what) {
@@ -84,8 +89,7 @@ class MpiReduce : public PendingReduce {
       check_mpi(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
     }
     done_ = true;
-    if (op_ == Reduction::Average) divide_in_place(host_, world_);
-    if (!host_.is_same(target_)) target_.copy_(host_);
+    finish_reduce(host_, target_, op_, world_);
   }
   void progress() override {
     if (done_) return;
@@ -153,8 +157,7 @@ class MpiCollectives : public Collectives {
         check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, count, type, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
       });
     }
-    if (op == Reduction::Average) divide_in_place(host, world_);
-    if (!host.is_same(x)) x.copy_(host);
+    finish_reduce(host, x, op, world_);
   }
 
   std::unique_ptr<PendingReduce> all_reduce_async(Tensor x, Reduction op) override {

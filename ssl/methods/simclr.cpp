@@ -43,6 +43,21 @@ class KeepRunningStatistics {
   std::vector<std::pair<Tensor, Tensor>> saved_;  // (the module's buffer, its value on entry)
 };
 
+// z (2N, D) of this rank, its a's then its b's -> (2 W N, D) in NT-Xent's order over the global
+// batch (every rank's a's, then every rank's b's), with gradient; z itself for one rank.
+Tensor gather_views(const Tensor& z, Collectives& world) {
+  const int64_t W = world.world_size(), N = z.size(0) / 2;
+  if (W == 1) return z;
+  const Tensor all = nn::all_gather_rows(z, world);  // (W 2N, D), rank order
+  std::vector<int64_t> order(static_cast<size_t>(2 * W * N));  // global NT-Xent row -> row of `all`
+  for (int64_t r = 0; r < W; ++r)
+    for (int64_t i = 0; i < N; ++i) {
+      order[static_cast<size_t>(r * N + i)] = r * 2 * N + i;
+      order[static_cast<size_t>(W * N + r * N + i)] = r * 2 * N + N + i;
+    }
+  return index_select(all, Tensor::from_vector(order, {2 * W * N}));
+}
+
 }  // namespace
 
 EncoderShape encoder_shape(const SimclrConfig& config) {
@@ -106,23 +121,8 @@ ContrastiveOutput SimCLR::contrast(const Tensor& z, const Tensor& t) const {
   NtXentOptions opt;
   opt.temperature = config_.temperature;
   opt.alpha = config_.alpha;
-  const int64_t W = world_.world_size();
-  if (W == 1) {
-    const NtXentResult r = nt_xent(z, t, opt);
-    return {r.loss, r.correct, r.rows};
-  }
-  // Rank r's rows are its a's then its b's; NT-Xent wants every rank's a's, then every rank's b's.
-  const int64_t N = z.size(0) / 2;
-  const Tensor all = nn::all_gather_rows(z, world_);  // (W 2N, D), rank order
-  std::vector<int64_t> order(static_cast<size_t>(2 * W * N));  // global NT-Xent row -> row of `all`
-  for (int64_t r = 0; r < W; ++r)
-    for (int64_t i = 0; i < N; ++i) {
-      order[static_cast<size_t>(r * N + i)] = r * 2 * N + i;
-      order[static_cast<size_t>(W * N + r * N + i)] = r * 2 * N + N + i;
-    }
-  const Tensor z_all = index_select(all, Tensor::from_vector(order, {2 * W * N}));   // (2 W N, D)
   const Tensor t_all = t.defined() ? world_.all_gather(t.contiguous()) : Tensor();  // (W N, n_h, D)
-  const NtXentResult r = nt_xent(z_all, t_all, opt);
+  const NtXentResult r = nt_xent(gather_views(z, world_), t_all, opt);
   return {r.loss, r.correct, r.rows};
 }
 

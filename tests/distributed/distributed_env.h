@@ -6,20 +6,13 @@
 #include <string>
 
 #include "engine/collectives.h"
-#include "engine/tensor.h"
 
 namespace engine::testing {
 
 // The world this test process joined in main (distributed_main.cpp).
 Collectives& world();
 
-// Rank 0's `path` on every rank (a folder every rank must name alike, such as a run's save dir).
-std::string same_path_on_every_rank(const std::string& path);
-
 // Rank 0 writes a synthetic dataset (24-pixel images) at `root` while the others wait.
 void write_synth_on_rank_zero(const std::string& root, int classes, int train_per_class, int val_per_class);
-
-// The largest |a - b| over the elements (the shapes must agree), in f64.
-double max_abs_difference(const Tensor& a, const Tensor& b);
 
 }  // namespace engine::testing

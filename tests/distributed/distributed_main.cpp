@@ -3,9 +3,6 @@
 // fails the mpirun.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
-#include <cstring>
 #include <memory>
 
 #include "data/synth.h"
@@ -20,7 +17,6 @@ std::shared_ptr<Collectives> g_world;
 
 Collectives& world() { return *g_world; }
 
-std::string same_path_on_every_rank(const std::string& path) { return broadcast_text(world(), path); }
 
 void write_synth_on_rank_zero(const std::string& root, int classes, int train_per_class, int val_per_class) {
   if (world().is_root()) {
@@ -33,14 +29,6 @@ void write_synth_on_rank_zero(const std::string& root, int classes, int train_pe
     data::write_synth_dataset(root, o);
   }
   world().barrier();
-}
-
-double max_abs_difference(const Tensor& a, const Tensor& b) {
-  EXPECT_EQ(a.shape(), b.shape());
-  const std::vector<double> x = a.to(DType::f64).to_vector<double>(), y = b.to(DType::f64).to_vector<double>();
-  double worst = 0;
-  for (size_t i = 0; i < x.size() && i < y.size(); ++i) worst = std::max(worst, std::abs(x[i] - y[i]));
-  return worst;
 }
 
 }  // namespace engine::testing

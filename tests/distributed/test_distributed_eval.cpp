@@ -42,7 +42,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using engine::testing::TempDir;
-using engine::testing::max_abs_difference;
+using engine::testing::all_close;
 using engine::testing::world;
 
 constexpr int64_t kPerRank = 2;  // images per rank and batch
@@ -59,7 +59,7 @@ class DistributedEvaluationTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir("distributed_eval");
-    root_ = testing::same_path_on_every_rank(dir_->path().string());
+    root_ = broadcast_text(world(), dir_->path().string());
     testing::write_synth_on_rank_zero(data_root(), 3, 7, 3);  // 21 train: no global batch of 2 W divides it
   }
   static void TearDownTestSuite() {
@@ -137,8 +137,7 @@ class DistributedEvaluationTest : public ::testing::Test {
     ASSERT_EQ(a.size(), b.size());
     for (size_t i = 0; i < a.size(); ++i) {
       ASSERT_EQ(a[i].first, b[i].first);
-      const double scale = max_abs(a[i].second);
-      EXPECT_LE(max_abs_difference(a[i].second, b[i].second), kRelativeTolerance * scale) << a[i].first;
+      EXPECT_TRUE(all_close(b[i].second, a[i].second, kRelativeTolerance * max_abs(a[i].second), 0)) << a[i].first;
     }
     // The logged epochs: the training meters are every rank's images, the accuracies all of val/.
     const std::vector<nlohmann::json> x = epoch_lines(single_run), y = epoch_lines(ranks_run);
@@ -183,7 +182,7 @@ TEST_F(DistributedEvaluationTest, RanksExtractTheOneProcessFeaturesWithRankZeros
   ASSERT_EQ(single.features.size(0), 21);
   EXPECT_EQ(ranks.classes, 3);
   EXPECT_EQ(ranks.labels.to_vector<int64_t>(), single.labels.to_vector<int64_t>());
-  EXPECT_EQ(max_abs_difference(ranks.features, single.features), 0.0) << "rank " << world().rank();
+  EXPECT_TRUE(all_close(ranks.features, single.features, 0, 0)) << "rank " << world().rank();
 
   // The shards are the loader's: rank r's rows are the r-th pair of each global batch, and together
   // they are every image once.
@@ -195,7 +194,7 @@ TEST_F(DistributedEvaluationTest, RanksExtractTheOneProcessFeaturesWithRankZeros
   for (int64_t start = 0; start < 21; start += kPerRank * W) {
     const int64_t from = std::min<int64_t>(21, start + r * kPerRank), to = std::min<int64_t>(21, from + kPerRank);
     for (int64_t i = from; i < to; ++i, ++row)
-      EXPECT_EQ(max_abs_difference(shard.features.slice(0, row, row + 1), single.features.slice(0, i, i + 1)), 0.0)
+      EXPECT_TRUE(all_close(shard.features.slice(0, row, row + 1), single.features.slice(0, i, i + 1), 0, 0))
           << "rank " << r << " row " << row << " image " << i;
   }
   EXPECT_EQ(row, shard.features.size(0));
