@@ -86,6 +86,8 @@ bool launched_by_mpi();
 
 // The MPI library of this build, as it names itself ("Open MPI v4.1.4, ..."), or why there is none.
 std::string mpi_library_version();
+// The NCCL library this build links ("2.21.5"), or why there is none.
+std::string nccl_library_version();
 
 // The processes of this run: MPI's (MPI_Init here, MPI_Finalize when the last reference goes) when
 // an MPI launcher started it, else the local world. Call once per process. Throws when a launcher

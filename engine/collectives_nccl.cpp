@@ -277,4 +277,10 @@ std::shared_ptr<Collectives> make_nccl_backend(std::shared_ptr<Collectives> boot
   return std::make_shared<NcclCollectives>(std::move(bootstrap), device, options);
 }
 
+std::string nccl_library_version() {
+  int version = 0;
+  NCCL_CHECK(ncclGetVersion(&version));  // major*10000 + minor*100 + patch since NCCL 2.9
+  return fmt::format("{}.{}.{}", version / 10000, (version % 10000) / 100, version % 100);
+}
+
 }  // namespace engine::detail

@@ -161,11 +161,6 @@ std::string library_versions() {
   const size_t cudnn = cudnnGetVersion();  // major*10000 + minor*100 + patch in cuDNN 9
   text += fmt::format(", cuDNN {}.{}.{}", cudnn / 10000, (cudnn % 10000) / 100, cudnn % 100);
 #endif
-#if ENGINE_WITH_NCCL
-  int nccl = 0;
-  NCCL_CHECK(ncclGetVersion(&nccl));  // major*10000 + minor*100 + patch since NCCL 2.9
-  text += fmt::format(", NCCL {}.{}.{}", nccl / 10000, (nccl % 10000) / 100, nccl % 100);
-#endif
   text += fmt::format(", {} GPU(s) visible", cuda_device_count());
   return text;
 #endif

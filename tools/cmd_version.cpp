@@ -17,6 +17,7 @@ void add_version_command(CLI::App& app) {
     fmt::print("CUDA backend: {}\n", engine::cuda_is_built() ? "compiled in" : "not compiled (CPU only)");
     fmt::print("GPUs visible: {}\n", engine::cuda_device_count());
     fmt::print("MPI: {}\n", engine::mpi_library_version());
+    fmt::print("NCCL: {}\n", engine::nccl_library_version());
 #if ENGINE_WITH_CUDA
     if (engine::cuda_device_count() > 0) fmt::print("{}\n", engine::cuda::library_versions());
 #endif
