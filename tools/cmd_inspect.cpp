@@ -90,7 +90,13 @@ std::shared_ptr<engine::nn::ResNet> build_model(const InspectOptions& opt) {
   }
   if (file.at("conv1.weight").size(-1) == 3) config.stem = engine::nn::ResNetStem::SmallImage;
   auto model = engine::nn::make_resnet(config, opt.seed);
-  model->load_state_dict(file.tensors, /*strict=*/true);
+  engine::NamedTensors state = file.tensors;
+  // A backbone without its head (`moco export`) keeps the model's own fc, as torchvision's
+  // load_state_dict(strict=False) would; the strict load still checks every other key.
+  if (!file.contains("fc.weight") && !file.contains("fc.bias"))
+    for (const auto& [name, t] : model->state_dict())
+      if (name.rfind("fc.", 0) == 0) state.emplace_back(name, t.clone());
+  model->load_state_dict(state, /*strict=*/true);
   return model;
 }
 
@@ -159,7 +165,9 @@ void add_inspect_command(CLI::App& app) {
   cmd->add_option("-a,--arch", opt->arch, "resnet18, resnet34 or resnet50")
       ->capture_default_str()
       ->check(CLI::IsMember(engine::nn::resnet_arch_names()));
-  cmd->add_option("--weights", opt->weights, "a safetensors state dict (torchvision names); default: the engine's init");
+  cmd->add_option("--weights", opt->weights,
+                  "a safetensors state dict (torchvision names; without fc.*, as `moco export` writes, the model "
+                  "keeps its own fc); default: the engine's init");
   cmd->add_option("--input", opt->input, "a safetensors file whose tensor `input` is (N, 3, H, W)");
   cmd->add_option("--input-shape", opt->input_shape, "instead of --input: N,3,H,W standard normal values from --seed");
   cmd->add_option("--dump", opt->dump, "write the input, every module's output and the gradients here");

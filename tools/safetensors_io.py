@@ -2,7 +2,9 @@
 
 One writer for numpy arrays or torch tensors: an 8-byte little-endian header length, the JSON
 header (padded with spaces to 8 bytes) with "__metadata__", then the tensors' bytes back to back in
-insertion order. Writing the same tensors twice gives the same bytes.
+insertion order. Writing the same tensors twice gives the same bytes. One reader, for where the
+`safetensors` package is not installed (Debian's python3-torch has no safetensors.torch): numpy
+arrays in the order of their bytes, plus the metadata.
 """
 import json
 import struct
@@ -36,3 +38,23 @@ def save_safetensors(path, tensors, metadata):
         f.write(text.encode())
         for b in blobs:
             f.write(b)
+
+
+def load_safetensors(path):
+    """(tensors, metadata) of a safetensors file: {name: numpy array} in the order of the tensors'
+    bytes in the file (the order they were written in) and {key: str}. BF16 has no numpy dtype and
+    is refused."""
+    kinds = {name: dtype for dtype, name in _DTYPES.items()}
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    metadata = header.pop("__metadata__", {})
+    tensors = {}
+    for name, info in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+        if info["dtype"] not in kinds:
+            raise ValueError(f"{path}: tensor {name} is {info['dtype']}; this reader knows {sorted(kinds)}")
+        begin, end = info["data_offsets"]
+        kind = kinds[info["dtype"]].newbyteorder("<")
+        tensors[name] = np.frombuffer(data[begin:end], dtype=kind).reshape(info["shape"]).copy()
+    return tensors, metadata

@@ -23,13 +23,17 @@ SafetensorsFile read_resnet_file(const std::string& path, const std::string& fla
   return load_safetensors(path);
 }
 
-std::shared_ptr<nn::ResNet> frozen_resnet_from_file(const SafetensorsFile& file, const std::string& path,
-                                                    Device device, const std::string& flag) {
+std::string resnet_prefix(const SafetensorsFile& file) {
   // A `moco pretrain` checkpoint holds its online encoder under encoder_q. (MoCo v2) or encoder.
   // (SimCLR); torchvision's file is the bare model.
-  const std::string prefix = file.contains("encoder_q.conv1.weight") ? "encoder_q."
-                             : file.contains("encoder.conv1.weight") ? "encoder."
-                                                                     : "";
+  return file.contains("encoder_q.conv1.weight") ? "encoder_q."
+         : file.contains("encoder.conv1.weight") ? "encoder."
+                                                 : "";
+}
+
+std::shared_ptr<nn::ResNet> frozen_resnet_from_file(const SafetensorsFile& file, const std::string& path,
+                                                    Device device, const std::string& flag) {
+  const std::string prefix = resnet_prefix(file);
   const bool checkpoint = !prefix.empty();
   std::map<std::string, Tensor> backbone;
   for (const auto& [name, t] : file.tensors) {
@@ -60,7 +64,12 @@ std::shared_ptr<nn::ResNet> frozen_resnet_from_file(const SafetensorsFile& file,
     }
   }
   for (const auto& [name, t] : backbone) state.emplace_back(name, t);  // unexpected: the load lists them
-  model->load_state_dict(state);
+  // Checked here rather than by a strict load, so that the message names the file.
+  const std::string report = model->load_state_dict(state, /*strict=*/false);
+  ENGINE_CHECK(report.empty(),
+               "{}{}: the tensors{} do not make a complete {} of width {}; the file is damaged or holds another "
+               "model:{}",
+               flag, path, checkpoint ? " under " + prefix : std::string(), rc.arch, rc.width, report);
   model->to(device);
   freeze(*model);
   return model;

@@ -24,6 +24,10 @@ void freeze(nn::Module& net);
 // Reads `path` (a safetensors file); `flag` names the command-line option it came from, for messages.
 SafetensorsFile read_resnet_file(const std::string& path, const std::string& flag);
 
+// Where `file`'s ResNet is: "encoder_q." (a MoCo v2 checkpoint's query encoder), "encoder." (a
+// SimCLR checkpoint's encoder), or "" (torchvision's names, no prefix).
+std::string resnet_prefix(const SafetensorsFile& file);
+
 // The ResNet `file` holds, frozen (eval mode, no gradients) on `device`: the architecture, stem
 // and width are read from its shapes; the head is dropped (the model keeps its own, unused fc).
 std::shared_ptr<nn::ResNet> frozen_resnet_from_file(const SafetensorsFile& file, const std::string& path,
