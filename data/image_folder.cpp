@@ -58,11 +58,12 @@ void collect_images(const fs::path& dir, std::set<FolderId>& visited,
   }
 }
 
-// The images below `class_dir` in torchvision's order: directories by path, files by name.
-std::vector<std::string> images_below(const fs::path& class_dir) {
+}  // namespace
+
+std::vector<std::string> images_below(const std::string& folder) {
   std::map<std::string, std::vector<std::string>> by_dir;  // std::map: sorted by directory path
   std::set<FolderId> visited;
-  collect_images(class_dir, visited, by_dir);
+  collect_images(fs::path(folder), visited, by_dir);
   std::vector<std::string> paths;
   for (auto& [dir, names] : by_dir) {
     std::sort(names.begin(), names.end());
@@ -70,8 +71,6 @@ std::vector<std::string> images_below(const fs::path& class_dir) {
   }
   return paths;
 }
-
-}  // namespace
 
 bool has_image_extension(const std::string& filename) {
   std::string lower = filename;
@@ -92,7 +91,7 @@ ImageFolder::ImageFolder(std::string root) : root_(std::move(root)) {
   ENGINE_CHECK(!classes_.empty(), "ImageFolder: '{}' has no class folders; expected root/<class>/<image> "
                "(for example {}/dog/1.jpg)", root_, root_);
   for (size_t label = 0; label < classes_.size(); ++label) {
-    const std::vector<std::string> paths = images_below(fs::path(root_) / classes_[label]);
+    const std::vector<std::string> paths = images_below((fs::path(root_) / classes_[label]).string());
     ENGINE_CHECK(!paths.empty(), "ImageFolder: class folder '{}' in '{}' holds no images (extensions: .jpg .jpeg "
                  ".png .ppm .bmp .pgm .tif .tiff .webp); add images or remove the folder", classes_[label], root_);
     for (const std::string& path : paths) samples_.push_back({path, static_cast<int64_t>(label)});

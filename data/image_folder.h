@@ -39,6 +39,11 @@ class ImageFolder {
 
 bool has_image_extension(const std::string& filename);
 
+// The image files below `folder` (recursively, links followed, each real folder entered once) in
+// torchvision's order: by directory path, then by file name. Throws engine::Error when a folder
+// cannot be listed.
+std::vector<std::string> images_below(const std::string& folder);
+
 // DATA as every command takes it: a dataset root with train/ (and val/) subfolders, as the
 // reference's scripts take ImageNet, or an image folder itself. Returns DATA/<split> when DATA has
 // a <split> folder, DATA itself when it has neither train/ nor val/, and throws when it is a

@@ -15,6 +15,7 @@ void add_masks_command(CLI::App& app);
 void add_pretrain_command(CLI::App& app);
 void add_knn_command(CLI::App& app);
 void add_lincls_command(CLI::App& app);
+void add_embed_command(CLI::App& app);
 void add_export_command(CLI::App& app);
 
 }  // namespace moco_cli

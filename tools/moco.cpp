@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   moco_cli::add_pretrain_command(app);
   moco_cli::add_knn_command(app);
   moco_cli::add_lincls_command(app);
+  moco_cli::add_embed_command(app);
   moco_cli::add_export_command(app);
   try {
     app.parse(argc, argv);

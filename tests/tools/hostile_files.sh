@@ -56,6 +56,9 @@ for name in "${!says[@]}"; do
   expect_refusal "info $f" "${says[$name]}" "$moco" info "$f"
   expect_refusal "inspect --weights $f" "${says[$name]}" "$moco" inspect --arch resnet18 --weights "$f" --input-shape 1,3,32,32
   expect_refusal "knn --pretrained $f" "${says[$name]}" "$moco" knn data --pretrained "$f" --device cpu
+  expect_refusal "embed --pretrained $f" "${says[$name]}" "$moco" embed data --pretrained "$f" --out e.safetensors --device cpu
+  expect_refusal "embed --output projection --pretrained $f" "${says[$name]}" \
+    "$moco" embed data --pretrained "$f" --output projection --out e.safetensors --device cpu
 done
 expect_refusal "knn --pretrained huge_width" "has no tensor 'layer4.0.conv2.weight', which a ResNet of width 4096 needs" \
   "$moco" knn data --pretrained huge_width.safetensors --device cpu
@@ -76,6 +79,8 @@ for f in simclr lincls; do
   expect_refusal "masks --checkpoint of $f" "not a \`moco pretrain\` checkpoint \\(format '(simclr-pretrain|moco-lincls)-checkpoint/1'" \
     "$moco" masks data --checkpoint $f.safetensors --out $f.jpg --strategy hp
   expect_refusal "knn --pretrained of $f" "not a ResNet state dict" "$moco" knn data --pretrained $f.safetensors --device cpu
+  expect_refusal "embed --output projection of $f" "only a \`moco pretrain\` checkpoint holds" \
+    "$moco" embed data --pretrained $f.safetensors --output projection --out e.safetensors --device cpu
 done
 
 # Images: the loader skips what cannot be decoded, naming each file, and decodes the rest as PIL.
