@@ -20,11 +20,6 @@ struct Encoder::Impl {
 
 namespace {
 
-engine::Device resolve_device(const std::string& text) {
-  if (text == "auto") return engine::cuda_device_count() > 0 ? engine::Device::cuda() : engine::Device::cpu();
-  return engine::Device::parse(text);
-}
-
 engine::ssl::EmbedderOptions embedder_options(const std::string& weights, const EncoderOptions& o) {
   engine::ssl::EmbedderOptions e;
   e.backbone.pretrained = weights;
@@ -40,8 +35,8 @@ engine::ssl::EmbedderOptions embedder_options(const std::string& weights, const 
                                                : engine::ssl::HighPass::Auto;
   e.batch_size = o.batch_size;
   e.workers = o.workers > 0 ? o.workers : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  e.device = resolve_device(o.device);
-  engine::use_precision(engine::parse_precision(o.precision), e.device);
+  e.device = engine::resolve_device(o.device);
+  e.precision = engine::parse_precision(o.precision);
   return e;
 }
 
@@ -58,22 +53,36 @@ Encoder::~Encoder() = default;
 Encoder::Encoder(Encoder&&) noexcept = default;
 Encoder& Encoder::operator=(Encoder&&) noexcept = default;
 
-std::size_t Encoder::dimension() const { return static_cast<std::size_t>(impl_->embedder->dim()); }
-
-Preprocessing Encoder::preprocessing() const {
-  const engine::ssl::Embedder& e = *impl_->embedder;
-  Preprocessing p;
-  p.resize = e.transform().resize_size;
-  p.crop = e.transform().size;
-  p.mean = e.transform().norm.mean;
-  p.std = e.transform().norm.std;
-  p.high_pass = e.high_pass();
-  p.text = e.preprocessing_text();
-  return p;
+const Encoder::Impl& Encoder::impl() const {
+  if (!impl_) throw Error("moco_engine::Encoder: used after it was moved from; load another");
+  return *impl_;
 }
 
-std::string Encoder::description() const { return impl_->embedder->description(); }
-std::string Encoder::device() const { return impl_->embedder->options().device.str(); }
+std::size_t Encoder::dimension() const {
+  return detail::call_library([&] { return static_cast<std::size_t>(impl().embedder->dim()); });
+}
+
+Preprocessing Encoder::preprocessing() const {
+  return detail::call_library([&] {
+    const engine::ssl::Embedder& e = *impl().embedder;
+    Preprocessing p;
+    p.resize = e.transform().resize_size;
+    p.crop = e.transform().size;
+    p.mean = e.transform().norm.mean;
+    p.stddev = e.transform().norm.std;
+    p.high_pass = e.high_pass();
+    p.text = e.preprocessing_text();
+    return p;
+  });
+}
+
+std::string Encoder::description() const {
+  return detail::call_library([&] { return impl().embedder->description(); });
+}
+
+std::string Encoder::device() const {
+  return detail::call_library([&] { return impl().embedder->options().device.str(); });
+}
 
 std::vector<float> Encoder::embed(const std::vector<RgbImage>& images) const {
   return detail::call_library([&] {
@@ -88,7 +97,7 @@ std::vector<float> Encoder::embed(const std::vector<RgbImage>& images) const {
       std::memcpy(copy.pixels.data(), im.pixels, copy.pixels.size());
       decoded.push_back(std::move(copy));
     }
-    const engine::Tensor rows = impl_->embedder->embed_images(decoded);  // (N, D) f32 host
+    const engine::Tensor rows = impl().embedder->embed_images(decoded);  // (N, D) f32 host
     const float* values = rows.data<float>();
     return std::vector<float>(values, values + rows.numel());
   });
@@ -101,10 +110,10 @@ Embeddings Encoder::embed_files(const std::vector<std::string>& paths, const Pro
       report = [&progress](int64_t done, int64_t total) {
         progress(static_cast<std::size_t>(done), static_cast<std::size_t>(total));
       };
-    engine::ssl::FileEmbeddings f = impl_->embedder->embed_files(paths, report);
+    engine::ssl::FileEmbeddings f = impl().embedder->embed_files(paths, report);
     Embeddings out;
     out.rows = static_cast<std::size_t>(f.embeddings.size(0));
-    out.dim = dimension();
+    out.dim = static_cast<std::size_t>(impl().embedder->dim());
     const float* values = f.embeddings.data<float>();
     out.values.assign(values, values + f.embeddings.numel());
     out.paths = std::move(f.paths);

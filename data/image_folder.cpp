@@ -45,7 +45,7 @@ void collect_images(const fs::path& dir, std::set<FolderId>& visited,
   for (fs::directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end; !ec && it != end;
        it.increment(ec))
     entries.push_back(*it);
-  ENGINE_CHECK(!ec, "ImageFolder: cannot list '{}': {}", dir.string(), ec.message());
+  ENGINE_CHECK(!ec, "cannot list the folder '{}': {}", dir.string(), ec.message());
   std::sort(entries.begin(), entries.end());
   for (const fs::directory_entry& entry : entries) {
     std::error_code type_ec;

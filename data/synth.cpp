@@ -6,13 +6,10 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <chrono>
 #include <cmath>
-#include <exception>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <numbers>
 #include <string_view>
 #include <thread>
@@ -24,6 +21,7 @@
 #include "engine/check.h"
 #include "engine/file_io.h"
 #include "engine/log.h"
+#include "engine/parallel_for.h"
 
 namespace engine::data {
 
@@ -287,26 +285,10 @@ void write_synth_dataset(const std::string& out_path, const SynthOptions& option
 
   const int64_t total = static_cast<int64_t>(options.classes) * (options.train_per_class + options.val_per_class);
   const int threads = options.threads > 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());
-  std::atomic<int64_t> next{0};
-  std::atomic<bool> failed{false};
-  std::exception_ptr first_error;
-  std::mutex error_mutex;
-  auto work = [&] {
-    for (int64_t i = next++; i < total && !failed; i = next++) {
-      try {
-        const Job job = job_at(options, i);
-        write_sample(out, options, job, names[static_cast<size_t>(job.class_index)]);
-      } catch (...) {
-        const std::lock_guard lock(error_mutex);
-        if (!first_error) first_error = std::current_exception();
-        failed = true;
-      }
-    }
-  };
-  std::vector<std::thread> workers;
-  for (int t = 0; t < threads; ++t) workers.emplace_back(work);
-  for (std::thread& w : workers) w.join();
-  if (first_error) std::rethrow_exception(first_error);
+  parallel_for(total, threads, [&](int64_t i) {
+    const Job job = job_at(options, i);
+    write_sample(out, options, job, names[static_cast<size_t>(job.class_index)]);
+  });
 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   log_info("synth: wrote {} images ({} classes x {} train + {} val, {} px) with their masks to {} in {:.1f} s ({} threads)",

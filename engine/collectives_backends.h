@@ -14,10 +14,10 @@ namespace engine::detail {
 // MPI_Init_thread (funneled: only the main thread calls MPI) and a watchdog thread.
 std::shared_ptr<Collectives> make_mpi_collectives(const ProcessGroupOptions& options);
 std::string mpi_library_version();
-std::string nccl_library_version();  // collectives_nccl.cpp
 #endif
 
 #if ENGINE_WITH_NCCL
+std::string nccl_library_version();
 std::shared_ptr<Collectives> make_nccl_backend(std::shared_ptr<Collectives> bootstrap, Device device,
                                                const ProcessGroupOptions& options);
 #endif

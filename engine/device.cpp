@@ -9,6 +9,11 @@
 
 namespace engine {
 
+Device resolve_device(const std::string& text) {
+  if (text == "auto") return cuda_device_count() > 0 ? Device::cuda() : Device::cpu();
+  return Device::parse(text);
+}
+
 Device Device::parse(const std::string& text) {
   if (text == "cpu") return cpu();
   if (text == "cuda") return cuda(0);

@@ -28,6 +28,9 @@ struct Device {
   std::string str() const;
 };
 
+// What a --device flag names: "auto" (a GPU when there is one, else the CPU) or Device::parse's forms.
+Device resolve_device(const std::string& text);
+
 // True when this binary was compiled with the CUDA backend.
 bool cuda_is_built();
 // Number of usable GPUs: 0 in a build without CUDA, without a driver, or without a device.

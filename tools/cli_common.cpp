@@ -5,13 +5,8 @@
 
 namespace moco_cli {
 
-engine::Device resolve_device(const std::string& text) {
-  if (text == "auto") return engine::cuda_device_count() > 0 ? engine::Device::cuda() : engine::Device::cpu();
-  return engine::Device::parse(text);
-}
-
 engine::Device DeviceFlags::resolve() const {
-  const engine::Device resolved = resolve_device(device);
+  const engine::Device resolved = engine::resolve_device(device);
   engine::use_precision(engine::parse_precision(precision), resolved);
   return resolved;
 }

@@ -20,7 +20,4 @@ struct DeviceFlags {
 };
 void add_device_flags(CLI::App* cmd, DeviceFlags& flags);
 
-// "auto" (a GPU when there is one, else the CPU), "cpu", "cuda" or "cuda:N".
-engine::Device resolve_device(const std::string& text);
-
 }  // namespace moco_cli

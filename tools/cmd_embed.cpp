@@ -1,8 +1,8 @@
 // cmd_embed.cpp - `moco embed IMAGES --pretrained CKPT|W.safetensors --out E.safetensors`: one vector
 // per image from a frozen encoder (ssl/eval/embedding.h, the code the installed library runs too),
 // written as one f32 tensor `embeddings` (N x D) in safetensors, or a NumPy .npy with --npy, and
-// beside it OUT.paths.txt, the N image paths in row order, one per line. Unreadable images are
-// named and skipped; the command fails only when none could be embedded.
+// beside it OUT.paths.txt, the N image paths (absolute) in row order, one per line. Unreadable
+// images are named and skipped; the command fails only when none could be embedded.
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -13,6 +13,7 @@
 #include "engine/file_io.h"
 #include "engine/log.h"
 #include "engine/npy.h"
+#include "engine/precision.h"
 #include "engine/progress.h"
 #include "engine/serialize.h"
 #include "ssl/eval/embedding.h"
@@ -55,6 +56,9 @@ void run_embed(const EmbedArgs& a) {
   ENGINE_CHECK(out_dir.empty() || fs::is_directory(out_dir), "--out {}: the folder '{}' does not exist; create it first",
                a.out, out_dir.string());
   const std::string paths_file = a.out + ".paths.txt";
+  for (const std::string& file : {a.out, paths_file})
+    ENGINE_CHECK(!fs::is_directory(file), "--out {}: '{}' is a folder; give a file name such as {}/embeddings.safetensors",
+                 a.out, file, file);
   const std::vector<std::string> paths = listable(engine::data::list_image_files(a.images));
 
   engine::ssl::EmbedderOptions o;
@@ -66,6 +70,7 @@ void run_embed(const EmbedArgs& a) {
   o.batch_size = a.batch_size;
   o.workers = a.workers;
   o.device = a.device.resolve();
+  o.precision = engine::parse_precision(a.device.precision);
   const engine::ssl::Embedder embedder(o);
   fmt::print("embed: {} images from {}\n  encoder {} on {}, {} ({}{})\n  {}\n", paths.size(), a.images,
              embedder.description(), o.device.str(), engine::ssl::embedding_output_name(o.output), embedder.dim(),
@@ -99,8 +104,9 @@ void run_embed(const EmbedArgs& a) {
         {"paths", fs::path(paths_file).filename().string()}};
     engine::save_safetensors(a.out, {{"embeddings", result.embeddings}}, metadata);
   }
+  // Absolute paths: the list reads the same from any folder, and `moco embed` takes it back as IMAGES.
   std::string listing;
-  for (const std::string& p : result.paths) listing += p + "\n";
+  for (const std::string& p : result.paths) listing += fs::absolute(p).lexically_normal().string() + "\n";
   engine::write_file_atomic(paths_file, listing);
   fmt::print("embed: wrote {} x {} to {} and the paths to {}{}\n", rows, embedder.dim(), a.out, paths_file,
              result.skipped.empty() ? "" : fmt::format("; {} unreadable images skipped (named above)",

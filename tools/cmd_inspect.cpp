@@ -101,7 +101,7 @@ std::shared_ptr<engine::nn::ResNet> build_model(const InspectOptions& opt) {
 }
 
 void run_inspect(const InspectOptions& opt) {
-  const engine::Device device = resolve_device(opt.device);
+  const engine::Device device = engine::resolve_device(opt.device);
   auto model = build_model(opt);
   model->to(device);
   model->train(opt.train);

@@ -50,7 +50,7 @@ std::shared_ptr<engine::nn::ResNet> load_checkpoint_saliency_encoder(const std::
 
 MaskPreview make_mask_preview(const MaskPreviewOptions& o) {
   namespace data = engine::data;
-  const engine::Device device = resolve_device(o.device);
+  const engine::Device device = engine::resolve_device(o.device);
   ssl::MaskingConfig mc;
   mc.strategy = ssl::parse_mask_strategy(o.strategy);
   ENGINE_CHECK(mc.strategy != ssl::MaskStrategy::None,

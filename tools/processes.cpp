@@ -85,7 +85,7 @@ void refuse_shared_gpus(engine::Device device, engine::Collectives& world) {
 
 engine::Device rank_device(const DeviceFlags& flags, engine::Collectives& world) {
   const bool index_given = flags.device.find(':') != std::string::npos;
-  const engine::Device device = engine::device_for_rank(resolve_device(flags.device), index_given, world);
+  const engine::Device device = engine::device_for_rank(engine::resolve_device(flags.device), index_given, world);
   if (device.is_cuda() && world.world_size() > 1) refuse_shared_gpus(device, world);
   engine::use_precision(engine::parse_precision(flags.precision), device);
   return device;

@@ -5,14 +5,16 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <future>
-#include <thread>
+#include <mutex>
 
 #include "data/codec.h"
 #include "data/sample_rng.h"
 #include "engine/autograd.h"
 #include "engine/check.h"
 #include "engine/log.h"
+#include "engine/parallel_for.h"
 #include "ops/l2_normalize.h"
 #include "ssl/eval/features.h"
 #include "ssl/masking/masking.h"
@@ -31,6 +33,8 @@ EmbeddingOutput parse_embedding_output(const std::string& text) {
 const char* embedding_output_name(EmbeddingOutput output) {
   return output == EmbeddingOutput::Projection ? "projection" : "features";
 }
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -58,25 +62,20 @@ Backbone load_with_head(const BackboneSpec& spec, Device device) {
   return out;
 }
 
-// Runs body(i) for i in [0, count) on up to `workers` threads.
-template <typename Body>
-void parallel_for(int64_t count, int workers, Body&& body) {
-  const int64_t threads = std::min<int64_t>(workers, count);
-  if (threads <= 1) {
-    for (int64_t i = 0; i < count; ++i) body(i);
-    return;
-  }
-  std::atomic<int64_t> next{0};
-  std::vector<std::thread> pool;
-  for (int64_t t = 0; t < threads; ++t)
-    pool.emplace_back([&] {
-      for (int64_t i = next++; i < count; i = next++) body(i);
-    });
-  for (std::thread& th : pool) th.join();
-}
+// The resize of the evaluation transform holds the whole image before the crop: a 1 x 100000 image
+// resized to a shorter side of 256 would take 20 GB. Images whose resize would pass this many
+// pixels (a 16:1 panorama at 256 is 1 M) are refused by name.
+constexpr double kMaxResizedPixels = double(1 << 26);
 
-// The evaluation view of `image`, CHW floats into `out`.
-void render_eval_view(const data::Image& image, const data::AugmentConfig& transform, float* out) {
+// The evaluation view of `image` (named `name` in messages), CHW floats into `out`.
+void render_eval_view(const data::Image& image, const std::string& name, const data::AugmentConfig& transform,
+                      float* out) {
+  const double short_side = std::min(image.width, image.height), long_side = std::max(image.width, image.height);
+  const double resized_long = transform.resize_size * long_side / short_side;
+  if (resized_long * transform.resize_size > kMaxResizedPixels)
+    throw data::DecodeError(fmt::format("{}: {}x{} is too elongated: Resize({}) of its shorter side would make a "
+                                        "{:.0f}-pixel long side; crop it first",
+                                        name, image.width, image.height, transform.resize_size, resized_long));
   data::SampleRng rng(0, 0, 0);  // the evaluation transform draws nothing
   const data::ViewParams params = data::sample_view(transform, image.width, image.height, rng);
   data::render_view(image, params, transform, 1, out);
@@ -98,13 +97,19 @@ DecodedBatch decode_batch(std::span<const std::string> paths, const data::Augmen
   float* base = all.data<float>();
   parallel_for(n, workers, [&](int64_t i) {
     const std::string& path = paths[static_cast<size_t>(i)];
+    std::string& error = errors[static_cast<size_t>(i)];
     try {
+      // A folder or a named pipe in a list would make the read fail oddly or block forever.
+      std::error_code ec;
+      if (!fs::is_regular_file(path, ec))
+        throw data::DecodeError(fmt::format("{}: {}", path, fs::exists(path, ec) ? "not a regular file" : "no such file"));
       const std::vector<uint8_t> bytes = data::read_file_bytes(path);
       const data::Image image = data::decode_image(bytes, path);
-      render_eval_view(image, transform, base + i * view_floats);
-    } catch (const std::exception& e) {  // DecodeError, or a transform refusing a degenerate image
-      errors[static_cast<size_t>(i)] = e.what();
-      if (errors[static_cast<size_t>(i)].empty()) errors[static_cast<size_t>(i)] = path + ": unreadable";
+      render_eval_view(image, path, transform, base + i * view_floats);
+    } catch (const data::DecodeError& e) {  // its message names the file
+      error = e.what();
+    } catch (const std::exception& e) {  // out of memory, a transform refusing a degenerate image
+      error = fmt::format("{}: {}", path, e.what());
     }
   });
   DecodedBatch out;
@@ -132,6 +137,7 @@ Embedder::Embedder(const EmbedderOptions& options) : options_(options) {
   ENGINE_CHECK(options.batch_size >= 1, "-b/--batch-size: expected at least 1 image per forward, found {}",
                options.batch_size);
   ENGINE_CHECK(options.workers >= 1, "-j/--workers: expected at least 1 decoding thread, found {}", options.workers);
+  if (options.precision != Precision::fp32) use_precision(options.precision, options.device);  // refuses tf32 on a CPU
   const Backbone backbone = options.output == EmbeddingOutput::Projection
                                 ? load_with_head(options.backbone, options.device)
                                 : load_backbone(options.backbone, options.device);
@@ -159,7 +165,21 @@ std::string Embedder::preprocessing_text() const {
                      n.std[2], high_pass_ ? " HighPass(kernel 11, sigma 5)" : "");
 }
 
+namespace {
+
+std::mutex& device_mutex(const Device& device) {
+  static std::mutex cpu, cuda[64];
+  return device.is_cuda() ? cuda[device.index % 64] : cpu;
+}
+
+}  // namespace
+
 Tensor Embedder::embed_views(const Tensor& views) const {
+  // One forward at a time per device in this process: the encoders on a GPU share its stream and
+  // its cuBLAS and cuDNN handles (which are not for concurrent use), and the math mode is a
+  // setting of the device, which each embedder sets to its own for its forward.
+  const std::lock_guard lock(device_mutex(options_.device));
+  use_precision(options_.precision, options_.device);
   NoGradGuard no_grad;
   const Tensor x = backbone_input(views.to(options_.device), high_pass_);  // (n, 3, S, S)
   Tensor y = options_.output == EmbeddingOutput::Projection ? net_->forward(x) : net_->features(x);  // (n, D)
@@ -184,7 +204,8 @@ Tensor Embedder::embed_images(std::span<const data::Image> images) const {
     Tensor views = Tensor::empty({count, 3, side, side});
     float* base = views.data<float>();
     parallel_for(count, options_.workers, [&](int64_t i) {
-      render_eval_view(images[static_cast<size_t>(start + i)], transform_, base + i * 3 * side * side);
+      render_eval_view(images[static_cast<size_t>(start + i)], fmt::format("image {}", start + i), transform_,
+                       base + i * 3 * side * side);
     });
     const Tensor rows = embed_views(views);
     std::memcpy(out.data<float>() + start * dim_, rows.data<float>(), static_cast<size_t>(count * dim_) * sizeof(float));

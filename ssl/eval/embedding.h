@@ -14,7 +14,9 @@
 // file that cannot be read or decoded (missing, empty, truncated, not an image) is named in the
 // result's `skipped` with the reason and logged as a warning; it never stops the others.
 //
-// Not thread-safe: one call at a time per Embedder (the network's scratch buffers are shared).
+// One call at a time per Embedder. Embedders may run in several threads: their forwards take turns
+// on each device (the encoders of one GPU share its stream and library handles), their decoding
+// does not.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +28,7 @@
 
 #include "data/augment.h"
 #include "data/image.h"
+#include "engine/precision.h"
 #include "engine/tensor.h"
 #include "layers/resnet.h"
 #include "ssl/eval/backbone.h"
@@ -45,6 +48,7 @@ struct EmbedderOptions {
   int64_t batch_size = 64;  // images per forward
   int workers = 1;          // decoding threads
   Device device = Device::cpu();
+  Precision precision = Precision::fp32;  // the math of its convolutions and GEMMs (tf32: a GPU only)
 };
 
 struct SkippedImage {
@@ -64,7 +68,8 @@ using EmbedProgress = std::function<void(int64_t done, int64_t total)>;
 class Embedder {
  public:
   // Loads the encoder. Throws engine::Error for a missing or damaged file, --output projection of a
-  // file without a pretraining head, or a batch size or worker count below 1.
+  // file without a pretraining head, a batch size or worker count below 1, or tf32 on a CPU. For
+  // the projection the whole method of the checkpoint is kept (MoCo's key encoder and queue too).
   explicit Embedder(const EmbedderOptions& options);
 
   int64_t dim() const { return dim_; }

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -65,13 +66,21 @@ std::string captured_output(Body&& body) {
   const int saved_out = dup(1), saved_err = dup(2);
   dup2(file, 1);
   dup2(file, 2);
-  body();
-  std::fflush(stdout);
-  std::fflush(stderr);
-  dup2(saved_out, 1);
-  dup2(saved_err, 2);
-  close(saved_out);
-  close(saved_err);
+  auto restore = [&] {
+    std::fflush(stdout);
+    std::fflush(stderr);
+    dup2(saved_out, 1);
+    dup2(saved_err, 2);
+    close(saved_out);
+    close(saved_err);
+  };
+  try {
+    body();
+  } catch (...) {  // the message must reach the terminal, not the capture file
+    restore();
+    throw;
+  }
+  restore();
   std::ifstream in(name);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   close(file);
@@ -122,7 +131,9 @@ int main(int argc, char** argv) {
   size_t rows = 0, cols = 0;
   const std::vector<float> expected = read_npy(expected_npy, rows, cols);
   const std::vector<std::string> expected_paths = read_lines(expected_npy + ".paths.txt");
-  expect(got.paths == expected_paths, "embed_files embedded other files than moco embed");
+  std::vector<std::string> absolute;  // moco embed writes the paths absolute
+  for (const std::string& p : got.paths) absolute.push_back(std::filesystem::absolute(p).lexically_normal().string());
+  expect(absolute == expected_paths, "embed_files embedded other files than moco embed");
   expect(got.rows == rows && got.dim == cols && dim == cols,
          "shape " + std::to_string(got.rows) + " x " + std::to_string(got.dim) + ", moco embed wrote " +
              std::to_string(rows) + " x " + std::to_string(cols));

@@ -198,6 +198,21 @@ TEST_F(EmbeddingTest, CudaRealSizeResnet50At224MatchesCpu) {
   EXPECT_TRUE(all_close(cuda.embeddings, cpu.embeddings, 1e-4 * largest, 1e-3));
 }
 
+TEST_F(EmbeddingTest, FoldersMissingFilesAndElongatedImagesAreNamedNotFatal) {
+  const fs::path root = dir_->path();
+  // A list naming a folder and a file that is not there, between two images.
+  std::ofstream(root / "odd_list.txt") << "images/a/img0.jpg\nimages/b\nnowhere.jpg\nimages/a/img1.jpg\n";
+  const Embedder embedder(options());
+  const FileEmbeddings e = embedder.embed_files(data::list_image_files((root / "odd_list.txt").string()));
+  ASSERT_EQ(e.paths.size(), 2u);
+  ASSERT_EQ(e.skipped.size(), 2u);
+  EXPECT_NE(e.skipped[0].reason.find("images/b: not a regular file"), std::string::npos) << e.skipped[0].reason;
+  EXPECT_NE(e.skipped[1].reason.find("nowhere.jpg: no such file"), std::string::npos) << e.skipped[1].reason;
+  // 1 x 4,000,000 pixels: Resize(18) of the shorter side would hold 72 million x 18 pixels.
+  const std::vector<data::Image> thin{data::Image(4000000, 1, 3, 128)};
+  expect_error_contains([&] { embedder.embed_images(thin); }, "image 0: 4000000x1 is too elongated");
+}
+
 TEST_F(EmbeddingTest, RefusesWhatItCannotDo) {
   EmbedderOptions o = options();
   o.output = EmbeddingOutput::Projection;

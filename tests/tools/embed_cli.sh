@@ -36,13 +36,17 @@ grep -q "wrote 6 x 512 to e.safetensors .*; 2 unreadable images skipped" <<<"$ou
 [ "$(wc -l <e.safetensors.paths.txt)" -eq 6 ] || fail "paths.txt: $(cat e.safetensors.paths.txt)"
 grep -q "png_named.jpg" e.safetensors.paths.txt || fail "the PNG named .jpg was not embedded"
 grep -qE "corrupt|empty|notes" e.safetensors.paths.txt && fail "paths.txt lists a skipped file"
-[ "$(head -1 e.safetensors.paths.txt)" = "images/a/$(basename "${good[0]}")" ] || fail "row 0 is $(head -1 e.safetensors.paths.txt)"
+[ "$(head -1 e.safetensors.paths.txt)" = "$PWD/images/a/$(basename "${good[0]}")" ] || fail "row 0 is $(head -1 e.safetensors.paths.txt)"
 info=$("$moco" info e.safetensors 2>&1)
 grep -qE "embeddings +F32 +\(6, 512\)" <<<"$info" || fail "moco info: $info"
 
 out=$("$moco" embed images --pretrained "$checkpoint" --out e.npy --npy -b 4 -j 2 --device cpu 2>&1) || fail "--npy: $out"
 [ "$(head -c 6 e.npy | tail -c 5)" = "NUMPY" ] || fail "e.npy is not a .npy file"
 cmp -s e.npy.paths.txt e.safetensors.paths.txt || fail "the two runs list different paths"
+# The paths file is a list of images itself, read from any folder.
+out=$(cd / && "$moco" embed "$work/e.npy.paths.txt" --pretrained "$checkpoint" --out "$work/again.npy" --npy -j 2 \
+      --device cpu 2>&1) || fail "the paths file as IMAGES: $out"
+cmp -s again.npy.paths.txt e.npy.paths.txt || fail "the paths file as IMAGES embedded other files: $out"
 
 out=$("$moco" embed images --pretrained "$checkpoint" --out p.safetensors --output projection --normalize -b 4 -j 2 \
       --device cpu 2>&1) || fail "--output projection: $out"
@@ -64,6 +68,8 @@ expect_refusal "missing folder" "'no_such_folder' does not exist" \
   "$moco" embed no_such_folder --pretrained "$checkpoint" --out x.safetensors --device cpu
 expect_refusal "missing out folder" "the folder 'no_such_dir' does not exist" \
   "$moco" embed images --pretrained "$checkpoint" --out no_such_dir/x.safetensors --device cpu
+expect_refusal "out is a folder" "'images' is a folder" \
+  "$moco" embed images --pretrained "$checkpoint" --out images --device cpu
 mkdir -p bad; : >bad/empty.jpg; cp images/a/corrupt.jpg bad/
 expect_refusal "nothing decodable" "none of the 2 images of bad could be decoded" \
   "$moco" embed bad --pretrained "$checkpoint" --out bad.safetensors --device cpu

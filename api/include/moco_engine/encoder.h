@@ -11,7 +11,13 @@
 // scale to 0-1, normalise with ImageNet's mean and std, then a high-pass filter for encoders that
 // were pretrained on high-passed images. preprocessing() says exactly what is applied.
 //
-// An Encoder is not thread-safe: use one per thread, or one call at a time.
+// One call at a time per Encoder; several Encoders may run in several threads (their network
+// forwards take turns on each device, their file decoding does not).
+//
+// Performance on the CPU: the network runs on OpenMP threads, which by default spin for a while
+// after each parallel region, against the decoding threads. Start your program with
+// OMP_WAIT_POLICY=passive in its environment (libgomp reads it when it loads, before main) for
+// the speed of `moco embed`, which sets it for itself.
 #pragma once
 
 #include <array>
@@ -51,8 +57,8 @@ struct EncoderOptions {
 struct Preprocessing {
   int resize = 0;  // the shorter side is resized to this
   int crop = 0;    // then the center crop-by-crop square is taken
-  std::array<float, 3> mean{};  // Normalize, on values scaled to 0-1
-  std::array<float, 3> std{};
+  std::array<float, 3> mean{};    // Normalize, on values scaled to 0-1: (x - mean) / stddev
+  std::array<float, 3> stddev{};
   bool high_pass = false;  // then high-pass filtered (kernel 11, sigma 5)
   std::string text;        // all of it as one line
 };
@@ -106,6 +112,7 @@ class MOCO_ENGINE_API Encoder {
 
  private:
   struct Impl;
+  const Impl& impl() const;  // throws Error after a move
   std::unique_ptr<Impl> impl_;
 };
 
