@@ -35,6 +35,10 @@
 #   5. ResNet ops        bench_resnet_ops and its PyTorch twin, fp32 (resnet-ops.log)
 #   6. sanitizer         compute-sanitizer memcheck over test_ops and test_engine's CUDA cases
 #                        without the real-size cases and the deliberate out-of-memory (sanitizer.log)
+#   7. embed vs PyTorch  bench/embed/embed_vs_torch.sh --device cuda: `moco embed` (ResNet-50, 224 px,
+#                        decode included) against torchvision's DataLoader + resnet50 in inference_mode,
+#                        2048 JPEGs of 500x375, batch 256, 8 decoding threads / workers, fp32; last, so
+#                        that it runs on what time is left (resnet-ops.log)
 #
 # Budget: GPU_CHECK_BUDGET seconds from the script's start (570 by default; 1800, and every cap x3,
 # for --rehearse). Each step runs under `timeout` for min(its own cap, time left - GPU_CHECK_RESERVE
@@ -559,5 +563,29 @@ for suite in test_ops test_engine; do
       key "$(grep -m1 'ERROR SUMMARY' "$LAST_OUT" | sed 's/^=* *//'); $(gtest_counts "$LAST_OUT")"
   fi
 done
+
+# --- 7. deployment: moco embed next to PyTorch inference -----------------------------------------
+# bench/embed/embed_vs_torch.sh: img/s of `moco embed` and of its twin over the same JPEGs, decode
+# included on both sides (the rehearsal: 16 images, batch 8, 2 workers, one round). Last, so that
+# it never takes the sanitizer's time; its log goes with the ResNet ops' ($OUT may return 8 files).
+embed_pair() {
+  local sizes=(--images 2048 --batch 256 --workers 8 --repeats 2)
+  [ "$REHEARSE" = 1 ] && sizes=(--images 16 --batch 8 --workers 2 --repeats 1)
+  MOCO=$BUILD_DIR/tools/moco bash bench/embed/embed_vs_torch.sh --device "$DEV" --precision fp32 "${sizes[@]}" \
+    --work "$WORK/embed"
+}
+export -f embed_pair
+log resnet-ops.log
+if [ $HAVE_TORCH = 0 ]; then
+  skip "embed vs PyTorch fp32" "torch not importable here"
+elif [ ! -x "$MOCO" ]; then
+  skip "embed vs PyTorch fp32" "not built: $MOCO"
+else
+  MIN_S=45 step "embed vs PyTorch fp32" 120 embed_pair
+  if [ "$(last_status)" = pass ]; then
+    # the table's row: device precision batch workers images threads commit engine torch ratio
+    key "$(awk '$1 == ENVIRON["DEV"] && NF == 10 { printf "engine %s img/s, PyTorch %s img/s: engine/PyTorch %s (%s images, batch %s, %s workers)\n", $8, $9, $10, $5, $3, $4 }' "$LAST_OUT" | tail -1)"
+  fi
+fi
 
 finish
