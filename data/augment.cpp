@@ -1,6 +1,8 @@
 // augment.cpp - see augment.h.
 #include "data/augment.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -129,12 +131,24 @@ int fast_decode_reduction(const AugmentConfig& config, int width, int height, st
   return 1;
 }
 
+void check_view_fits(const AugmentConfig& config, int width, int height, const std::string& name) {
+  if (config.random_crop) return;
+  constexpr double kMaxResizedPixels = double(1 << 26);
+  const double short_side = std::min(width, height), long_side = std::max(width, height);
+  const double resized_long = config.resize_size * long_side / short_side;
+  if (resized_long * config.resize_size > kMaxResizedPixels)
+    throw DecodeError(fmt::format("{}: {}x{} is too elongated: Resize({}) of its shorter side would make a {:.0f}-pixel "
+                                  "long side; crop it first",
+                                  name, width, height, config.resize_size, resized_long));
+}
+
 SampleViews make_views(std::span<const uint8_t> bytes, const std::string& name, const AugmentConfig& config,
                        int num_views, bool fast_decode, SampleRng& rng, std::span<float* const> outs) {
   ENGINE_CHECK(static_cast<int>(outs.size()) == num_views, "make_views: {} views but {} outputs", num_views,
                outs.size());
   SampleViews s;
   const ImageHeader header = read_image_header(bytes, name);
+  check_view_fits(config, header.width, header.height, name);
   for (int v = 0; v < num_views; ++v) s.views.push_back(sample_view(config, header.width, header.height, rng));
   if (fast_decode && header.is_jpeg) s.reduce = fast_decode_reduction(config, header.width, header.height, s.views);
   const Image image = decode_image(bytes, name, s.reduce);

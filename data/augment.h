@@ -55,6 +55,13 @@ struct ViewParams {
 
 ViewParams sample_view(const AugmentConfig& config, int width, int height, SampleRng& rng);
 
+// The evaluation transform resizes the whole image before its center crop, so a very elongated one
+// (1 x 100000 pixels at a shorter side of 256: 20 GB) could exhaust memory: throws DecodeError,
+// naming `name`, when that resize would pass 2^26 pixels (a 16:1 panorama at 256 makes 1 M). The
+// random crop cuts first and is never refused. make_views checks every file; callers that render
+// images of their own check them with this.
+void check_view_fits(const AugmentConfig& config, int width, int height, const std::string& name);
+
 // The view drawn by `params` from `image`, written as 3 x size x size floats (CHW) into `out`.
 // `reduce` > 1 says `image` was decoded at 1/reduce of the size the box refers to.
 void render_view(const Image& image, const ViewParams& params, const AugmentConfig& config, int reduce, float* out);

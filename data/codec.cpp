@@ -8,6 +8,7 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 
@@ -239,6 +240,10 @@ Image decode_image(std::span<const uint8_t> bytes, const std::string& name, int 
 }
 
 std::vector<uint8_t> read_file_bytes(const std::string& path) {
+  // A folder would "open" and report an absurd size; a named pipe would block the reader forever.
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    throw DecodeError(fmt::format("{}: {}", path, std::filesystem::exists(path, ec) ? "not a regular file" : "no such file"));
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw DecodeError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
   const std::streamsize size = in.tellg();

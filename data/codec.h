@@ -42,7 +42,7 @@ ImageHeader read_image_header(std::span<const uint8_t> bytes, const std::string&
 // under --fast-decode. PNGs ignore it. Throws DecodeError.
 Image decode_image(std::span<const uint8_t> bytes, const std::string& name, int reduce = 1);
 
-// The whole file, or DecodeError when it cannot be read.
+// The whole file, or DecodeError when it cannot be read or is not a regular file (a folder, a pipe).
 std::vector<uint8_t> read_file_bytes(const std::string& path);
 Image read_image(const std::string& path);
 

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <filesystem>
 #include <future>
 #include <mutex>
 
@@ -34,8 +33,6 @@ const char* embedding_output_name(EmbeddingOutput output) {
   return output == EmbeddingOutput::Projection ? "projection" : "features";
 }
 
-namespace fs = std::filesystem;
-
 namespace {
 
 // The online encoder of a pretraining checkpoint with its projection head, frozen. The returned
@@ -62,23 +59,12 @@ Backbone load_with_head(const BackboneSpec& spec, Device device) {
   return out;
 }
 
-// The resize of the evaluation transform holds the whole image before the crop: a 1 x 100000 image
-// resized to a shorter side of 256 would take 20 GB. Images whose resize would pass this many
-// pixels (a 16:1 panorama at 256 is 1 M) are refused by name.
-constexpr double kMaxResizedPixels = double(1 << 26);
-
-// The evaluation view of `image` (named `name` in messages), CHW floats into `out`.
+// The evaluation view of an image in memory (`name` in messages), CHW floats into `out`.
 void render_eval_view(const data::Image& image, const std::string& name, const data::AugmentConfig& transform,
                       float* out) {
-  const double short_side = std::min(image.width, image.height), long_side = std::max(image.width, image.height);
-  const double resized_long = transform.resize_size * long_side / short_side;
-  if (resized_long * transform.resize_size > kMaxResizedPixels)
-    throw data::DecodeError(fmt::format("{}: {}x{} is too elongated: Resize({}) of its shorter side would make a "
-                                        "{:.0f}-pixel long side; crop it first",
-                                        name, image.width, image.height, transform.resize_size, resized_long));
+  data::check_view_fits(transform, image.width, image.height, name);
   data::SampleRng rng(0, 0, 0);  // the evaluation transform draws nothing
-  const data::ViewParams params = data::sample_view(transform, image.width, image.height, rng);
-  data::render_view(image, params, transform, 1, out);
+  data::render_view(image, data::sample_view(transform, image.width, image.height, rng), transform, 1, out);
 }
 
 // One batch of files decoded: the views of the readable ones, in order, and why the others failed.
@@ -99,13 +85,9 @@ DecodedBatch decode_batch(std::span<const std::string> paths, const data::Augmen
     const std::string& path = paths[static_cast<size_t>(i)];
     std::string& error = errors[static_cast<size_t>(i)];
     try {
-      // A folder or a named pipe in a list would make the read fail oddly or block forever.
-      std::error_code ec;
-      if (!fs::is_regular_file(path, ec))
-        throw data::DecodeError(fmt::format("{}: {}", path, fs::exists(path, ec) ? "not a regular file" : "no such file"));
-      const std::vector<uint8_t> bytes = data::read_file_bytes(path);
-      const data::Image image = data::decode_image(bytes, path);
-      render_eval_view(image, path, transform, base + i * view_floats);
+      data::SampleRng rng(0, 0, 0);  // the evaluation transform draws nothing
+      float* const out[1] = {base + i * view_floats};
+      data::make_views(data::read_file_bytes(path), path, transform, 1, /*fast_decode=*/false, rng, out);
     } catch (const data::DecodeError& e) {  // its message names the file
       error = e.what();
     } catch (const std::exception& e) {  // out of memory, a transform refusing a degenerate image

@@ -15,12 +15,6 @@ namespace {
 
 constexpr int64_t kTorchvisionWidth = 64;  // torchvision's ResNet: stem 64, stages 64/128/256/512 planes
 
-bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // Every occurrence of `from` in `s` replaced by `to`, left to right (Python's str.replace, which
 // MoCo's script uses).
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
@@ -36,7 +30,7 @@ int64_t add_missing_batch_counters(SafetensorsFile& file, const std::string& pre
   const std::string stats = ".running_mean";
   NamedTensors added;
   for (const auto& [name, t] : file.tensors) {
-    if (!starts_with(name, prefix) || !ends_with(name, stats)) continue;
+    if (!name.starts_with(prefix) || !name.ends_with(stats)) continue;
     const std::string counter = name.substr(0, name.size() - stats.size()) + ".num_batches_tracked";
     if (!file.contains(counter)) added.emplace_back(counter, Tensor::zeros({}, DType::i64));
   }
@@ -138,7 +132,7 @@ ExportedBackbone export_backbone(const std::string& path, ExportFormat format) {
   }
 
   for (const auto& [name, t] : model->state_dict()) {
-    if (starts_with(name, "fc.")) continue;
+    if (name.starts_with("fc.")) continue;
     const Tensor value = t.dtype() == DType::i64 ? t : t.to(DType::f32);
     out.tensors.emplace_back(format == ExportFormat::Detectron2 ? detectron2_name(name) : name, value);
   }

@@ -133,7 +133,13 @@ int main(int argc, char** argv) {
   const std::vector<std::string> expected_paths = read_lines(expected_npy + ".paths.txt");
   std::vector<std::string> absolute;  // moco embed writes the paths absolute
   for (const std::string& p : got.paths) absolute.push_back(std::filesystem::absolute(p).lexically_normal().string());
-  expect(absolute == expected_paths, "embed_files embedded other files than moco embed");
+  std::string first_difference;
+  for (size_t i = 0; i < std::max(absolute.size(), expected_paths.size()) && first_difference.empty(); ++i) {
+    const std::string a = i < absolute.size() ? absolute[i] : "(none)";
+    const std::string b = i < expected_paths.size() ? expected_paths[i] : "(none)";
+    if (a != b) first_difference = "row " + std::to_string(i) + ": " + a + " against " + b;
+  }
+  expect(first_difference.empty(), "embed_files embedded other files than moco embed: " + first_difference);
   expect(got.rows == rows && got.dim == cols && dim == cols,
          "shape " + std::to_string(got.rows) + " x " + std::to_string(got.dim) + ", moco embed wrote " +
              std::to_string(rows) + " x " + std::to_string(cols));

@@ -2,7 +2,9 @@
 // refusal of files that are not images.
 #include <gtest/gtest.h>
 
+#include "data/augment.h"
 #include "data/codec.h"
+#include "data/sample_rng.h"
 #include "pil_fixtures.h"
 #include "temp_dataset.h"
 
@@ -85,6 +87,42 @@ TEST(Decode, RefusesFilesThatAreNotImagesNamingThem) {
   std::vector<uint8_t> garbled = jpeg;
   for (size_t i = 600; i < garbled.size(); ++i) garbled[i] = static_cast<uint8_t>(i * 7);
   EXPECT_THROW(decode_image(garbled, "garbled.jpg"), DecodeError);
+}
+
+TEST(Decode, ReadingRefusesWhatIsNotARegularFileNamingIt) {
+  // A folder "opens" with an absurd size, a named pipe would block: both refused before reading.
+  const std::string folder = data_fixture_path("");
+  try {
+    read_file_bytes(folder);
+    ADD_FAILURE() << "a folder was read";
+  } catch (const DecodeError& e) {
+    EXPECT_NE(std::string(e.what()).find(": not a regular file"), std::string::npos) << e.what();
+  }
+  try {
+    read_file_bytes(folder + "/no_such_image.jpg");
+    ADD_FAILURE() << "a missing file was read";
+  } catch (const DecodeError& e) {
+    EXPECT_NE(std::string(e.what()).find("no_such_image.jpg: no such file"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Decode, TheEvaluationViewRefusesAnImageItsResizeCouldNotHold) {
+  // 100000 x 1 pixels: a small file, but Resize(256) of its shorter side would be 25.6 M x 256.
+  const std::vector<uint8_t> png = encode_png(Image(100000, 1, 3, 90));
+  std::vector<float> view(3 * 224 * 224);
+  float* const out[1] = {view.data()};
+  SampleRng rng(0, 0, 0);
+  try {
+    make_views(png, "thin.png", eval_transform(224), 1, false, rng, out);
+    ADD_FAILURE() << "the elongated image was rendered";
+  } catch (const DecodeError& e) {
+    EXPECT_NE(std::string(e.what()).find("thin.png: 100000x1 is too elongated: Resize(256)"), std::string::npos)
+        << e.what();
+  }
+  // The random crop cuts before it resizes: the same file renders.
+  EXPECT_NO_THROW(make_views(png, "thin.png", mocov2_augment(32), 1, false, rng, out));
+  // A 16:1 panorama passes the evaluation resize.
+  EXPECT_NO_THROW(check_view_fits(eval_transform(224), 4096, 256, "panorama.jpg"));
 }
 
 TEST(Decode, SixteenBitPngWithGammaGivesPilsHighBytes) {

@@ -16,11 +16,14 @@
 #include "engine/log.h"
 #include "tests/common/temp_dir.h"
 #include "tests/common/test_helpers.h"
+#include "tests/data/temp_dataset.h"
 
 namespace engine::ssl {
 namespace {
 
 namespace fs = std::filesystem;
+using data::testing::patterned_image;
+using data::testing::write_bytes;
 using testing::TempDir;
 using testing::all_close;
 using testing::error_of;
@@ -38,18 +41,6 @@ std::vector<std::vector<float>> rows_of(const Tensor& t) {
   return rows;
 }
 
-void write_bytes(const fs::path& path, const std::vector<uint8_t>& bytes) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path.string(), std::ios::binary)
-      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
-
-data::Image pattern(int width, int height, int seed) {
-  data::Image image(width, height, 3);
-  for (size_t i = 0; i < image.pixels.size(); ++i) image.pixels[i] = static_cast<uint8_t>((i * (7 + seed)) % 253);
-  return image;
-}
-
 // Five JPEGs of different sizes in two folders, a truncated JPEG, an empty file and a PNG named .jpg.
 class EmbeddingTest : public ::testing::Test {
  protected:
@@ -58,12 +49,12 @@ class EmbeddingTest : public ::testing::Test {
     const fs::path root = dir_->path() / "images";
     for (int i = 0; i < 5; ++i)
       write_bytes(root / (i < 3 ? "a" : "b/c") / ("img" + std::to_string(i) + ".jpg"),
-                  data::encode_jpeg(pattern(24 + 5 * i, 20 + 3 * i, i)));
-    std::vector<uint8_t> whole = data::encode_jpeg(pattern(30, 30, 9));
+                  data::encode_jpeg(patterned_image(24 + 5 * i, 20 + 3 * i, i)));
+    std::vector<uint8_t> whole = data::encode_jpeg(patterned_image(30, 30, 9));
     whole.resize(whole.size() / 2);
     write_bytes(root / "a" / "corrupt.jpg", whole);
     write_bytes(root / "b" / "empty.jpg", {});
-    write_bytes(root / "b" / "png_named.jpg", data::encode_png(pattern(19, 23, 4)));
+    write_bytes(root / "b" / "png_named.jpg", data::encode_png(patterned_image(19, 23, 4)));
   }
   static void TearDownTestSuite() {
     delete dir_;

@@ -75,8 +75,6 @@ std::vector<KeyEntry> entries_of(const NamedTensors& tensors) {
   return out;
 }
 
-bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
-
 // The same dtype, shape and bytes.
 bool same_bits(const Tensor& a, const Tensor& b) {
   if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
@@ -139,7 +137,7 @@ TEST(Export, AMocoCheckpointGivesTorchvisionsKeysWithTheQueryEncodersValues) {
   // torchvision's resnet18 state dict, in its order, without the classifier.
   std::vector<KeyEntry> expected;
   for (const KeyEntry& k : torchvision_keys("resnet18"))
-    if (!starts_with(k.name, "fc.")) expected.push_back(k);
+    if (!k.name.starts_with("fc.")) expected.push_back(k);
   ASSERT_EQ(expected.size(), 120u);  // 122 keys of resnet18 less fc.weight and fc.bias
   EXPECT_EQ(entries_of(e.tensors), expected);
 
@@ -152,8 +150,8 @@ TEST(Export, AMocoCheckpointGivesTorchvisionsKeysWithTheQueryEncodersValues) {
   }
   EXPECT_EQ(differs_from_key_encoder, 20u * 3) << "every BatchNorm's mean, variance and counter is encoder_q's";
   for (const auto& [name, t] : e.tensors)
-    EXPECT_FALSE(starts_with(name, "encoder") || starts_with(name, "queue") || starts_with(name, "fc.") ||
-                 starts_with(name, "optimizer"))
+    EXPECT_FALSE(name.starts_with("encoder") || name.starts_with("queue") || name.starts_with("fc.") ||
+                 name.starts_with("optimizer"))
         << name;
 
   EXPECT_EQ(e.arch, "resnet18");
@@ -194,7 +192,7 @@ TEST(Export, AnExportedResNet50GivesTheSamePooledFeaturesAsTheOriginalAndAsPyTor
   EXPECT_EQ(e.source, "a ResNet with torchvision's names");
   std::vector<KeyEntry> expected;
   for (const KeyEntry& k : torchvision_keys("resnet50"))
-    if (!starts_with(k.name, "fc.")) expected.push_back(k);
+    if (!k.name.starts_with("fc.")) expected.push_back(k);
   EXPECT_EQ(entries_of(e.tensors), expected);
   const std::string out = (dir.path() / "r50_export.safetensors").string();
   write_export(out, e);
@@ -247,7 +245,7 @@ TEST(Export, Detectron2NamesFollowMocosConversionRule) {
     for (const KeyEntry& k : torchvision_keys(arch)) {
       const std::string d = detectron2_name(k.name);
       names.insert(d);
-      EXPECT_TRUE(starts_with(d, "stem.") || (starts_with(d, "res") && d[3] >= '2' && d[3] <= '5' && d[4] == '.'))
+      EXPECT_TRUE(d.starts_with("stem.") || (d.starts_with("res") && d[3] >= '2' && d[3] <= '5' && d[4] == '.'))
           << d;
       for (const char* gone : {"layer", "bn", "downsample"}) EXPECT_EQ(d.find(gone), std::string::npos) << d;
     }
@@ -289,7 +287,7 @@ TEST(Export, ASimclrCheckpointExportsItsEncoderAndWarnsWhatTorchvisionNeeds) {
   const ExportedBackbone e = export_backbone(ckpt, ExportFormat::Torchvision);
   const SafetensorsFile file = load_safetensors(ckpt);
   size_t expected = 0;
-  for (const auto& [name, t] : file.tensors) expected += starts_with(name, "encoder.") && !starts_with(name, "encoder.fc.");
+  for (const auto& [name, t] : file.tensors) expected += name.starts_with("encoder.") && !name.starts_with("encoder.fc.");
   EXPECT_EQ(e.tensors.size(), expected);
   for (const auto& [name, t] : e.tensors) EXPECT_TRUE(same_bits(t, file.at("encoder." + name))) << name;
   EXPECT_EQ(e.metadata.at("method"), "simclr");
