@@ -122,12 +122,26 @@ ResNet::ResNet(const ResNetConfig& config, Generator& gen) : config_(config) {
   register_module("fc", make<Linear>(feature_dim_, config.num_classes, gen));
 }
 
-Tensor ResNet::feature_map(const Tensor& x) {
+Tensor ResNet::feature_map(const Tensor& x) { return stage_map(x, 4); }
+
+namespace {
+void check_stage(int stage) {
+  ENGINE_CHECK(stage >= 1 && stage <= 4, "ResNet: stages are 1 to 4 (layer1 to layer4), found {}", stage);
+}
+}  // namespace
+
+Tensor ResNet::stage_map(const Tensor& x, int stage) {
   ENGINE_CHECK(x.dim() == 4 && x.size(1) == 3, "ResNet: expected images (N, 3, H, W), found {}", x.str());
+  check_stage(stage);
   Tensor h = child("relu")(child("bn1")(child("conv1")(x)));  // (N, width, H/2, W/2), or (N, width, H, W) small stem
   if (config_.stem == ResNetStem::ImageNet) h = child("maxpool")(h);  // (N, width, H/4, W/4)
-  for (const char* stage : {"layer1", "layer2", "layer3", "layer4"}) h = child(stage)(h);
-  return h;  // (N, feature_dim, H/32, W/32), or H/8 with the small stem
+  for (int k = 1; k <= stage; ++k) h = child(fmt::format("layer{}", k))(h);
+  return h;  // stage 4: (N, feature_dim, H/32, W/32), or H/8 with the small stem; each stage before halves less
+}
+
+int64_t ResNet::stage_channels(int stage) const {
+  check_stage(stage);
+  return feature_dim_ >> (4 - stage);
 }
 
 namespace {
@@ -145,10 +159,11 @@ Tensor ResNet::head(const Tensor& feature_map) { return child("fc")(pool(child("
 
 Tensor ResNet::forward(const Tensor& x) { return head(feature_map(x)); }  // (N, num_classes)
 
-int64_t ResNet::feature_map_side(int64_t input_side) const {
+int64_t ResNet::stage_map_side(int64_t input_side, int stage) const {
+  check_stage(stage);
   int64_t side = input_side;
   if (config_.stem == ResNetStem::ImageNet) side = halved(halved(side));  // conv1 and maxpool
-  for (int stage = 0; stage < 3; ++stage) side = halved(side);            // layer2, layer3, layer4
+  for (int k = 2; k <= stage; ++k) side = halved(side);                   // layer2 .. layer`stage`
   return side;
 }
 

@@ -67,13 +67,19 @@ class ResNet : public Module {
   // layer4's output, before pooling: (N, feature_dim(), H/32, W/32) (H/8 with the small stem);
   // summed over channels it is the saliency map (ssl/masking/saliency.h).
   Tensor feature_map(const Tensor& x);
+  // The output of stage `stage` (1..4 for layer1..layer4), before pooling: (N,
+  // stage_channels(stage), side, side) with side = stage_map_side(H, stage); stage 4 is feature_map.
+  // What part-level probing pools inside each part (ssl/eval/part_probe.h).
+  Tensor stage_map(const Tensor& x, int stage);
+  int64_t stage_channels(int stage) const;  // feature_dim() / 2^(4 - stage)
+  int64_t stage_map_side(int64_t input_side, int stage) const;
   // The pooled features before the head: (N, feature_dim()).
   Tensor features(const Tensor& x);
   // The rest of forward after feature_map: pool and head, (N, num_classes); forward(x) is
   // head(feature_map(x)), so a caller that needs both runs the trunk once.
   Tensor head(const Tensor& feature_map);
   // The side of feature_map's output for a square input of `input_side` pixels (7 at 224).
-  int64_t feature_map_side(int64_t input_side) const;
+  int64_t feature_map_side(int64_t input_side) const { return stage_map_side(input_side, 4); }
   int64_t feature_dim() const { return feature_dim_; }
   // Swaps the classifier `fc` for another module taking (N, feature_dim()) (MoCo's MLP head);
   // its parameters then appear under "fc." as in the reference.

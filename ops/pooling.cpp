@@ -1,4 +1,4 @@
-// pooling.cpp - checks, dispatch and autograd for maxpool2d and avgpool_global.
+// pooling.cpp - checks, dispatch and autograd for maxpool2d, avgpool_global and region_avgpool.
 #include <limits>
 
 #include "engine/autograd.h"
@@ -117,6 +117,47 @@ Tensor avgpool_global(const Tensor& x) {
     node->shape = x.shape();
     node->format = format;
     autograd::record(node, y, {&x});
+  }
+  return y;
+}
+
+Tensor region_avgpool(const Tensor& x, const Tensor& weights, const Tensor& image) {
+  check_defined(x, "region_avgpool", "x");
+  check_defined(weights, "region_avgpool", "weights");
+  check_defined(image, "region_avgpool", "image");
+  ENGINE_CHECK(!autograd::needs_grad({&x}),
+               "region_avgpool: x requires a gradient, but region_avgpool has no backward (it pools frozen "
+               "features); run the network under NoGradGuard");
+  ENGINE_CHECK(x.dim() == 4, "region_avgpool: expected x (N, C, H, W), found {}", x.str());
+  const int64_t R = weights.dim() == 3 ? weights.size(0) : -1;
+  ENGINE_CHECK(R >= 0 && weights.size(1) == x.size(2) && weights.size(2) == x.size(3),
+               "region_avgpool: expected weights (R, {}, {}) over x's cells, found {}", x.size(2), x.size(3),
+               weights.str());
+  const DType weight_dtype = x.device().is_cpu() ? x.dtype() : DType::f32;
+  ENGINE_CHECK(weights.dtype() == weight_dtype && weights.device() == x.device(),
+               "region_avgpool: expected weights of {} on {} for x {} on {}, found {} on {}", dtype_name(weight_dtype),
+               x.device().str(), dtype_name(x.dtype()), x.device().str(), dtype_name(weights.dtype()),
+               weights.device().str());
+  ENGINE_CHECK(image.dtype() == DType::i64 && image.device().is_cpu() && image.dim() == 1 && image.size(0) == R,
+               "region_avgpool: expected image ({}) i64 on the CPU, found {}", R, image.str());
+  const Tensor image_host = image.contiguous();
+  const int64_t* images = image_host.data<int64_t>();
+  for (int64_t r = 0; r < R; ++r)
+    ENGINE_CHECK(images[r] >= 0 && images[r] < x.size(0),
+                 "region_avgpool: region {} belongs to image {}, outside x's {} images", r, images[r], x.size(0));
+  const Tensor xc = x.contiguous(x.memory_format());
+  const Tensor wc = weights.contiguous();
+  const ChannelLayout l = channel_layout_of(xc);
+  Tensor y = Tensor::empty({R, l.C}, x.dtype(), x.device());
+  if (x.device().is_cpu()) {
+    dispatch_float(x.dtype(), "region_avgpool", [&]<typename T>() {
+      region_avgpool_forward_cpu<T>(y.data<T>(), xc.data<T>(), wc.data<T>(), images, R, l);
+    });
+  } else {
+    const Tensor image_device = image_host.to(x.device());
+    ENGINE_DISPATCH_CUDA(x.device(), "region_avgpool",
+                         region_avgpool_forward_cuda(x.device().index, y.data_ptr(), xc.data_ptr(), wc.data<float>(),
+                                                     image_device.data<int64_t>(), x.dtype(), R, l));
   }
   return y;
 }

@@ -70,11 +70,29 @@ void avgpool_global_backward_cpu(T* dx, const T* dy, ChannelLayout l) {
       for (int64_t i = 0; i < l.HW; ++i) dx[l.offset(n, c, i)] = dy[n * l.C + c] * scale;
 }
 
+template <typename T>
+void region_avgpool_forward_cpu(T* y, const T* x, const T* weights, const int64_t* image, int64_t R,
+                                ChannelLayout l) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t r = 0; r < R; ++r) {
+    for (int64_t c = 0; c < l.C; ++c) {
+      const T* w = weights + r * l.HW;
+      double sum = 0.0, total = 0.0;
+      for (int64_t i = 0; i < l.HW; ++i) {
+        sum += static_cast<double>(w[i]) * static_cast<double>(x[l.offset(image[r], c, i)]);
+        total += static_cast<double>(w[i]);
+      }
+      y[r * l.C + c] = total > 0.0 ? static_cast<T>(sum / total) : T(0);
+    }
+  }
+}
+
 #define ENGINE_INSTANTIATE_POOLING_CPU(T)                                                                   \
   template void maxpool2d_forward_cpu<T>(T*, int32_t*, const T*, const MaxPool2dGeometry&);                \
   template void maxpool2d_backward_cpu<T>(T*, const T*, const int32_t*, const MaxPool2dGeometry&);         \
   template void avgpool_global_forward_cpu<T>(T*, const T*, ChannelLayout);                                \
-  template void avgpool_global_backward_cpu<T>(T*, const T*, ChannelLayout);
+  template void avgpool_global_backward_cpu<T>(T*, const T*, ChannelLayout);                               \
+  template void region_avgpool_forward_cpu<T>(T*, const T*, const T*, const int64_t*, int64_t, ChannelLayout);
 ENGINE_INSTANTIATE_POOLING_CPU(float)
 ENGINE_INSTANTIATE_POOLING_CPU(double)
 #undef ENGINE_INSTANTIATE_POOLING_CPU

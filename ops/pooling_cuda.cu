@@ -1,4 +1,4 @@
-// pooling_cuda.cu - maxpool2d and global average pooling on CUDA: one thread per output element
+// pooling_cuda.cu - maxpool2d, global and region average pooling on CUDA: one thread per output element
 // (per input element for maxpool's backward, which gathers rather than scatters).
 #include <cmath>
 
@@ -91,6 +91,23 @@ __global__ void avgpool_backward_kernel(T* dx, const T* dy, ChannelLayout l) {
   }
 }
 
+// One thread per (r, c), as the global pool: in NHWC neighbouring threads read neighbouring
+// channels of the same cell; every thread of a region reads the same weights (cached).
+template <typename T>
+__global__ void region_avgpool_kernel(T* y, const T* x, const float* weights, const int64_t* image, int64_t R,
+                                      ChannelLayout l) {
+  ENGINE_GRID_STRIDE_LOOP(rc, R * l.C) {
+    const int64_t r = rc / l.C, c = rc % l.C, n = image[r];
+    const float* w = weights + r * l.HW;
+    float sum = 0.f, total = 0.f;
+    for (int64_t i = 0; i < l.HW; ++i) {
+      sum += w[i] * cuda::load_float(x, l.offset(n, c, i));
+      total += w[i];
+    }
+    y[rc] = convert_element<T>(total > 0.f ? sum / total : 0.f);
+  }
+}
+
 int grid_for(int64_t n) { return cuda::elementwise_grid(n, cuda::kBlock); }
 
 }  // namespace
@@ -132,6 +149,16 @@ void avgpool_global_backward_cuda(int device, void* dx, const void* dy, DType dt
   cuda::dispatch_activation(dtype, "avgpool_global", [&]<typename T>() {
     cuda::launch("avgpool_backward_kernel", avgpool_backward_kernel<T>, grid_for(l.numel()), cuda::kBlock, 0, stream,
         static_cast<T*>(dx), static_cast<const T*>(dy), l);
+  });
+}
+
+void region_avgpool_forward_cuda(int device, void* y, const void* x, const float* weights, const int64_t* image,
+                                 DType dtype, int64_t R, ChannelLayout l) {
+  if (R * l.C == 0) return;
+  cudaStream_t stream = cuda::stream(device);
+  cuda::dispatch_activation(dtype, "region_avgpool", [&]<typename T>() {
+    cuda::launch("region_avgpool_kernel", region_avgpool_kernel<T>, grid_for(R * l.C), cuda::kBlock, 0, stream,
+        static_cast<T*>(y), static_cast<const T*>(x), weights, image, R, l);
   });
 }
 

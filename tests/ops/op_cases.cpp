@@ -136,6 +136,32 @@ void cross_entropy_case(std::vector<OpCase>& cases, const std::string& label, In
   cases.push_back(std::move(c));
 }
 
+// region_avgpool pools frozen features: no gradient, so the forward alone is compared (its values
+// against a hand computation are in tests/ssl/test_part_probe.cpp). The only input is x; the
+// weights (R, H, W), a fixed pattern with some cells 0 and region 1 empty (its row must be 0), are
+// in x's type on the CPU and f32 on CUDA; region r belongs to image r % N. CUDA sums in f32 over
+// at most 12 cells, with the FMA nvcc may contract: 1e-5.
+void region_avgpool_case(std::vector<OpCase>& cases, const std::string& label, InputSpec x_spec, int64_t R) {
+  const int64_t N = x_spec.shape[0], H = x_spec.shape[2], W = x_spec.shape[3];
+  OpCase c{"region_avgpool", label, {std::move(x_spec)}, [=](const Inputs& t) {
+             const Tensor& x = t[0];
+             std::vector<double> w(static_cast<size_t>(R * H * W));
+             std::vector<int64_t> image(static_cast<size_t>(R));
+             for (int64_t r = 0; r < R; ++r) {
+               image[static_cast<size_t>(r)] = r % N;
+               for (int64_t i = 0; i < H * W; ++i)
+                 w[static_cast<size_t>(r * H * W + i)] = r == 1 || (r + i) % 3 == 0 ? 0.0 : 0.125 * double((r * 7 + i) % 8);
+             }
+             const DType weight_dtype = x.device().is_cpu() ? x.dtype() : DType::f32;
+             const Tensor weights = Tensor::from_vector(w, {R, H, W}).to(weight_dtype).to(x.device());
+             return region_avgpool(x.detach(), weights, Tensor::from_vector(image, {R}));
+           }};
+  c.differentiable = false;
+  c.bf16_atol = c.bf16_rtol = 1e-2;  // x rounded to bf16 by both; CUDA writes y as bf16 (8 bits)
+  c.bf16_inputs = 1;
+  cases.push_back(std::move(c));
+}
+
 // momentum_update and sgd_step write in place and have no gradient: each case clones what the
 // op writes (so make_input's tensors stay as they were) and returns it. CPU and CUDA round the
 // same way (momentum_update.h, sgd_step.h), so CUDA must match the CPU to the bit.
@@ -353,6 +379,9 @@ std::vector<OpCase> all_op_cases() {
   pooling_case(cases, "avgpool_global", "channels_last", in({2, 5, 3, 3}, CL),
                [](const Tensor& x) { return avgpool_global(x); });
   pooling_case(cases, "avgpool_global", "1x1", in({3, 4, 1, 1}), [](const Tensor& x) { return avgpool_global(x); });
+  region_avgpool_case(cases, "nchw_5_regions", in({2, 3, 3, 4}), 5);
+  region_avgpool_case(cases, "channels_last_odd", in({3, 7, 2, 3}, CL), 7);
+  region_avgpool_case(cases, "strided_x", in({2, 4, 3, 3}, S), 4);
 
   auto lin = [](const Inputs& x) { return linear(x[0], x[1], x.size() > 2 ? x[2] : Tensor()); };
   cases.push_back({"linear", "bias", {in({4, 6}), in({3, 6}), in({3})}, lin});
