@@ -61,9 +61,8 @@ void check_label_values(const Tensor& labels, int64_t C) {
                  i, values[i], C, C);
 }
 
-}  // namespace
-
-Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
+// The loss, and the accuracy counts into `correct` (2,) i64 when it is defined.
+Tensor cross_entropy_forward(const Tensor& logits, const Tensor& labels, const Tensor& correct) {
   check_inputs(logits, labels);
   const int64_t N = logits.size(0), C = logits.size(1);
   const Device device = logits.device();
@@ -71,13 +70,15 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
   if (device.is_cpu()) check_label_values(labels_c, C);
   Tensor loss = Tensor::empty({}, logits.dtype(), device);
   Tensor lse = Tensor::empty({N}, logits.dtype(), device);
+  int64_t* counts = correct.defined() ? correct.data<int64_t>() : nullptr;
   dispatch_float(logits.dtype(), "cross_entropy", [&]<typename T>() {
     if (device.is_cpu()) {
-      cross_entropy_forward_cpu<T>(loss.data<T>(), lse.data<T>(), logits_c.data<T>(), labels_c.data<int64_t>(), N, C);
+      cross_entropy_forward_cpu<T>(loss.data<T>(), lse.data<T>(), logits_c.data<T>(), labels_c.data<int64_t>(), N, C,
+                                   counts);
     } else {
       ENGINE_DISPATCH_CUDA(device, "cross_entropy",
                            cross_entropy_forward_cuda<T>(device.index, loss.data<T>(), lse.data<T>(),
-                                                         logits_c.data<T>(), labels_c.data<int64_t>(), N, C));
+                                                         logits_c.data<T>(), labels_c.data<int64_t>(), N, C, counts));
     }
   });
   if (autograd::needs_grad({&logits})) {
@@ -90,6 +91,19 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
     autograd::record(node, loss, {&logits});
   }
   return loss;
+}
+
+}  // namespace
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
+  return cross_entropy_forward(logits, labels, Tensor());
+}
+
+CrossEntropyResult cross_entropy_with_accuracy(const Tensor& logits, const Tensor& labels) {
+  check_defined(logits, "cross_entropy", "logits");
+  Tensor correct = Tensor::empty({2}, DType::i64, logits.device());  // (2,): top-1, top-5
+  Tensor loss = cross_entropy_forward(logits, labels, correct);
+  return {loss, correct};
 }
 
 }  // namespace engine

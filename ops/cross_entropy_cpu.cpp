@@ -14,11 +14,23 @@ namespace {
 
 bool label_in_range(int64_t label, int64_t C) { return label >= 0 && label < C; }
 
+// The classes ranked before the label in row z (higher scores, or equal ones at a lower index); the
+// largest count, ranked at neither k, for a label out of range or scoring NaN.
+template <typename T>
+int64_t label_rank(const T* z, int64_t label, int64_t C) {
+  if (!label_in_range(label, C) || std::isnan(z[label])) return std::numeric_limits<int64_t>::max();
+  int64_t rank = 0;
+  for (int64_t j = 0; j < C; ++j) rank += z[j] > z[label] || (z[j] == z[label] && j < label);
+  return rank;
+}
+
 }  // namespace
 
 template <typename T>
-void cross_entropy_forward_cpu(T* loss, T* lse, const T* logits, const int64_t* labels, int64_t N, int64_t C) {
+void cross_entropy_forward_cpu(T* loss, T* lse, const T* logits, const int64_t* labels, int64_t N, int64_t C,
+                               int64_t* correct) {
   std::vector<double> row_loss(static_cast<size_t>(N));
+  std::vector<int64_t> rank(correct ? static_cast<size_t>(N) : 0);
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N; ++i) {
     const T* z = logits + i * C;
@@ -30,10 +42,18 @@ void cross_entropy_forward_cpu(T* loss, T* lse, const T* logits, const int64_t* 
     lse[i] = static_cast<T>(row_lse);
     row_loss[i] = label_in_range(labels[i], C) ? row_lse - static_cast<double>(z[labels[i]])
                                                : std::numeric_limits<double>::quiet_NaN();
+    if (correct) rank[i] = label_rank(z, labels[i], C);
   }
   double total = 0.0;
   for (int64_t i = 0; i < N; ++i) total += row_loss[i];
   *loss = static_cast<T>(total / static_cast<double>(N));
+  if (correct) {
+    correct[0] = correct[1] = 0;
+    for (const int64_t r : rank) {
+      correct[0] += r < 1;
+      correct[1] += r < 5;
+    }
+  }
 }
 
 template <typename T>
@@ -57,8 +77,10 @@ void cross_entropy_backward_cpu(T* dlogits, const T* dloss, const T* logits, con
   }
 }
 
-template void cross_entropy_forward_cpu<float>(float*, float*, const float*, const int64_t*, int64_t, int64_t);
-template void cross_entropy_forward_cpu<double>(double*, double*, const double*, const int64_t*, int64_t, int64_t);
+template void cross_entropy_forward_cpu<float>(float*, float*, const float*, const int64_t*, int64_t, int64_t,
+                                               int64_t*);
+template void cross_entropy_forward_cpu<double>(double*, double*, const double*, const int64_t*, int64_t, int64_t,
+                                                int64_t*);
 template void cross_entropy_backward_cpu<float>(float*, const float*, const float*, const float*, const int64_t*,
                                                 int64_t, int64_t);
 template void cross_entropy_backward_cpu<double>(double*, const double*, const double*, const double*,

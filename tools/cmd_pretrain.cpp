@@ -1,8 +1,9 @@
 // cmd_pretrain.cpp - `moco pretrain DATA --save-dir D`: contrastive pretraining (ssl/run/trainer.h),
 // MoCo v2 by default with the reference main_moco.py's flag names and defaults, or SimCLR
 // (--method simclr), plus --image-size, --device, --max-steps, --save-freq-steps, --bn-groups,
-// --saliency, --optimizer and --reference-quirks. Every word-valued flag becomes its enum here,
-// once; the library never parses them.
+// --saliency, --optimizer and --reference-quirks. The flags it shares with `moco supervised` are
+// registered by tools/training_flags.h. Every word-valued flag becomes its enum here, once; the
+// library never parses them.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -13,11 +14,10 @@
 #include <vector>
 
 #include "engine/check.h"
-#include "layers/resnet.h"
 #include "ssl/run/trainer.h"
-#include "tools/cli_common.h"
 #include "tools/commands.h"
 #include "tools/processes.h"
+#include "tools/training_flags.h"
 
 namespace moco_cli {
 
@@ -25,9 +25,7 @@ namespace {
 
 struct PretrainArgs {
   engine::ssl::PretrainConfig config;
-  DeviceFlags device;
-  ProcessFlags processes;
-  bool small_stem = false;
+  TrainingFlags shared;  // the flags `moco supervised` also takes
   std::string method = "mocov2";
   std::string strategy = "none";
   std::string saliency;  // "": the method's own encoder
@@ -35,25 +33,15 @@ struct PretrainArgs {
   // The options given on the command line that belong to one method only, checked against --method.
   std::vector<CLI::Option*> moco_only, simclr_only;
   CLI::Option* lars_eta = nullptr;
-  CLI::Option* bn_groups = nullptr;
 };
 
 // The flags as given, for args.json and the checkpoints' metadata; keys in the order of the
-// reference's flags. Bytes of a path that are not UTF-8 become U+FFFD, so the text is valid JSON.
-std::string args_json(const engine::ssl::PretrainConfig& c, const std::string& device,
-                      const std::string& precision) {
+// reference's flags.
+std::string args_json(const PretrainArgs& a, const std::string& device) {
   namespace ssl = engine::ssl;
+  const ssl::PretrainConfig& c = a.config;
   const bool simclr = c.method == ssl::Method::SimClr;
-  nlohmann::ordered_json j = {{"data", c.data},
-                              {"save_dir", c.save_dir},
-                              {"method", ssl::method_name(c.method)},
-                              {"arch", c.moco.arch},
-                              {"small_stem", c.moco.small_stem},
-                              {"width", c.moco.width},
-                              {"batch_size", c.batch_size},
-                              {"lr", c.lr},
-                              {"epochs", c.epochs},
-                              {"schedule", c.schedule},
+  nlohmann::ordered_json j = {{"schedule", c.schedule},
                               {"cos", c.cos},
                               {"cos_per_step", c.cos_per_step},
                               {"optimizer", ssl::optimizer_name(c.optimizer)},
@@ -79,22 +67,9 @@ std::string args_json(const engine::ssl::PretrainConfig& c, const std::string& d
                                        {"strategy", ssl::mask_strategy_name(c.strategy)},
                                        {"saliency", ssl::saliency_source_text(c.saliency)},
                                        {"bn_groups", simclr ? c.simclr.bn_groups : c.moco.bn_groups},
-                                       {"reference_quirks", c.moco.reference_quirks},
-                                       {"image_size", c.image_size},
-                                       {"seed", c.seed},
-                                       {"workers", c.workers},
-                                       {"fast_decode", c.fast_decode},
-                                       {"device", device},
-                                       {"precision", precision},
-                                       {"max_steps", c.max_steps},
-                                       {"save_freq_steps", c.save_freq_steps},
-                                       {"resume", c.resume},
-                                       {"knn_every", c.knn_every},
-                                       {"knn_data", c.knn_data},
-                                       {"knn_k", c.knn_k},
-                                       {"knn_t", c.knn_t}};
+                                       {"reference_quirks", c.moco.reference_quirks}};
   for (const auto& [key, value] : rest.items()) j[key] = value;
-  return j.dump(/*indent=*/2, ' ', /*ensure_ascii=*/false, nlohmann::json::error_handler_t::replace);
+  return training_args_json(c, a.shared, j, device);
 }
 
 // The flags that name words become enums, and SimCLR takes the flags it shares with MoCo.
@@ -112,14 +87,17 @@ void apply_words(PretrainArgs& a) {
                  simclr ? "mocov2" : "simclr", a.method);
   }
   c.saliency = ssl::parse_saliency_source(a.saliency.empty() ? (simclr ? "online" : "momentum") : a.saliency);
-  c.moco.small_stem = a.small_stem;
+  c.moco.arch = a.shared.arch;
+  c.moco.small_stem = a.shared.small_stem;
+  c.moco.width = a.shared.width;
+  c.moco.bn_groups = a.shared.bn_groups;
   if (simclr) {
     c.simclr.arch = c.moco.arch;
     c.simclr.small_stem = c.moco.small_stem;
     c.simclr.width = c.moco.width;
     c.simclr.alpha = c.moco.alpha;
     // SimCLR's reference normalises over the whole batch; --bn-groups asks for per-group statistics.
-    c.simclr.bn_groups = a.bn_groups->count() ? c.moco.bn_groups : 1;
+    c.simclr.bn_groups = a.shared.bn_groups_option->count() ? c.moco.bn_groups : 1;
   }
 }
 
@@ -148,20 +126,18 @@ std::function<void(int64_t, engine::data::Batch&)> fault_injection(int rank) {
 
 void run_pretrain(PretrainArgs& a) {
   engine::ssl::PretrainConfig& c = a.config;
-  engine::Collectives& world = join_processes(a.processes);
+  engine::Collectives& world = join_processes(a.shared.processes);
   apply_words(a);
   // Each rank of a distributed run is one of the reference's GPUs: one BatchNorm group unless told.
-  if (world.world_size() > 1 && !a.bn_groups->count()) c.moco.bn_groups = c.simclr.bn_groups = 1;
-  c.device = rank_device(a.device, world);
-  c.world = &device_collectives(c.device, a.processes);
+  if (world.world_size() > 1 && !a.shared.bn_groups_option->count()) {
+    a.shared.bn_groups = c.moco.bn_groups = c.simclr.bn_groups = 1;
+  }
+  c.device = rank_device(a.shared.device, world);
+  c.world = &device_collectives(c.device, a.shared.processes);
   c.before_step = fault_injection(world.rank());
-  c.args_json = args_json(c, c.device.str(), a.device.precision);
+  c.args_json = args_json(a, c.device.str());
   const engine::ssl::PretrainResult r = engine::ssl::pretrain(c);
-  if (!world.is_root()) return;
-  fmt::print("done: epoch {}, step {}; loss {:.4f} (first step of this run {:.4f}); last checkpoint {}{}\n",
-             r.position.epoch, r.position.step, r.last_loss, r.first_loss,
-             r.last_checkpoint.empty() ? "none" : r.last_checkpoint,
-             r.last_knn_top1 >= 0 ? fmt::format("; kNN top-1 {:.2f}%", r.last_knn_top1) : "");
+  if (world.is_root()) fmt::print("{}\n", done_line(r));
 }
 
 }  // namespace
@@ -171,28 +147,15 @@ void add_pretrain_command(CLI::App& app) {
   auto a = std::make_shared<PretrainArgs>();
   engine::ssl::PretrainConfig& c = a->config;
   c.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  c.moco.bn_groups = 4;  // the reference run's 4 GPUs (METHOD.md section 8)
-  cmd->add_option("DATA", c.data, "a dataset root with train/, or an image folder root/<class>/<image>")->required();
-  cmd->add_option("--save-dir", c.save_dir, "where checkpoints/, logs/, metrics.jsonl and args.json go")->required();
-  cmd->add_option("-a,--arch", c.moco.arch, "the encoder")
-      ->capture_default_str()
-      ->check(CLI::IsMember(engine::nn::resnet_arch_names()));
-  cmd->add_flag("--small-stem", a->small_stem, "3x3 stride-1 stem without max-pool, for images of 32-96 pixels");
-  cmd->add_option("--width", c.moco.width,
-                  "channels of the stem and layer1 (torchvision's 64; later stages double it); 16 or 32 make small "
-                  "nets for CPU experiments")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, int64_t{4096}));
-  cmd->add_option("-b,--batch-size", c.batch_size, "global batch: all processes and virtual GPUs together (each of N mpirun processes takes 1/N)")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  cmd->add_option("--lr,--learning-rate", c.lr, "initial learning rate")->capture_default_str();
-  cmd->add_option("--epochs", c.epochs, "epochs to train")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  a->shared.bn_groups = 4;  // the reference run's 4 GPUs (METHOD.md section 8)
+  add_training_flags(cmd, c, a->shared,
+                     "virtual GPUs within each process: BatchNorm statistics per group of images (MoCo: and shuffle BN "
+                     "across them; default 4, the reference's GPUs, or 1 per process under mpirun; SimCLR: default 1, "
+                     "global BatchNorm)");
   cmd->add_option("--schedule", c.schedule, "epochs at which the lr drops x0.1 (when not --cos)")
       ->capture_default_str()
       ->delimiter(',');
   cmd->add_flag("--cos", c.cos, "cosine schedule, set once per epoch (the reference)");
-  cmd->add_flag("--cos-per-step", c.cos_per_step, "cosine schedule evaluated at every step");
   cmd->add_option("--method", a->method,
                   "mocov2 (momentum encoder and queue), or simclr (one encoder, NT-Xent over the batch's 2B views)")
       ->capture_default_str()
@@ -203,10 +166,6 @@ void add_pretrain_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"sgd", "lars"}));
   a->lars_eta = cmd->add_option("--lars-eta", c.lars_eta, "LARS's trust coefficient")->capture_default_str();
-  cmd->add_option("--momentum", c.momentum, "the optimizer's momentum")->capture_default_str();
-  cmd->add_option("--wd,--weight-decay", c.weight_decay,
-                  "weight decay (SGD: on every parameter, as the reference; LARS: not on BatchNorm and biases)")
-      ->capture_default_str();
   a->moco_only.push_back(
       cmd->add_option("--moco-dim", c.moco.dim, "embedding dimension")->capture_default_str()->check(CLI::Range(1, 65536)));
   a->moco_only.push_back(cmd->add_option("--moco-k", c.moco.queue_size, "queue length (a multiple of the batch)")
@@ -242,37 +201,8 @@ void add_pretrain_command(CLI::App& app) {
                   "where the saliency maps come from: the method's own encoder (momentum: MoCo's key encoder, the "
                   "default for mocov2; online: SimCLR's encoder, the default for simclr), pretrained:FILE (a frozen "
                   "torchvision-named ResNet safetensors, as the reference), or none (every cell foreground)");
-  a->bn_groups = cmd->add_option("--bn-groups", c.moco.bn_groups,
-                                 "virtual GPUs within each process: BatchNorm statistics per group of images (MoCo: and "
-                                 "shuffle BN across them; default 4, the reference's GPUs, or 1 per process under mpirun; "
-                                 "SimCLR: default 1, global BatchNorm)")
-                     ->capture_default_str()
-                     ->check(CLI::Range(1, 1024));
   cmd->add_flag("--reference-quirks", c.moco.reference_quirks,
                 "reproduce the published code's oddities (docs/METHOD.md section 11) instead of the clean defaults");
-  cmd->add_option("--image-size", c.image_size, "crop side in pixels")->capture_default_str()->check(CLI::Range(16, 4096));
-  cmd->add_option("--resume", c.resume, "a checkpoint to continue from, or 'auto' (SAVE_DIR/checkpoints/last.safetensors)");
-  cmd->add_option("--seed", c.seed, "seed of every random draw (data, initialisation, queue, shuffle BN)")
-      ->capture_default_str();
-  cmd->add_option("-j,--workers", c.workers, "decoding threads")->capture_default_str()->check(CLI::Range(1, 256));
-  cmd->add_flag("--fast-decode", c.fast_decode, "reduced-size JPEG decoding when the crops allow it");
-  cmd->add_option("-p,--print-freq", c.print_freq, "log every this many steps")->capture_default_str()->check(CLI::Range(1, 1 << 30));
-  add_device_flags(cmd, a->device);
-  add_process_flags(cmd, a->processes);
-  cmd->add_option("--max-steps", c.max_steps, "stop after this many optimizer steps in all (0: no limit)")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
-  cmd->add_option("--save-freq-steps", c.save_freq_steps, "also checkpoint every this many steps (0: epoch ends only)")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
-  cmd->add_option("--knn-every", c.knn_every,
-                  "every this many epochs, the kNN accuracy of the online encoder's features (train/ as the memory bank, val/ "
-                  "as queries), logged as knn_top1 (0: never)")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
-  cmd->add_option("--knn-data", c.knn_data, "the dataset root of the kNN monitor (default: DATA)");
-  cmd->add_option("--knn-k", c.knn_k, "the kNN monitor's neighbours")->capture_default_str();
-  cmd->add_option("--knn-t", c.knn_t, "the kNN monitor's temperature")->capture_default_str();
   cmd->callback([a] { run_pretrain(*a); });
 }
 

@@ -13,6 +13,7 @@ void add_synth_command(CLI::App& app);
 void add_batch_command(CLI::App& app);
 void add_masks_command(CLI::App& app);
 void add_pretrain_command(CLI::App& app);
+void add_supervised_command(CLI::App& app);
 void add_knn_command(CLI::App& app);
 void add_lincls_command(CLI::App& app);
 void add_embed_command(CLI::App& app);

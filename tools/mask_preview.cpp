@@ -35,9 +35,12 @@ std::shared_ptr<engine::nn::ResNet> load_checkpoint_saliency_encoder(const std::
     auto it = loaded.metadata.find(key);
     return it == loaded.metadata.end() ? std::string("?") : it->second;
   };
-  const bool simclr = loaded.method->method() == ssl::Method::SimClr;
+  const ssl::Method method = loaded.method->method();
   description = fmt::format("{} of {} ({}{}, epoch {}, step {}, trained with --strategy {})",
-                            simclr ? "the SimCLR encoder" : "encoder_k", path, encoder.config().arch,
+                            method == ssl::Method::SimClr       ? "the SimCLR encoder"
+                            : method == ssl::Method::Supervised ? "the supervised classifier"
+                                                                : "encoder_k",
+                            path, encoder.config().arch,
                             encoder.config().stem == engine::nn::ResNetStem::SmallImage ? " small stem" : "",
                             position("epoch"), position("step"), ssl::mask_strategy_name(loaded.strategy));
   // One BatchNorm group whatever the run used: the preview's batch need not split into its groups.

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   moco_cli::add_batch_command(app);
   moco_cli::add_masks_command(app);
   moco_cli::add_pretrain_command(app);
+  moco_cli::add_supervised_command(app);
   moco_cli::add_knn_command(app);
   moco_cli::add_lincls_command(app);
   moco_cli::add_embed_command(app);

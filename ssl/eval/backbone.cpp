@@ -37,7 +37,7 @@ Backbone load_backbone(const BackboneSpec& spec, Device device) {
     out.image_size = checkpoint_args(file.metadata, spec.pretrained).image_size;
     const Method method = checkpoint_method(file.metadata, spec.pretrained);
     out.description = fmt::format("{} ({} after {} steps, epoch {})", spec.pretrained,
-                                  method == Method::SimClr ? "SimCLR's encoder" : "encoder_q",
+                                  online_encoder_description(method),
                                   file.metadata.count("step") ? file.metadata.at("step") : "?",
                                   file.metadata.count("epoch") ? file.metadata.at("epoch") : "?");
   }

@@ -1,7 +1,7 @@
-// backbone.h - the network an evaluation measures (METHOD.md section 9): the query encoder of a
-// pretraining checkpoint without its head, a ResNet with torchvision's names, or a randomly
-// initialised ResNet of a given shape (the honest baseline: what the architecture gives before
-// any training).
+// backbone.h - the network an evaluation measures (METHOD.md section 9): the online encoder of a
+// training checkpoint without its head (MoCo's query encoder, SimCLR's encoder, the supervised
+// baseline's ResNet), a ResNet with torchvision's names, or a randomly initialised ResNet of a given
+// shape (the honest baseline: what the architecture gives before any training).
 //
 // The backbone is frozen: eval mode (BatchNorm normalises with its running statistics, which it
 // never updates) and used under NoGradGuard only. Its `fc` is whatever the file held (MoCo's head,

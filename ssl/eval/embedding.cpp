@@ -54,7 +54,7 @@ Backbone load_with_head(const BackboneSpec& spec, Device device) {
   out.trained_on_high_pass = run.strategy == MaskStrategy::Hp;
   out.image_size = checkpoint_args(run.metadata, path).image_size;
   out.description = fmt::format("{} ({} with its projection head, step {})", path,
-                                run.method->method() == Method::SimClr ? "SimCLR's encoder" : "encoder_q",
+                                online_encoder_description(run.method->method()),
                                 run.metadata.count("step") ? run.metadata.at("step") : "?");
   return out;
 }

@@ -165,11 +165,14 @@ ContrastiveOutput MoCo::forward_masked(const Tensor& query_view, const Tensor& k
   return contrast(q, k, t);
 }
 
-ContrastiveOutput MoCo::train_forward(const Tensor& view1, const Tensor& view2, const SaliencyGuidedMasking* masking,
-                                      int64_t step, MaskedBatch* record) {
+ContrastiveOutput MoCo::train_forward(const TrainingBatch& batch, const SaliencyGuidedMasking* masking, int64_t step,
+                                      MaskedBatch* record) {
+  check_batch_views(batch, views_per_image(), "MoCo");
+  const Tensor& query = batch.views[0];  // (N, 3, H, W)
+  const Tensor& key = batch.views[1];    // (N, 3, H, W)
   Generator shuffle(seed_, kShuffleBnStreamBase + static_cast<uint64_t>(step));
-  if (masking) return forward_masked(view1, view2, *masking, step, shuffle, record);
-  return forward(view1, view2, Tensor(), shuffle);
+  if (masking) return forward_masked(query, key, *masking, step, shuffle, record);
+  return forward(query, key, Tensor(), shuffle);
 }
 
 Metadata MoCo::model_metadata() const {

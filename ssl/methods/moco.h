@@ -78,11 +78,12 @@ class MoCo : public ContrastiveMethod {
   ContrastiveOutput forward_masked(const Tensor& query_view, const Tensor& key_view, const SaliencyGuidedMasking& masking,
                             int64_t step, Generator& shuffle, MaskedBatch* record = nullptr);
 
-  // The seam (ssl/methods/method.h): forward or forward_masked with the shuffle-BN stream of
-  // (seed, step).
-  ContrastiveOutput train_forward(const Tensor& view1, const Tensor& view2, const SaliencyGuidedMasking* masking,
-                                  int64_t step, MaskedBatch* record) override;
+  // The seam (ssl/methods/method.h): forward or forward_masked on the batch's two views (the query
+  // view first; the labels are not read) with the shuffle-BN stream of (seed, step).
+  ContrastiveOutput train_forward(const TrainingBatch& batch, const SaliencyGuidedMasking* masking, int64_t step,
+                                  MaskedBatch* record) override;
   Method method() const override { return Method::MocoV2; }
+  size_t views_per_image() const override { return 2; }
   nn::ResNet& online_encoder() override { return *encoder_q_; }
   nn::ResNet& saliency_encoder() override { return *encoder_k_; }
   SaliencySourceKind own_saliency_source() const override { return SaliencySourceKind::Momentum; }

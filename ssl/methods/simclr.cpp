@@ -149,8 +149,11 @@ ContrastiveOutput SimCLR::forward_masked(const Tensor& view1, const Tensor& view
   return contrast(z, t);
 }
 
-ContrastiveOutput SimCLR::train_forward(const Tensor& view1, const Tensor& view2, const SaliencyGuidedMasking* masking,
-                                        int64_t step, MaskedBatch* record) {
+ContrastiveOutput SimCLR::train_forward(const TrainingBatch& batch, const SaliencyGuidedMasking* masking, int64_t step,
+                                        MaskedBatch* record) {
+  check_batch_views(batch, views_per_image(), "SimCLR");
+  const Tensor& view1 = batch.views[0];  // (N, 3, H, W)
+  const Tensor& view2 = batch.views[1];  // (N, 3, H, W)
   if (masking) return forward_masked(view1, view2, *masking, step, record);
   return forward(view1, view2);
 }

@@ -75,10 +75,12 @@ class SimCLR : public ContrastiveMethod {
   // gathered with every other rank's first.
   ContrastiveOutput contrast(const Tensor& z, const Tensor& t) const;
 
-  // The seam (ssl/methods/method.h).
-  ContrastiveOutput train_forward(const Tensor& view1, const Tensor& view2, const SaliencyGuidedMasking* masking,
-                                  int64_t step, MaskedBatch* record) override;
+  // The seam (ssl/methods/method.h): forward or forward_masked on the batch's two views (the labels
+  // are not read).
+  ContrastiveOutput train_forward(const TrainingBatch& batch, const SaliencyGuidedMasking* masking, int64_t step,
+                                  MaskedBatch* record) override;
   Method method() const override { return Method::SimClr; }
+  size_t views_per_image() const override { return 2; }
   nn::ResNet& online_encoder() override { return *encoder_; }
   nn::ResNet& saliency_encoder() override { return *encoder_; }
   SaliencySourceKind own_saliency_source() const override { return SaliencySourceKind::Online; }

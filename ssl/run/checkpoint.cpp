@@ -13,6 +13,7 @@
 #include "engine/file_io.h"
 #include "ssl/methods/moco.h"
 #include "ssl/methods/simclr.h"
+#include "ssl/methods/supervised.h"
 #include "ssl/run/resnet_file.h"
 
 namespace engine::ssl {
@@ -59,8 +60,8 @@ void check_format(const Metadata& m, const std::string& path) {
   constexpr size_t kShown = 60;  // characters of another file's format text in a message
   auto format = m.find("format");
   ENGINE_CHECK(format != m.end() && format->second == kCheckpointFormat,
-               "{}: not a `moco pretrain` checkpoint (format '{}', expected '{}')", path,
-               format == m.end() ? "none" : format->second.substr(0, kShown), kCheckpointFormat);
+               "{}: not a `moco pretrain` checkpoint (format '{}', expected '{}', which `moco supervised` writes too)",
+               path, format == m.end() ? "none" : format->second.substr(0, kShown), kCheckpointFormat);
 }
 
 }  // namespace
@@ -122,8 +123,8 @@ CheckpointArgs checkpoint_args(const Metadata& m, const std::string& path) {
 
 Method checkpoint_method(const Metadata& m, const std::string& path) {
   const std::string name = metadata_text(with_legacy_defaults(m, path), "method", path);
-  ENGINE_CHECK(name == "mocov2" || name == "simclr",
-               "{}: the checkpoint's method '{}' is not one this program trains (mocov2, simclr)", path,
+  ENGINE_CHECK(name == "mocov2" || name == "simclr" || name == "supervised",
+               "{}: the checkpoint's method '{}' is not one this program trains (mocov2, simclr, supervised)", path,
                name.substr(0, 60));
   return method_from_name(name);
 }
@@ -139,7 +140,7 @@ MaskStrategy checkpoint_strategy(const Metadata& m, const std::string& path) {
 
 PretrainedRun load_pretrained(const std::string& path, Device device) {
   ENGINE_CHECK(fs::is_regular_file(path),
-               "{}: no such checkpoint file; give a `moco pretrain` checkpoint such as "
+               "{}: no such checkpoint file; give a `moco pretrain` or `moco supervised` checkpoint such as "
                "SAVE_DIR/checkpoints/last.safetensors",
                path);
   const SafetensorsFile file = load_safetensors(path);
@@ -153,8 +154,12 @@ PretrainedRun load_pretrained(const std::string& path, Device device) {
                "{}: the checkpoint's arch '{}' is not one this program builds", path, shape.arch);
   shape.small_stem = metadata_flag(m, "small_stem", path);
   shape.width = metadata_count(with_legacy_defaults(m, path), "width", path);
-  shape.dim = metadata_count(m, method == Method::SimClr ? "simclr_dim" : "moco_dim", path);
-  shape.mlp = metadata_flag(m, "mlp", path);
+  // The head's outputs: the embedding, or the classifier's classes.
+  const char* outputs = method == Method::SimClr       ? "simclr_dim"
+                        : method == Method::Supervised ? "num_classes"
+                                                       : "moco_dim";
+  shape.dim = metadata_count(m, outputs, path);
+  shape.mlp = method != Method::Supervised && metadata_flag(m, "mlp", path);
   // The ghost-BatchNorm groups are a training flag, not part of the model: the global batch's count
   // (processes x --bn-groups, what one process replays), or for older files --bn-groups in "args".
   checkpoint_args(m, path);  // refuses args that are not the run's flags, whatever the file's age
@@ -163,8 +168,9 @@ PretrainedRun load_pretrained(const std::string& path, Device device) {
                "{}: the checkpoint's bn_groups_total {} is not a count of BatchNorm groups", path, bn_groups);
   // What the metadata makes us allocate must be there in the file: every encoder's largest
   // weights, the head's last Linear (dim x features) and MoCo's queue (dim x K).
-  const std::vector<std::string> encoders =
-      method == Method::SimClr ? std::vector<std::string>{"encoder."} : std::vector<std::string>{"encoder_q.", "encoder_k."};
+  const std::vector<std::string> encoders = method == Method::MocoV2
+                                                 ? std::vector<std::string>{"encoder_q.", "encoder_k."}
+                                                 : std::vector<std::string>{"encoder."};
   for (const std::string& encoder : encoders) check_resnet_fits_file(file, encoder, shape.width, path);
   ENGINE_CHECK(method != Method::SimClr || shape.mlp,
                "{}: a SimCLR checkpoint always has the MLP head, but its metadata says mlp false; the file is damaged",
@@ -176,7 +182,18 @@ PretrainedRun load_pretrained(const std::string& path, Device device) {
   out.seed = static_cast<uint64_t>(metadata_count(m, "seed", path));
   out.strategy = checkpoint_strategy(m, path);
   out.metadata = m;
-  if (method == Method::SimClr) {
+  if (method == Method::Supervised) {
+    const std::string model = fmt::format("the checkpoint's model ({} of width {}, num_classes {})", shape.arch,
+                                          shape.width, shape.dim);
+    check_tensor_shape(file, head, {shape.dim, features}, path, model.c_str());
+    SupervisedConfig config;
+    config.arch = shape.arch;
+    config.small_stem = shape.small_stem;
+    config.width = shape.width;
+    config.num_classes = shape.dim;
+    config.bn_groups = bn_groups;
+    out.method = std::make_shared<Supervised>(config, out.seed, device);
+  } else if (method == Method::SimClr) {
     const std::string model = fmt::format("the checkpoint's model ({} of width {}, simclr_dim {})", shape.arch,
                                           shape.width, shape.dim);
     check_tensor_shape(file, head, {shape.dim, features}, path, model.c_str());
@@ -246,6 +263,13 @@ TrainingPosition load_checkpoint(const std::string& path, ContrastiveMethod& met
       differences += fmt::format(" (the BatchNorm groups of the global batch, processes x --bn-groups: resume with "
                                  "W processes, mpirun -np W, and --bn-groups G where W x G = {})",
                                  found);
+  }
+  const Method written_method = checkpoint_method(m, path);
+  if (written_method != method.method()) {
+    const std::string command = written_method == Method::Supervised
+                                    ? std::string("moco supervised")
+                                    : fmt::format("moco pretrain --method {}", method_name(written_method));
+    differences += fmt::format("\n  (a {} checkpoint continues with `{}`)", method_name(written_method), command);
   }
   ENGINE_CHECK(differences.empty(),
                "{}: the checkpoint was made with other flags than this run's, so it cannot be continued:{}\nrun "

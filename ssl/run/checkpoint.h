@@ -1,10 +1,11 @@
-// checkpoint.h - pretraining checkpoints: everything a run needs to continue bit for bit, for any
-// contrastive method (ssl/methods/method.h).
+// checkpoint.h - training checkpoints: everything a run needs to continue bit for bit, for any
+// method behind the seam (ssl/methods/method.h): MoCo v2, SimCLR, and the supervised baseline.
 //
 // One safetensors file (engine/serialize.h, written atomically: a crash at any moment leaves the
 // previous file whole) holding
 //   the method's state_dict()     MoCo v2: encoder_q.*, encoder_k.*, queue (D, K), queue_ptr (1) i64;
-//                                 SimCLR: encoder.*  (torchvision names below the prefix)
+//                                 SimCLR and supervised: encoder.*  (torchvision names below the
+//                                 prefix; supervised's fc is its classifier)
 //   optimizer.momentum_buffer.<online prefix>*   the optimizer's momentum (SGD or LARS), by
 //                                 parameter name
 // and metadata: "format", the method's model_metadata() ("method", "arch", "width", ...), the
@@ -54,11 +55,11 @@ struct RunIdentity {
   int64_t world_size = 1;                      // recorded, not compared
 };
 
-// A pretraining checkpoint read for use outside training (`moco masks` and `moco batch`, the
+// A training checkpoint read for use outside training (`moco masks` and `moco batch`, the
 // saliency report, evaluation): the method built with the checkpoint's own model flags (MoCo v2:
-// arch, stem, embedding size, queue length, head; SimCLR: arch, stem, embedding size; --bn-groups
-// from its "args") holding its state. The optimizer state is not read. Refuses, with a clear
-// message, a missing file or one that is not a pretraining checkpoint.
+// arch, stem, embedding size, queue length, head; SimCLR: arch, stem, embedding size; supervised:
+// arch, stem, classes; --bn-groups from its "args") holding its state. The optimizer state is not
+// read. Refuses, with a clear message, a missing file or one that is not a training checkpoint.
 struct PretrainedRun {
   std::shared_ptr<ContrastiveMethod> method;
   Metadata metadata;  // epoch, step, seed, strategy, args, ...
@@ -97,9 +98,9 @@ void save_checkpoint(const std::string& path, const ContrastiveMethod& method, c
                      const TrainingPosition& position, const RunIdentity& run);
 
 // Restores `method` and `optimizer` from `path` and returns where the run stands. Refuses, with
-// what differs, a file that is not a pretraining checkpoint, or one made with another method,
-// architecture, embedding size, queue length, head, batch size, masking strategy or optimizer
-// (`run`): such a run cannot be continued with these flags.
+// what differs, a file that is not a training checkpoint, or one made with another method (naming
+// the command that continues it), architecture, embedding size, class count, queue length, head,
+// batch size, masking strategy or optimizer (`run`): such a run cannot be continued with these flags.
 TrainingPosition load_checkpoint(const std::string& path, ContrastiveMethod& method, nn::Optimizer& optimizer,
                                  const RunIdentity& run);
 

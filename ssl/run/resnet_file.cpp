@@ -24,8 +24,8 @@ SafetensorsFile read_resnet_file(const std::string& path, const std::string& fla
 }
 
 std::string resnet_prefix(const SafetensorsFile& file) {
-  // A `moco pretrain` checkpoint holds its online encoder under encoder_q. (MoCo v2) or encoder.
-  // (SimCLR); torchvision's file is the bare model.
+  // A checkpoint holds its online encoder under encoder_q. (MoCo v2) or encoder. (SimCLR,
+  // supervised); torchvision's file is the bare model.
   return file.contains("encoder_q.conv1.weight") ? "encoder_q."
          : file.contains("encoder.conv1.weight") ? "encoder."
                                                  : "";

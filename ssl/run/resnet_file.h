@@ -1,7 +1,7 @@
 // resnet_file.h - a ResNet read from a safetensors file that may come from anyone: torchvision's
 // names (conv1.weight, layer1.0.conv1.weight, ..., fc.*; tools/convert_torchvision_resnet.py
-// converts a .pth), or a `moco pretrain` checkpoint, whose online encoder is under encoder_q.
-// (MoCo v2) or encoder. (SimCLR). Used by evaluation (--pretrained), the masking's localizer
+// converts a .pth), or a `moco pretrain` or `moco supervised` checkpoint, whose online encoder is
+// under encoder_q. (MoCo v2) or encoder. (SimCLR, supervised). Used by evaluation (--pretrained), the masking's localizer
 // (--saliency pretrained:FILE) and `moco inspect --weights`.
 //
 // Every shape is checked before a model is allocated, so a damaged or hostile file is refused with
@@ -25,7 +25,8 @@ void freeze(nn::Module& net);
 SafetensorsFile read_resnet_file(const std::string& path, const std::string& flag);
 
 // Where `file`'s ResNet is: "encoder_q." (a MoCo v2 checkpoint's query encoder), "encoder." (a
-// SimCLR checkpoint's encoder), or "" (torchvision's names, no prefix).
+// SimCLR checkpoint's encoder, or a supervised one's classifier), or "" (torchvision's names, no
+// prefix).
 std::string resnet_prefix(const SafetensorsFile& file);
 
 // The ResNet `file` holds, frozen (eval mode, no gradients) on `device`: the architecture, stem

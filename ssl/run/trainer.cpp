@@ -19,6 +19,7 @@
 #include "layers/optimizer.h"
 #include "ops/elementwise_binary.h"
 #include "ops/reduce_dim.h"
+#include "ssl/eval/classifier_accuracy.h"
 #include "ssl/eval/knn.h"
 #include "ssl/masking/mask_picture.h"
 #include "ssl/run/run_dir.h"
@@ -83,12 +84,16 @@ struct Meter {
 class Trainer {
  public:
   explicit Trainer(const PretrainConfig& config)
-      : c_(config), world_(config.world ? *config.world : local_collectives()), root_(world_.is_root()) {}
+      : c_(config),
+        world_(config.world ? *config.world : local_collectives()),
+        root_(world_.is_root()),
+        command_(config.method == Method::Supervised ? "supervised" : "pretrain") {}
   PretrainResult run();
 
  private:
   void check_flags() const;
   void build();
+  void build_supervised();  // the classifier of the training folder's classes, and the validation folder
   void resume_if_asked();
   // Trains the rest of `epoch`; false when --max-steps stopped it.
   bool train_epoch(int64_t epoch);
@@ -99,6 +104,8 @@ class Trainer {
   void log_window(int64_t epoch, int64_t batch_index, double lr, Meter& window);
   void log_epoch(int64_t epoch, double lr, const Meter& meter);
   void run_knn_monitor(int64_t epoch);
+  // Supervised: the classifier on DATA/val, logged and written as the "final" metrics entry.
+  void run_final_validation();
   void save(const std::string& path);
   RunIdentity run_identity() const {
     return {c_.batch_size,        c_.seed, c_.args_json, c_.strategy, optimizer_name(c_.optimizer),
@@ -110,8 +117,10 @@ class Trainer {
   PretrainConfig c_;
   Collectives& world_;
   const bool root_;  // rank 0: writes the run directory and draws the progress line
+  const char* command_;  // the command in messages: "pretrain" or "supervised"
   std::optional<RunDirectory> run_dir_;
   std::shared_ptr<data::ImageFolder> dataset_;
+  std::shared_ptr<data::ImageFolder> val_set_;  // supervised with DATA/val: the final validation's images
   std::unique_ptr<data::Loader> loader_;
   std::unique_ptr<ContrastiveMethod> method_;
   std::unique_ptr<SaliencyGuidedMasking> masking_;  // none for --strategy none
@@ -126,92 +135,132 @@ class Trainer {
 };
 
 int64_t bn_groups_of(const PretrainConfig& c) {
-  return c.method == Method::SimClr ? c.simclr.bn_groups : c.moco.bn_groups;
+  switch (c.method) {
+    case Method::SimClr: return c.simclr.bn_groups;
+    case Method::Supervised: return c.supervised.bn_groups;
+    case Method::MocoV2: break;
+  }
+  return c.moco.bn_groups;
 }
 
 void Trainer::check_flags() const {
-  ENGINE_CHECK(c_.batch_size >= 1, "pretrain: -b must be at least 1, found {}", c_.batch_size);
+  ENGINE_CHECK(c_.batch_size >= 1, "{}: -b must be at least 1, found {}", command_, c_.batch_size);
   const int64_t W = world_.world_size();
   ENGINE_CHECK(c_.batch_size % W == 0,
-               "pretrain: -b {} is the global batch (as main_moco.py's), shared by {} processes, and does not divide "
+               "{}: -b {} is the global batch (as main_moco.py's), shared by {} processes, and does not divide "
                "by {}: use a multiple of {} (for example {})",
-               c_.batch_size, W, W, W, std::max<int64_t>(1, c_.batch_size / W) * W);
+               command_, c_.batch_size, W, W, W, std::max<int64_t>(1, c_.batch_size / W) * W);
   if (c_.method == Method::MocoV2) {
     ENGINE_CHECK(c_.moco.queue_size % c_.batch_size == 0,
-                 "pretrain: the queue length --moco-k {} is not a multiple of the batch size -b {}: every step "
+                 "{}: the queue length --moco-k {} is not a multiple of the batch size -b {}: every step "
                  "enqueues a whole batch of keys; choose --moco-k as a multiple of {} (for example {})",
-                 c_.moco.queue_size, c_.batch_size, c_.batch_size,
+                 command_, c_.moco.queue_size, c_.batch_size, c_.batch_size,
                  std::max<int64_t>(1, c_.moco.queue_size / c_.batch_size) * c_.batch_size);
-  } else {
+  } else if (c_.method == Method::SimClr) {
     ENGINE_CHECK(c_.batch_size >= 2 || c_.num_nonsem > 0,
-                 "pretrain: SimCLR with -b 1 has no negatives (each image's only partner is its other view); use a "
-                 "batch of at least 2");
+                 "{}: SimCLR with -b 1 has no negatives (each image's only partner is its other view); use a "
+                 "batch of at least 2", command_);
   }
   const int64_t groups = bn_groups_of(c_);
   ENGINE_CHECK((c_.batch_size / W) % groups == 0,
-               "pretrain: the batch of {} per process does not split into {} BatchNorm groups (--bn-groups, the groups "
+               "{}: the batch of {} per process does not split into {} BatchNorm groups (--bn-groups, the groups "
                "within each process); use a batch that is a multiple of {}",
-               c_.batch_size / W, groups, groups * W);
-  ENGINE_CHECK(c_.epochs >= 1, "pretrain: --epochs must be at least 1, found {}", c_.epochs);
-  ENGINE_CHECK(c_.image_size >= 16, "pretrain: --image-size {} is too small (at least 16)", c_.image_size);
-  ENGINE_CHECK(c_.lr > 0 && std::isfinite(c_.lr), "pretrain: --lr must be positive, found {}", c_.lr);
+               command_, c_.batch_size / W, groups, groups * W);
+  ENGINE_CHECK(c_.epochs >= 1, "{}: --epochs must be at least 1, found {}", command_, c_.epochs);
+  ENGINE_CHECK(c_.image_size >= 16, "{}: --image-size {} is too small (at least 16)", command_, c_.image_size);
+  ENGINE_CHECK(c_.lr > 0 && std::isfinite(c_.lr), "{}: --lr must be positive, found {}", command_, c_.lr);
   ENGINE_CHECK(c_.knn_every >= 0 && c_.knn_k >= 1 && c_.knn_t > 0,
-               "pretrain: --knn-every ({}) must be >= 0, --knn-k ({}) >= 1 and --knn-t ({}) positive", c_.knn_every,
+               "{}: --knn-every ({}) must be >= 0, --knn-k ({}) >= 1 and --knn-t ({}) positive", command_, c_.knn_every,
                c_.knn_k, c_.knn_t);
   if (c_.knn_every > 0) {  // fail now, not after the first epoch
     const std::string knn_data = c_.knn_data.empty() ? c_.data : c_.knn_data;
     ENGINE_CHECK(fs::is_directory(fs::path(knn_data) / "train") && fs::is_directory(fs::path(knn_data) / "val"),
-                 "pretrain: --knn-every needs a dataset root with train/ (the memory bank) and val/ (the queries); {} "
+                 "{}: --knn-every needs a dataset root with train/ (the memory bank) and val/ (the queries); {} "
                  "has not both: give one with --knn-data",
-                 knn_data);
+                 command_, knn_data);
   }
   ENGINE_CHECK(c_.blur_sigma.size() == 2 && c_.blur_sigma[0] > 0 && c_.blur_sigma[1] >= c_.blur_sigma[0],
-               "pretrain: --blur-sigma wants MIN,MAX with 0 < MIN <= MAX (the reference's 0.1,2 at 224 pixels), found "
+               "{}: --blur-sigma wants MIN,MAX with 0 < MIN <= MAX (the reference's 0.1,2 at 224 pixels), found "
                "{}",
-               fmt::join(c_.blur_sigma, ","));
-  ENGINE_CHECK(c_.print_freq >= 1, "pretrain: --print-freq must be at least 1, found {}", c_.print_freq);
+               command_, fmt::join(c_.blur_sigma, ","));
+  ENGINE_CHECK(c_.print_freq >= 1, "{}: --print-freq must be at least 1, found {}", command_, c_.print_freq);
+  ENGINE_CHECK(c_.method != Method::Supervised || c_.strategy == MaskStrategy::None,
+               "supervised: --strategy {} masks views for the contrastive methods' step (the masked query and its "
+               "hard negatives); a supervised run trains on the labelled views as they are: use --strategy none",
+               mask_strategy_name(c_.strategy));
   const SaliencySource& source = c_.saliency;
   ENGINE_CHECK(source.kind != SaliencySourceKind::Pretrained || fs::exists(source.file),
-               "pretrain: --saliency pretrained:{}: no such file; give a ResNet converted with "
+               "{}: --saliency pretrained:{}: no such file; give a ResNet converted with "
                "tools/convert_torchvision_resnet.py or a `moco pretrain` checkpoint",
-               source.file);
+               command_, source.file);
   if (c_.strategy != MaskStrategy::None) {
     const bool moco = c_.method == Method::MocoV2;
     ENGINE_CHECK(source.kind != (moco ? SaliencySourceKind::Online : SaliencySourceKind::Momentum),
-                 "pretrain: --saliency {} is {}; with --method {} the method's own maps are --saliency {}",
-                 saliency_source_text(source),
+                 "{}: --saliency {} is {}; with --method {} the method's own maps are --saliency {}",
+                 command_, saliency_source_text(source),
                  moco ? "SimCLR's encoder, which MoCo does not have" : "MoCo's key encoder, which SimCLR does not have",
                  method_name(c_.method), moco ? "momentum" : "online");
   }
-  ENGINE_CHECK(c_.num_nonsem >= 0, "pretrain: --num-nonsem must be >= 0, found {}", c_.num_nonsem);
+  ENGINE_CHECK(c_.num_nonsem >= 0, "{}: --num-nonsem must be >= 0, found {}", command_, c_.num_nonsem);
   ENGINE_CHECK(c_.strategy != MaskStrategy::None || c_.num_nonsem == 0,
-               "pretrain: --num-nonsem {} asks for hard negatives, which are masked copies of the second view; choose "
+               "{}: --num-nonsem {} asks for hard negatives, which are masked copies of the second view; choose "
                "a masking --strategy (hp, blur or mean), or use --num-nonsem 0 for the plain method",
-               c_.num_nonsem);
+               command_, c_.num_nonsem);
   ENGINE_CHECK(c_.optimizer != OptimizerKind::Lars || (c_.lars_eta > 0 && std::isfinite(c_.lars_eta)),
-               "pretrain: --lars-eta must be positive, found {}", c_.lars_eta);
+               "{}: --lars-eta must be positive, found {}", command_, c_.lars_eta);
+}
+
+void Trainer::build_supervised() {
+  SupervisedConfig config = c_.supervised;
+  const std::vector<std::string>& classes = dataset_->classes();
+  config.num_classes = static_cast<int64_t>(classes.size());
+  ENGINE_CHECK(config.num_classes >= 2,
+               "supervised: {} holds one class ('{}'); a classifier needs at least 2: give a training folder with one "
+               "subfolder per class (DATA/train/<class>/<image>)",
+               dataset_->root(), classes.front());
+  const fs::path val = fs::path(c_.data) / "val";
+  if (fs::is_directory(val)) {
+    val_set_ = std::make_shared<data::ImageFolder>(val.string());
+    const std::vector<std::string>& val_classes = val_set_->classes();
+    size_t first = 0;  // the first class that differs
+    while (first < classes.size() && first < val_classes.size() && classes[first] == val_classes[first]) ++first;
+    ENGINE_CHECK(val_classes == classes,
+                 "supervised: the classes of {} ({}) are not those of {} ({}): class {} is '{}' there and '{}' here, "
+                 "so the validation top-1 would compare other labels; give val/ the training folder's class folders",
+                 val.string(), val_classes.size(), dataset_->root(), classes.size(), first,
+                 first < val_classes.size() ? val_classes[first] : "none",
+                 first < classes.size() ? classes[first] : "none");
+  }
+  method_ = std::make_unique<Supervised>(config, c_.seed, c_.device);
 }
 
 void Trainer::build() {
   dataset_ = std::make_shared<data::ImageFolder>(data::resolve_split(c_.data, "train"));
+  if (c_.method == Method::Supervised)
+    build_supervised();
+  else if (c_.method == Method::SimClr)
+    method_ = std::make_unique<SimCLR>(c_.simclr, c_.seed, c_.device, world_);
+  else
+    method_ = std::make_unique<MoCo>(c_.moco, c_.seed, c_.device, world_);
   data::LoaderOptions options;
   options.batch_size = static_cast<int>(c_.batch_size / world_.world_size());  // this rank's share
   options.rank = world_.rank();
   options.world_size = world_.world_size();
   options.workers = c_.workers;
-  options.views = 2;
+  options.views = static_cast<int>(method_->views_per_image());
   options.seed = c_.seed;
   options.fast_decode = c_.fast_decode;
   options.device = c_.device;
   const int size = static_cast<int>(c_.image_size);
-  data::AugmentConfig augment = c_.aug_plus ? data::mocov2_augment(size) : data::mocov1_augment(size);
-  augment.blur_sigma_min = static_cast<float>(c_.blur_sigma[0]);
-  augment.blur_sigma_max = static_cast<float>(c_.blur_sigma[1]);
+  data::AugmentConfig augment;
+  if (c_.method == Method::Supervised) {
+    augment = data::lincls_train_augment(size);  // torchvision's standard: RandomResizedCrop 0.08-1, flip
+  } else {
+    augment = c_.aug_plus ? data::mocov2_augment(size) : data::mocov1_augment(size);
+    augment.blur_sigma_min = static_cast<float>(c_.blur_sigma[0]);
+    augment.blur_sigma_max = static_cast<float>(c_.blur_sigma[1]);
+  }
   loader_ = std::make_unique<data::Loader>(dataset_, augment, options);
-  if (c_.method == Method::SimClr)
-    method_ = std::make_unique<SimCLR>(c_.simclr, c_.seed, c_.device, world_);
-  else
-    method_ = std::make_unique<MoCo>(c_.moco, c_.seed, c_.device, world_);
   if (c_.strategy != MaskStrategy::None) {
     MaskingConfig mc;
     mc.strategy = c_.strategy;
@@ -264,17 +313,16 @@ void Trainer::save(const std::string& path) {
 void Trainer::train_step(data::Batch& batch, double lr, Meter& epoch_meter, Meter& window) {
   const auto start = Clock::now();
   if (c_.before_step) c_.before_step(position_.step, batch);
-  const Tensor& query = batch.views[0];  // (N, 3, H, W)
-  const Tensor& key = batch.views[1];    // (N, 3, H, W)
+  const TrainingBatch views{batch.views, batch.labels};  // views_per_image() x (N, 3, H, W), labels (N)
   ContrastiveOutput out;
   Tensor values = Tensor::zeros({5}, DType::f64, c_.device);  // this step's DeviceSums row
   if (masking_) {
     MaskedBatch masked;
-    out = method_->train_forward(query, key, masking_.get(), position_.step, &masked);
+    out = method_->train_forward(views, masking_.get(), position_.step, &masked);
     values.slice(0, 3, 4).copy_(mean(masked.fg_query.to(DType::f32)).view({1}));  // the share of foreground cells
     if (batch.index == 0) write_masking_picture(position_.epoch, batch, masked);  // the first batch of each epoch
   } else {
-    out = method_->train_forward(query, key, nullptr, position_.step, nullptr);
+    out = method_->train_forward(views, nullptr, position_.step, nullptr);
   }
   values.slice(0, 0, 1).copy_(out.loss.detach().view({1}));
   values.slice(0, 1, 3).copy_(out.correct);
@@ -323,9 +371,9 @@ void Trainer::read_device_sums(double lr, Meter& epoch_meter, Meter& window) {
         first == last ? fmt::format("at epoch {}, batch {} (step {})", position_.epoch, first_batch, first)
                       : fmt::format("in steps {} to {} (epoch {}, batches {} to {})", first, last, position_.epoch,
                                     first_batch, first_batch + last - first);
-    ENGINE_THROW("pretrain: the loss became {} {}, with lr {}; training stops here and nothing after the last good "
+    ENGINE_THROW("{}: the loss became {} {}, with lr {}; training stops here and nothing after the last good "
                  "checkpoint is saved. The last good checkpoint is {}. Resume from it with a lower --lr",
-                 std::isnan(values.loss_sum) ? "NaN" : "infinite", where, lr,
+                 command_, std::isnan(values.loss_sum) ? "NaN" : "infinite", where, lr,
                  result_.last_checkpoint.empty() ? "none (no checkpoint was written yet)" : result_.last_checkpoint);
   }
   epoch_meter.add_values(values);
@@ -418,6 +466,36 @@ void Trainer::run_knn_monitor(int64_t epoch) {
   run_dir_->tensorboard().flush();
 }
 
+void Trainer::run_final_validation() {
+  nn::ResNet& classifier = method_->online_encoder();
+  classifier.eval();  // running statistics (rank 0's, which the feature extraction broadcasts), none updated
+  FeatureOptions fo;
+  fo.batch_size = c_.batch_size / world_.world_size();  // this rank's share, as in training
+  fo.workers = c_.workers;
+  fo.seed = c_.seed;
+  fo.device = c_.device;
+  fo.world = &world_;  // the ranks share the images; every rank gets the counts of all
+  const auto start = Clock::now();
+  const TopkCounts counts = classifier_accuracy(classifier, val_set_, c_.image_size, fo);
+  classifier.train();
+  result_.val_top1 = counts.top1();
+  result_.val_top5 = counts.top5();
+  if (!root_) return;
+  log_info("validation of the classifier after step {} (epoch {}): top-1 {:.2f}%, top-5 {:.2f}% on {} images of {} "
+           "({:.0f} s)",
+           position_.step, position_.epoch, counts.top1(), counts.top5(), counts.total, val_set_->root(),
+           seconds_between(start, Clock::now()));
+  run_dir_->metrics().append({{"kind", "final"},
+                              {"epoch", position_.epoch},
+                              {"step", position_.step},
+                              {"val_top1", counts.top1()},
+                              {"val_top5", counts.top5()},
+                              {"val_images", counts.total}});
+  run_dir_->metrics().sync();
+  run_dir_->tensorboard().add_scalars(position_.step, {{"val/top1", counts.top1()}, {"val/top5", counts.top5()}});
+  run_dir_->tensorboard().flush();
+}
+
 bool Trainer::train_epoch(int64_t epoch) {
   const int64_t batches = loader_->batches_per_epoch();
   host_reads_at_last_read_ = host_read_count();  // what the epoch's start reads counts in its first window
@@ -470,7 +548,7 @@ bool Trainer::train_epoch(int64_t epoch) {
 
 PretrainResult Trainer::run() {
   check_flags();
-  run_dir_ = RunDirectory::open(c_.save_dir, c_.resume, "pretrain");  // refuses an occupied folder first
+  run_dir_ = RunDirectory::open(c_.save_dir, c_.resume, command_);  // refuses an occupied folder first
   run_dir_->share_resume_path(world_);
   build();
   resume_if_asked();
@@ -478,22 +556,25 @@ PretrainResult Trainer::run() {
   if (reached_max_steps || position_.epoch >= c_.epochs) {
     // A finished run that is resumed (a job script run twice, a retry after the last save) stays
     // as it is: training even one more step would move it past what was asked.
-    log_info("pretrain: the run in {} is finished ({} at step {}, epoch {}); nothing to train. Raise {} to "
+    log_info("{}: the run in {} is finished ({} at step {}, epoch {}); nothing to train. Raise {} to "
              "train further",
-               c_.save_dir, reached_max_steps ? fmt::format("--max-steps {} reached", c_.max_steps)
-                                              : fmt::format("all {} epochs done", c_.epochs),
-               position_.step, position_.epoch, reached_max_steps ? "--max-steps" : "--epochs");
+             command_, c_.save_dir,
+             reached_max_steps ? fmt::format("--max-steps {} reached", c_.max_steps)
+                               : fmt::format("all {} epochs done", c_.epochs),
+             position_.step, position_.epoch, reached_max_steps ? "--max-steps" : "--epochs");
     result_.position = position_;
     return result_;
   }
-  log_info("pretraining {} {} ({} parameters) on {}: {} images, {} batches of {} per epoch, {} epochs, {} lr {} ({})",
-           method_name(c_.method), method_->online_encoder().config().arch,
+  log_info("{} {} {} ({} parameters) on {}: {} images, {} batches of {} per epoch, {} epochs, {} lr {} ({})",
+           c_.method == Method::Supervised ? "training" : "pretraining", method_name(c_.method),
+           method_->online_encoder().config().arch,
            method_->online_encoder().flat_parameters().numel(), c_.device.str(), dataset_->size(),
            loader_->batches_per_epoch(), c_.batch_size, c_.epochs, optimizer_name(c_.optimizer), c_.lr,
            schedule_.describe());
   while (position_.epoch < c_.epochs) {
     if (!train_epoch(position_.epoch)) break;
   }
+  if (val_set_) run_final_validation();
   result_.position = position_;
   return result_;
 }

@@ -1,14 +1,19 @@
-// trainer.h - contrastive pretraining: the loop of the reference's main_moco.py, with its flags,
-// for any method behind ssl/methods/method.h (MoCo v2, SimCLR).
+// trainer.h - training: the loop of the reference's main_moco.py, with its flags, for any method
+// behind ssl/methods/method.h (MoCo v2 and SimCLR pretraining, and the supervised baseline).
 //
 // Per epoch: the learning rate of the schedule; per batch: the method's training forward (with a
 // masking --strategy, the paper's masked step, ssl/masking/masking.h), the loss, zero_grad,
-// backward, one optimizer step (SGD or LARS, layers/optimizer.h). Around it: a progress line,
+// backward, one optimizer step (SGD or LARS, layers/optimizer.h). The loader makes the method's
+// views_per_image() views of each image: the contrastive methods' two views of MoCo's augmentation
+// (--aug-plus: v2's, else v1's), or supervised's one view of torchvision's standard training
+// augmentation (data::lincls_train_augment) with the labels. Around it: a progress line,
 // the run directory (ssl/run/run_dir.h): SAVE_DIR/images/ (the first batch of every epoch as a
 // picture of views, saliency and masks, when masking), SAVE_DIR/metrics.jsonl (one JSON object per
 // logged step, per epoch and per kNN monitor run, --knn-every), TensorBoard scalars under
 // SAVE_DIR/logs/, SAVE_DIR/args.json, and checkpoints (ssl/run/checkpoint.h) at every epoch's end,
-// every --save-freq-steps steps and at --max-steps.
+// every --save-freq-steps steps and at --max-steps. A supervised run ends by measuring its classifier
+// on DATA/val when there is one (ssl/eval/classifier_accuracy.h): the validation top-1 and top-5,
+// logged and written to metrics.jsonl as a "final" entry.
 //
 // The step never waits for the device: the loss, the contrast accuracy and the foreground share
 // stay there, summed over the steps since the last read, and the host reads them once per print
@@ -42,6 +47,7 @@
 #include "ssl/masking/masking.h"
 #include "ssl/methods/moco.h"
 #include "ssl/methods/simclr.h"
+#include "ssl/methods/supervised.h"
 #include "ssl/run/checkpoint.h"
 
 namespace engine::ssl {
@@ -55,6 +61,8 @@ struct PretrainConfig {
   Method method = Method::MocoV2;
   MocoConfig moco;       // --method mocov2; its reference_quirks also switch the masking's quirks
   SimclrConfig simclr;   // --method simclr
+  // Method::Supervised (`moco supervised`); its num_classes is set from the training folder.
+  SupervisedConfig supervised;
   int64_t batch_size = 256;  // -b: the global batch (all ranks and virtual GPUs)
   double lr = 0.03;
   int64_t epochs = 200;
@@ -65,7 +73,7 @@ struct PretrainConfig {
   double momentum = 0.9;
   double weight_decay = 1e-4;
   double lars_eta = 0.001;    // LARS's trust coefficient
-  bool aug_plus = false;      // MoCo v2's augmentation (else MoCo v1's)
+  bool aug_plus = false;      // MoCo v2's augmentation (else MoCo v1's); contrastive methods only
   // aug-plus's Gaussian blur sigma range in output pixels: the reference's 0.1-2 is meant for 224
   // pixels; smaller images want it scaled by size / 224 (at 32 pixels, 2 would wipe out the view).
   std::vector<double> blur_sigma = {0.1, 2.0};
@@ -103,9 +111,12 @@ struct PretrainResult {
   double first_loss = 0;      // the loss of the first step this invocation ran
   std::string last_checkpoint;
   double last_knn_top1 = -1;  // the last kNN monitor's top-1 (%), -1 when it did not run
+  // Supervised: the classifier's accuracy (%) on DATA/val at the end of the run; -1 when not measured
+  // (another method, no val/, or nothing left to train).
+  double val_top1 = -1, val_top5 = -1;
 };
 
-// Runs (or resumes) pretraining; throws engine::Error with a clear message on bad input.
+// Runs (or resumes) training; throws engine::Error with a clear message on bad input.
 PretrainResult pretrain(const PretrainConfig& config);
 
 }  // namespace engine::ssl

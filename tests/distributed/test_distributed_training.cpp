@@ -3,7 +3,7 @@
 // BatchNorm groups. Checked for MoCo v2 and SimCLR, plain and with the paper's masking and a hard
 // negative, step by step (the methods), and for whole runs of the trainer (the data sharding, the
 // logged losses, the checkpoints, resuming a run of W ranks in one process, and refusing a resume
-// with another group count).
+// with another group count), the supervised baseline's included.
 //
 // Tolerance. The W ranks compute the same numbers as the one process except for the order of
 // sums: each rank's convolution and BatchNorm backward sums its b images, and the average over the
@@ -61,7 +61,7 @@ double mean_over_ranks(const Tensor& loss) {
 // One training step of `method` as the trainer takes it.
 double step(ContrastiveMethod& method, nn::Optimizer& sgd, nn::DataParallelGradients* gradients, const Tensor& q,
             const Tensor& k, const SaliencyGuidedMasking* masking, int64_t s) {
-  ContrastiveOutput out = method.train_forward(q, k, masking, s, nullptr);
+  ContrastiveOutput out = method.train_forward({{q, k}, Tensor()}, masking, s, nullptr);  // q, k (N, 3, H, W)
   method.online_encoder().zero_grad();
   out.loss.backward();
   if (gradients) gradients->finish();
@@ -104,7 +104,8 @@ void expect_ranks_take_the_one_process_steps(Config config, bool masked, const c
   for (int64_t s = 0; s < steps; ++s) {
     const Tensor q = global_view(s, 0, side).to(device), k = global_view(s, 1, side).to(device);
     const double expected = step(single, single_sgd, nullptr, q, k, single_masking.get(), s);
-    ContrastiveOutput out = ranks.train_forward(my_slice(q), my_slice(k), ranks_masking.get(), s, nullptr);
+    const TrainingBatch mine{{my_slice(q), my_slice(k)}, Tensor()};  // this rank's (N, 3, H, W) of each view
+    ContrastiveOutput out = ranks.train_forward(mine, ranks_masking.get(), s, nullptr);
     ranks.online_encoder().zero_grad();
     out.loss.backward();
     gradients.finish();
@@ -298,6 +299,35 @@ TEST_F(DistributedTrainerTest, SimclrRanksWithLarsTrainTheOneProcessRun) {
     ASSERT_EQ(b.size(), a.size());
     for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], kTolerance) << "step " << i;
     expect_same_state(last_state("simclr_single"), last_state("simclr_ranks"), "SimCLR's last checkpoints");
+  }
+  world().barrier();
+}
+
+// The supervised baseline: each rank's loss is the mean over its rows, the gradient average makes
+// it the global batch's; the validation at the end counts every rank's shard.
+TEST_F(DistributedTrainerTest, SupervisedRanksTrainTheOneProcessRun) {
+  const int W = world().world_size();
+  auto supervised = [&](const std::string& run, bool distributed) {
+    PretrainConfig c = config(run, distributed, 0);
+    c.method = Method::Supervised;
+    c.supervised.arch = "resnet18";
+    c.supervised.small_stem = true;
+    c.supervised.width = 8;
+    c.supervised.bn_groups = distributed ? 1 : W;
+    c.strategy = MaskStrategy::None;
+    c.num_nonsem = 0;
+    c.epochs = 1;
+    return c;
+  };
+  const PretrainResult ranks = pretrain(supervised("supervised_ranks", /*distributed=*/true));
+  if (world().is_root()) {
+    const PretrainResult single = pretrain(supervised("supervised_single", /*distributed=*/false));
+    const std::vector<double> a = logged_losses("supervised_single"), b = logged_losses("supervised_ranks");
+    ASSERT_EQ(a.size(), static_cast<size_t>(16 / (kPerRank * W)));
+    ASSERT_EQ(b.size(), a.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], kTolerance) << "step " << i;
+    expect_same_state(last_state("supervised_single"), last_state("supervised_ranks"), "the supervised checkpoints");
+    EXPECT_EQ(ranks.val_top1, single.val_top1);
   }
   world().barrier();
 }
