@@ -229,6 +229,7 @@ std::string readme_text(const SynthOptions& o) {
           "  train/<class>/<class>_<index:05>.jpg, val/<class>/<class>_<index:05>.jpg\n"
           "  masks/<split>/<class>/<class>_<index:05>_fg.png     8-bit gray: 255 object, 0 background\n"
           "  masks/<split>/<class>/<class>_<index:05>_parts.png  8-bit gray: 0 background, k = part k of the object\n"
+          "  masks/parts.txt                                     the part types: <class> <k> <part name>\n"
           "The masks are outside train/ and val/ so that an image folder does not read them as images.\n"
           "Clutter in the background is never labelled; a part's label covers the pixels it hides of other parts.\n\n"
           "Classes (a class is the arrangement of its parts; colours and textures are random per image):\n";
@@ -282,6 +283,7 @@ void write_synth_dataset(const std::string& out_path, const SynthOptions& option
   }
   // The README first, so that an interrupted run is still recognised (and replaced) by --force.
   write_file_atomic((out / "README.txt").string(), readme_text(options));
+  write_file_atomic(part_table_path(out.string()), synth_part_table(options.classes).text());
 
   const int64_t total = static_cast<int64_t>(options.classes) * (options.train_per_class + options.val_per_class);
   const int threads = options.threads > 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());

@@ -16,6 +16,7 @@
 //   OUT/val/<class>/<class>_<index:05>.jpg
 //   OUT/masks/<split>/<class>/<class>_<index:05>_fg.png     8-bit gray: 255 object, 0 background
 //   OUT/masks/<split>/<class>/<class>_<index:05>_parts.png  8-bit gray: 0 background, k = part k (1..4)
+//   OUT/masks/parts.txt                                the part types: "<class> <k> <part name>" (data/part_masks.h)
 //   OUT/README.txt                                     classes, counts, size, seed, mask values
 // The masks live outside train/ and val/ because an image folder would take the PNGs for images.
 #pragma once
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "data/image.h"
+#include "data/part_masks.h"
 
 namespace engine::data {
 
@@ -57,6 +59,8 @@ struct SynthSample {
 
 // The number of parts of a class (2 to 4): the labels its part mask uses.
 int synth_class_part_count(int class_index);
+// The part types of the first `classes` classes, as masks/parts.txt lists them.
+PartTable synth_part_table(int classes);
 
 // One image and its part labels; deterministic in (options.seed, options.size, class_index, split, index).
 SynthSample render_synth_sample(const SynthOptions& options, int class_index, int split, int64_t index);

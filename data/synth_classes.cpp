@@ -153,6 +153,15 @@ std::vector<std::string> synth_class_names() {
   return names;
 }
 
+PartTable synth_part_table(int classes) {
+  std::vector<PartType> types;
+  for (int c = 0; c < classes; ++c) {
+    const auto& t = synth_detail::template_of(c);
+    for (size_t k = 0; k < t.part_names.size(); ++k) types.push_back({t.name, static_cast<int>(k + 1), t.part_names[k]});
+  }
+  return PartTable(std::move(types));
+}
+
 int synth_class_part_count(int class_index) { return static_cast<int>(synth_detail::template_of(class_index).part_names.size()); }
 
 }  // namespace engine::data

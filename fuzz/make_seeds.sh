@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 MOCO=${MOCO:-build/tools/moco}
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 out=fuzz/corpus
-rm -rf "$out"; mkdir -p "$out"/{safetensors,pretrained,image,tensorboard,run_metadata,image_folder}
+rm -rf "$out"; mkdir -p "$out"/{safetensors,pretrained,image,tensorboard,run_metadata,image_folder,part_masks}
 
 "$MOCO" synth "$work/ds" --classes 2 --train-per-class 4 --val-per-class 1 --size 32 --force >/dev/null
 OMP_WAIT_POLICY=passive "$MOCO" pretrain "$work/ds" --save-dir "$work/run" -a resnet18 --small-stem --width 1 \
@@ -69,4 +69,8 @@ printf 'd train/cat\nf train/cat/1.jpg\nd train/dog/sub\nf train/dog/sub/2.PNG\n
   >"$out/image_folder/dataset.txt"
 printf 'f a/x.jpg\nl a/up ..\nl a/self .\nf b/y.png\nl b/to_a ../a\n' >"$out/image_folder/link_loops.txt"
 printf 'd empty_class\nf odd name \xff.jpg\nd c/ d\nf c/ d/.hidden.jpg\n' >"$out/image_folder/odd_names.txt"
+# Part masks: the synthetic dataset's parts.txt (first byte odd: a table) and one part mask (even:
+# a mask, drawn at side 8 + 8 = 16 on a grid of 1 + 4 = 5 cells).
+{ printf '\x01'; cat "$work/ds/masks/parts.txt"; } >"$out/part_masks/parts_table"
+{ printf '\x10'; cat "$(ls "$work"/ds/masks/train/*/*_parts.png | head -1)"; } >"$out/part_masks/synth_mask"
 du -sh "$out"/*
