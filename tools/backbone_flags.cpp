@@ -17,8 +17,8 @@ engine::ssl::BackboneSpec BackboneFlags::spec() const {
 
 void add_backbone_flags(CLI::App* cmd, BackboneFlags& flags) {
   cmd->add_option("--pretrained", flags.pretrained,
-                  "a `moco pretrain` checkpoint (its online encoder without the head: MoCo's encoder_q, SimCLR's "
-                  "encoder), a ResNet safetensors file with torchvision's names, or 'random': an untrained encoder of "
+                  "a `moco pretrain` or `moco supervised` checkpoint (its online encoder without the head: MoCo's "
+                  "encoder_q, SimCLR's encoder, the supervised network), a ResNet safetensors file with torchvision's names, or 'random': an untrained encoder of "
                   "the architecture below, the baseline")
       ->required();
   cmd->add_option("-a,--arch", flags.arch, "with --pretrained random: the encoder")

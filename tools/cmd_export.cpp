@@ -51,7 +51,8 @@ void add_export_command(CLI::App& app) {
       "export", "Write a pretrained backbone (without its head) with torchvision's or detectron2's names, for PyTorch");
   auto a = std::make_shared<ExportArgs>();
   cmd->add_option("CKPT", a->checkpoint,
-                  "a `moco pretrain` checkpoint (MoCo v2's encoder_q or SimCLR's encoder is exported) or a ResNet "
+                  "a `moco pretrain` or `moco supervised` checkpoint (MoCo v2's encoder_q, SimCLR's encoder or the "
+                  "supervised network is exported) or a ResNet "
                   "state dict with torchvision's names")
       ->required();
   cmd->add_option("--format", a->format,

@@ -18,5 +18,6 @@ void add_knn_command(CLI::App& app);
 void add_lincls_command(CLI::App& app);
 void add_embed_command(CLI::App& app);
 void add_export_command(CLI::App& app);
+void add_probe_command(CLI::App& app);
 
 }  // namespace moco_cli

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   moco_cli::add_lincls_command(app);
   moco_cli::add_embed_command(app);
   moco_cli::add_export_command(app);
+  moco_cli::add_probe_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
