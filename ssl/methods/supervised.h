@@ -1,6 +1,6 @@
-// supervised.h - the supervised baseline behind the method seam: the same ResNet trained with the
-// labels, so a study's "Supervised" row comes from the engine that makes its self-supervised rows
-// (trained, checkpointed, resumed and evaluated by the same code).
+// supervised.h - the supervised baseline (METHOD.md 9.4) behind the method seam: the same ResNet
+// trained with the labels, so a study's "Supervised" row comes from the engine that makes its
+// self-supervised rows (trained, checkpointed, resumed and evaluated by the same code).
 //
 //   logits = f(view)                       (N, C): the ResNet whose fc is the classifier
 //                                          Linear(F, C) (F = feature_dim, C the training folder's

@@ -212,7 +212,7 @@ class SupervisedTrainerTest : public ::testing::Test {
 
 TempDir* SupervisedTrainerTest::dir_ = nullptr;
 
-// The test the issue asks for: stopped at an epoch's end (step 3) and mid-epoch (step 4), resumed
+// Resumed bit for bit: stopped at an epoch's end (step 3) and mid-epoch (step 4), resumed
 // to step 5, the run ends where the uninterrupted one does: the last loss and every tensor of the
 // checkpoint (parameters, running statistics, SGD's momentum) equal to the bit.
 TEST_F(SupervisedTrainerTest, ResumesBitForBitOnTheCpu) {
