@@ -222,7 +222,7 @@ TEST(Synth, TheThreadCountDoesNotChangeTheFiles) {
     EXPECT_EQ(file_bytes(entry.path()), file_bytes(twin)) << twin;
     ++compared;
   }
-  EXPECT_EQ(compared, 1 + 3 * 10);  // README, then an image and two masks per sample
+  EXPECT_EQ(compared, 2 + 3 * 10);  // README and masks/parts.txt, then an image and two masks per sample
 }
 
 TEST(Synth, RefusesAnExistingDatasetUnlessForcedAndReplacesItWhenForced) {
