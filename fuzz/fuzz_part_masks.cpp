@@ -1,7 +1,7 @@
 // fuzz_part_masks.cpp - the part masks of part-level probing (data/part_masks.h): the first byte
 // chooses what the rest is. Odd: a parts.txt, parsed. Even: a mask PNG, decoded (its first channel
 // taken as the ids), carried through the evaluation view's geometry at a side of 8 to 64 pixels and
-// measured on a grid of 1 to 8 cells. Malformed input throws engine::Error or
+// measured in cells of a stride of 1 to 8 pixels. Malformed input throws engine::Error or
 // DecodeError; every cell's shares of the parts present add up to at most 1.
 #include <span>
 
@@ -25,12 +25,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const engine::data::Image decoded = engine::data::decode_image(rest, "fuzz");
     engine::data::Image mask(decoded.width, decoded.height, 1);
     for (size_t i = 0; i < mask.pixels.size(); ++i) mask.pixels[i] = decoded.pixels[3 * i];
-    const int side = 8 + (mode >> 1) % 57, grid = 1 + (mode >> 2) % 8;
+    const int side = 8 + (mode >> 1) % 57, stride = 1 + (mode >> 2) % 8;
     const engine::data::AugmentConfig eval = engine::data::eval_transform(side);
     engine::data::check_view_fits(eval, mask.width, mask.height, "fuzz");
     const engine::data::PartCellShares shares =
-        engine::data::part_cell_shares(engine::data::part_mask_view(mask, eval), grid);
-    const size_t cells = static_cast<size_t>(grid) * static_cast<size_t>(grid);
+        engine::data::part_cell_shares(engine::data::part_mask_view(mask, eval), stride);
+    const size_t cells = static_cast<size_t>(shares.grid) * static_cast<size_t>(shares.grid);
+    FUZZ_REQUIRE(shares.grid == (side + stride - 1) / stride, "ceil(side / stride) cells per side");
     FUZZ_REQUIRE(shares.shares.size() == shares.ids.size() * cells, "one share per part and cell");
     for (size_t cell = 0; cell < cells; ++cell) {
       float total = 0.f;

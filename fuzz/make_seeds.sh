@@ -70,7 +70,7 @@ printf 'd train/cat\nf train/cat/1.jpg\nd train/dog/sub\nf train/dog/sub/2.PNG\n
 printf 'f a/x.jpg\nl a/up ..\nl a/self .\nf b/y.png\nl b/to_a ../a\n' >"$out/image_folder/link_loops.txt"
 printf 'd empty_class\nf odd name \xff.jpg\nd c/ d\nf c/ d/.hidden.jpg\n' >"$out/image_folder/odd_names.txt"
 # Part masks: the synthetic dataset's parts.txt (first byte odd: a table) and one part mask (even:
-# a mask, drawn at side 8 + 8 = 16 on a grid of 1 + 4 = 5 cells).
+# a mask, drawn at side 8 + 8 = 16 in cells of a stride of 1 + 4 = 5 pixels).
 { printf '\x01'; cat "$work/ds/masks/parts.txt"; } >"$out/part_masks/parts_table"
 { printf '\x10'; cat "$(ls "$work"/ds/masks/train/*/*_parts.png | head -1)"; } >"$out/part_masks/synth_mask"
 du -sh "$out"/*

@@ -159,6 +159,11 @@ Tensor ResNet::head(const Tensor& feature_map) { return child("fc")(pool(child("
 
 Tensor ResNet::forward(const Tensor& x) { return head(feature_map(x)); }  // (N, num_classes)
 
+int64_t ResNet::stage_stride(int stage) const {
+  check_stage(stage);
+  return (config_.stem == ResNetStem::ImageNet ? 4 : 1) << (stage - 1);
+}
+
 int64_t ResNet::stage_map_side(int64_t input_side, int stage) const {
   check_stage(stage);
   int64_t side = input_side;

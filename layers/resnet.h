@@ -72,7 +72,11 @@ class ResNet : public Module {
   // What part-level probing pools inside each part (ssl/eval/part_probe.h).
   Tensor stage_map(const Tensor& x, int stage);
   int64_t stage_channels(int stage) const;  // feature_dim() / 2^(4 - stage)
+  // ceil(input_side / stage_stride(stage)): each stride-2 layer rounds up.
   int64_t stage_map_side(int64_t input_side, int stage) const;
+  // Input pixels per cell of stage_map: 4 after the ImageNet stem (conv and max-pool), 1 after the
+  // small stem, doubled by each of layer2 .. layer`stage`.
+  int64_t stage_stride(int stage) const;
   // The pooled features before the head: (N, feature_dim()).
   Tensor features(const Tensor& x);
   // The rest of forward after feature_map: pool and head, (N, num_classes); forward(x) is

@@ -18,6 +18,7 @@
 #include "engine/check.h"
 #include "layers/resnet.h"
 #include "ssl/eval/part_picture.h"
+#include "ssl/eval/part_probe.h"
 #include "ssl/masking/mask_picture.h"
 #include "tools/commands.h"
 #include "tools/mask_preview.h"
@@ -80,10 +81,11 @@ void run_part_masks(const MasksArgs& a) {
   config.arch = o.arch;
   config.stem = o.small_stem ? engine::nn::ResNetStem::SmallImage : engine::nn::ResNetStem::ImageNet;
   config.width = 1;
-  const int stage = a.stage == "layer3" ? 3 : 4;
-  const int grid = static_cast<int>(engine::nn::make_resnet(config, 0)->stage_map_side(o.size, stage));
+  const auto net = engine::nn::make_resnet(config, 0);
+  const int stage = engine::ssl::parse_probe_stage(a.stage);
+  const int grid = static_cast<int>(net->stage_map_side(o.size, stage));
   const engine::ssl::SplitPartPictures pictures = engine::ssl::part_pictures_of_split(
-      o.data, o.split, o.n, data::eval_transform(o.size), grid, a.min_part_cells);
+      o.data, o.split, o.n, data::eval_transform(o.size), static_cast<int>(net->stage_stride(stage)), a.min_part_cells);
   engine::ssl::write_part_picture(a.out, pictures.images, a.quality);
   fmt::print(
       "wrote {}: the parts of {} images of {} at {}x{} over {}'s {}x{} grid ({}{}); {} parts, {} of them "

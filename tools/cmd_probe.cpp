@@ -36,7 +36,7 @@ void run_probe(ProbeArgs& a) {
   engine::ssl::PartProbeConfig& c = a.config;
   c.backbone = a.backbone.spec();
   c.level = engine::ssl::parse_probe_level(a.level);
-  c.stage = a.stage == "layer3" ? 3 : 4;
+  c.stage = engine::ssl::parse_probe_stage(a.stage);
   c.high_pass = engine::ssl::parse_high_pass(a.high_pass);
   c.classifier.seed = a.backbone.seed;
   c.device = a.device.resolve();
@@ -58,7 +58,7 @@ void run_probe(ProbeArgs& a) {
   if (!a.picture.empty()) {
     const engine::ssl::SplitPartPictures pictures =
         engine::ssl::part_pictures_of_split(c.data, "val", a.picture_images, engine::data::eval_transform(static_cast<int>(r.image_size)),
-                                            static_cast<int>(r.grid), static_cast<float>(c.min_part_cells));
+                                            static_cast<int>(r.stride), static_cast<float>(c.min_part_cells));
     engine::ssl::write_part_picture(a.picture, pictures.images);
     fmt::print("  wrote {}: the parts of {} val/ images over the {}x{} grid and the cells each pools from\n", a.picture,
                pictures.images.size(), r.grid, r.grid);
@@ -75,6 +75,7 @@ void run_probe(ProbeArgs& a) {
                                     {"backbone", r.backbone},
                                     {"stage", a.stage},
                                     {"grid", r.grid},
+                                    {"stride", r.stride},
                                     {"channels", r.channels},
                                     {"image_size", r.image_size},
                                     {"high_pass", r.high_pass},

@@ -9,7 +9,7 @@
 # high-passed images: what the filter alone gives the hp rows), and probes each at the object
 # and the part level (`moco probe`, docs/METHOD.md section 9.3) on layer4 (4x4 cells) and layer3
 # (8x8 cells). Prints one table and writes it, with the commands' JSON, under OUT (default
-# part-report-out/). About 12 minutes on 2 CPU cores once the build exists.
+# part-report-out/). About 11 minutes on 2 CPU cores once the build exists.
 #
 # Environment: PR_OUT (output folder), PR_EPOCHS (18: ~560 steps of 64 per training), PR_DEVICE
 # (auto), PR_METHODS ("mocov2 simclr").

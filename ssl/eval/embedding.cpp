@@ -47,6 +47,11 @@ Backbone load_with_head(const BackboneSpec& spec, Device device) {
   ENGINE_CHECK(checkpoint, "--output projection applies the pretraining's projection head, which only a `moco "
                "pretrain` checkpoint holds; '{}' is not one: embed its pooled features (--output features)", path);
   PretrainedRun run = load_pretrained(path, device);
+  ENGINE_CHECK(run.method->method() != Method::Supervised,
+               "--output projection applies a pretraining's projection head; '{}' is a `moco supervised` checkpoint, "
+               "whose head is its classifier (class scores, not an embedding): embed its pooled features "
+               "(--output features)",
+               path);
   nn::ResNet& encoder = run.method->online_encoder();
   freeze(encoder);
   Backbone out;

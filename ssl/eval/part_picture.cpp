@@ -1,6 +1,6 @@
 // part_picture.cpp - see part_picture.h. Tiles are painted straight into the picture; a tile pixel
-// (X, Y) shows view pixel (X / f, Y / f), which lies in cell ((Y / f) g / S, (X / f) g / S) as
-// data::part_cell_shares counts it.
+// (X, Y) shows view pixel (X / f, Y / f), which lies in cell ((Y / f) / s, (X / f) / s) for the
+// stage's stride s, as data::part_cell_shares counts it.
 #include "ssl/eval/part_picture.h"
 
 #include <fmt/format.h>
@@ -46,10 +46,6 @@ void fill(data::Image& picture, int x0, int y0, int x1, int y1, const Colour& co
     for (int x = x0; x < x1; ++x) put(picture, x, y, colour);
 }
 
-// The first view pixel of cell `cell` along a side of S pixels cut into g cells: the smallest p
-// with p g / S >= cell.
-int cell_first_pixel(int cell, int S, int g) { return (cell * S + g - 1) / g; }
-
 void check_image(const PartPictureImage& im, int S, size_t index) {
   const data::PartCellShares& sh = im.shares;
   const size_t parts = sh.ids.size(), g = static_cast<size_t>(sh.grid);
@@ -59,10 +55,11 @@ void check_image(const PartPictureImage& im, int S, size_t index) {
                "0, found {}x{}x{} and {}x{}x{}",
                index, S, S, im.view.width, im.view.height, im.view.channels, im.mask_view.width, im.mask_view.height,
                im.mask_view.channels);
-  ENGINE_CHECK(sh.grid >= 1 && sh.grid <= S && sh.shares.size() == parts * g * g && im.part_names.size() == parts,
-               "part picture: image {} has {} part ids, {} shares for a {}x{} grid and {} names; expected "
-               "data::part_cell_shares of its mask view (grid 1 to {}) and one name per id",
-               index, parts, sh.shares.size(), sh.grid, sh.grid, im.part_names.size(), S);
+  ENGINE_CHECK(sh.stride >= 1 && sh.grid == (S + sh.stride - 1) / sh.stride && sh.shares.size() == parts * g * g &&
+                   im.part_names.size() == parts,
+               "part picture: image {} has {} part ids, {} shares for a {}x{} grid of stride {} and {} names; expected "
+               "data::part_cell_shares of its {}-pixel mask view and one name per id",
+               index, parts, sh.shares.size(), sh.grid, sh.grid, sh.stride, im.part_names.size(), S);
 }
 
 int legend_height(const PartPictureImage& im) {
@@ -80,8 +77,8 @@ struct RowPainter {
     return im.shares.shares[(k * static_cast<size_t>(g) + static_cast<size_t>(a)) * static_cast<size_t>(g) +
                             static_cast<size_t>(b)];
   }
-  int cell_of(int tile_pixel) const { return tile_pixel / f * g / S; }
-  int cell_start(int cell) const { return f * cell_first_pixel(cell, S, g); }  // in tile pixels
+  int cell_of(int tile_pixel) const { return im.shares.cell_of(tile_pixel / f); }
+  int cell_start(int cell) const { return f * std::min(S, im.shares.cell_start(cell)); }  // in tile pixels
 
   void view_tile(int left, int top) const {
     for (int Y = 0; Y < T; ++Y)
@@ -216,7 +213,7 @@ std::vector<data::Sample> first_of_each_class(const data::ImageFolder& folder, i
 }  // namespace
 
 SplitPartPictures part_pictures_of_split(const std::string& root, const std::string& split, int n,
-                                         const data::AugmentConfig& eval, int grid, float min_cells) {
+                                         const data::AugmentConfig& eval, int stride, float min_cells) {
   const data::PartTable table = data::PartTable::read(data::part_table_path(root));
   const data::ImageFolder folder(data::resolve_split(root, split));
   SplitPartPictures out;
@@ -226,7 +223,7 @@ SplitPartPictures part_pictures_of_split(const std::string& root, const std::str
     const data::Image mask =
         data::read_part_mask(data::part_mask_path(root, split, sample.path), image.width, image.height, sample.path);
     out.images.push_back(make_part_picture_image(image, mask, table, folder.classes()[static_cast<size_t>(sample.label)],
-                                                 eval, grid, min_cells));
+                                                 eval, stride, min_cells));
     const PartPictureImage& im = out.images.back();
     out.parts += im.shares.ids.size();
     for (size_t k = 0; k < im.shares.ids.size(); ++k) out.skipped += im.shares.cells(k) < min_cells ? 1 : 0;
@@ -236,7 +233,7 @@ SplitPartPictures part_pictures_of_split(const std::string& root, const std::str
 
 PartPictureImage make_part_picture_image(const data::Image& image, const data::Image& mask,
                                          const data::PartTable& table, const std::string& class_name,
-                                         const data::AugmentConfig& eval, int grid, float min_cells) {
+                                         const data::AugmentConfig& eval, int stride, float min_cells) {
   ENGINE_CHECK(image.channels == 3 && mask.channels == 1 && mask.width == image.width && mask.height == image.height,
                "make_part_picture_image: expected an RGB image and a 1-channel mask of its size, found {}x{}x{} and "
                "{}x{}x{}",
@@ -248,7 +245,7 @@ PartPictureImage make_part_picture_image(const data::Image& image, const data::I
   const data::Image resized = data::resize_shorter_side(image, eval.resize_size);
   out.view = data::crop(resized, data::center_crop_box(resized.width, resized.height, eval.size));
   out.mask_view = data::part_mask_view(mask, eval);
-  out.shares = data::part_cell_shares(out.mask_view, grid);
+  out.shares = data::part_cell_shares(out.mask_view, stride);
   for (int id : out.shares.ids) {
     const int64_t label = table.label(class_name, id);
     out.part_names.push_back(label >= 0 ? table.type_name(label) : fmt::format("{}/id {}", class_name, id));

@@ -62,19 +62,19 @@ std::array<uint8_t, 3> part_picture_colour(size_t k);
 struct PartPictureImage {
   data::Image view;                     // S x S RGB: the evaluation view of the image
   data::Image mask_view;                // S x S ids (data::part_mask_view)
-  data::PartCellShares shares;          // at the stage's grid (data::part_cell_shares(mask_view, grid))
+  data::PartCellShares shares;          // at the stage's stride (data::part_cell_shares(mask_view, stride))
   std::vector<std::string> part_names;  // one per shares.ids entry, e.g. "house/roof" (PartTable::type_name)
   float min_cells = 0.5f;               // a part with shares.cells(k) < min_cells is not pooled (too small)
 };
 
 // Builds one from an image (RGB) and its full-size mask (1 channel, the image's size): the view
 // is data::resize_shorter_side and the center crop of `eval` (eval.random_crop false), kept as
-// bytes; the mask view data::part_mask_view; the shares at `grid`; the names from `table` for
+// bytes; the mask view data::part_mask_view; the shares at the stage's `stride`; the names from `table` for
 // `class_name` ("<class>/id <k>" for an id the table lacks). The caller checks the image with
 // data::check_view_fits first, as for any view it renders.
 PartPictureImage make_part_picture_image(const data::Image& image, const data::Image& mask,
                                          const data::PartTable& table, const std::string& class_name,
-                                         const data::AugmentConfig& eval, int grid, float min_cells);
+                                         const data::AugmentConfig& eval, int stride, float min_cells);
 
 // Up to `n` images of ROOT/<split> with their masks (data/part_masks.h), one of each class in turn
 // (class 0's first image, class 1's first, ..., then the second of each), so every class shows.
@@ -84,7 +84,7 @@ struct SplitPartPictures {
   size_t parts = 0, skipped = 0;  // parts drawn, and those under min_cells
 };
 SplitPartPictures part_pictures_of_split(const std::string& root, const std::string& split, int n,
-                                         const data::AugmentConfig& eval, int grid, float min_cells);
+                                         const data::AugmentConfig& eval, int stride, float min_cells);
 
 // Where things are in a picture of `images` (see the layout above).
 struct PartPictureLayout {

@@ -40,14 +40,14 @@ struct ImageParts {
 };
 
 ImageParts parts_of(const data::Sample& sample, const std::string& class_name, const std::string& root,
-                    const std::string& split, const data::PartTable& table, const data::AugmentConfig& eval, int grid,
+                    const std::string& split, const data::PartTable& table, const data::AugmentConfig& eval, int stride,
                     double min_cells) {
   const std::vector<uint8_t> bytes = data::read_file_bytes(sample.path);
   const data::ImageHeader header = data::read_image_header(bytes, sample.path);
   const data::Image mask =
       data::read_part_mask(data::part_mask_path(root, split, sample.path), header.width, header.height, sample.path);
-  const data::PartCellShares shares = data::part_cell_shares(data::part_mask_view(mask, eval), grid);
-  const size_t g2 = static_cast<size_t>(grid) * static_cast<size_t>(grid);
+  const data::PartCellShares shares = data::part_cell_shares(data::part_mask_view(mask, eval), stride);
+  const size_t g2 = static_cast<size_t>(shares.grid) * static_cast<size_t>(shares.grid);
   ImageParts out;
   for (size_t k = 0; k < shares.ids.size(); ++k) {
     const int64_t label = table.label(class_name, shares.ids[k]);
@@ -64,6 +64,26 @@ ImageParts parts_of(const data::Sample& sample, const std::string& class_name, c
     out.labels.push_back(label);
   }
   return out;
+}
+
+void check_same_classes(const data::ImageFolder& train, const data::ImageFolder& val, const std::string& root) {
+  const std::vector<std::string>& a = train.classes();
+  const std::vector<std::string>& b = val.classes();
+  for (size_t i = 0; i < std::max(a.size(), b.size()); ++i)
+    ENGINE_CHECK(i < a.size() && i < b.size() && a[i] == b[i],
+                 "probe: train/ and val/ of {} hold different classes: class {} is '{}' in train/ and '{}' in val/; both "
+                 "splits need the same class folders, so that a label means the same in both",
+                 root, i, i < a.size() ? a[i] : "(none)", i < b.size() ? b[i] : "(none)");
+}
+
+void check_masks_exist(const std::string& root, const std::string& split, const data::ImageFolder& folder) {
+  for (const data::Sample& sample : folder.samples()) {
+    const std::string mask = data::part_mask_path(root, split, sample.path);
+    ENGINE_CHECK(fs::exists(mask),
+                 "no part mask for {}: expected {} (data/part_masks.h); every image of train/ and val/ needs one for "
+                 "--level part or both",
+                 sample.path, mask);
+  }
 }
 
 // Appends rows (r, C) to a growing host matrix kept as a vector of blocks.
@@ -87,9 +107,12 @@ class SplitExtractor {
  public:
   SplitExtractor(nn::ResNet& net, const PartProbeConfig& c, const data::PartTable* table, int64_t size, bool high_pass)
       : net_(net), c_(c), table_(table), eval_(data::eval_transform(static_cast<int>(size))), high_pass_(high_pass),
-        grid_(static_cast<int>(net.stage_map_side(size, c.stage))) {}
+        grid_(static_cast<int>(net.stage_map_side(size, c.stage))), stride_(static_cast<int>(net.stage_stride(c.stage))) {
+    ENGINE_CHECK(grid_ == (size + stride_ - 1) / stride_, "probe: layer{}'s {} cells per side are not ceil({} / {})",
+                 c.stage, grid_, size, stride_);
+  }
 
-  ProbeFeatures extract(const std::string& split) const;
+  ProbeFeatures extract(const std::string& split, std::shared_ptr<const data::ImageFolder> dataset) const;
 
  private:
   nn::ResNet& net_;
@@ -97,11 +120,10 @@ class SplitExtractor {
   const data::PartTable* table_;  // null: object level only
   data::AugmentConfig eval_;
   bool high_pass_;
-  int grid_;
+  int grid_, stride_;  // the map's cells per side, and the view pixels per cell
 };
 
-ProbeFeatures SplitExtractor::extract(const std::string& split) const {
-  auto dataset = std::make_shared<data::ImageFolder>((fs::path(c_.data) / split).string());
+ProbeFeatures SplitExtractor::extract(const std::string& split, std::shared_ptr<const data::ImageFolder> dataset) const {
   data::LoaderOptions lo;
   lo.batch_size = static_cast<int>(c_.batch_size);
   lo.workers = c_.workers;
@@ -128,7 +150,7 @@ ProbeFeatures SplitExtractor::extract(const std::string& split) const {
     parallel_for(b, std::max(1, c_.workers), [&](int64_t i) {
       const data::Sample& sample = (*dataset)[index[i]];
       image_parts[static_cast<size_t>(i)] = parts_of(sample, dataset->classes()[static_cast<size_t>(sample.label)],
-                                                     c_.data, split, *table_, eval_, grid_, c_.min_part_cells);
+                                                     c_.data, split, *table_, eval_, stride_, c_.min_part_cells);
     });
     std::vector<float> weights;
     std::vector<int64_t> image;
@@ -206,7 +228,7 @@ ProbeLevelResult probe_level(const Tensor& train, const Tensor& train_labels, co
   ENGINE_CHECK(train.size(0) > 0 && val.size(0) > 0,
                "probe: the {} level has no {} rows to {}; {}", level, train.size(0) == 0 ? "training" : "validation",
                train.size(0) == 0 ? "train on" : "test", std::string(level) == "part"
-                   ? "every part was under --min-part-cells, or the masks label nothing: lower it or use --stage 3"
+                   ? "every part was under --min-part-cells, or the masks label nothing: lower it or use --stage layer3"
                    : "the split has no image");
   ProbeLevelResult r;
   r.train_rows = train.size(0);
@@ -224,6 +246,12 @@ ProbeLevel parse_probe_level(const std::string& text) {
   if (text == "part") return ProbeLevel::Part;
   if (text == "both") return ProbeLevel::Both;
   ENGINE_THROW("--level: expected object, part or both, found '{}'", text.substr(0, 60));
+}
+
+int parse_probe_stage(const std::string& text) {
+  if (text == "layer3") return 3;
+  if (text == "layer4") return 4;
+  ENGINE_THROW("--stage: expected layer3 or layer4, found '{}'", text.substr(0, 60));
 }
 
 double linear_probe_top1(const Tensor& train, const Tensor& train_labels, const Tensor& test,
@@ -271,9 +299,18 @@ PartProbeResult probe_parts(const PartProbeConfig& c) {
     ENGINE_CHECK(fs::is_directory(fs::path(c.data) / split),
                  "probe: {} has no {}/ folder; the probe trains on train/ and reports top-1 on val/ of a dataset root",
                  c.data, split);
+  // Everything the files can refuse is checked before the first forward: the classes of both
+  // splits, the table, and that every image has its mask.
+  const auto train_set = std::make_shared<const data::ImageFolder>((fs::path(c.data) / "train").string());
+  const auto val_set = std::make_shared<const data::ImageFolder>((fs::path(c.data) / "val").string());
+  check_same_classes(*train_set, *val_set, c.data);
   const bool want_parts = c.level != ProbeLevel::Object;
   std::optional<data::PartTable> table;
-  if (want_parts) table = data::PartTable::read(data::part_table_path(c.data));
+  if (want_parts) {
+    table = data::PartTable::read(data::part_table_path(c.data));
+    check_masks_exist(c.data, "train", *train_set);
+    check_masks_exist(c.data, "val", *val_set);
+  }
 
   const Backbone backbone = load_backbone(c.backbone, c.device);
   PartProbeResult result;
@@ -281,6 +318,7 @@ PartProbeResult probe_parts(const PartProbeConfig& c) {
   result.image_size = evaluation_image_size(c.image_size, backbone);
   result.high_pass = evaluation_high_pass(c.high_pass, backbone);
   result.grid = backbone.net->stage_map_side(result.image_size, c.stage);
+  result.stride = backbone.net->stage_stride(c.stage);
   result.channels = backbone.net->stage_channels(c.stage);
   ENGINE_CHECK(result.grid >= 1, "probe: layer{} of {} at {} px has no cell", c.stage, backbone.description,
                result.image_size);
@@ -288,12 +326,8 @@ PartProbeResult probe_parts(const PartProbeConfig& c) {
            result.channels, result.grid, result.grid, result.image_size, result.high_pass ? ", high-passed inputs" : "",
            c.level == ProbeLevel::Both ? "object and part" : (want_parts ? "part" : "object"));
   const SplitExtractor extractor(*backbone.net, c, table ? &*table : nullptr, result.image_size, result.high_pass);
-  const ProbeFeatures train = extractor.extract("train");
-  const ProbeFeatures val = extractor.extract("val");
-  ENGINE_CHECK(train.classes == val.classes,
-               "probe: train/ and val/ of {} have different class folders ({} and {}); both splits must hold the same "
-               "classes, so that a class index means the same in both",
-               c.data, train.classes.size(), val.classes.size());
+  const ProbeFeatures train = extractor.extract("train", train_set);
+  const ProbeFeatures val = extractor.extract("val", val_set);
   result.tiny_parts = train.tiny_parts + val.tiny_parts;
   if (c.level != ProbeLevel::Part)
     result.object = probe_level(train.object, train.object_labels, val.object, val.object_labels,

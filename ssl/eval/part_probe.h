@@ -37,6 +37,7 @@ namespace engine::ssl {
 
 enum class ProbeLevel { Object, Part, Both };
 ProbeLevel parse_probe_level(const std::string& text);  // "object", "part", "both"
+int parse_probe_stage(const std::string& text);         // "layer3" -> 3, "layer4" -> 4
 
 struct LinearProbeOptions {
   int64_t epochs = 100;
@@ -70,7 +71,7 @@ struct ProbeLevelResult {
 struct PartProbeResult {
   std::optional<ProbeLevelResult> object, part;  // the levels asked for
   int64_t tiny_parts = 0;     // parts skipped as smaller than min_part_cells, both splits
-  int64_t grid = 0, channels = 0, image_size = 0;
+  int64_t grid = 0, stride = 0, channels = 0, image_size = 0;  // the stage's cells per side, view pixels per cell
   bool high_pass = false;
   std::string backbone;       // its description
 };

@@ -218,8 +218,9 @@ void Trainer::build_supervised() {
                "supervised: {} holds one class ('{}'); a classifier needs at least 2: give a training folder with one "
                "subfolder per class (DATA/train/<class>/<image>)",
                dataset_->root(), classes.front());
+  // A dataset root's val/; DATA given as an image folder has none (a class of it named "val" is not one).
   const fs::path val = fs::path(c_.data) / "val";
-  if (fs::is_directory(val)) {
+  if (fs::is_directory(fs::path(c_.data) / "train") && fs::is_directory(val)) {
     val_set_ = std::make_shared<data::ImageFolder>(val.string());
     const std::vector<std::string>& val_classes = val_set_->classes();
     size_t first = 0;  // the first class that differs

@@ -24,7 +24,7 @@ namespace {
 using Colour = std::array<uint8_t, 3>;
 using testing::TempDir;
 
-constexpr int kS = 32, kGrid = 4;
+constexpr int kS = 32, kGrid = 4, kStride = kS / kGrid;
 constexpr int kScale = 6, kTile = kS * kScale;  // ceil(192 / 32) = 6
 constexpr int kCell = kTile / kGrid;            // 48 tile pixels
 
@@ -45,7 +45,7 @@ PartPictureImage hand_made(float min_cells) {
       if (x >= 28 && x < 30 && y >= 28 && y < 30) id = 2;
       if (x >= 20 && x < 24 && y < 4) id = data::kPartUnlabelled;
     }
-  im.shares = data::part_cell_shares(im.mask_view, kGrid);
+  im.shares = data::part_cell_shares(im.mask_view, kStride);
   im.part_names = {"toy/big", "toy/tiny"};
   im.min_cells = min_cells;
   return im;
@@ -103,7 +103,7 @@ TEST(PartPicture, LayoutIsThreeUpscaledTilesAndALegendPerRow) {
   PartPictureImage many = hand_made(0.5f);
   many.mask_view = data::Image(kS, kS, 1, 0);
   for (int x = 0; x < 12; ++x) many.mask_view.at(x, x) = static_cast<uint8_t>(x + 1);
-  many.shares = data::part_cell_shares(many.mask_view, kGrid);
+  many.shares = data::part_cell_shares(many.mask_view, kStride);
   many.part_names.assign(12, "toy/dot");
   const PartPictureLayout tall = part_picture_layout({many});
   EXPECT_EQ(tall.height, 2 * kPartPictureLegendPad + 13 * kPartPictureLegendLine);
@@ -204,7 +204,7 @@ TEST(PartPicture, MakesTheEvaluationViewOfASyntheticDatasetAndWritesTheJpeg) {
     const data::Image mask =
         data::read_part_mask(data::part_mask_path(root, "val", sample.path), image.width, image.height, sample.path);
     const std::string& class_name = folder.classes()[static_cast<size_t>(sample.label)];
-    images.push_back(make_part_picture_image(image, mask, table, class_name, eval, 3, 0.5f));
+    images.push_back(make_part_picture_image(image, mask, table, class_name, eval, 8, 0.5f));  // 3x3 cells
     const PartPictureImage& im = images.back();
 
     // The view is render_view's evaluation view, as bytes.
@@ -228,7 +228,7 @@ TEST(PartPicture, MakesTheEvaluationViewOfASyntheticDatasetAndWritesTheJpeg) {
 
     // A table without the class names the parts by id.
     const data::PartTable elsewhere({{"other", 1, "thing"}});
-    const PartPictureImage unknown = make_part_picture_image(image, mask, elsewhere, class_name, eval, 3, 0.5f);
+    const PartPictureImage unknown = make_part_picture_image(image, mask, elsewhere, class_name, eval, 8, 0.5f);
     EXPECT_EQ(unknown.part_names[0], class_name + "/id " + std::to_string(unknown.shares.ids[0]));
   }
 

@@ -94,6 +94,21 @@ TEST(PartMasks, CellSharesCountEachCellsPixels) {
   EXPECT_FLOAT_EQ(s.cells(1), 1.75f);
 }
 
+// A stride that does not divide the view: 5 pixels in cells of 2 make ceil(5 / 2) = 3 cells per
+// side, as the network's stride-2 layers round up; the last row and column of cells hold one
+// pixel each. Part 1 is the last column; part 2 the pixel (0, 0).
+TEST(PartMasks, CellsFollowTheStageStrideWhenItDoesNotDivideTheView) {
+  std::vector<uint8_t> ids(25, 0);
+  for (int y = 0; y < 5; ++y) ids[static_cast<size_t>(y * 5 + 4)] = 1;
+  ids[0] = 2;
+  const data::PartCellShares s = data::part_cell_shares(ids_image(5, 5, ids), 2);
+  ASSERT_EQ(s.grid, 3);
+  EXPECT_EQ(s.shares, (std::vector<float>{0, 0, 1, 0, 0, 1, 0, 0, 1,          // part 1: the cells of column 2
+                                          0.25f, 0, 0, 0, 0, 0, 0, 0, 0}));  // part 2: a quarter of cell (0, 0)
+  EXPECT_EQ(s.cell_of(4), 2);
+  EXPECT_EQ(s.cell_start(2), 4);
+}
+
 // The evaluation transform at size 4 resizes the shorter side to round(4 * 256 / 224) = 5 and
 // crops the centre 4x4; the mask follows by the nearest pixel. A 10x5 mask stays 10x5 (no resize)
 // and is cropped at left round(6 / 2) = 3, top round(1 / 2) = 0 (Python's round half to even).
@@ -126,6 +141,12 @@ TEST(PartMasks, TheTableNamesEachPartType) {
   expect_error_contains([] { data::PartTable::parse("house 1 a\nhouse 1 b\n", "p"); }, "p line 2: class house has part id 1 twice");
   expect_error_contains([] { data::PartTable::parse("house 1\n", "p"); }, "p line 1: expected");
   expect_error_contains([] { data::PartTable::parse("# nothing\n", "p"); }, "no part type");
+  // A byte-order mark, CRLF line ends, and tabs for a class folder whose name holds a space.
+  const data::PartTable tabs =
+      data::PartTable::parse("\xEF\xBB\xBFhouse 1 body\r\nmy house\t2\tfront door\r\n", "tabs.txt");
+  EXPECT_EQ(tabs.label("house", 1), 0);
+  EXPECT_EQ(tabs.type_name(1), "my house/front door");
+  expect_error_contains([] { data::PartTable::parse("my house 2 door\n", "p"); }, "needs tabs between the fields");
   // The synthetic dataset's table: the house's parts, then the lollipop's.
   const data::PartTable synth = data::synth_part_table(2);
   EXPECT_EQ(synth.type_name(0), "house/body");
@@ -144,8 +165,20 @@ TEST(PartMasks, MasksAreFoundAndCheckedBesideTheirImages) {
   data::Image colour(4, 3, 3, 0);
   colour.at(1, 2, 0) = 7;
   write_bytes(mask, data::encode_png(colour));
-  expect_error_contains([&] { data::read_part_mask(mask, 4, 3, image); }, "is not gray: pixel (1, 2)");
-  write_bytes(mask, data::encode_png(ids_image(4, 3, std::vector<uint8_t>(12, 3))));
+  expect_error_contains([&] { data::read_part_mask(mask, 4, 3, image); }, "is an RGB PNG");
+  // A palette or 16-bit PNG would decode to colours or high bytes, not ids: refused from the header
+  // (IHDR's bit depth is byte 24 of the file, its colour type byte 25).
+  std::vector<uint8_t> png = data::encode_png(ids_image(4, 3, std::vector<uint8_t>(12, 3)));
+  std::vector<uint8_t> palette = png, deep = png;
+  palette[25] = 3;
+  deep[24] = 16;
+  write_bytes(mask, palette);
+  expect_error_contains([&] { data::read_part_mask(mask, 4, 3, image); }, "is a palette PNG");
+  write_bytes(mask, deep);
+  expect_error_contains([&] { data::read_part_mask(mask, 4, 3, image); }, "is not 8-bit (bit depth 16");
+  write_bytes(mask, data::encode_jpeg(data::Image(4, 3, 1, 3)));
+  expect_error_contains([&] { data::read_part_mask(mask, 4, 3, image); }, "is not a PNG");
+  write_bytes(mask, png);
   EXPECT_EQ(data::read_part_mask(mask, 4, 3, image).at(3, 2), 3);
   expect_error_contains([&] { data::PartTable::read(data::part_table_path(root)); }, "no part table");
 }
@@ -246,7 +279,7 @@ TEST(PartProbe, RefusesMissingMasksAndUnlistedParts) {
   expect_error_contains([&] { probe_parts(bad); }, "--stage is layer3 or layer4");
 }
 
-// The linear classifier alone: two Gaussian blobs far apart are separated perfectly, and the same
+// The linear classifier alone: three clusters of noisy one-hot rows are separated perfectly, and the same
 // seed gives the same answer.
 TEST(PartProbe, TheLinearClassifierSeparatesSeparableRows) {
   std::vector<float> train, test;
@@ -258,10 +291,13 @@ TEST(PartProbe, TheLinearClassifierSeparatesSeparableRows) {
     (i < 40 ? train_labels : test_labels).push_back(label);
   }
   const LinearProbeOptions o;
-  const double top1 = linear_probe_top1(Tensor::from_vector(train, {40, 5}), Tensor::from_vector(train_labels, {40}),
-                                        Tensor::from_vector(test, {20, 5}), Tensor::from_vector(test_labels, {20}), 3,
-                                        o, Device::cpu());
-  EXPECT_DOUBLE_EQ(top1, 100.0);
+  auto probe = [&](const LinearProbeOptions& options, const std::vector<float>& rows) {
+    return linear_probe_top1(Tensor::from_vector(train, {40, 5}), Tensor::from_vector(train_labels, {40}),
+                             Tensor::from_vector(rows, {20, 5}), Tensor::from_vector(test_labels, {20}), 3, options,
+                             Device::cpu());
+  };
+  EXPECT_DOUBLE_EQ(probe(o, test), 100.0);
+  EXPECT_DOUBLE_EQ(probe(o, test), probe(o, test));  // the same seed, the same classifier
 }
 
 }  // namespace
