@@ -13,6 +13,7 @@
 #include "data/synth.h"
 #include "engine/autograd.h"
 #include "engine/check.h"
+#include "engine/random.h"
 #include "ops/pooling.h"
 #include "tests/common/temp_dir.h"
 #include "tests/common/test_helpers.h"
@@ -69,6 +70,36 @@ TEST(RegionAvgPool, RefusesWhatItCannotPool) {
   Tensor trained = Tensor::ones({2, 3, 2, 2});
   trained.requires_grad_(true);
   expect_error_contains([&] { region_avgpool(trained, w, Tensor::from_vector<int64_t>({0}, {1})); }, "no backward");
+}
+
+// region_avgpool on CUDA against the CPU for layer4 and layer3 maps of N images with 3 parts each,
+// channels-last as the bf16 path will keep them: f32 sums of at most 196 products: 1e-5.
+void check_region_avgpool_cuda(int64_t N, int64_t C, int64_t side) {
+  Generator gen(5, 0x9A47);
+  Tensor x = Tensor::empty({N, C, side, side});
+  uniform_(x, gen, -1.0, 1.0);
+  x = x.contiguous(MemoryFormat::NHWC);
+  Tensor w = Tensor::empty({3 * N, side, side});
+  uniform_(w, gen, 0.0, 1.0);
+  std::vector<int64_t> image(static_cast<size_t>(3 * N));
+  for (int64_t r = 0; r < 3 * N; ++r) image[static_cast<size_t>(r)] = (r * 7) % N;
+  const Tensor regions = Tensor::from_vector(image, {3 * N});
+  const Tensor cpu = region_avgpool(x, w, regions);
+  const Tensor cuda = region_avgpool(x.to(Device::cuda()), w.to(Device::cuda()), regions);
+  EXPECT_TRUE(testing::all_close(cuda.to(Device::cpu()), cpu, 1e-5, 1e-5));
+}
+
+TEST(RegionAvgPool, CudaMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  check_region_avgpool_cuda(3, 40, 5);
+}
+
+// ResNet-50 at 224 px, batch 64: layer4 (2048 x 7 x 7) and layer3 (1024 x 14 x 14).
+TEST(RegionAvgPool, CudaRealSizeMatchesCpuAtResNet50Stages) {
+  SKIP_WITHOUT_CUDA();
+  SKIP_REAL_SIZE_ON_EMULATOR();
+  check_region_avgpool_cuda(64, 2048, 7);
+  check_region_avgpool_cuda(64, 1024, 14);
 }
 
 // ---- the mask format and geometry ----
@@ -277,6 +308,25 @@ TEST(PartProbe, RefusesMissingMasksAndUnlistedParts) {
   PartProbeConfig bad = c;
   bad.stage = 2;
   expect_error_contains([&] { probe_parts(bad); }, "--stage is layer3 or layer4");
+}
+
+// The whole probe on CUDA (extraction, region pooling, the classifiers) probes the same rows as on
+// the CPU, and as well: the GPU's float sums may flip one borderline row of val/, no more.
+TEST(PartProbe, CudaMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  TempDir dir("part_probe_cuda");
+  write_colour_parts_dataset(dir.path(), 4, 2);
+  PartProbeConfig c = small_probe(dir.path());
+  c.classifier.epochs = 10;
+  const PartProbeResult cpu = probe_parts(c);
+  c.device = Device::cuda();
+  const PartProbeResult cuda = probe_parts(c);
+  ASSERT_TRUE(cpu.part && cuda.part && cpu.object && cuda.object);
+  EXPECT_EQ(cuda.part->train_rows, cpu.part->train_rows);
+  EXPECT_EQ(cuda.part->val_rows, cpu.part->val_rows);
+  EXPECT_EQ(cuda.tiny_parts, cpu.tiny_parts);
+  EXPECT_NEAR(cuda.part->top1, cpu.part->top1, 100.0 / static_cast<double>(cpu.part->val_rows) + 1e-9);
+  EXPECT_NEAR(cuda.object->top1, cpu.object->top1, 100.0 / static_cast<double>(cpu.object->val_rows) + 1e-9);
 }
 
 // The linear classifier alone: three clusters of noisy one-hot rows are separated perfectly, and the same
