@@ -144,6 +144,15 @@ TEST(Supervised, CudaCountsAndLossMatchTheCpu) {
   const CrossEntropyResult gpu = cross_entropy_with_accuracy(z.to(Device::cuda()), y.to(Device::cuda()));
   EXPECT_EQ(gpu.correct.to_vector<int64_t>(), cpu.correct.to_vector<int64_t>());
   EXPECT_NEAR(gpu.loss.item(), cpu.loss.item(), 1e-6 * std::fabs(cpu.loss.item()));
+  // NaN logits: at row 0's label (the row counts at neither k) and at another class of row 1 (it
+  // ranks below every number): the kernel counts them as the CPU does.
+  std::vector<float> with_nan(logits.begin(), logits.begin() + 4 * C);
+  with_nan[static_cast<size_t>(labels[0])] = std::nanf("");
+  with_nan[static_cast<size_t>(C + (labels[1] + 1) % C)] = std::nanf("");
+  const Tensor zn = Tensor::from_vector(with_nan, {4, C});
+  const Tensor yn = Tensor::from_vector(std::vector<int64_t>(labels.begin(), labels.begin() + 4), {4});
+  EXPECT_EQ(cross_entropy_with_accuracy(zn.to(Device::cuda()), yn.to(Device::cuda())).correct.to_vector<int64_t>(),
+            cross_entropy_with_accuracy(zn, yn).correct.to_vector<int64_t>());
   // The supervised step on CUDA counts as on the CPU.
   Supervised on_cpu(tiny_config(), 4, Device::cpu()), on_gpu(tiny_config(), 4, Device::cuda());
   const Tensor x = images(8, 5);
