@@ -8,7 +8,7 @@ On one device that is: each encoder runs on the 4 chunks of 32 separately (Batch
 per chunk), and the keys are permuted before f_k and un-permuted after. A second line times the
 same step with one forward over the whole batch (BatchNorm over 128), the cheapest PyTorch can do.
 
-    python3 bench/torch_ref/bench_moco_step.py [--device cpu|cuda|all] [--quick]
+    python3 bench/torch_ref/bench_moco_step.py [--device cpu|cuda|all] [--quick] [--precision fp32|tf32|bf16]
 """
 
 import copy
@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from timing import run_benchmark, seconds_per_call
+from timing import STEP_PRECISIONS, amp, channels_last, run_benchmark, seconds_per_call
 
 
 def make_encoder(arch, dim, mlp, small_stem):
@@ -69,17 +69,18 @@ def bench_device(device, quick):
     repeats = 10 if device.type == "cuda" else 1
     for groups in (4, 1):
         torch.manual_seed(0)
-        model = MoCoStep(arch, 128, K, 0.999, 0.2, True, groups, small_stem).to(device)
+        model = channels_last(MoCoStep(arch, 128, K, 0.999, 0.2, True, groups, small_stem).to(device))
         optimizer = torch.optim.SGD(model.encoder_q.parameters(), 0.015, momentum=0.9, weight_decay=1e-4)
         criterion = nn.CrossEntropyLoss()
-        im_q = torch.randn(batch, 3, size, size, device=device)
-        im_k = torch.randn(batch, 3, size, size, device=device)
+        im_q = channels_last(torch.randn(batch, 3, size, size, device=device))
+        im_k = channels_last(torch.randn(batch, 3, size, size, device=device))
         labels = torch.zeros(batch, dtype=torch.long, device=device)
         last = {}
 
         def step():
-            logits = model(im_q, im_k)
-            loss = criterion(logits, labels)
+            with amp(device):  # --precision bf16: autocast; the loss is f32 either way
+                logits = model(im_q, im_k)
+                loss = criterion(logits, labels)
             logits.topk(5, dim=1)  # the reference measures top-1/top-5 every step
             optimizer.zero_grad()
             loss.backward()
@@ -93,4 +94,4 @@ def bench_device(device, quick):
 
 
 if __name__ == "__main__":
-    run_benchmark(bench_device)
+    run_benchmark(bench_device, STEP_PRECISIONS)

@@ -12,7 +12,7 @@ import sys
 import torch
 
 from bench_moco_step import make_encoder
-from timing import run_benchmark, seconds_per_call
+from timing import STEP_PRECISIONS, amp, channels_last, run_benchmark, seconds_per_call
 
 CASES = {  # name: (arch, small stem, pixels, batch)
     "r18-64": ("resnet18", True, 64, 32),
@@ -33,13 +33,14 @@ def take_option(name, default):
 
 def bench_case(device, arch, small_stem, size, batch):
     torch.manual_seed(0)
-    model = make_encoder(arch, 1000, False, small_stem).to(device)
+    model = channels_last(make_encoder(arch, 1000, False, small_stem).to(device))
     optimizer = torch.optim.SGD(model.parameters(), 0.1, momentum=0.9, weight_decay=1e-4)
-    images = torch.randn(batch, 3, size, size, device=device)
+    images = channels_last(torch.randn(batch, 3, size, size, device=device))
     last = {}
 
     def step():
-        loss = model(images).mean()
+        with amp(device):  # --precision bf16: autocast
+            loss = model(images).float().mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -62,4 +63,4 @@ if __name__ == "__main__":
             arch, small_stem, size, batch = CASES[name]
             bench_case(device, arch, small_stem, size, batch_override or batch)
 
-    run_benchmark(bench_device)
+    run_benchmark(bench_device, STEP_PRECISIONS)

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bench_moco_step import make_encoder
-from timing import run_benchmark, seconds_per_call
+from timing import STEP_PRECISIONS, amp, channels_last, run_benchmark, seconds_per_call
 
 
 def nt_xent(z, temperature):
@@ -43,16 +43,17 @@ def bench_device(device, quick):
     arch, small_stem, batch, size = ("resnet18", True, 32, 32) if quick else ("resnet50", False, 128, 224)
     repeats = 10 if device.type == "cuda" else 1
     torch.manual_seed(0)
-    encoder = make_encoder(arch, 128, True, small_stem).to(device)
+    encoder = channels_last(make_encoder(arch, 128, True, small_stem).to(device))
     params = [p for p in encoder.parameters()]
     buffers = [torch.zeros_like(p) for p in params]
-    view1 = torch.randn(batch, 3, size, size, device=device)
-    view2 = torch.randn(batch, 3, size, size, device=device)
+    view1 = channels_last(torch.randn(batch, 3, size, size, device=device))
+    view2 = channels_last(torch.randn(batch, 3, size, size, device=device))
     last = {}
 
     def step():
-        z = F.normalize(encoder(torch.cat([view1, view2])), dim=1)
-        loss = nt_xent(z, 0.2)
+        with amp(device):  # --precision bf16: autocast
+            z = F.normalize(encoder(channels_last(torch.cat([view1, view2]))), dim=1)
+            loss = nt_xent(z.float(), 0.2)  # the logits and the loss in f32
         encoder.zero_grad()
         loss.backward()
         lars_step(params, buffers, 0.3)
@@ -65,4 +66,4 @@ def bench_device(device, quick):
 
 
 if __name__ == "__main__":
-    run_benchmark(bench_device)
+    run_benchmark(bench_device, STEP_PRECISIONS)
