@@ -149,8 +149,6 @@ Tensor pool(Module& avgpool, const Tensor& feature_map) {
   Tensor h = avgpool(feature_map);        // (N, feature_dim, 1, 1)
   return h.view({h.size(0), h.size(1)});  // (N, feature_dim)
 }
-// A 3x3 (or 7x7, or 1x1) convolution or pooling with stride 2 and "same" padding: ceil(n / 2).
-int64_t halved(int64_t n) { return (n - 1) / 2 + 1; }
 }  // namespace
 
 Tensor ResNet::features(const Tensor& x) { return pool(child("avgpool"), feature_map(x)); }
@@ -165,11 +163,10 @@ int64_t ResNet::stage_stride(int stage) const {
 }
 
 int64_t ResNet::stage_map_side(int64_t input_side, int stage) const {
-  check_stage(stage);
-  int64_t side = input_side;
-  if (config_.stem == ResNetStem::ImageNet) side = halved(halved(side));  // conv1 and maxpool
-  for (int k = 2; k <= stage; ++k) side = halved(side);                   // layer2 .. layer`stage`
-  return side;
+  // Each stride-2 layer (3x3 or 7x7 conv, or the max-pool, with "same" padding) makes ceil(n / 2),
+  // and ceil(ceil(n / 2) / 2) = ceil(n / 4): the side is ceil(input / stride).
+  const int64_t stride = stage_stride(stage);
+  return (input_side + stride - 1) / stride;
 }
 
 void ResNet::replace_head(std::shared_ptr<Module> head) { replace_module("fc", std::move(head)); }
