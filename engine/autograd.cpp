@@ -23,16 +23,27 @@ void add_contiguous(const Tensor& out, const Tensor& a, const Tensor& b) {
 }
 
 // a + b for two gradients of the same tensor (a fresh tensor: either may alias other data).
+// Summed in a's memory format, so that the two gradients of a channels-last activation (a block's
+// input feeds its first convolution and the shortcut) are added as they are, with no NCHW round trip.
 Tensor add_gradients(const Tensor& a, const Tensor& b) {
-  const Tensor x = a.contiguous(), y = b.contiguous();
-  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  const MemoryFormat format = a.dim() == 4 ? a.memory_format() : MemoryFormat::NCHW;
+  const Tensor x = a.contiguous(format), y = b.contiguous(format);
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device(), format);
   add_contiguous(out, x, y);
   return out;
 }
 
-// target += g in place, for a contiguous leaf gradient (a parameter's view of its model's flat
-// gradient buffer stays that view, so one optimizer launch over the buffer sees every gradient).
-void accumulate_into(const Tensor& target, const Tensor& g) { add_contiguous(target, target, g.contiguous()); }
+// A dense tensor's format (NCHW when it is neither dense layout): where its values lie in order.
+MemoryFormat dense_format(const Tensor& t) {
+  return t.dim() == 4 && t.is_contiguous(MemoryFormat::NHWC) ? MemoryFormat::NHWC : MemoryFormat::NCHW;
+}
+
+// target += g in place, for a leaf gradient dense in its own format (a parameter's view of its
+// model's flat gradient buffer stays that view, so one optimizer launch over the buffer sees every
+// gradient).
+void accumulate_into(const Tensor& target, const Tensor& g) {
+  add_contiguous(target, target, g.contiguous(dense_format(target)));
+}
 
 // Inputs before the nodes that use them: depth-first search from the root, iterative so a deep
 // network cannot overflow the stack.
@@ -164,7 +175,7 @@ void Tensor::backward(const Tensor& seed, bool retain_graph) const {
     if (!meta->grad_fn) {  // a leaf: accumulate, then tell whoever waits for this gradient
       if (!meta->grad.defined())
         meta->grad = grad.clone();
-      else if (meta->grad.is_contiguous())
+      else if (meta->grad.is_contiguous(dense_format(meta->grad)))
         accumulate_into(meta->grad, grad);  // in place: grad may be a view of a flat buffer
       else
         meta->grad = add_gradients(meta->grad, grad);

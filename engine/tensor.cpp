@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <numeric>
+#include <optional>
 #include <ostream>
 
 #include "engine/allocator.h"
@@ -117,10 +118,15 @@ struct ToDeviceBackward : Node {
   std::vector<Tensor> backward(const Tensor& dout) override { return {dout.to(source)}; }
 };
 
+std::atomic<uint64_t> g_layout_conversions{0};  // layout_conversion_count()
+
 struct ToDtypeBackward : Node {
   DType source = DType::f32;
+  std::optional<MemoryFormat> source_format;  // set by to(dtype, format): the gradient goes back in it
   const char* name() const override { return "ToDtypeBackward"; }
-  std::vector<Tensor> backward(const Tensor& dout) override { return {dout.to(source)}; }
+  std::vector<Tensor> backward(const Tensor& dout) override {
+    return {source_format ? dout.to(source, *source_format) : dout.to(source)};
+  }
 };
 
 }  // namespace
@@ -379,6 +385,7 @@ Tensor Tensor::slice(int64_t dim_, int64_t start, int64_t end, int64_t step) con
 
 Tensor Tensor::contiguous(MemoryFormat format) const {
   if (is_contiguous(format)) return *this;
+  g_layout_conversions.fetch_add(1, std::memory_order_relaxed);
   Tensor out = empty(shape(), dtype(), device(), format);
   copy_same_device(out, *this);
   if (autograd::needs_grad({this})) autograd::record(std::make_shared<CopyBackward>(), out, {this});
@@ -398,6 +405,7 @@ std::atomic<uint64_t> g_host_reads{0};
 
 uint64_t host_read_count() { return g_host_reads.load(std::memory_order_relaxed); }
 void count_host_read() { g_host_reads.fetch_add(1, std::memory_order_relaxed); }
+uint64_t layout_conversion_count() { return g_layout_conversions.load(std::memory_order_relaxed); }
 
 Tensor Tensor::to(Device target) const {
   const Device source = device();
@@ -433,6 +441,23 @@ Tensor Tensor::to(DType target) const {
   if (autograd::needs_grad({this}) && dtype_is_floating(target)) {
     auto node = std::make_shared<ToDtypeBackward>();
     node->source = source;
+    autograd::record(node, out, {this});
+  }
+  return out;
+}
+
+Tensor Tensor::to(DType target, MemoryFormat format) const {
+  ENGINE_CHECK(dim() == 4, "to(dtype, memory format): the format is that of a 4-D (N, C, H, W) tensor, found {}",
+               str());
+  const DType source = dtype();
+  const MemoryFormat source_format = memory_format();
+  if (source == target && is_contiguous(format)) return *this;
+  Tensor out = empty(shape(), target, device(), format);
+  copy_same_device(out, *this);
+  if (autograd::needs_grad({this}) && dtype_is_floating(target)) {
+    auto node = std::make_shared<ToDtypeBackward>();
+    node->source = source;
+    node->source_format = source_format;
     autograd::record(node, out, {this});
   }
   return out;

@@ -142,6 +142,10 @@ class Tensor {
   // pageable, staged by the driver); to the host it synchronises the GPU's stream.
   Tensor to(Device device) const;
   Tensor to(DType dtype) const;                                      // self if already so
+  // A 4-D tensor cast and re-laid out in one copy (self if already both): how a master weight,
+  // f32 NCHW, becomes the bf16 NHWC operand of a channels-last convolution. The gradient goes back
+  // in the source's dtype and format.
+  Tensor to(DType dtype, MemoryFormat format) const;
   // In place, not recorded by autograd (like PyTorch's no_grad-only in-place ops):
   Tensor& fill_(double value);
   Tensor& zero_() { return fill_(0.0); }
@@ -185,6 +189,11 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t);
 // after steady-state steps. Counting CPU tensors too runs that test's logic on the CPU.
 uint64_t host_read_count();
 void count_host_read();
+// Copies made by contiguous() because a tensor's layout was not the one asked for: every hidden
+// layout conversion between ops (an NHWC activation re-laid out to NCHW for an op that needs it,
+// a strided view made dense). A channels-last model is checked by counting, like the host reads.
+// Deliberate casts (to(dtype), to(dtype, format)) and clone() are not counted.
+uint64_t layout_conversion_count();
 
 void check_defined(const Tensor& t, const char* op, const char* arg);
 void check_same_device(const Tensor& a, const Tensor& b, const char* op);

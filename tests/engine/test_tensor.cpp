@@ -220,5 +220,37 @@ TEST(Tensor, CudaRoundTripKeepsValuesAndViews) {
   EXPECT_EQ(nhwc.to_vector<float>(), arange_f32({2, 3, 4, 5}).to_vector<float>());
 }
 
+TEST(Tensor, ContiguousCountsTheLayoutConversionsItMakes) {
+  const Tensor nchw = arange_f32({2, 3, 4, 5});
+  const uint64_t start = layout_conversion_count();
+  EXPECT_TRUE(nchw.contiguous().is_same(nchw));  // already so: no copy, not counted
+  EXPECT_EQ(layout_conversion_count(), start);
+  const Tensor nhwc = nchw.contiguous(MemoryFormat::NHWC);
+  EXPECT_EQ(layout_conversion_count(), start + 1);
+  EXPECT_TRUE(nhwc.contiguous(MemoryFormat::NHWC).is_same(nhwc));
+  (void)nhwc.contiguous();  // back to NCHW: a second conversion
+  EXPECT_EQ(layout_conversion_count(), start + 2);
+  // Deliberate casts are not hidden conversions: to(dtype) and to(dtype, format) are not counted.
+  const Tensor cast = nchw.to(DType::bf16, MemoryFormat::NHWC);
+  (void)nchw.to(DType::f64);
+  EXPECT_EQ(layout_conversion_count(), start + 2);
+  EXPECT_EQ(cast.dtype(), DType::bf16);
+  EXPECT_TRUE(cast.is_contiguous(MemoryFormat::NHWC));
+  EXPECT_EQ(cast.to(DType::f32).contiguous().to_vector<float>(), nchw.to_vector<float>());  // small integers: exact
+}
+
+TEST(Tensor, ACastWithAFormatSendsTheGradientBackInTheSourceDtypeAndFormat) {
+  Tensor w = arange_f32({2, 3, 4, 5});
+  w.requires_grad_();
+  const Tensor cast = w.to(DType::bf16, MemoryFormat::NHWC);
+  cast.backward(Tensor::ones(cast.shape(), DType::bf16).contiguous(MemoryFormat::NHWC));
+  ASSERT_TRUE(w.grad().defined());
+  EXPECT_EQ(w.grad().dtype(), DType::f32);
+  EXPECT_TRUE(w.grad().is_contiguous());
+  EXPECT_EQ(w.grad().to_vector<float>(), std::vector<float>(120, 1.0f));
+  EXPECT_NE(error_of([&] { (void)Tensor::ones({3, 4}).to(DType::bf16, MemoryFormat::NHWC); }).find("4-D"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace engine::testing
