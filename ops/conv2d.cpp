@@ -2,6 +2,7 @@
 
 #include "engine/autograd.h"
 #include "ops/conv2d.h"
+#include "ops/cpu_bf16.h"
 
 namespace engine {
 
@@ -101,6 +102,9 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     ENGINE_CHECK(bias.dim() == 1 && bias.size(0) == g.K, "conv2d: bias must be ({}) for {} output channels, found {}",
                  g.K, g.K, bias.str());
   }
+  // The CPU's bf16 mode (ops/cpu_bf16.h): the f32 reference on the same values, y rounded to bf16
+  // as cuDNN's bf16 output is.
+  if (cpu_bf16(x)) return conv2d(widened(x), widened(weight), widened(bias), opt).to(DType::bf16);
   const bool cl = compute_channels_last(x);
   const MemoryFormat format = format_of(cl);
   const Tensor xc = x.detach().contiguous(format), wc = weight.detach().contiguous(format);

@@ -10,8 +10,9 @@
 //     dbias[k] = sum_{n, p, q} dy[n, k, p, q]              (all overwritten, never accumulated)
 // The forward saves x and weight.
 //
-// CPU reference: im2col + GEMM (OpenBLAS when built with it), NCHW, float and double; a 1x1
-// stride-1 unpadded convolution is a plain GEMM on x. CUDA: cuDNN 9 for forward, backward data and
+// CPU reference: im2col + GEMM (OpenBLAS when built with it), NCHW, float and double (bf16 tensors
+// through it in f32, y rounded to bf16: ops/cpu_bf16.h); a 1x1 stride-1 unpadded convolution is a
+// plain GEMM on x. CUDA: cuDNN 9 for forward, backward data and
 // backward filter, NCHW or NHWC, f32 or bf16 storage with f32 accumulation (TF32 when switched on);
 // the algorithm is chosen once per shape by timing every candidate (as cudnn.benchmark) and cached,
 // with its workspace from the caching allocator; deterministic mode keeps only deterministic

@@ -1,6 +1,8 @@
 // elementwise_binary.cpp - checks, dispatch and autograd for add, sub, mul, div.
 #include "ops/elementwise_binary.h"
 
+#include <optional>
+
 #include "engine/autograd.h"
 #include "ops/elementwise_unary.h"
 #include "ops/reduce_dim.h"
@@ -45,10 +47,37 @@ void check_binary_operands(const Tensor& a, const Tensor& b, const char* name) {
   check_same_dtype(a, b, name);
 }
 
-// out = a (op) b on contiguous data; out may be a itself.
+// The dense format x and y share, NCHW first (a tensor with C = 1 or H = W = 1 is dense in both).
+std::optional<MemoryFormat> shared_dense_format(const Tensor& x, const Tensor& y) {
+  for (const MemoryFormat format : {MemoryFormat::NCHW, MemoryFormat::NHWC})
+    if (x.is_contiguous(format) && y.is_contiguous(format)) return format;
+  return std::nullopt;
+}
+
+bool is_dense(const Tensor& x) { return x.is_contiguous(x.memory_format()); }
+
+// a and b (detached) laid out so the flat contract applies, and the format of the output.
+struct FlatOperands {
+  Tensor a, b;
+  MemoryFormat format = MemoryFormat::NCHW;
+};
+
+// The layout rule of the header: equal shapes run in a format the operands share, copying at most
+// one of them; broadcasting is row-major.
+FlatOperands flat_operands(const Tensor& a, const Tensor& b) {
+  const Tensor ad = a.detach(), bd = b.detach();
+  if (a.shape() != b.shape()) return {ad.contiguous(), bd.contiguous(), MemoryFormat::NCHW};
+  if (const auto shared = shared_dense_format(a, b)) return {ad, bd, *shared};
+  // Different layouts: one copy, of b into a's format (of a into b's when a is a strided view).
+  const MemoryFormat format =
+      is_dense(a) ? a.memory_format() : (is_dense(b) ? b.memory_format() : MemoryFormat::NCHW);
+  return {ad.contiguous(format), bd.contiguous(format), format};
+}
+
+// out = a (op) b on data laid out by flat_operands; out may be a itself.
 void binary_dispatch(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
   const char* name = binary_name(op);
-  dispatch_float(out.dtype(), name, [&]<typename T>() {
+  dispatch_elementwise(out.dtype(), name, [&]<typename T>() {
     if (out.device().is_cpu()) {
       binary_forward_cpu<T>(op, out.data<T>(), a.data<T>(), a.numel(), b.data<T>(), b.numel(), out.numel());
     } else {
@@ -103,8 +132,9 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   const char* name = binary_name(op);
   check_binary_operands(a, b, name);
   const Shape out_shape = broadcast_shape(a, b, name);
-  const Tensor ac = a.detach().contiguous(), bc = b.detach().contiguous();
-  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
+  const FlatOperands flat = flat_operands(a, b);
+  const Tensor &ac = flat.a, &bc = flat.b;
+  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device(), flat.format);
   binary_dispatch(op, out, ac, bc);
   if (autograd::needs_grad({&a, &b})) {
     auto node = std::make_shared<BinaryBackward>();
@@ -126,14 +156,11 @@ Tensor& binary_inplace(BinaryOp op, Tensor& a, const Tensor& b) {
   ENGINE_CHECK(broadcast_shape(a, b, name) == a.shape(),
                "{}: the result of shape {} (with {}) does not fit in place into {}", name,
                shape_str(broadcast_shape(a, b, name)), shape_str(b.shape()), shape_str(a.shape()));
-  const Tensor bc = b.detach().contiguous();
-  if (a.is_contiguous()) {
-    binary_dispatch(op, a, a, bc);
-  } else {
-    Tensor result = Tensor::empty(a.shape(), a.dtype(), a.device());
-    binary_dispatch(op, result, a.detach().contiguous(), bc);
-    a.copy_(result);
-  }
+  // flat.a is a itself when a's layout already suits the flat contract, else a copy of a: the
+  // result is computed in it and copied back.
+  const FlatOperands flat = flat_operands(a, b);
+  binary_dispatch(op, flat.a, flat.a, flat.b);
+  if (flat.a.storage() != a.storage()) a.copy_(flat.a);
   return a;
 }
 
@@ -149,6 +176,8 @@ Tensor reduce_to(const Tensor& g, const Shape& shape) {
   if (g.shape() == shape) return g;
   const int64_t n = shape_numel(shape);
   if (n == 0 || g.numel() == 0) return Tensor::zeros(shape, g.dtype(), g.device());
+  // sum takes f32 and f64: a bf16 gradient is summed in f32 and rounded once.
+  if (g.dtype() == DType::bf16) return sum(g.reshape({-1, n}).to(DType::f32), 0).reshape(shape).to(DType::bf16);
   return sum(g.reshape({-1, n}), 0).reshape(shape);
 }
 

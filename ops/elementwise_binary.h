@@ -12,6 +12,20 @@
 //     mul: da = reduce_to(dout * b, a)          db = reduce_to(dout * a, b)          saves a, b
 //     div: da = reduce_to(dout / b, a)          db = reduce_to(-dout * a / b^2, b)   saves a, b
 // Gradients are new tensors (overwritten, never accumulated into).
+//
+// Types: f32, f64, and bf16 as a storage type: each element is computed in float and rounded once
+// to bf16 (elementwise_unary.h), so a bf16 result is the f32 result of the same inputs, rounded.
+// A broadcast operand's bf16 gradient is summed in f32 and rounded once (reduce_to).
+//
+// Layout. The flat contract walks storage, so the output takes the operands' memory format:
+//   - equal shapes, both dense in one format (x.is_contiguous(format), NCHW or NHWC): run as they
+//     are, out in that format (a channels-last network is never re-laid out at a residual add);
+//   - equal shapes, different layouts: b is copied into a's format (one copy; into b's format when
+//     a is not dense, and row-major when neither is), out in that format;
+//   - broadcasting: the flat contract is row-major, so both operands are made contiguous (NCHW)
+//     and out is row-major.
+// add_ follows the same rules and writes a in place without a copy when a and b share a dense
+// format (or, broadcasting, when a is row-major); otherwise it computes aside and copies back.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +36,7 @@ namespace engine {
 
 enum class BinaryOp : uint8_t { Add, Sub, Mul, Div };
 
-// ---- raw level: contiguous pointers, T = float or double ----
+// ---- raw level: contiguous pointers, T = float, double or bf16 ----
 template <typename T>
 void binary_forward_cpu(BinaryOp op, T* out, const T* a, int64_t na, const T* b, int64_t nb, int64_t n);
 template <typename T>
@@ -41,7 +55,8 @@ inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
 // In place, a = a (op) b with b broadcast over a; not recorded (optimizer steps, accumulators).
 Tensor& add_(Tensor& a, const Tensor& b);
 
-// Sums g over the leading dims so it takes `shape` (the gradient of a broadcast operand).
+// Sums g over the leading dims so it takes `shape` (the gradient of a broadcast operand); bf16 is
+// summed in f32.
 Tensor reduce_to(const Tensor& g, const Shape& shape);
 
 }  // namespace engine

@@ -4,10 +4,12 @@
 // so the loop runs over (n / inner) repeats of `inner` elements: the flat contract
 // out[i] = a[i % na] (op) b[i % nb] without a division per element. Large tensors are split over
 // OpenMP threads in pieces of `inner` elements or less (each element is computed alone, so the
-// split changes nothing in the result).
+// split changes nothing in the result). Elements are loaded to their compute type (float for
+// bf16; for f32 and f64 the conversion is the identity) and the result converted once.
 #include <algorithm>
 
 #include "ops/elementwise_binary.h"
+#include "ops/elementwise_unary.h"
 
 namespace engine {
 
@@ -18,11 +20,15 @@ constexpr int64_t kParallelElements = int64_t{1} << 15;
 
 template <BinaryOp Op, typename T>
 void apply(T* o, const T* x, const T* y, int64_t count) {
+  using C = ElementwiseCompute<T>;
   for (int64_t j = 0; j < count; ++j) {
-    if constexpr (Op == BinaryOp::Add) o[j] = x[j] + y[j];
-    if constexpr (Op == BinaryOp::Sub) o[j] = x[j] - y[j];
-    if constexpr (Op == BinaryOp::Mul) o[j] = x[j] * y[j];
-    if constexpr (Op == BinaryOp::Div) o[j] = x[j] / y[j];
+    const C u = convert_element<C>(x[j]), v = convert_element<C>(y[j]);
+    C r{};
+    if constexpr (Op == BinaryOp::Add) r = u + v;
+    if constexpr (Op == BinaryOp::Sub) r = u - v;
+    if constexpr (Op == BinaryOp::Mul) r = u * v;
+    if constexpr (Op == BinaryOp::Div) r = u / v;
+    o[j] = convert_element<T>(r);
   }
 }
 
@@ -56,5 +62,6 @@ void binary_forward_cpu(BinaryOp op, T* out, const T* a, int64_t na, const T* b,
 
 template void binary_forward_cpu<float>(BinaryOp, float*, const float*, int64_t, const float*, int64_t, int64_t);
 template void binary_forward_cpu<double>(BinaryOp, double*, const double*, int64_t, const double*, int64_t, int64_t);
+template void binary_forward_cpu<bf16>(BinaryOp, bf16*, const bf16*, int64_t, const bf16*, int64_t, int64_t);
 
 }  // namespace engine

@@ -1,7 +1,9 @@
 // elementwise_binary_cuda.cu - add, sub, mul, div: one grid-stride kernel per op, with the
-// modulo of broadcasting compiled out when both operands have the output's size.
+// modulo of broadcasting compiled out when both operands have the output's size. Elements are
+// loaded to their compute type (float for bf16) and the result converted once, as on the CPU.
 #include "engine/cuda_common.cuh"
 #include "ops/elementwise_binary.h"
+#include "ops/elementwise_unary.h"
 
 namespace engine {
 
@@ -9,10 +11,12 @@ namespace {
 
 template <BinaryOp Op, typename T>
 __device__ inline T apply(T x, T y) {
-  if constexpr (Op == BinaryOp::Add) return x + y;
-  if constexpr (Op == BinaryOp::Sub) return x - y;
-  if constexpr (Op == BinaryOp::Mul) return x * y;
-  if constexpr (Op == BinaryOp::Div) return x / y;
+  using C = ElementwiseCompute<T>;
+  const C u = convert_element<C>(x), v = convert_element<C>(y);
+  if constexpr (Op == BinaryOp::Add) return convert_element<T>(u + v);
+  if constexpr (Op == BinaryOp::Sub) return convert_element<T>(u - v);
+  if constexpr (Op == BinaryOp::Mul) return convert_element<T>(u * v);
+  if constexpr (Op == BinaryOp::Div) return convert_element<T>(u / v);
 }
 
 template <BinaryOp Op, bool Broadcast, typename T>
@@ -55,5 +59,6 @@ void binary_forward_cuda(int device, BinaryOp op, T* out, const T* a, int64_t na
 template void binary_forward_cuda<float>(int, BinaryOp, float*, const float*, int64_t, const float*, int64_t, int64_t);
 template void binary_forward_cuda<double>(int, BinaryOp, double*, const double*, int64_t, const double*, int64_t,
                                           int64_t);
+template void binary_forward_cuda<bf16>(int, BinaryOp, bf16*, const bf16*, int64_t, const bf16*, int64_t, int64_t);
 
 }  // namespace engine

@@ -20,13 +20,13 @@ const char* unary_name(UnaryOp op) {
 
 void unary_dispatch(UnaryOp op, const Tensor& out, const Tensor& x, double scalar) {
   const char* name = unary_name(op);
-  dispatch_float(out.dtype(), name, [&]<typename T>() {
+  dispatch_elementwise(out.dtype(), name, [&]<typename T>() {
+    const auto s = static_cast<ElementwiseCompute<T>>(scalar);
     if (out.device().is_cpu()) {
-      unary_forward_cpu<T>(op, out.data<T>(), x.data<T>(), static_cast<T>(scalar), out.numel());
+      unary_forward_cpu<T>(op, out.data<T>(), x.data<T>(), s, out.numel());
     } else {
       ENGINE_DISPATCH_CUDA(out.device(), name,
-                           unary_forward_cuda<T>(out.device().index, op, out.data<T>(), x.data<T>(),
-                                                 static_cast<T>(scalar), out.numel()));
+                           unary_forward_cuda<T>(out.device().index, op, out.data<T>(), x.data<T>(), s, out.numel()));
     }
   });
 }
@@ -34,7 +34,7 @@ void unary_dispatch(UnaryOp op, const Tensor& out, const Tensor& x, double scala
 struct UnaryBackward : Node {
   UnaryOp op = UnaryOp::Relu;
   double scalar = 0.0;
-  Tensor x, out;  // saved: out for relu and exp, x for log
+  Tensor x, out;  // saved: out for relu and exp, x for log; dense in the forward's format
   const char* name() const override {
     switch (op) {
       case UnaryOp::Relu: return "ReluBackward";
@@ -46,17 +46,22 @@ struct UnaryBackward : Node {
     return "UnaryBackward";
   }
   std::vector<Tensor> backward(const Tensor& dout_) override {
-    const Tensor dout = dout_.contiguous();
-    Tensor dx = Tensor::empty(dout.shape(), dout.dtype(), dout.device());
-    dispatch_float(dout.dtype(), name(), [&]<typename T>() {
+    // The kernel pairs dout[i] with saved[i], so dout takes the saved tensor's format; without a
+    // saved tensor any dense format of dout will do.
+    const Tensor& saved = out.defined() ? out : x;
+    const MemoryFormat format = saved.defined() ? saved.memory_format() : dout_.memory_format();
+    const Tensor dout = dout_.contiguous(format);
+    Tensor dx = Tensor::empty(dout.shape(), dout.dtype(), dout.device(), format);
+    dispatch_elementwise(dout.dtype(), name(), [&]<typename T>() {
       const T* xp = x.defined() ? x.data<T>() : nullptr;
       const T* op_out = out.defined() ? out.data<T>() : nullptr;
+      const auto s = static_cast<ElementwiseCompute<T>>(scalar);
       if (dout.device().is_cpu()) {
-        unary_backward_cpu<T>(op, dx.data<T>(), dout.data<T>(), xp, op_out, static_cast<T>(scalar), dout.numel());
+        unary_backward_cpu<T>(op, dx.data<T>(), dout.data<T>(), xp, op_out, s, dout.numel());
       } else {
         ENGINE_DISPATCH_CUDA(dout.device(), name(),
                              unary_backward_cuda<T>(dout.device().index, op, dx.data<T>(), dout.data<T>(), xp,
-                                                    op_out, static_cast<T>(scalar), dout.numel()));
+                                                    op_out, s, dout.numel()));
       }
     });
     return {dx};
@@ -67,8 +72,10 @@ struct UnaryBackward : Node {
 Tensor unary(UnaryOp op, const Tensor& x, double scalar) {
   const char* name = unary_name(op);
   check_defined(x, name, "x");
-  const Tensor xc = x.detach().contiguous();
-  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  // Dense in its own format (NCHW or NHWC): used as it is; any other view becomes row-major.
+  const MemoryFormat format = x.is_contiguous(x.memory_format()) ? x.memory_format() : MemoryFormat::NCHW;
+  const Tensor xc = x.detach().contiguous(format);
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device(), format);
   unary_dispatch(op, out, xc, scalar);
   if (autograd::needs_grad({&x})) {
     auto node = std::make_shared<UnaryBackward>();

@@ -1,5 +1,7 @@
 // elementwise_unary_cuda.cu - relu, exp, log, add_scalar, mul_scalar forward and backward, one
 // grid-stride kernel per op and direction. exp/log use the accurate (non-intrinsic) functions.
+// Each element is loaded to its compute type (float for bf16), computed, and converted once on
+// the way out, as the CPU reference does.
 #include "engine/cuda_common.cuh"
 #include "ops/elementwise_unary.h"
 
@@ -8,25 +10,33 @@ namespace engine {
 namespace {
 
 template <UnaryOp Op, typename T>
-__global__ void unary_forward_kernel(T* out, const T* x, T scalar, int64_t n) {
+__global__ void unary_forward_kernel(T* out, const T* x, ElementwiseCompute<T> scalar, int64_t n) {
+  using C = ElementwiseCompute<T>;
   ENGINE_GRID_STRIDE_LOOP(i, n) {
-    const T v = x[i];
-    if constexpr (Op == UnaryOp::Relu) out[i] = v <= T(0) ? T(0) : v;  // NaN stays NaN, as PyTorch
-    if constexpr (Op == UnaryOp::Exp) out[i] = ::exp(v);
-    if constexpr (Op == UnaryOp::Log) out[i] = ::log(v);
-    if constexpr (Op == UnaryOp::AddScalar) out[i] = v + scalar;
-    if constexpr (Op == UnaryOp::MulScalar) out[i] = v * scalar;
+    const C v = convert_element<C>(x[i]);
+    C r{};
+    if constexpr (Op == UnaryOp::Relu) r = v <= C(0) ? C(0) : v;  // NaN stays NaN, as PyTorch
+    if constexpr (Op == UnaryOp::Exp) r = ::exp(v);
+    if constexpr (Op == UnaryOp::Log) r = ::log(v);
+    if constexpr (Op == UnaryOp::AddScalar) r = v + scalar;
+    if constexpr (Op == UnaryOp::MulScalar) r = v * scalar;
+    out[i] = convert_element<T>(r);
   }
 }
 
 template <UnaryOp Op, typename T>
-__global__ void unary_backward_kernel(T* dx, const T* dout, const T* x, const T* out, T scalar, int64_t n) {
+__global__ void unary_backward_kernel(T* dx, const T* dout, const T* x, const T* out, ElementwiseCompute<T> scalar,
+                                      int64_t n) {
+  using C = ElementwiseCompute<T>;
   ENGINE_GRID_STRIDE_LOOP(i, n) {
-    if constexpr (Op == UnaryOp::Relu) dx[i] = out[i] > T(0) ? dout[i] : T(0);
-    if constexpr (Op == UnaryOp::Exp) dx[i] = dout[i] * out[i];
-    if constexpr (Op == UnaryOp::Log) dx[i] = dout[i] / x[i];
-    if constexpr (Op == UnaryOp::AddScalar) dx[i] = dout[i];
-    if constexpr (Op == UnaryOp::MulScalar) dx[i] = dout[i] * scalar;
+    const C g = convert_element<C>(dout[i]);
+    C r{};
+    if constexpr (Op == UnaryOp::Relu) r = convert_element<C>(out[i]) > C(0) ? g : C(0);
+    if constexpr (Op == UnaryOp::Exp) r = g * convert_element<C>(out[i]);
+    if constexpr (Op == UnaryOp::Log) r = g / convert_element<C>(x[i]);
+    if constexpr (Op == UnaryOp::AddScalar) r = g;
+    if constexpr (Op == UnaryOp::MulScalar) r = g * scalar;
+    dx[i] = convert_element<T>(r);
   }
 }
 
@@ -45,7 +55,7 @@ void dispatch_unary(UnaryOp op, Fn&& fn) {
 }  // namespace
 
 template <typename T>
-void unary_forward_cuda(int device, UnaryOp op, T* out, const T* x, T scalar, int64_t n) {
+void unary_forward_cuda(int device, UnaryOp op, T* out, const T* x, ElementwiseCompute<T> scalar, int64_t n) {
   if (n == 0) return;
   cudaStream_t stream = cuda::stream(device);
   dispatch_unary(op, [&]<UnaryOp Op>() {
@@ -55,8 +65,8 @@ void unary_forward_cuda(int device, UnaryOp op, T* out, const T* x, T scalar, in
 }
 
 template <typename T>
-void unary_backward_cuda(int device, UnaryOp op, T* dx, const T* dout, const T* x, const T* out, T scalar,
-                         int64_t n) {
+void unary_backward_cuda(int device, UnaryOp op, T* dx, const T* dout, const T* x, const T* out,
+                         ElementwiseCompute<T> scalar, int64_t n) {
   if (n == 0) return;
   cudaStream_t stream = cuda::stream(device);
   dispatch_unary(op, [&]<UnaryOp Op>() {
@@ -65,11 +75,13 @@ void unary_backward_cuda(int device, UnaryOp op, T* dx, const T* dout, const T* 
   });
 }
 
-template void unary_forward_cuda<float>(int, UnaryOp, float*, const float*, float, int64_t);
-template void unary_forward_cuda<double>(int, UnaryOp, double*, const double*, double, int64_t);
-template void unary_backward_cuda<float>(int, UnaryOp, float*, const float*, const float*, const float*, float,
-                                         int64_t);
-template void unary_backward_cuda<double>(int, UnaryOp, double*, const double*, const double*, const double*,
-                                          double, int64_t);
+#define ENGINE_INSTANTIATE_UNARY_CUDA(T)                                                                   \
+  template void unary_forward_cuda<T>(int, UnaryOp, T*, const T*, ElementwiseCompute<T>, int64_t);         \
+  template void unary_backward_cuda<T>(int, UnaryOp, T*, const T*, const T*, const T*, ElementwiseCompute<T>, \
+                                       int64_t);
+ENGINE_INSTANTIATE_UNARY_CUDA(float)
+ENGINE_INSTANTIATE_UNARY_CUDA(double)
+ENGINE_INSTANTIATE_UNARY_CUDA(bf16)
+#undef ENGINE_INSTANTIATE_UNARY_CUDA
 
 }  // namespace engine

@@ -2,6 +2,7 @@
 #include <limits>
 
 #include "engine/autograd.h"
+#include "ops/cpu_bf16.h"
 #include "ops/pooling.h"
 
 namespace engine {
@@ -71,6 +72,7 @@ struct AvgPoolGlobalBackward : Node {
 
 Tensor maxpool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
   check_defined(x, "maxpool2d", "x");
+  if (cpu_bf16(x)) return maxpool2d(widened(x), kernel, stride, padding).to(DType::bf16);  // ops/cpu_bf16.h
   const bool cl = x.dim() == 4 && x.memory_format() == MemoryFormat::NHWC;
   const MaxPool2dGeometry g = MaxPool2dGeometry::make(x.shape(), kernel, stride, padding, cl);
   const MemoryFormat format = cl ? MemoryFormat::NHWC : MemoryFormat::NCHW;
@@ -101,6 +103,7 @@ Tensor avgpool_global(const Tensor& x) {
   check_defined(x, "avgpool_global", "x");
   ENGINE_CHECK(x.dim() == 4 && x.size(2) * x.size(3) > 0,
                "avgpool_global: expected x (N, C, H, W) with H, W > 0, found {}", x.str());
+  if (cpu_bf16(x)) return avgpool_global(widened(x)).to(DType::bf16);  // ops/cpu_bf16.h
   const MemoryFormat format = x.memory_format();
   const Tensor xc = x.detach().contiguous(format);
   const ChannelLayout l = channel_layout_of(xc);
@@ -133,13 +136,14 @@ Tensor region_avgpool(const Tensor& x, const Tensor& weights, const Tensor& imag
   ENGINE_CHECK(R >= 0 && weights.size(1) == x.size(2) && weights.size(2) == x.size(3),
                "region_avgpool: expected weights (R, {}, {}) over x's cells, found {}", x.size(2), x.size(3),
                weights.str());
-  const DType weight_dtype = x.device().is_cpu() ? x.dtype() : DType::f32;
+  const DType weight_dtype = x.device().is_cpu() && x.dtype() != DType::bf16 ? x.dtype() : DType::f32;
   ENGINE_CHECK(weights.dtype() == weight_dtype && weights.device() == x.device(),
                "region_avgpool: expected weights of {} on {} for x {} on {}, found {} on {}", dtype_name(weight_dtype),
                x.device().str(), dtype_name(x.dtype()), x.device().str(), dtype_name(weights.dtype()),
                weights.device().str());
   ENGINE_CHECK(image.dtype() == DType::i64 && image.device().is_cpu() && image.dim() == 1 && image.size(0) == R,
                "region_avgpool: expected image ({}) i64 on the CPU, found {}", R, image.str());
+  if (cpu_bf16(x)) return region_avgpool(widened(x), weights, image).to(DType::bf16);  // ops/cpu_bf16.h
   const Tensor image_host = image.contiguous();
   const int64_t* images = image_host.data<int64_t>();
   for (int64_t r = 0; r < R; ++r)

@@ -17,8 +17,9 @@
 //   (CUDA), cell by cell in order, and the division comes last.
 //
 // Layouts: x NCHW or NHWC (ChannelLayout); maxpool's y, argmax and dx take x's layout; the
-// global pool's y is (N, C) either way. Types: CPU float/double, CUDA f32/bf16 (f32 sums);
-// region_avgpool's weights are x's type on the CPU and f32 on CUDA, its y x's type.
+// global pool's y is (N, C) either way. Types: CPU float/double (bf16 through the f32 reference,
+// ops/cpu_bf16.h), CUDA f32/bf16 (f32 sums); region_avgpool's weights are f32 for a bf16 x, else
+// x's type, its y x's type.
 #pragma once
 
 #include <cstdint>
