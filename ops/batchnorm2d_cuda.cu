@@ -14,6 +14,12 @@
 // Backward, three launches: partials of dy and dy xhat; finish_backward, one thread per channel,
 // which keeps each group's mean(dy) and mean(dy xhat) for dx and sums dbeta and dgamma over the
 // groups in group order; then the elementwise dx.
+//
+// The fused epilogues (batchnorm2d_relu, batchnorm2d_add_relu) are the same launches with a
+// compile-time Fuse flag: normalize_kernel adds the residual and applies relu before its one
+// store; the backward's partials and dx kernels read y beside dy and use dz = dy (y > 0) in
+// place of dy, and the dx kernel writes d_residual = dz too. So dy, y and x are read once per
+// pass and no dz tensor exists.
 // Statistics are stored in f32 whatever the activation type; the per-channel sums accumulate in
 // double (channel_reduce.cuh says why) and are combined in a fixed order, so results repeat bit
 // for bit.
@@ -57,22 +63,45 @@ struct SumSquaredDeviation {
   __device__ Row row(int64_t r) const { return {x, mean[r]}; }
 };
 
-template <typename T>
+// What follows the normalisation (see the file comment).
+enum class Fuse { None, Relu, AddRelu };
+
+template <typename Fn>
+void dispatch_fuse(Fuse fuse, Fn&& fn) {
+  switch (fuse) {
+    case Fuse::None: fn.template operator()<Fuse::None>(); break;
+    case Fuse::Relu: fn.template operator()<Fuse::Relu>(); break;
+    case Fuse::AddRelu: fn.template operator()<Fuse::AddRelu>(); break;
+  }
+}
+
+// dy as the normalisation's backward sees it: with a fused relu, dz = dy where y > 0, else 0.
+template <bool kMask, typename T>
+__device__ inline float masked_dy(const T* dy, const T* y, int64_t o) {
+  const float g = cuda::load_float(dy, o);
+  if constexpr (kMask) return cuda::load_float(y, o) > 0.0f ? g : 0.0f;
+  return g;
+}
+
+// kMask: dz = dy (y > 0) in place of dy (y unused otherwise).
+template <typename T, bool kMask>
 struct SumDyAndDyXhat {
   const T* dy;
+  const T* y;
   const T* x;
   const float* mean;    // (groups, C)
   const float* invstd;  // (groups, C)
   struct Row {
     const T* dy;
+    const T* y;
     const T* x;
     float mean, invstd;
     __device__ cuda::ChannelTerms<2> operator()(int64_t o) const {
-      const float g = cuda::load_float(dy, o);
+      const float g = masked_dy<kMask>(dy, y, o);
       return {{g, g * (cuda::load_float(x, o) - mean) * invstd}};
     }
   };
-  __device__ Row row(int64_t r) const { return {dy, x, mean[r], invstd[r]}; }
+  __device__ Row row(int64_t r) const { return {dy, y, x, mean[r], invstd[r]}; }
 };
 
 // M: the values of one (group, channel).
@@ -175,20 +204,31 @@ struct ImageGrid {
   }
 };
 
-template <typename T>
-__global__ void normalize_kernel(T* y, const T* x, const float* gamma, const float* beta, const float* mean,
-                                 const float* invstd, ImageWalk walk) {
+// residual: x's layout, read with Fuse::AddRelu only. relu as ops/elementwise_unary: NaN stays NaN.
+template <typename T, Fuse kFuse>
+__global__ void normalize_kernel(T* y, const T* x, const T* residual, const float* gamma, const float* beta,
+                                 const float* mean, const float* invstd, ImageWalk walk) {
   for_each_value(walk, [&](int64_t o, int64_t row, int64_t c) {
-    y[o] = convert_element<T>((cuda::load_float(x, o) - mean[row]) * (gamma[c] * invstd[row]) + beta[c]);
+    float v = (cuda::load_float(x, o) - mean[row]) * (gamma[c] * invstd[row]) + beta[c];
+    if constexpr (kFuse == Fuse::AddRelu) v += cuda::load_float(residual, o);
+    if constexpr (kFuse != Fuse::None) v = v <= 0.0f ? 0.0f : v;
+    y[o] = convert_element<T>(v);
   });
 }
 
-template <typename T>
-__global__ void backward_dx_kernel(T* dx, const T* dy, const T* x, const float* gamma, const float* mean,
-                                   const float* invstd, const float* mean_dy, const float* mean_dy_xhat,
-                                   ImageWalk walk, bool training) {
+// Fused: dz = dy (y > 0) for dy; Fuse::AddRelu writes d_residual = dz where d_residual is given.
+// dx may then be null (only d_residual wanted); plain batchnorm2d always has dx.
+template <typename T, Fuse kFuse>
+__global__ void backward_dx_kernel(T* dx, T* d_residual, const T* dy, const T* y, const T* x, const float* gamma,
+                                   const float* mean, const float* invstd, const float* mean_dy,
+                                   const float* mean_dy_xhat, ImageWalk walk, bool training) {
   for_each_value(walk, [&](int64_t o, int64_t row, int64_t c) {
-    const float k = gamma[c] * invstd[row], g = cuda::load_float(dy, o);
+    const float g = masked_dy<kFuse != Fuse::None>(dy, y, o);
+    if constexpr (kFuse == Fuse::AddRelu)
+      if (d_residual) d_residual[o] = convert_element<T>(g);
+    if constexpr (kFuse != Fuse::None)
+      if (!dx) return;
+    const float k = gamma[c] * invstd[row];
     if (training) {
       const float xhat = (cuda::load_float(x, o) - mean[row]) * invstd[row];
       dx[o] = convert_element<T>(k * (g - mean_dy[row] - xhat * mean_dy_xhat[row]));
@@ -198,12 +238,10 @@ __global__ void backward_dx_kernel(T* dx, const T* dy, const T* x, const float* 
   });
 }
 
-}  // namespace
-
-void batchnorm2d_forward_train_cuda(int device, void* y, float* save_mean, float* save_invstd, float* running_mean,
-                                    float* running_var, const void* x, const float* gamma, const float* beta,
-                                    DType dtype, ChannelLayout l, int64_t groups, GhostRunningStats rule,
-                                    double momentum, double eps) {
+// The launch sequences, shared by batchnorm2d and the fused ops.
+void forward_train(int device, void* y, float* save_mean, float* save_invstd, float* running_mean, float* running_var,
+                   const void* x, const void* residual, const float* gamma, const float* beta, DType dtype,
+                   ChannelLayout l, int64_t groups, GhostRunningStats rule, double momentum, double eps, Fuse fuse) {
   if (l.C == 0) return;
   cudaStream_t stream = cuda::stream(device);
   const double M = static_cast<double>(l.N / groups * l.HW);
@@ -221,14 +259,16 @@ void batchnorm2d_forward_train_cuda(int device, void* y, float* save_mean, float
         momentum, eps);
     if (l.numel() == 0) return;
     const ImageGrid ig(l, groups);
-    cuda::launch("normalize_kernel", normalize_kernel<T>, ig.grid, cuda::kBlock, 0, stream, static_cast<T*>(y), xt,
-        gamma, beta, save_mean, save_invstd, ig.walk);
+    dispatch_fuse(fuse, [&]<Fuse F>() {
+      cuda::launch("normalize_kernel", normalize_kernel<T, F>, ig.grid, cuda::kBlock, 0, stream, static_cast<T*>(y),
+          xt, static_cast<const T*>(residual), gamma, beta, save_mean, save_invstd, ig.walk);
+    });
   });
 }
 
-void batchnorm2d_forward_eval_cuda(int device, void* y, float* save_invstd, const void* x, const float* gamma,
-                                   const float* beta, const float* running_mean, const float* running_var,
-                                   DType dtype, ChannelLayout l, double eps) {
+void forward_eval(int device, void* y, float* save_invstd, const void* x, const void* residual, const float* gamma,
+                  const float* beta, const float* running_mean, const float* running_var, DType dtype,
+                  ChannelLayout l, double eps, Fuse fuse) {
   if (l.C == 0) return;
   cudaStream_t stream = cuda::stream(device);
   cuda::launch("invstd_from_running_var_kernel", invstd_from_running_var_kernel,
@@ -236,14 +276,17 @@ void batchnorm2d_forward_eval_cuda(int device, void* y, float* save_invstd, cons
   if (l.numel() == 0) return;
   const ImageGrid ig(l, 1);
   cuda::dispatch_activation(dtype, "batchnorm2d", [&]<typename T>() {
-    cuda::launch("normalize_kernel", normalize_kernel<T>, ig.grid, cuda::kBlock, 0, stream, static_cast<T*>(y),
-        static_cast<const T*>(x), gamma, beta, running_mean, save_invstd, ig.walk);
+    dispatch_fuse(fuse, [&]<Fuse F>() {
+      cuda::launch("normalize_kernel", normalize_kernel<T, F>, ig.grid, cuda::kBlock, 0, stream, static_cast<T*>(y),
+          static_cast<const T*>(x), static_cast<const T*>(residual), gamma, beta, running_mean, save_invstd,
+          ig.walk);
+    });
   });
 }
 
-void batchnorm2d_backward_cuda(int device, void* dx, float* dgamma, float* dbeta, const void* dy, const void* x,
-                               const float* gamma, const float* mean, const float* invstd, DType dtype,
-                               ChannelLayout l, int64_t groups, bool training) {
+void backward(int device, void* dx, void* d_residual, float* dgamma, float* dbeta, const void* dy, const void* y,
+              const void* x, const float* gamma, const float* mean, const float* invstd, DType dtype,
+              ChannelLayout l, int64_t groups, bool training, Fuse fuse) {
   if (l.C == 0) return;
   cudaStream_t stream = cuda::stream(device);
   const ChannelReducePlan plan = cuda::channel_reduce_plan(device, l, groups);
@@ -251,17 +294,72 @@ void batchnorm2d_backward_cuda(int device, void* dx, float* dgamma, float* dbeta
   CudaScratch<float> means(device, 2 * plan.rows);  // [mean dy | mean dy xhat] per (group, channel)
   cuda::dispatch_activation(dtype, "batchnorm2d", [&]<typename T>() {
     const T* dyt = static_cast<const T*>(dy);
+    const T* yt = static_cast<const T*>(y);
     const T* xt = static_cast<const T*>(x);
-    cuda::launch_channel_partials<2>("channel partials (backward)", partials.ptr, plan, l, groups,
-        SumDyAndDyXhat<T>{dyt, xt, mean, invstd}, stream);
+    if (fuse == Fuse::None)
+      cuda::launch_channel_partials<2>("channel partials (backward)", partials.ptr, plan, l, groups,
+          SumDyAndDyXhat<T, false>{dyt, yt, xt, mean, invstd}, stream);
+    else
+      cuda::launch_channel_partials<2>("channel partials (backward, relu mask)", partials.ptr, plan, l, groups,
+          SumDyAndDyXhat<T, true>{dyt, yt, xt, mean, invstd}, stream);
     cuda::launch("finish_backward_kernel", finish_backward_kernel, cuda::elementwise_grid(l.C, cuda::kBlock),
         cuda::kBlock, 0, stream, dgamma, dbeta, means.ptr, means.ptr + plan.rows, partials.ptr, plan, l.C,
         static_cast<double>(l.N / groups * l.HW));
-    if (!dx || l.numel() == 0) return;
+    if ((!dx && !d_residual) || l.numel() == 0) return;
     const ImageGrid ig(l, groups);
-    cuda::launch("backward_dx_kernel", backward_dx_kernel<T>, ig.grid, cuda::kBlock, 0, stream, static_cast<T*>(dx),
-        dyt, xt, gamma, mean, invstd, means.ptr, means.ptr + plan.rows, ig.walk, training);
+    dispatch_fuse(fuse, [&]<Fuse F>() {
+      cuda::launch("backward_dx_kernel", backward_dx_kernel<T, F>, ig.grid, cuda::kBlock, 0, stream,
+          static_cast<T*>(dx), static_cast<T*>(d_residual), dyt, yt, xt, gamma, mean, invstd, means.ptr,
+          means.ptr + plan.rows, ig.walk, training);
+    });
   });
+}
+
+}  // namespace
+
+void batchnorm2d_forward_train_cuda(int device, void* y, float* save_mean, float* save_invstd, float* running_mean,
+                                    float* running_var, const void* x, const float* gamma, const float* beta,
+                                    DType dtype, ChannelLayout l, int64_t groups, GhostRunningStats rule,
+                                    double momentum, double eps) {
+  forward_train(device, y, save_mean, save_invstd, running_mean, running_var, x, nullptr, gamma, beta, dtype, l,
+                groups, rule, momentum, eps, Fuse::None);
+}
+
+void batchnorm2d_forward_eval_cuda(int device, void* y, float* save_invstd, const void* x, const float* gamma,
+                                   const float* beta, const float* running_mean, const float* running_var,
+                                   DType dtype, ChannelLayout l, double eps) {
+  forward_eval(device, y, save_invstd, x, nullptr, gamma, beta, running_mean, running_var, dtype, l, eps, Fuse::None);
+}
+
+void batchnorm2d_backward_cuda(int device, void* dx, float* dgamma, float* dbeta, const void* dy, const void* x,
+                               const float* gamma, const float* mean, const float* invstd, DType dtype,
+                               ChannelLayout l, int64_t groups, bool training) {
+  backward(device, dx, nullptr, dgamma, dbeta, dy, nullptr, x, gamma, mean, invstd, dtype, l, groups, training,
+           Fuse::None);
+}
+
+void batchnorm2d_relu_forward_train_cuda(int device, void* y, float* save_mean, float* save_invstd,
+                                         float* running_mean, float* running_var, const void* x,
+                                         const void* residual, const float* gamma, const float* beta, DType dtype,
+                                         ChannelLayout l, int64_t groups, GhostRunningStats rule, double momentum,
+                                         double eps) {
+  forward_train(device, y, save_mean, save_invstd, running_mean, running_var, x, residual, gamma, beta, dtype, l,
+                groups, rule, momentum, eps, residual ? Fuse::AddRelu : Fuse::Relu);
+}
+
+void batchnorm2d_relu_forward_eval_cuda(int device, void* y, float* save_invstd, const void* x, const void* residual,
+                                        const float* gamma, const float* beta, const float* running_mean,
+                                        const float* running_var, DType dtype, ChannelLayout l, double eps) {
+  forward_eval(device, y, save_invstd, x, residual, gamma, beta, running_mean, running_var, dtype, l, eps,
+               residual ? Fuse::AddRelu : Fuse::Relu);
+}
+
+void batchnorm2d_relu_backward_cuda(int device, void* dx, void* d_residual, float* dgamma, float* dbeta,
+                                    const void* dy, const void* y, const void* x, const float* gamma,
+                                    const float* mean, const float* invstd, DType dtype, ChannelLayout l,
+                                    int64_t groups, bool training) {
+  backward(device, dx, d_residual, dgamma, dbeta, dy, y, x, gamma, mean, invstd, dtype, l, groups, training,
+           d_residual ? Fuse::AddRelu : Fuse::Relu);
 }
 
 }  // namespace engine

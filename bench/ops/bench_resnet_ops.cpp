@@ -4,7 +4,11 @@
 //                is twice that work, so forward+backward counts 3x;
 //   batchnorm2d  GB/s of the least traffic the pass needs (forward: read x, write y; backward:
 //                read dy and x, write dx), and that rate as a share of the device's copy bandwidth
-//                measured in the same run (clone of a 256 MiB tensor: read + write).
+//                measured in the same run (clone of a 256 MiB tensor: read + write);
+//   batchnorm2d_relu, batchnorm2d_add_relu (training) at ResNet-50's BatchNorm shapes, each next
+//                to the unfused ops it replaces (batchnorm2d then relu; batchnorm2d, add, relu),
+//                both rows rated by the fused op's least traffic (forward: x[, residual], y;
+//                backward: dy, y, x, dx[, d_residual]), the fused row with the time ratio.
 // bench/torch_ref/bench_resnet_ops.py times the same ops and shapes in PyTorch (cudnn.benchmark
 // on, TF32 off), so the two tables can be read side by side.
 //
@@ -57,10 +61,65 @@ struct Row {
 };
 
 void print_table(const std::string& title, const std::vector<Row>& table) {
-  fmt::print("\n{}\n{:<40} {:<22} {:>11} {:>12}  {}\n", title, "op", "shape", "time (ms)", "rate", "");
+  fmt::print("\n{}\n{:<46} {:<22} {:>11} {:>12}  {}\n", title, "op", "shape", "time (ms)", "rate", "");
   for (const Row& r : table)
-    fmt::print("{:<40} {:<22} {:>11.3f} {:>8.2f} {:<7} {}\n", r.op, r.shape, r.seconds * 1e3, r.amount / r.seconds,
+    fmt::print("{:<46} {:<22} {:>11.3f} {:>8.2f} {:<7} {}\n", r.op, r.shape, r.seconds * 1e3, r.amount / r.seconds,
                r.unit, r.note);
+}
+
+// The fused BatchNorm epilogues against the unfused ops, training, at ResNet-50's BatchNorm shapes
+// (batch 256 on a GPU): layer1's bottleneck 64 and 256 channels at 56x56, the last stage's 2048 at
+// 7x7. On the CPU the batch is the other rows' (4).
+void bench_fused_batchnorm(std::vector<Row>& table, Device device, bool quick, int repeats, DType dtype,
+                           MemoryFormat format, const std::string& tag, double copy_gbps) {
+  const bool gpu = device.is_cuda();
+  const int64_t N = quick ? 2 : (gpu ? 256 : 4);
+  struct BnShape {
+    int64_t C, H;
+  };
+  for (const BnShape& s : {BnShape{64, 56}, BnShape{256, 56}, BnShape{2048, 7}}) {
+    const int64_t H = quick ? std::min<int64_t>(s.H, 14) : s.H;
+    Tensor x = random_tensor({N, s.C, H, H}, device, dtype, format, 7);
+    Tensor residual = random_tensor({N, s.C, H, H}, device, dtype, format, 8);
+    const DType param_dtype = dtype == DType::bf16 ? DType::f32 : dtype;
+    Tensor gamma = Tensor::ones({s.C}, param_dtype, device), beta = Tensor::zeros({s.C}, param_dtype, device);
+    Tensor running_mean = Tensor::zeros({s.C}, param_dtype, device);
+    Tensor running_var = Tensor::ones({s.C}, param_dtype, device);
+    const double act_gb = static_cast<double>(x.numel()) * dtype_size(dtype) / 1e9;
+    const std::string shape = shape_str(x.shape());
+    // Unfused first, then fused; both rated by the fused op's traffic `gb`.
+    auto pair = [&](const std::string& op, double gb, const std::function<void()>& unfused,
+                    const std::function<void()>& fused) {
+      const double su = median_seconds_per_call(device, repeats, unfused);
+      const double sf = median_seconds_per_call(device, repeats, fused);
+      const std::string unfused_op = op == "relu" ? "batchnorm2d+relu" : "batchnorm2d+add+relu";
+      const std::string fused_op = op == "relu" ? "batchnorm2d_relu" : "batchnorm2d_add_relu";
+      const std::string pass = x.requires_grad() ? " fwd+bwd train " : " fwd train ";
+      table.push_back({unfused_op + pass + tag, shape, su, gb, "GB/s",
+                       fmt::format("{:.0f}% of copy", 100.0 * gb / su / copy_gbps)});
+      table.push_back({fused_op + pass + tag, shape, sf, gb, "GB/s",
+                       fmt::format("{:.0f}% of copy, {:.2f}x the unfused speed", 100.0 * gb / sf / copy_gbps, su / sf)});
+    };
+    {
+      NoGradGuard no_grad;
+      pair("relu", 2 * act_gb, [&] { relu(batchnorm2d(x, gamma, beta, running_mean, running_var)); },
+           [&] { batchnorm2d_relu(x, gamma, beta, running_mean, running_var); });
+      pair("add_relu", 3 * act_gb,
+           [&] { relu(add(batchnorm2d(x, gamma, beta, running_mean, running_var), residual)); },
+           [&] { batchnorm2d_add_relu(x, residual, gamma, beta, running_mean, running_var); });
+    }
+    x.requires_grad_(true);
+    residual.requires_grad_(true);
+    gamma.requires_grad_(true);
+    beta.requires_grad_(true);
+    const Tensor seed = random_tensor(x.shape(), device, dtype, format, 9);
+    pair("relu", 6 * act_gb,
+         [&] { relu(batchnorm2d(x, gamma, beta, running_mean, running_var)).backward(seed); },
+         [&] { batchnorm2d_relu(x, gamma, beta, running_mean, running_var).backward(seed); });
+    pair("add_relu", 8 * act_gb,
+         [&] { relu(add(batchnorm2d(x, gamma, beta, running_mean, running_var), residual)).backward(seed); },
+         [&] { batchnorm2d_add_relu(x, residual, gamma, beta, running_mean, running_var).backward(seed); });
+  }
 }
 
 void bench_device(Device device, bool quick) {
@@ -132,6 +191,8 @@ void bench_device(Device device, bool quick) {
     const Tensor seed = random_tensor(x.shape(), device, v.dtype, v.format, 6);
     bn_row("batchnorm2d fwd+bwd train", 5 * act_gb,
            [&] { batchnorm2d(x, gamma, beta, running_mean, running_var).backward(seed); });
+
+    bench_fused_batchnorm(table, device, quick, repeats, v.dtype, v.format, tag, copy_gbps);
   }
   print_table(fmt::format("{} ({})", device.str(), gpu ? "TF32 off, cuDNN algorithms measured once per shape"
                                                           : "OpenBLAS GEMM, OpenMP loops"),

@@ -3,6 +3,8 @@
 // transposed or strided views rather than contiguous tensors.
 #include "tests/ops/op_cases.h"
 
+#include <optional>
+
 #include "ops/ops.h"
 
 namespace engine::testing {
@@ -16,19 +18,28 @@ InputSpec in(Shape shape, Layout layout = C, double low = -1.0, double high = 1.
   return InputSpec{std::move(shape), low, high, layout, 0.0};
 }
 
+// bf16_tol: the bf16 run's atol and rtol (each caller says why).
 void binary_cases(std::vector<OpCase>& cases, const std::string& op, Tensor (*fn)(const Tensor&, const Tensor&),
-                  double b_low, double b_high) {
+                  double b_low, double b_high, double bf16_tol) {
   auto run = [fn](const Inputs& x) { return fn(x[0], x[1]); };
+  const size_t first = cases.size();
   cases.push_back({op, "same_shape", {in({3, 5}), in({3, 5}, C, b_low, b_high)}, run});
   cases.push_back({op, "broadcast_leading", {in({4, 3, 5}), in({5}, C, b_low, b_high)}, run});
   cases.push_back({op, "broadcast_first_operand", {in({1, 5}), in({4, 5}, C, b_low, b_high)}, run});
   cases.push_back({op, "transposed_and_strided", {in({3, 5}, T), in({3, 5}, S, b_low, b_high)}, run});
   cases.push_back({op, "odd_size_1031", {in({1031}), in({1031}, C, b_low, b_high)}, run});
+  // Both NHWC: runs flat on the storage, out NHWC. Mixed: b is copied into a's format.
+  cases.push_back({op, "channels_last", {in({2, 5, 3, 4}, CL), in({2, 5, 3, 4}, CL, b_low, b_high)}, run});
+  cases.push_back({op, "channels_last_and_contiguous", {in({2, 5, 3, 4}, CL), in({2, 5, 3, 4}, C, b_low, b_high)},
+                   run});
+  for (size_t k = first; k < cases.size(); ++k) cases[k].bf16_atol = cases[k].bf16_rtol = bf16_tol;
 }
 
+// bf16_tol: the bf16 run's atol and rtol; 0 = no bf16 path.
 void unary_case(std::vector<OpCase>& cases, const std::string& op, const std::string& label, InputSpec spec,
-                std::function<Tensor(const Tensor&)> fn) {
+                std::function<Tensor(const Tensor&)> fn, double bf16_tol = 0) {
   cases.push_back({op, label, {std::move(spec)}, [fn](const Inputs& x) { return fn(x[0]); }});
+  cases.back().bf16_atol = cases.back().bf16_rtol = bf16_tol;
 }
 
 // conv2d: inputs x, weight[, bias]. f32 CUDA against CPU: cuDNN sums in another order (and its
@@ -74,6 +85,38 @@ void batchnorm_case(std::vector<OpCase>& cases, const std::string& label, InputS
   c.cuda_atol = c.cuda_rtol = cuda_tol;
   c.bf16_atol = c.bf16_rtol = 2e-2;
   c.bf16_inputs = 1;  // gamma and beta stay f32 under bf16 activations (batchnorm2d.h)
+  cases.push_back(std::move(c));
+}
+
+// batchnorm2d_relu (inputs x, gamma, beta) and batchnorm2d_add_relu (x, residual, gamma, beta),
+// with running statistics as batchnorm_case. Relu's kink: finite differences across it are
+// meaningless, and CPU and CUDA could disagree on the mask of a pre-activation within f32 ulps of
+// 0; with these inputs none lies within 1e-4 of 0 (test_batchnorm_fused.cpp checks every case).
+// CUDA f32: the epilogue adds one f32 add and a compare to batchnorm2d's arithmetic, and the mask
+// selects dy exactly: batchnorm2d's 1e-5. bf16: y, dx and d_residual are rounded to bf16 (0.2%
+// relative) with xhat up to ~3, as batchnorm2d: 2e-2 (d_residual is dy or 0, exact).
+void batchnorm_relu_case(std::vector<OpCase>& cases, const std::string& label, InputSpec x,
+                         std::optional<InputSpec> residual, bool training, int64_t groups = 1) {
+  const int64_t channels = x.shape[1];
+  const bool add = residual.has_value();
+  std::vector<InputSpec> inputs{std::move(x)};
+  if (add) inputs.push_back(std::move(*residual));
+  inputs.push_back(in({channels}, C, 0.5, 1.5));
+  inputs.push_back(in({channels}, C, -0.5, 0.5));
+  OpCase c{add ? "batchnorm2d_add_relu" : "batchnorm2d_relu", label, std::move(inputs),
+           [training, groups, add](const Inputs& t) {
+             const Tensor& gamma = t[add ? 2 : 1];
+             const Tensor& beta = t[add ? 3 : 2];
+             auto [running_mean, running_var] = running_stats(gamma);
+             BatchNormOptions opt;
+             opt.training = training;
+             opt.groups = groups;
+             return add ? batchnorm2d_add_relu(t[0], t[1], gamma, beta, running_mean, running_var, opt)
+                        : batchnorm2d_relu(t[0], gamma, beta, running_mean, running_var, opt);
+           }};
+  c.cuda_atol = c.cuda_rtol = 1e-5;
+  c.bf16_atol = c.bf16_rtol = 2e-2;
+  c.bf16_inputs = add ? 2 : 1;  // the residual is an activation; gamma and beta stay f32
   cases.push_back(std::move(c));
 }
 
@@ -152,7 +195,7 @@ void region_avgpool_case(std::vector<OpCase>& cases, const std::string& label, I
                for (int64_t i = 0; i < H * W; ++i)
                  w[static_cast<size_t>(r * H * W + i)] = r == 1 || (r + i) % 3 == 0 ? 0.0 : 0.125 * double((r * 7 + i) % 8);
              }
-             const DType weight_dtype = x.device().is_cpu() ? x.dtype() : DType::f32;
+             const DType weight_dtype = x.device().is_cpu() && x.dtype() != DType::bf16 ? x.dtype() : DType::f32;
              const Tensor weights = Tensor::from_vector(w, {R, H, W}).to(weight_dtype).to(x.device());
              return region_avgpool(x.detach(), weights, Tensor::from_vector(image, {R}));
            }};
@@ -294,30 +337,46 @@ void saliency_foreground_case(std::vector<OpCase>& cases, const std::string& lab
 std::vector<OpCase> all_op_cases() {
   std::vector<OpCase> cases;
 
-  binary_cases(cases, "add", add, -1.0, 1.0);
-  binary_cases(cases, "sub", sub, -1.0, 1.0);
-  binary_cases(cases, "mul", mul, -1.0, 1.0);
-  binary_cases(cases, "div", div, 0.5, 2.0);  // divisor kept away from zero
+  // bf16: the ops compute in f32 and round each output once to bf16 (8 significant bits, a relative
+  // error up to 2^-8 = 0.39%). add/sub: one rounding (the gradients are dout itself, or its f32 sum
+  // rounded once): 5e-3. mul: a broadcast operand's gradient sums products already rounded to
+  // bf16, so their roundings add up against a sum that may cancel: 1e-2. div: db is three
+  // roundings deep (dout / b, out, their product) before that sum: 2e-2.
+  binary_cases(cases, "add", add, -1.0, 1.0, 5e-3);
+  binary_cases(cases, "sub", sub, -1.0, 1.0, 5e-3);
+  binary_cases(cases, "mul", mul, -1.0, 1.0, 1e-2);
+  binary_cases(cases, "div", div, 0.5, 2.0, 2e-2);  // divisor kept away from zero
 
-  unary_case(cases, "add_scalar", "contiguous", in({3, 4}), [](const Tensor& x) { return add_scalar(x, 2.5); });
-  unary_case(cases, "add_scalar", "transposed", in({3, 4}, T), [](const Tensor& x) { return add_scalar(x, -0.75); });
-  unary_case(cases, "mul_scalar", "contiguous", in({1031}), [](const Tensor& x) { return mul_scalar(x, -1.5); });
-  unary_case(cases, "mul_scalar", "strided", in({4, 3}, S), [](const Tensor& x) { return mul_scalar(x, 3.0); });
+  // bf16: x + s and x * s are rounded once, dx = dout is exact and dout * s rounded once: 5e-3.
+  unary_case(cases, "add_scalar", "contiguous", in({3, 4}), [](const Tensor& x) { return add_scalar(x, 2.5); }, 5e-3);
+  unary_case(cases, "add_scalar", "transposed", in({3, 4}, T), [](const Tensor& x) { return add_scalar(x, -0.75); },
+             5e-3);
+  unary_case(cases, "add_scalar", "channels_last", in({2, 5, 3, 4}, CL),
+             [](const Tensor& x) { return add_scalar(x, 0.5); }, 5e-3);
+  unary_case(cases, "mul_scalar", "contiguous", in({1031}), [](const Tensor& x) { return mul_scalar(x, -1.5); }, 5e-3);
+  unary_case(cases, "mul_scalar", "strided", in({4, 3}, S), [](const Tensor& x) { return mul_scalar(x, 3.0); }, 5e-3);
 
-  // relu: inputs kept 0.01 away from the kink, where finite differences are meaningless.
+  // relu: inputs kept 0.01 away from the kink, where finite differences are meaningless. bf16:
+  // relu only selects values, so the result and dx are exact (1e-7, as 0 would mean no bf16 path).
+  constexpr double relu_bf16_tol = 1e-7;
   InputSpec relu_in = in({6, 7});
   relu_in.avoid_zero = 0.01;
-  unary_case(cases, "relu", "contiguous", relu_in, [](const Tensor& x) { return relu(x); });
+  unary_case(cases, "relu", "contiguous", relu_in, [](const Tensor& x) { return relu(x); }, relu_bf16_tol);
   relu_in.shape = {1031};
-  unary_case(cases, "relu", "odd_size_1031", relu_in, [](const Tensor& x) { return relu(x); });
+  unary_case(cases, "relu", "odd_size_1031", relu_in, [](const Tensor& x) { return relu(x); }, relu_bf16_tol);
   relu_in.shape = {5, 3};
   relu_in.layout = T;
-  unary_case(cases, "relu", "transposed", relu_in, [](const Tensor& x) { return relu(x); });
+  unary_case(cases, "relu", "transposed", relu_in, [](const Tensor& x) { return relu(x); }, relu_bf16_tol);
+  relu_in.shape = {2, 5, 3, 4};
+  relu_in.layout = CL;
+  unary_case(cases, "relu", "channels_last", relu_in, [](const Tensor& x) { return relu(x); }, relu_bf16_tol);
 
-  unary_case(cases, "exp", "contiguous", in({4, 5}, C, -2.0, 2.0), [](const Tensor& x) { return exp(x); });
-  unary_case(cases, "exp", "strided", in({3, 5}, S, -2.0, 2.0), [](const Tensor& x) { return exp(x); });
-  unary_case(cases, "log", "contiguous", in({4, 5}, C, 0.5, 2.0), [](const Tensor& x) { return log(x); });
-  unary_case(cases, "log", "transposed", in({2, 9}, T, 0.5, 2.0), [](const Tensor& x) { return log(x); });
+  // bf16: exp and log are rounded once (5e-3 for log); exp's dx = dout * out multiplies by the
+  // rounded out and rounds again, two roundings: 1e-2.
+  unary_case(cases, "exp", "contiguous", in({4, 5}, C, -2.0, 2.0), [](const Tensor& x) { return exp(x); }, 1e-2);
+  unary_case(cases, "exp", "strided", in({3, 5}, S, -2.0, 2.0), [](const Tensor& x) { return exp(x); }, 1e-2);
+  unary_case(cases, "log", "contiguous", in({4, 5}, C, 0.5, 2.0), [](const Tensor& x) { return log(x); }, 5e-3);
+  unary_case(cases, "log", "transposed", in({2, 9}, T, 0.5, 2.0), [](const Tensor& x) { return log(x); }, 5e-3);
 
   for (int64_t dim : {0, 1, 2, -1})
     unary_case(cases, "sum", "dim" + std::to_string(dim < 0 ? 9 : dim), in({3, 4, 5}),
@@ -369,6 +428,18 @@ std::vector<OpCase> all_op_cases() {
   batchnorm_case(cases, "train_ghost_hw1_channels_last", in({8, 5, 1, 1}, CL), true, 1e-5, 2);
   batchnorm_case(cases, "eval", in({2, 3, 4, 5}), false);
   batchnorm_case(cases, "eval_channels_last", in({2, 4, 3, 3}, CL), false);
+  // The fused epilogues: both layouts, ghost groups, eval, and a residual in another layout than x.
+  batchnorm_relu_case(cases, "train", in({3, 4, 5, 6}), std::nullopt, true);
+  batchnorm_relu_case(cases, "train_ghost_channels_last", in({4, 3, 2, 3}, CL), std::nullopt, true, 2);
+  batchnorm_relu_case(cases, "eval", in({2, 3, 4, 5}), std::nullopt, false);
+  batchnorm_relu_case(cases, "eval_channels_last", in({2, 4, 3, 3}, CL), std::nullopt, false);
+  batchnorm_relu_case(cases, "train", in({3, 4, 5, 6}), in({3, 4, 5, 6}, C, -0.5, 0.5), true);
+  batchnorm_relu_case(cases, "train_ghost_channels_last", in({4, 3, 2, 3}, CL), in({4, 3, 2, 3}, CL, -0.5, 0.5),
+                      true, 2);
+  batchnorm_relu_case(cases, "train_x_nhwc_residual_nchw", in({2, 5, 3, 4}, CL), in({2, 5, 3, 4}, C, -0.5, 0.5),
+                      true);
+  batchnorm_relu_case(cases, "eval_residual_strided", in({2, 3, 4, 5}), in({2, 3, 4, 5}, S, -0.5, 0.5), false);
+  batchnorm_relu_case(cases, "eval_channels_last", in({2, 4, 3, 3}, CL), in({2, 4, 3, 3}, CL, -0.5, 0.5), false);
 
   pooling_case(cases, "maxpool2d", "k3_s2_p1", in({2, 3, 7, 8}), [](const Tensor& x) { return maxpool2d(x); });
   pooling_case(cases, "maxpool2d", "channels_last", in({2, 4, 6, 5}, CL), [](const Tensor& x) { return maxpool2d(x); });
