@@ -28,7 +28,13 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_
   }
 }
 
-Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, options); }
+Tensor Conv2d::forward(const Tensor& x) {
+  if (x.dtype() != DType::bf16 || weight.dtype() != DType::f32) return conv2d(x, weight, bias, options);
+  // Mixed precision (engine/precision.h): the f32 master weight is cast to the activations' dtype
+  // and layout for this forward, in one copy; its gradient comes back through the cast in f32.
+  const Tensor w = weight.to(DType::bf16, x.memory_format());
+  return conv2d(x, w, bias.defined() ? bias.to(DType::bf16) : bias, options);
+}
 
 BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum)
     : weight(Tensor::ones({channels})),
@@ -45,14 +51,33 @@ BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum)
   register_buffer("num_batches_tracked", &num_batches_tracked, /*host=*/true);
 }
 
-Tensor BatchNorm2d::forward(const Tensor& x) {
+BatchNormOptions BatchNorm2d::options() const {
   BatchNormOptions opt;
   opt.training = is_training();
   opt.momentum = momentum;
   opt.eps = eps;
   opt.groups = ghost_groups;
   opt.running_stats = ghost_running_stats;
+  return opt;
+}
+
+Tensor BatchNorm2d::forward(const Tensor& x) {
+  const BatchNormOptions opt = options();
   Tensor y = batchnorm2d(x, weight, bias, running_mean, running_var, opt);
+  if (opt.training) ++num_batches_tracked.data<int64_t>()[0];
+  return y;
+}
+
+Tensor BatchNorm2d::forward_relu(const Tensor& x) {
+  const BatchNormOptions opt = options();
+  Tensor y = batchnorm2d_relu(x, weight, bias, running_mean, running_var, opt);
+  if (opt.training) ++num_batches_tracked.data<int64_t>()[0];
+  return y;
+}
+
+Tensor BatchNorm2d::forward_add_relu(const Tensor& x, const Tensor& residual) {
+  const BatchNormOptions opt = options();
+  Tensor y = batchnorm2d_add_relu(x, residual, weight, bias, running_mean, running_var, opt);
   if (opt.training) ++num_batches_tracked.data<int64_t>()[0];
   return y;
 }

@@ -34,10 +34,17 @@ class BatchNorm2d : public Module {
   explicit BatchNorm2d(int64_t channels, double eps = 1e-5, double momentum = 0.1);
   const char* type_name() const override { return "BatchNorm2d"; }
   Tensor forward(const Tensor& x) override;
+  // relu(forward(x)) and relu(forward(x) + residual), each one fused op (ops/batchnorm2d.h): what
+  // the ResNet blocks run. They bypass the output hook; see ResNet's blocks for when they are used.
+  Tensor forward_relu(const Tensor& x);
+  Tensor forward_add_relu(const Tensor& x, const Tensor& residual);
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   double eps, momentum;
   int64_t ghost_groups = 1;
   GhostRunningStats ghost_running_stats = GhostRunningStats::FirstGroup;
+
+ private:
+  BatchNormOptions options() const;
 };
 
 // Sets the ghost groups of every BatchNorm2d in the tree (see BatchNorm2d).

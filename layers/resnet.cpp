@@ -30,6 +30,20 @@ const ArchSpec& find_arch(const std::string& name) {
   ENGINE_THROW("unknown architecture '{}'; choose one of: resnet18, resnet34, resnet50", name);
 }
 
+// relu(bn(x)) and relu(bn(x) + residual) as one fused op each (ops/batchnorm2d.h: one pass over
+// the activations instead of three, forward and backward). When an output hook watches the
+// BatchNorm or the ReLU (moco inspect records every module's output), the modules run one by one
+// so the hook sees what it always saw.
+Tensor bn_relu(Module& bn, Module& relu, const Tensor& x) {
+  if (bn.output_hook || relu.output_hook) return relu(bn(x));
+  return static_cast<BatchNorm2d&>(bn).forward_relu(x);
+}
+
+Tensor bn_add_relu(Module& bn, Module& relu, const Tensor& x, const Tensor& residual) {
+  if (bn.output_hook || relu.output_hook) return relu(add(bn(x), residual));
+  return static_cast<BatchNorm2d&>(bn).forward_add_relu(x, residual);
+}
+
 }  // namespace
 
 BasicBlock::BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> downsample,
@@ -49,10 +63,9 @@ BasicBlock::BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, std::sh
 }
 
 Tensor BasicBlock::forward(const Tensor& x) {
-  Tensor out = (*relu_)((*bn1_)((*conv1_)(x)));  // (N, planes, H/stride, W/stride)
-  out = (*bn2_)((*conv2_)(out));
+  const Tensor out = bn_relu(*bn1_, *relu_, (*conv1_)(x));  // (N, planes, H/stride, W/stride)
   const Tensor identity = downsample_ ? (*downsample_)(x) : x;
-  return (*relu_)(add(out, identity));
+  return bn_add_relu(*bn2_, *relu_, (*conv2_)(out), identity);
 }
 
 Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> downsample,
@@ -76,11 +89,10 @@ Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, std::sh
 }
 
 Tensor Bottleneck::forward(const Tensor& x) {
-  Tensor out = (*relu_)((*bn1_)((*conv1_)(x)));  // (N, planes, H, W)
-  out = (*relu_)((*bn2_)((*conv2_)(out)));        // (N, planes, H/stride, W/stride)
-  out = (*bn3_)((*conv3_)(out));                  // (N, 4 planes, H/stride, W/stride)
+  Tensor out = bn_relu(*bn1_, *relu_, (*conv1_)(x));  // (N, planes, H, W)
+  out = bn_relu(*bn2_, *relu_, (*conv2_)(out));        // (N, planes, H/stride, W/stride)
   const Tensor identity = downsample_ ? (*downsample_)(x) : x;
-  return (*relu_)(add(out, identity));
+  return bn_add_relu(*bn3_, *relu_, (*conv3_)(out), identity);  // (N, 4 planes, H/stride, W/stride)
 }
 
 ResNet::ResNet(const ResNetConfig& config, Generator& gen) : config_(config) {
@@ -133,10 +145,19 @@ void check_stage(int stage) {
 Tensor ResNet::stage_map(const Tensor& x, int stage) {
   ENGINE_CHECK(x.dim() == 4 && x.size(1) == 3, "ResNet: expected images (N, 3, H, W), found {}", x.str());
   check_stage(stage);
-  Tensor h = child("relu")(child("bn1")(child("conv1")(x)));  // (N, width, H/2, W/2), or (N, width, H, W) small stem
+  const Tensor input = activations_.format ? x.to(activations_.dtype, *activations_.format) : x;  // (N, 3, H, W)
+  Tensor h = bn_relu(child("bn1"), child("relu"), child("conv1")(input));  // (N, width, H/2, W/2), or (N, width, H, W) small stem
   if (config_.stem == ResNetStem::ImageNet) h = child("maxpool")(h);  // (N, width, H/4, W/4)
   for (int k = 1; k <= stage; ++k) h = child(fmt::format("layer{}", k))(h);
   return h;  // stage 4: (N, feature_dim, H/32, W/32), or H/8 with the small stem; each stage before halves less
+}
+
+void ResNet::set_activations(const ActivationFormat& activations) {
+  ENGINE_CHECK(activations.dtype == DType::bf16 ? activations.format.has_value()
+                                                : activations.dtype == DType::f32 && !activations.format,
+               "ResNet::set_activations: expected bf16 with a memory format, or f32 with none (the input's own), "
+               "found {}{}", dtype_name(activations.dtype), activations.format ? " with a format" : " without a format");
+  activations_ = activations;
 }
 
 int64_t ResNet::stage_channels(int stage) const {
@@ -145,9 +166,12 @@ int64_t ResNet::stage_channels(int stage) const {
 }
 
 namespace {
+// The pooled features, f32 whatever the trunk's activations: the head and every consumer of
+// features() (kNN, the linear probe, embeddings) work in f32.
 Tensor pool(Module& avgpool, const Tensor& feature_map) {
   Tensor h = avgpool(feature_map);        // (N, feature_dim, 1, 1)
-  return h.view({h.size(0), h.size(1)});  // (N, feature_dim)
+  h = h.view({h.size(0), h.size(1)});     // (N, feature_dim)
+  return h.dtype() == DType::bf16 ? h.to(DType::f32) : h;
 }
 }  // namespace
 

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/precision.h"
 #include "layers/layers.h"
 
 namespace engine::nn {
@@ -89,9 +90,16 @@ class ResNet : public Module {
   // its parameters then appear under "fc." as in the reference.
   void replace_head(std::shared_ptr<Module> head);
   const ResNetConfig& config() const { return config_; }
+  // Mixed precision (engine/precision.h): with bf16 activations the images are cast to bf16 in
+  // `format` before the stem, every layer of the trunk keeps that dtype and layout, and the pooled
+  // features are cast back to f32 for the head; parameters stay f32 (each convolution casts its
+  // weight). The default, f32 with no format, runs the input as it comes (f64 included).
+  void set_activations(const ActivationFormat& activations);
+  const ActivationFormat& activations() const { return activations_; }
 
  private:
   ResNetConfig config_;
+  ActivationFormat activations_;
   int64_t feature_dim_ = 0;
 };
 

@@ -31,7 +31,8 @@
 #                        all_reduce and all_gather at world size 1 from 4 KiB to 64 MiB (tests.log)
 #   3. first run         moco demo; the quickstart's pretraining at its own scale (first-run.log)
 #   4. MoCo step         bench_moco_step and its PyTorch twin, fp32; then SimCLR: bench_simclr_step
-#                        and bench_nt_xent with their twins, fp32; then the MoCo step in tf32 (moco-step.log)
+#                        and bench_nt_xent with their twins, fp32; then the MoCo step in bf16 (the
+#                        twin in autocast bf16 + channels_last) and tf32, as time allows (moco-step.log)
 #   5. ResNet ops        bench_resnet_ops and its PyTorch twin, fp32 (resnet-ops.log)
 #   6. sanitizer         compute-sanitizer memcheck over test_ops and test_engine's CUDA cases
 #                        without the real-size cases and the deliberate out-of-memory (sanitizer.log)
@@ -502,10 +503,11 @@ simclr_steps() {
   twin "nt_xent PyTorch fp32" 60 bench/torch_ref/bench_nt_xent.py --device "$DEV" --precision fp32 $QUICK
 }
 log moco-step.log
-for precision in fp32 tf32; do
-  # tf32 if time allows: only when what is left also covers steps 5 and 6 (GPU_CHECK_TF32_LEFT s)
-  if [ $precision = tf32 ] && (($(left) < ${GPU_CHECK_TF32_LEFT:-330} * CAP_SCALE)); then
-    skip "moco step tf32" "skipped: $(left) s left, kept for the ResNet ops and the sanitizer"
+for precision in fp32 bf16 tf32; do
+  # bf16 (mixed precision; the goal: >= 1.5x PyTorch's autocast bf16 with channels_last) and tf32 if
+  # time allows: only when what is left also covers steps 5 and 6 (GPU_CHECK_TF32_LEFT s)
+  if [ $precision != fp32 ] && (($(left) < ${GPU_CHECK_TF32_LEFT:-330} * CAP_SCALE)); then
+    skip "moco step $precision" "skipped: $(left) s left, kept for the ResNet ops and the sanitizer"
     break
   fi
   MIN_S=45 step "moco step engine $precision" 180 "$BUILD_DIR/bench/bench_moco_step" --device "$DEV" --precision $precision $QUICK

@@ -9,7 +9,7 @@
 
 namespace moco_cli {
 
-// --device (auto, cpu, cuda or cuda:N) and --precision (fp32 or tf32, engine/precision.h): every
+// --device (auto, cpu, cuda or cuda:N) and --precision (fp32, tf32 or bf16, engine/precision.h): every
 // command that trains or evaluates takes both.
 struct DeviceFlags {
   std::string device = "auto";

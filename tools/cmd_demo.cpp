@@ -40,6 +40,9 @@ Tensor mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2
 }
 
 void run_demo(const DemoOptions& opt) {
+  ENGINE_CHECK(opt.device.precision != "bf16",
+               "moco demo: --precision bf16 is the ResNet's mixed precision (bf16 activations); the demo trains a "
+               "small f32 MLP, so give fp32 (or tf32 on a GPU)");
   const engine::Device device = opt.device.resolve();
   engine::Generator gen(opt.seed, /*stream=*/1);
   constexpr int64_t kIn = 16, kOut = 4, kTeacherHidden = 32;

@@ -34,7 +34,9 @@ struct KnnArgs {
 void run_knn(const KnnArgs& a) {
   engine::Collectives& world = join_processes(a.processes);
   const engine::Device device = rank_device(a.device, world);
-  const engine::ssl::Backbone backbone = engine::ssl::load_backbone(a.backbone.spec(), device);
+  engine::ssl::BackboneSpec spec = a.backbone.spec();
+  spec.precision = engine::parse_precision(a.device.precision);
+  const engine::ssl::Backbone backbone = engine::ssl::load_backbone(spec, device);
   engine::ssl::FeatureOptions fo;
   fo.batch_size = a.batch_size;
   fo.workers = a.workers;

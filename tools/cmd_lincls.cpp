@@ -54,6 +54,7 @@ void run_lincls(LinclsArgs& a) {
   engine::ssl::LinclsConfig& c = a.config;
   engine::Collectives& world = join_processes(a.processes);
   c.backbone = a.backbone.spec();
+  c.backbone.precision = engine::parse_precision(a.device.precision);
   c.high_pass = engine::ssl::parse_high_pass(a.high_pass);
   c.seed = a.backbone.seed;
   c.device = rank_device(a.device, world);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/check.h"
+#include "engine/precision.h"
 #include "ssl/run/trainer.h"
 #include "tools/commands.h"
 #include "tools/processes.h"
@@ -133,6 +134,7 @@ void run_pretrain(PretrainArgs& a) {
     a.shared.bn_groups = c.moco.bn_groups = c.simclr.bn_groups = 1;
   }
   c.device = rank_device(a.shared.device, world);
+  c.precision = engine::parse_precision(a.shared.device.precision);
   c.world = &device_collectives(c.device, a.shared.processes);
   c.before_step = fault_injection(world.rank());
   c.args_json = args_json(a, c.device.str());

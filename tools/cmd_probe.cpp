@@ -35,6 +35,7 @@ nlohmann::ordered_json level_json(const std::optional<engine::ssl::ProbeLevelRes
 void run_probe(ProbeArgs& a) {
   engine::ssl::PartProbeConfig& c = a.config;
   c.backbone = a.backbone.spec();
+  c.backbone.precision = engine::parse_precision(a.device.precision);
   c.level = engine::ssl::parse_probe_level(a.level);
   c.stage = engine::ssl::parse_probe_stage(a.stage);
   c.high_pass = engine::ssl::parse_high_pass(a.high_pass);

@@ -14,6 +14,7 @@
 #include <memory>
 #include <thread>
 
+#include "engine/precision.h"
 #include "ssl/run/trainer.h"
 #include "tools/commands.h"
 #include "tools/processes.h"
@@ -49,6 +50,7 @@ void run_supervised(SupervisedArgs& a) {
   c.supervised.width = a.shared.width;
   c.supervised.bn_groups = a.shared.bn_groups;
   c.device = rank_device(a.shared.device, world);
+  c.precision = engine::parse_precision(a.shared.device.precision);
   c.world = &device_collectives(c.device, a.shared.processes);
   c.args_json = args_json(a, c.device.str());
   const engine::ssl::PretrainResult r = engine::ssl::pretrain(c);

@@ -43,12 +43,13 @@ inline double median_seconds_per_call(Device device, int repeats, const std::fun
   return rounds[2];
 }
 
-// The whole main() of a benchmark: parses [--device cpu|cuda|all] [--quick] [--precision fp32|tf32]
-// and runs bench_device(device, quick) on each device asked for that this machine has, with the
-// precision (engine/precision.h) printed first; the PyTorch twins take the same flag and set
-// cuDNN's and cuBLAS's TF32 switches from it (bench/torch_ref/timing.py).
-inline int run_benchmark(int argc, char** argv, const char* name,
-                         const std::function<void(Device, bool)>& bench_device) {
+// The whole main() of a benchmark: parses [--device cpu|cuda|all] [--quick] [--precision
+// fp32|tf32|bf16] and runs bench_device(device, quick, precision) on each device asked for that this
+// machine has, with the precision (engine/precision.h) printed first; the PyTorch twins take the same
+// flag and set cuDNN's and cuBLAS's TF32 switches from it, or autocast to bf16 with channels_last
+// (bench/torch_ref/timing.py). tf32 skips the CPU; bf16 runs there in the CPU's bf16 mode.
+using BenchDevice = std::function<void(Device device, bool quick, Precision precision)>;
+inline int run_benchmark(int argc, char** argv, const char* name, const BenchDevice& bench_device) {
   use_passive_openmp_wait(argv);
   std::string which = "all";
   bool quick = false;
@@ -67,23 +68,27 @@ inline int run_benchmark(int argc, char** argv, const char* name,
         return 2;
       }
     } else {
-      fmt::print(stderr, "usage: {} [--device cpu|cuda|all] [--quick] [--precision fp32|tf32]\n", name);
+      fmt::print(stderr, "usage: {} [--device cpu|cuda|all] [--quick] [--precision fp32|tf32|bf16]\n", name);
       return 2;
     }
   }
-  fmt::print("precision: {} (GEMMs and convolutions{})\n", precision_name(precision),
-             precision == Precision::tf32 ? " on TF32 tensor cores, GPU only" : " in f32, TF32 off");
+  const char* what = precision == Precision::tf32   ? "GEMMs and convolutions on TF32 tensor cores, GPU only"
+                     : precision == Precision::bf16 ? "bf16 activations, f32 parameters, head and loss"
+                                                    : "GEMMs and convolutions in f32, TF32 off";
+  fmt::print("precision: {} ({})\n", precision_name(precision), what);
   try {
     if (which == "cpu" || which == "all") {
-      if (precision == Precision::fp32)
-        bench_device(Device::cpu(), quick);
-      else
-        fmt::print("\ncpu: skipped (--precision {} is a GPU math mode)\n", precision_name(precision));
+      if (precision != Precision::tf32) {
+        use_precision(precision, Device::cpu());
+        bench_device(Device::cpu(), quick, precision);
+      } else {
+        fmt::print("\ncpu: skipped (--precision tf32 is a GPU math mode)\n");
+      }
     }
     if (which == "cuda" || which == "all") {
       if (cuda_device_count() > 0) {
         use_precision(precision, Device::cuda());
-        bench_device(Device::cuda(), quick);
+        bench_device(Device::cuda(), quick, precision);
       } else {
         fmt::print("\ncuda: skipped ({})\n", cuda_is_built() ? "no GPU on this machine" : "built without CUDA");
       }
@@ -93,6 +98,21 @@ inline int run_benchmark(int argc, char** argv, const char* name,
     return 1;
   }
   return 0;
+}
+
+// The same for a benchmark of single ops on f32 tensors, which has no bf16 mode of its own (an op's
+// bf16 timing, where it has one, is a row of its own).
+inline int run_benchmark(int argc, char** argv, const char* name,
+                         const std::function<void(Device device, bool quick)>& bench_device) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::string(argv[i]) == "--precision" && std::string(argv[i + 1]) == "bf16") {
+      fmt::print(stderr, "{}: --precision bf16 is a model mode (the step benchmarks); this one times f32 ops\n", name);
+      return 2;
+    }
+  }
+  return run_benchmark(argc, argv, name, BenchDevice([&](Device device, bool quick, Precision) {
+                         bench_device(device, quick);
+                       }));
 }
 
 }  // namespace engine::bench

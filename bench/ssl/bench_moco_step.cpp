@@ -8,7 +8,7 @@
 // virtual GPUs of 32, K = 65536, T = 0.2. --quick: ResNet-18 with the small stem at 32 pixels,
 // batch 32, K = 4096 (minutes on a small CPU instead of hours).
 //
-//   bench_moco_step [--device cpu|cuda|all] [--quick]
+//   bench_moco_step [--device cpu|cuda|all] [--quick] [--precision fp32|tf32|bf16]
 #include <fmt/format.h>
 
 #include "bench/ops/bench_timing.h"
@@ -47,8 +47,10 @@ StepCase step_case(bool quick, bool gpu) {
 
 // One step as the trainer runs it: plain MoCo v2, or (masking given) the paper's step with
 // saliency from the key encoder, hp masking and one hard negative.
-void bench_step(Device device, const StepCase& c, const ssl::SaliencyGuidedMasking* masking) {
+void bench_step(Device device, Precision precision, const StepCase& c, const ssl::SaliencyGuidedMasking* masking) {
   ssl::MoCo moco(c.moco, 0, device);
+  moco.encoder_q().set_activations(activation_format(precision, device));
+  moco.encoder_k().set_activations(activation_format(precision, device));
   nn::Sgd sgd(moco.encoder_q(), {});
   Tensor query = Tensor::empty({c.batch, 3, c.size, c.size}), key = Tensor::empty({c.batch, 3, c.size, c.size});
   Generator gen(1);
@@ -75,15 +77,15 @@ void bench_step(Device device, const StepCase& c, const ssl::SaliencyGuidedMaski
              1e3 * seconds, static_cast<double>(c.batch) / seconds, loss);
 }
 
-void bench_device(Device device, bool quick) {
+void bench_device(Device device, bool quick, Precision precision) {
   const StepCase c = step_case(quick, device.is_cuda());
-  bench_step(device, c, nullptr);
+  bench_step(device, precision, c, nullptr);
   ssl::MaskingConfig mc;
   mc.strategy = ssl::MaskStrategy::Hp;
   mc.num_nonsem = 1;
   mc.bn_groups = c.moco.bn_groups;
   const ssl::SaliencyGuidedMasking masking(mc, device);
-  bench_step(device, c, &masking);
+  bench_step(device, precision, c, &masking);
 }
 
 }  // namespace

@@ -38,13 +38,14 @@ const std::vector<StepCase>& all_cases() {
   return cases;
 }
 
-void bench_step(Device device, const StepCase& c) {
+void bench_step(Device device, Precision precision, const StepCase& c) {
   nn::ResNetConfig rc;
   rc.arch = c.arch;
   rc.stem = c.small_stem ? nn::ResNetStem::SmallImage : nn::ResNetStem::ImageNet;
   auto model = nn::make_resnet(rc, 0);
   model->flatten_parameters();
   model->to(device);
+  model->set_activations(activation_format(precision, device));
   nn::Sgd sgd(*model, {});
   Tensor images = Tensor::empty({c.batch, 3, c.size, c.size});
   Generator gen(1);
@@ -99,7 +100,7 @@ int main(int argc, char** argv) {
   use_passive_openmp_wait(argv);
   shared_args.push_back(nullptr);
   return bench::run_benchmark(static_cast<int>(shared_args.size()) - 1, shared_args.data(), "bench_resnet_step",
-                              [&](Device device, bool) {
-                                for (const StepCase& c : cases) bench_step(device, c);
-                              });
+                              bench::BenchDevice([&](Device device, bool, Precision precision) {
+                                for (const StepCase& c : cases) bench_step(device, precision, c);
+                              }));
 }

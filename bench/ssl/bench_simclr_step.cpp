@@ -40,8 +40,9 @@ StepCase step_case(bool quick, bool gpu) {
   return c;
 }
 
-void bench_step(Device device, const StepCase& c, const ssl::SaliencyGuidedMasking* masking) {
+void bench_step(Device device, Precision precision, const StepCase& c, const ssl::SaliencyGuidedMasking* masking) {
   ssl::SimCLR simclr(c.simclr, 0, device);
+  simclr.encoder().set_activations(activation_format(precision, device));
   nn::Lars lars(simclr.encoder(), nn::LarsConfig{0.9, 1e-6, 0.001});
   Tensor view1 = Tensor::empty({c.batch, 3, c.size, c.size}), view2 = Tensor::empty({c.batch, 3, c.size, c.size});
   Generator gen(1);
@@ -65,16 +66,16 @@ void bench_step(Device device, const StepCase& c, const ssl::SaliencyGuidedMaski
              static_cast<double>(c.batch) / seconds, loss);
 }
 
-void bench_device(Device device, bool quick) {
+void bench_device(Device device, bool quick, Precision precision) {
   const StepCase c = step_case(quick, device.is_cuda());
-  bench_step(device, c, nullptr);
+  bench_step(device, precision, c, nullptr);
   ssl::MaskingConfig mc;
   mc.strategy = ssl::MaskStrategy::Hp;
   mc.saliency.kind = ssl::SaliencySourceKind::Online;
   mc.num_nonsem = 1;
   mc.bn_groups = c.simclr.bn_groups;
   const ssl::SaliencyGuidedMasking masking(mc, device);
-  bench_step(device, c, &masking);
+  bench_step(device, precision, c, &masking);
 }
 
 }  // namespace

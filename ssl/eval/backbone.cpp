@@ -19,6 +19,7 @@ Backbone load_backbone(const BackboneSpec& spec, Device device) {
   if (spec.pretrained == kRandomBackbone) {
     out.net = nn::make_resnet(spec.random_config, spec.random_seed);
     out.net->to(device);
+    out.net->set_activations(activation_format(spec.precision, device));
     freeze(*out.net);
     out.description = fmt::format("random init ({}{}, width {}, seed {})", spec.random_config.arch,
                                   spec.random_config.stem == nn::ResNetStem::SmallImage ? ", small stem" : "",
@@ -31,6 +32,7 @@ Backbone load_backbone(const BackboneSpec& spec, Device device) {
   const std::string flag = "--pretrained ";
   const SafetensorsFile file = read_resnet_file(spec.pretrained, flag);
   out.net = frozen_resnet_from_file(file, spec.pretrained, device, flag);
+  out.net->set_activations(activation_format(spec.precision, device));
   out.description = spec.pretrained;
   if (file.metadata.count("format") && file.metadata.at("format") == kCheckpointFormat) {
     out.trained_on_high_pass = checkpoint_strategy(file.metadata, spec.pretrained) == MaskStrategy::Hp;

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "engine/device.h"
+#include "engine/precision.h"
 #include "engine/serialize.h"
 #include "layers/resnet.h"
 
@@ -28,6 +29,9 @@ struct BackboneSpec {
   // The architecture of "random"; a file brings its own.
   nn::ResNetConfig random_config;
   uint64_t random_seed = 0;
+  // --precision: bf16 runs the frozen trunk with bf16 activations (engine/precision.h); the
+  // features it gives are f32 either way.
+  Precision precision = Precision::fp32;
 };
 
 struct Backbone {

@@ -129,6 +129,7 @@ Embedder::Embedder(const EmbedderOptions& options) : options_(options) {
                                 ? load_with_head(options.backbone, options.device)
                                 : load_backbone(options.backbone, options.device);
   net_ = backbone.net;
+  net_->set_activations(activation_format(options.precision, options.device));  // features f32 either way
   description_ = backbone.description;
   high_pass_ = evaluation_high_pass(options.high_pass, backbone);
   const int64_t size = evaluation_image_size(options.image_size, backbone);

@@ -137,7 +137,8 @@ ProbeFeatures SplitExtractor::extract(const std::string& split, std::shared_ptr<
   while (auto batch = loader.next()) {
     const int64_t b = batch->size();
     const Tensor map = net_.stage_map(backbone_input(batch->views[0], high_pass_), c_.stage);  // (b, C, g, g)
-    objects.blocks.push_back(avgpool_global(map).to(Device::cpu()));                          // (b, C)
+    // Pooled in the map's dtype (bf16 under --precision bf16), kept in f32.
+    objects.blocks.push_back(avgpool_global(map).to(DType::f32).to(Device::cpu()));           // (b, C)
     const std::vector<int64_t> labels = batch->labels.to(Device::cpu()).to_vector<int64_t>();
     objects.labels.insert(objects.labels.end(), labels.begin(), labels.end());
     if (!table_) continue;
@@ -161,7 +162,8 @@ ProbeFeatures SplitExtractor::extract(const std::string& split, std::shared_ptr<
     const int64_t R = static_cast<int64_t>(image.size());
     if (R == 0) continue;
     const Tensor w = Tensor::from_vector(weights, {R, grid_, grid_}).to(c_.device);         // (R, g, g)
-    parts.blocks.push_back(region_avgpool(map, w, Tensor::from_vector(image, {R})).to(Device::cpu()));  // (R, C)
+    parts.blocks.push_back(
+        region_avgpool(map, w, Tensor::from_vector(image, {R})).to(DType::f32).to(Device::cpu()));  // (R, C)
   }
   const auto as_tensor = [](const std::vector<int64_t>& v) {
     return Tensor::from_vector(v, {static_cast<int64_t>(v.size())});

@@ -12,7 +12,8 @@ namespace engine::ssl {
 Tensor saliency_maps(const Tensor& feature_map) {
   ENGINE_CHECK(feature_map.dim() == 4 && feature_map.size(2) == feature_map.size(3),
                "saliency_maps: expected a square feature map (N, C, G, G), found {}", feature_map.str());
-  return sum(feature_map, 1);  // (N, G, G)
+  // A bf16 map (mixed precision) is summed in f32: 2048 channels of 8-bit values.
+  return sum(feature_map.dtype() == DType::bf16 ? feature_map.to(DType::f32) : feature_map, 1);  // (N, G, G)
 }
 
 ForegroundCells foreground_cells(const float* map, int64_t grid, ForegroundRule rule) {

@@ -243,6 +243,11 @@ void Trainer::build() {
     method_ = std::make_unique<SimCLR>(c_.simclr, c_.seed, c_.device, world_);
   else
     method_ = std::make_unique<MoCo>(c_.moco, c_.seed, c_.device, world_);
+  // --precision bf16 (engine/precision.h): the trunks of both encoders run bf16 activations; the
+  // parameters, their gradients, the optimizer and the checkpoints stay f32.
+  const ActivationFormat activations = activation_format(c_.precision, c_.device);
+  method_->online_encoder().set_activations(activations);
+  method_->saliency_encoder().set_activations(activations);
   data::LoaderOptions options;
   options.batch_size = static_cast<int>(c_.batch_size / world_.world_size());  // this rank's share
   options.rank = world_.rank();

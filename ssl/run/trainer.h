@@ -44,6 +44,7 @@
 #include "data/loader.h"
 #include "engine/collectives.h"
 #include "engine/device.h"
+#include "engine/precision.h"
 #include "ssl/masking/masking.h"
 #include "ssl/methods/moco.h"
 #include "ssl/methods/simclr.h"
@@ -91,6 +92,9 @@ struct PretrainConfig {
   int64_t max_steps = 0;         // stop after this many optimizer steps in all (0: no limit)
   int64_t save_freq_steps = 0;   // a checkpoint every this many steps (0: at epoch ends only)
   Device device = Device::cpu();
+  // --precision: bf16 gives the encoders bf16 activations (engine/precision.h); the math mode of
+  // the GEMMs is set on the device by the command (use_precision).
+  Precision precision = Precision::fp32;
   std::string args_json;  // the flags as given, for args.json and the checkpoints
   // The kNN monitor (ssl/eval/knn.h): every this many epochs (0: never), the online encoder's features of
   // knn_data's train/ (the memory bank) and val/ (the queries), logged as knn_top1.

@@ -11,16 +11,28 @@
 namespace engine {
 namespace {
 
-TEST(Precision, ParsesTheTwoModesAndNamesThemBack) {
-  EXPECT_EQ(parse_precision("fp32"), Precision::fp32);
-  EXPECT_EQ(parse_precision("tf32"), Precision::tf32);
-  EXPECT_STREQ(precision_name(Precision::fp32), "fp32");
-  EXPECT_STREQ(precision_name(Precision::tf32), "tf32");
+TEST(Precision, ParsesTheThreeModesAndNamesThemBack) {
+  for (const char* name : {"fp32", "tf32", "bf16"}) EXPECT_STREQ(precision_name(parse_precision(name)), name);
+  EXPECT_EQ(parse_precision("bf16"), Precision::bf16);
   try {
-    parse_precision("bf16");
-    FAIL() << "bf16 was accepted";
+    parse_precision("fp16");
+    FAIL() << "fp16 was accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("expected fp32 or tf32, found 'bf16'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("expected fp32, tf32 or bf16, found 'fp16'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Precision, Bf16ActivationsAreChannelsLastOnAGpuAndNchwOnTheCpu) {
+  EXPECT_NO_THROW(use_precision(Precision::bf16, Device::cpu()));
+  const ActivationFormat cpu = activation_format(Precision::bf16, Device::cpu());
+  EXPECT_EQ(cpu.dtype, DType::bf16);
+  EXPECT_EQ(cpu.format, MemoryFormat::NCHW);
+  const ActivationFormat gpu = activation_format(Precision::bf16, Device::cuda());
+  EXPECT_EQ(gpu.dtype, DType::bf16);
+  EXPECT_EQ(gpu.format, MemoryFormat::NHWC);
+  for (Precision p : {Precision::fp32, Precision::tf32}) {
+    EXPECT_EQ(activation_format(p, Device::cuda()).dtype, DType::f32);
+    EXPECT_FALSE(activation_format(p, Device::cuda()).format.has_value());
   }
 }
 
