@@ -32,6 +32,20 @@ namespace fs = std::filesystem;
 constexpr int64_t kSteps = 200, kWindow = 40, kEarly = 10;
 constexpr double kEarlyTolerance = 0.01, kWindowTolerance = 0.015;
 
+// 4 classes of `per_class` training images at 40 pixels on plain backgrounds (the quickstart's
+// easy variant), in root/synth.
+void write_synth(const fs::path& root, int per_class) {
+  data::SynthOptions o;
+  o.classes = 4;
+  o.train_per_class = per_class;
+  o.val_per_class = 1;
+  o.size = 40;
+  o.clutter = 0;
+  o.plain_background = true;
+  o.threads = 1;
+  data::write_synth_dataset((root / "synth").string(), o);
+}
+
 // The quickstart's recipe (scripts/quickstart.sh) at a smaller scale: ResNet-18 at width 8 with
 // the small stem, 32 pixels, batches of 32 in 4 BatchNorm groups, the MLP head, T 0.2, m 0.99 and
 // aug-plus with its blur scaled to 32 pixels; 128 images, so 4 steps an epoch.
@@ -83,15 +97,7 @@ std::vector<double> window_means(const std::vector<double>& losses) {
 
 TEST(Bf16Pretraining, CpuBf16LossTracksTheF32RunAndCheckpointsHoldF32Weights) {
   testing::TempDir dir("bf16_pretraining");
-  data::SynthOptions o;
-  o.classes = 4;
-  o.train_per_class = 32;
-  o.val_per_class = 1;
-  o.size = 40;
-  o.clutter = 0;
-  o.plain_background = true;
-  o.threads = 1;
-  data::write_synth_dataset((dir.path() / "synth").string(), o);
+  write_synth(dir.path(), 32);
 
   const PretrainConfig f32 = config(dir.path(), "f32", Precision::fp32);
   const PretrainConfig bf16 = config(dir.path(), "bf16", Precision::bf16);
@@ -130,15 +136,7 @@ TEST(Bf16Pretraining, CpuBf16LossTracksTheF32RunAndCheckpointsHoldF32Weights) {
 TEST(Bf16Pretraining, CudaBf16StepsFollowTheCpuBf16RunAndReadNothing) {
   SKIP_WITHOUT_CUDA();
   testing::TempDir dir("bf16_pretraining_cuda");
-  data::SynthOptions o;
-  o.classes = 4;
-  o.train_per_class = 8;
-  o.val_per_class = 1;
-  o.size = 40;
-  o.clutter = 0;
-  o.plain_background = true;
-  o.threads = 1;
-  data::write_synth_dataset((dir.path() / "synth").string(), o);
+  write_synth(dir.path(), 8);
   PretrainConfig cpu = config(dir.path(), "cpu", Precision::bf16);
   cpu.epochs = 2;  // 32 images in batches of 16: 4 steps
   cpu.batch_size = 16;
