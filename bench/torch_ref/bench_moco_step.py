@@ -8,10 +8,11 @@ On one device that is: each encoder runs on the 4 chunks of 32 separately (Batch
 per chunk), and the keys are permuted before f_k and un-permuted after. A second line times the
 same step with one forward over the whole batch (BatchNorm over 128), the cheapest PyTorch can do.
 
-    python3 bench/torch_ref/bench_moco_step.py [--device cpu|cuda|all] [--quick] [--precision fp32|tf32|bf16]
+    python3 bench/torch_ref/bench_moco_step.py [--device cpu|cuda|all] [--quick] [--precision fp32|tf32|bf16] [--batch N]
 """
 
 import copy
+import sys
 
 import torch
 import torch.nn as nn
@@ -19,6 +20,8 @@ import torch.nn.functional as F
 import torchvision
 
 from timing import STEP_PRECISIONS, amp, channels_last, run_benchmark, seconds_per_call
+
+BATCH = 0  # --batch N (0: the case's own batch)
 
 
 def make_encoder(arch, dim, mlp, small_stem):
@@ -66,6 +69,7 @@ class MoCoStep(nn.Module):
 
 def bench_device(device, quick):
     arch, small_stem, batch, size, K = ("resnet18", True, 32, 32, 4096) if quick else ("resnet50", False, 128, 224, 65536)
+    batch = BATCH or batch
     repeats = 10 if device.type == "cuda" else 1
     for groups in (4, 1):
         torch.manual_seed(0)
@@ -87,11 +91,20 @@ def bench_device(device, quick):
             optimizer.step()
             last["loss"] = loss.item()
 
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         seconds = seconds_per_call(device, repeats, step)
+        # the peak of allocated memory during the timed steps, as the engine's twin prints it
+        peak = f"  peak {torch.cuda.max_memory_allocated(device) / 1048576:.0f} MiB" if device.type == "cuda" else ""
         print(f"{str(device):<6} {arch:<9} {'small-stem ' if small_stem else ''}mlp {size:>4}px batch {batch:>3} "
               f"({groups} groups) K {K:>5}: {1e3 * seconds:8.1f} ms/step {batch / seconds:8.1f} img/s  "
-              f"(loss {last['loss']:.3f})")
+              f"(loss {last['loss']:.3f}){peak}")
 
 
 if __name__ == "__main__":
+    # --batch N: the global batch instead of the case's, taken off before the shared flags
+    if "--batch" in sys.argv:
+        i = sys.argv.index("--batch")
+        BATCH = int(sys.argv[i + 1])
+        del sys.argv[i:i + 2]
     run_benchmark(bench_device, STEP_PRECISIONS)
