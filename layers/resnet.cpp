@@ -31,17 +31,22 @@ const ArchSpec& find_arch(const std::string& name) {
 }
 
 // relu(bn(x)) and relu(bn(x) + residual) as one fused op each (ops/batchnorm2d.h: one pass over
-// the activations instead of three, forward and backward). When an output hook watches the
-// BatchNorm or the ReLU (moco inspect records every module's output), the modules run one by one
-// so the hook sees what it always saw.
+// the activations instead of three, forward and backward). The modules run one by one when an
+// output hook watches the BatchNorm or the ReLU (moco inspect records every module's output, and
+// sees what it always saw) or when `bn` was replaced by another module (replace_module).
+BatchNorm2d* fusable(Module& bn, const Module& relu) {
+  if (bn.output_hook || relu.output_hook) return nullptr;
+  return dynamic_cast<BatchNorm2d*>(&bn);
+}
+
 Tensor bn_relu(Module& bn, Module& relu, const Tensor& x) {
-  if (bn.output_hook || relu.output_hook) return relu(bn(x));
-  return static_cast<BatchNorm2d&>(bn).forward_relu(x);
+  if (BatchNorm2d* fused = fusable(bn, relu)) return fused->forward_relu(x);
+  return relu(bn(x));
 }
 
 Tensor bn_add_relu(Module& bn, Module& relu, const Tensor& x, const Tensor& residual) {
-  if (bn.output_hook || relu.output_hook) return relu(add(bn(x), residual));
-  return static_cast<BatchNorm2d&>(bn).forward_add_relu(x, residual);
+  if (BatchNorm2d* fused = fusable(bn, relu)) return fused->forward_add_relu(x, residual);
+  return relu(add(bn(x), residual));
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include "engine/check.h"
 #include "engine/file_io.h"
+#include "engine/log.h"
 #include "ssl/methods/moco.h"
 #include "ssl/methods/simclr.h"
 #include "ssl/methods/supervised.h"
@@ -116,6 +117,12 @@ CheckpointArgs checkpoint_args(const Metadata& m, const std::string& path) {
   };
   count("bn_groups", out.bn_groups);
   count("image_size", out.image_size);
+  const auto precision = args.find("precision");
+  if (precision != args.end()) {
+    ENGINE_CHECK(precision->is_string(), "{}: the checkpoint's args give precision = {}, expected fp32, tf32 or bf16",
+                 path, precision->dump().substr(0, 40));
+    out.precision = precision->get<std::string>();
+  }
   return out;
 }
 
@@ -275,6 +282,16 @@ TrainingPosition load_checkpoint(const std::string& path, ContrastiveMethod& met
                "{}: the checkpoint was made with other flags than this run's, so it cannot be continued:{}\nrun "
                "with the checkpoint's flags (its 'args' metadata lists them: moco info {})",
                path, differences, path);
+  // Another --precision continues from the same f32 weights and optimizer state, but no longer as
+  // the interrupted run would have (bf16 rounds elsewhere than fp32): said, not refused.
+  const std::string was = checkpoint_args(m, path).precision;
+  const std::string now =
+      run.args_json.empty() ? CheckpointArgs{}.precision : checkpoint_args({{"args", run.args_json}}, "this run").precision;
+  if (was != now)
+    log_warning("{}: the checkpoint was trained with --precision {} and this run continues it in {}; the weights "
+                "carry over (they are f32 either way), but the run no longer follows the interrupted one bit for "
+                "bit",
+                path, was, now);
   NamedTensors model, buffers;
   for (const auto& [name, t] : file.tensors) {
     if (name.rfind(kOptimizerPrefix, 0) == 0) {

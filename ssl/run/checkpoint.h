@@ -89,6 +89,7 @@ double metadata_real(const Metadata& m, const std::string& key, const std::strin
 struct CheckpointArgs {
   int64_t bn_groups = 0;
   int64_t image_size = 0;
+  std::string precision = "fp32";  // --precision (runs from before the flag: fp32)
 };
 CheckpointArgs checkpoint_args(const Metadata& m, const std::string& path);
 

@@ -243,11 +243,14 @@ TEST(Tensor, ACastWithAFormatSendsTheGradientBackInTheSourceDtypeAndFormat) {
   Tensor w = arange_f32({2, 3, 4, 5});
   w.requires_grad_();
   const Tensor cast = w.to(DType::bf16, MemoryFormat::NHWC);
-  cast.backward(Tensor::ones(cast.shape(), DType::bf16).contiguous(MemoryFormat::NHWC));
+  // A seed of distinct values (0..119, exact in bf16), laid out NHWC: the gradient must come back
+  // with each value at its own (n, c, h, w), in f32 NCHW.
+  const Tensor seed = arange_f32({2, 3, 4, 5}).to(DType::bf16, MemoryFormat::NHWC);
+  cast.backward(seed);
   ASSERT_TRUE(w.grad().defined());
   EXPECT_EQ(w.grad().dtype(), DType::f32);
   EXPECT_TRUE(w.grad().is_contiguous());
-  EXPECT_EQ(w.grad().to_vector<float>(), std::vector<float>(120, 1.0f));
+  EXPECT_EQ(w.grad().to_vector<float>(), arange_f32({2, 3, 4, 5}).to_vector<float>());
   EXPECT_NE(error_of([&] { (void)Tensor::ones({3, 4}).to(DType::bf16, MemoryFormat::NHWC); }).find("4-D"),
             std::string::npos);
 }

@@ -45,7 +45,7 @@ void unary_case(std::vector<OpCase>& cases, const std::string& op, const std::st
 // conv2d: inputs x, weight[, bias]. f32 CUDA against CPU: cuDNN sums in another order (and its
 // Winograd/FFT algorithms transform the data), so a few f32 ulps of sums of up to ~50 terms of
 // size ~1: 1e-4. bf16: outputs and gradients are rounded to bf16 (8 significant bits, a relative
-// error up to 2^-9 = 0.2%) after f32 accumulation: 2e-2 absolute and relative covers it with margin.
+// error up to 2^-8 = 0.4%) after f32 accumulation: 2e-2 absolute and relative covers it with margin.
 void conv_case(std::vector<OpCase>& cases, const std::string& label, std::vector<InputSpec> inputs,
                Conv2dOptions opt) {
   OpCase c{"conv2d", label, std::move(inputs), [opt](const Inputs& x) {
@@ -69,7 +69,7 @@ std::pair<Tensor, Tensor> running_stats(const Tensor& gamma) {
           Tensor::from_vector(var, {C}).to(gamma.dtype()).to(gamma.device())};
 }
 
-// batchnorm2d: inputs x, gamma, beta. bf16: y and dx are rounded to bf16 (0.2% relative) and xhat
+// batchnorm2d: inputs x, gamma, beta. bf16: y and dx are rounded to bf16 (0.4% relative) and xhat
 // reaches ~3 in size: 2e-2.
 void batchnorm_case(std::vector<OpCase>& cases, const std::string& label, InputSpec x, bool training,
                     double cuda_tol = 1e-5, int64_t groups = 1) {
@@ -93,7 +93,7 @@ void batchnorm_case(std::vector<OpCase>& cases, const std::string& label, InputS
 // meaningless, and CPU and CUDA could disagree on the mask of a pre-activation within f32 ulps of
 // 0; with these inputs none lies within 1e-4 of 0 (test_batchnorm_fused.cpp checks every case).
 // CUDA f32: the epilogue adds one f32 add and a compare to batchnorm2d's arithmetic, and the mask
-// selects dy exactly: batchnorm2d's 1e-5. bf16: y, dx and d_residual are rounded to bf16 (0.2%
+// selects dy exactly: batchnorm2d's 1e-5. bf16: y, dx and d_residual are rounded to bf16 (0.4%
 // relative) with xhat up to ~3, as batchnorm2d: 2e-2 (d_residual is dy or 0, exact).
 void batchnorm_relu_case(std::vector<OpCase>& cases, const std::string& label, InputSpec x,
                          std::optional<InputSpec> residual, bool training, int64_t groups = 1) {
@@ -120,7 +120,7 @@ void batchnorm_relu_case(std::vector<OpCase>& cases, const std::string& label, I
   cases.push_back(std::move(c));
 }
 
-// Pooling moves or averages values: bf16 only adds the rounding of an average (0.2%).
+// Pooling moves or averages values: bf16 only adds the rounding of an average (0.4%).
 void pooling_case(std::vector<OpCase>& cases, const std::string& op, const std::string& label, InputSpec x,
                   std::function<Tensor(const Tensor&)> fn) {
   OpCase c{op, label, {std::move(x)}, [fn](const Inputs& t) { return fn(t[0]); }};
@@ -270,7 +270,7 @@ void lars_step_case(std::vector<OpCase>& cases, const std::string& label, std::v
 
 // index_select: input x; the index is built on x's device. Forward copies rows and backward sums
 // them in one fixed order on both CPU and CUDA: tolerance 0. bf16: the gradient of a row picked
-// twice is a sum rounded to bf16 once (2^-9 relative): 1e-2.
+// twice is a sum rounded to bf16 once (2^-8 relative): 1e-2.
 void index_select_case(std::vector<OpCase>& cases, const std::string& label, InputSpec x,
                        std::vector<int64_t> index) {
   OpCase c{"index_select", label, {std::move(x)}, [index](const Inputs& t) {
