@@ -356,13 +356,18 @@ const BnConfig kCudaConfigs[] = {
 // double); dgamma and dbeta, sums over ~10^4 values of f32 terms on CUDA against double ones on the
 // CPU: 1e-4 absolute, as test_batchnorm_cuda.cpp. The inputs keep relu's input off 0 by more than
 // f32 ulps (the mask is the same on both sides: expect_mask_exercised and the values check it).
-TEST(BatchNormFusedCuda, F32MatchesCpu) {
-  SKIP_WITHOUT_CUDA();
+Tolerances cuda_f32_against_cpu() {
   Tolerances t;
   t.values_atol = t.values_rtol = 1e-5;
   t.sums_atol = 1e-4;
   t.sums_rtol = 1e-5;
   t.stats_tol = 1e-6;
+  return t;
+}
+
+TEST(BatchNormFusedCuda, F32MatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  const Tolerances t = cuda_f32_against_cpu();
   for (const BnConfig& s : kCudaConfigs)
     for (Fused op : {Fused::Relu, Fused::AddRelu}) {
       SCOPED_TRACE(fmt::format("{} {} {}", op == Fused::Relu ? "relu" : "add_relu", shape_str(s.shape),
@@ -428,11 +433,7 @@ TEST(BatchNormFusedCuda, FusedMatchesUnfusedOnCuda) {
 // d_residual not wanted, against the CPU, at F32MatchesCpu's tolerances.
 TEST(BatchNormFusedCuda, OneActivationGradientAloneMatchesCpu) {
   SKIP_WITHOUT_CUDA();
-  Tolerances t;
-  t.values_atol = t.values_rtol = 1e-5;
-  t.sums_atol = 1e-4;
-  t.sums_rtol = 1e-5;
-  t.stats_tol = 1e-6;
+  const Tolerances t = cuda_f32_against_cpu();
   for (const BnConfig& s : kCudaConfigs)
     for (Wants wants : {Wants::XOnly, Wants::ResidualOnly}) {
       SCOPED_TRACE(fmt::format("{} {}", shape_str(s.shape), wants == Wants::XOnly ? "x only" : "residual only"));
