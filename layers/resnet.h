@@ -95,7 +95,6 @@ class ResNet : public Module {
   // features are cast back to f32 for the head; parameters stay f32 (each convolution casts its
   // weight). The default, f32 with no format, runs the input as it comes (f64 included).
   void set_activations(const ActivationFormat& activations);
-  const ActivationFormat& activations() const { return activations_; }
 
  private:
   ResNetConfig config_;
