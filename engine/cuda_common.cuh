@@ -34,9 +34,10 @@ template <typename... Params, typename... Args>
 void launch(LaunchSite site, void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
             cudaStream_t stream, Args&&... args) {
 #if ENGINE_CUDA_EMULATION
-  (void)stream;  // the emulated device has one queue in program order (cuda_emulation/device_memory.h)
-  unsigned g[3] = {grid.x, grid.y, grid.z}, b[3] = {block.x, block.y, block.z};
-  emulation::launch(site.name, kernel, g, b, shared_bytes, std::forward<Args>(args)...);
+  // The emulator runs the kernel now, or records it while `stream` captures a graph
+  // (cuda_emulation/device_memory.h); the site names the node in a fault at replay.
+  const unsigned g[3] = {grid.x, grid.y, grid.z}, b[3] = {block.x, block.y, block.z};
+  emulation::launch(site.name, site.file, site.line, stream, kernel, g, b, shared_bytes, std::forward<Args>(args)...);
 #else
   kernel<<<grid, block, shared_bytes, stream>>>(std::forward<Args>(args)...);
 #endif

@@ -12,11 +12,15 @@
 
 namespace engine {
 
-// CUB's DeviceRadixSort::SortPairs over all 64 key bits is a stable sort by key.
-void sort_pairs_by_key_cuda(int, const uint64_t* keys_in, uint64_t* keys_out, const int64_t* values_in,
+// CUB's DeviceRadixSort::SortPairs over all 64 key bits is a stable sort by key. While the calling
+// thread captures a CUDA graph, it is recorded and sorts at replay (device_memory.h).
+void sort_pairs_by_key_cuda(int device, const uint64_t* keys_in, uint64_t* keys_out, const int64_t* values_in,
                             int64_t* values_out, int64_t n) {
   namespace emu = cuda::emulation;
   const char* call = "cub::DeviceRadixSort::SortPairs (CPU stand-in)";
+  if (emu::record_library_call(
+          call, [=] { sort_pairs_by_key_cuda(device, keys_in, keys_out, values_in, values_out, n); }))
+    return;
   const size_t bytes = static_cast<size_t>(n) * 8;
   emu::run_queued_copies();
   emu::check_library_operand(call, "keys_in", keys_in, bytes);

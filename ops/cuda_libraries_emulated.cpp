@@ -3,8 +3,9 @@
 // passes (cuDNN) compute the CPU reference's result on the same (host) memory, converting bf16 and
 // the NHWC layout on the way with the engine's strided copy, while the conv2d bias still goes
 // through our CUDA kernels exactly as after cuDNN. Each stand-in checks its operands as the library would need them (device memory in
-// use, large enough) and, after writing, the buffers' guard zones. The complete list is in
-// docs/ARCHITECTURE.md ("CUDA emulation").
+// use, large enough) and, after writing, the buffers' guard zones. While the calling thread captures a
+// CUDA graph, a stand-in records itself, its arguments copied, and runs (and checks) at replay
+// (device_memory.h). The complete list is in docs/ARCHITECTURE.md ("CUDA emulation").
 #include <vector>
 
 #include "engine/cuda_common.cuh"
@@ -27,10 +28,14 @@ size_t matrix_bytes(int64_t rows, int64_t cols, int64_t ld, size_t element) {
 }  // namespace
 
 template <typename T>
-void matmul_forward_cuda(int, T* c, const T* a, const T* b, int64_t M, int64_t N, int64_t K, bool trans_a,
+void matmul_forward_cuda(int device, T* c, const T* a, const T* b, int64_t M, int64_t N, int64_t K, bool trans_a,
                          bool trans_b, int64_t lda, int64_t ldb, int64_t ldc) {
   if (M == 0 || N == 0) return;
   const char* call = "cublasGemm (CPU stand-in)";
+  if (emu::record_library_call(call, [=] {
+        matmul_forward_cuda<T>(device, c, a, b, M, N, K, trans_a, trans_b, lda, ldb, ldc);
+      }))
+    return;
   emu::run_queued_copies();
   const size_t e = sizeof(T);
   emu::check_library_operand(call, "A", a, trans_a ? matrix_bytes(K, M, lda, e) : matrix_bytes(M, K, lda, e));
@@ -69,10 +74,12 @@ struct ConvOperand {
 // A convolution pass as cuDNN's would run it, on the CPU: the operands checked as cuDNN needs them,
 // the inputs copied to contiguous NCHW floats (the strided copy of engine/tensor_copy.h converts
 // bf16 and the layout), compute(out, in0, in1), the result copied back into out's dtype and layout,
-// then the guard zones checked.
+// then the guard zones checked. In a capture, all of it runs at replay.
 template <typename Compute>
 void convolve_on_cpu(const char* call, DType dtype, bool channels_last, const ConvOperand& in0,
                      const ConvOperand& in1, void* out_data, const ConvOperand& out, Compute compute) {
+  if (emu::record_library_call(call, [=] { convolve_on_cpu(call, dtype, channels_last, in0, in1, out_data, out, compute); }))
+    return;
   emu::run_queued_copies();
   const size_t element = dtype_size(dtype);
   for (const ConvOperand* o : {&in0, &in1, &out})
@@ -99,7 +106,7 @@ void conv2d_forward_cuda(int device, void* y, const void* x, const void* weight,
   if (g.N * g.K * g.P * g.Q == 0) return;
   convolve_on_cpu("cudnnConvolutionForward (CPU stand-in)", dtype, channels_last, {"x", x, g.N, g.C, g.H, g.W},
                   {"w", weight, g.K, g.c_per_group(), g.R, g.S}, y, {"y", y, g.N, g.K, g.P, g.Q},
-                  [&](float* out, const float* xf, const float* wf) {
+                  [g](float* out, const float* xf, const float* wf) {
                     conv2d_forward_cpu<float>(out, xf, wf, nullptr, g);
                   });
   if (bias) conv2d_bias_forward_cuda(device, y, bias, dtype, channels_last, g.N, g.K, g.P * g.Q);
@@ -115,7 +122,7 @@ void conv2d_backward_data_cuda(int device, void* dx, const void* dy, const void*
   }
   convolve_on_cpu("cudnnConvolutionBackwardData (CPU stand-in)", dtype, channels_last,
                   {"dy", dy, g.N, g.K, g.P, g.Q}, {"w", weight, g.K, g.c_per_group(), g.R, g.S}, dx,
-                  {"dx", dx, g.N, g.C, g.H, g.W}, [&](float* out, const float* dyf, const float* wf) {
+                  {"dx", dx, g.N, g.C, g.H, g.W}, [g](float* out, const float* dyf, const float* wf) {
                     conv2d_backward_data_cpu<float>(out, dyf, wf, g);
                   });
 }
@@ -132,7 +139,7 @@ void conv2d_backward_filter_cuda(int device, void* dweight, void* dbias, const v
   if (g.K == 0) return;
   convolve_on_cpu("cudnnConvolutionBackwardFilter (CPU stand-in)", dtype, channels_last,
                   {"dy", dy, g.N, g.K, g.P, g.Q}, {"x", x, g.N, g.C, g.H, g.W}, dweight,
-                  {"dw", dweight, g.K, g.c_per_group(), g.R, g.S}, [&](float* out, const float* dyf, const float* xf) {
+                  {"dw", dweight, g.K, g.c_per_group(), g.R, g.S}, [g](float* out, const float* dyf, const float* xf) {
                     conv2d_backward_filter_cpu<float>(out, nullptr, dyf, xf, g);
                   });
   if (dbias) conv2d_bias_backward_cuda(device, dbias, dy, dtype, channels_last, g.N, g.K, g.P * g.Q);

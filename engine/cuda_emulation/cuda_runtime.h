@@ -10,6 +10,8 @@
 //   - streams and events: one queue in program order: kernels and memsets run when called, copies
 //     between device and pinned memory wait for the next operation or synchronisation, an event
 //     wait runs what was queued before the event (device_memory.h);
+//   - CUDA graphs by stream capture: work issued to a capturing stream is recorded, not run, and
+//     cudaGraphLaunch replays it, checked as when it runs at once (device_memory.h, runtime.cpp);
 //   - one device with an H100's limits (132 SMs, 1024 threads a block, 48 KiB shared memory per block
 //     and 227 KiB with the opt-in, warps of 32) and CUDA's error codes, strings and last error;
 //   - the device language our kernels use: the qualifiers, threadIdx & co. (per emulated thread),
@@ -66,6 +68,11 @@ enum cudaError_t : int {
   cudaErrorInvalidConfiguration = 9,
   cudaErrorInvalidMemcpyDirection = 21,
   cudaErrorInvalidResourceHandle = 400,
+  cudaErrorIllegalState = 401,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureUnmatched = 903,
+  cudaErrorStreamCaptureWrongThread = 908,
 };
 
 enum cudaMemcpyKind : int {
@@ -96,6 +103,8 @@ struct cudaDeviceProp {
 
 using cudaStream_t = struct EmulatedStream*;
 using cudaEvent_t = struct EmulatedEvent*;
+using cudaGraph_t = struct EmulatedGraph*;
+using cudaGraphExec_t = struct EmulatedGraphExec*;
 constexpr unsigned cudaStreamNonBlocking = 1;
 constexpr unsigned cudaEventDisableTiming = 2;
 constexpr unsigned cudaEventBlockingSync = 1;
@@ -127,6 +136,25 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event);
 // The emulator runs every stream's work in one order, that of the calls, so a stream already waits
 // for every event recorded before; the call checks the event.
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags = 0);
+
+// ---- stream capture and graphs (the rules of the emulation: device_memory.h) ----
+enum cudaStreamCaptureMode : int {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus : int {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2,
+};
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 
 cudaError_t cudaFuncSetAttribute(const void* kernel, cudaFuncAttribute attr, int value);
 template <typename... Params>

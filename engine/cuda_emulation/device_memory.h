@@ -17,11 +17,32 @@
 // rewrites its source, before synchronising sees what a GPU would give it. As on a GPU, only copies
 // between device memory and pinned host memory are asynchronous: one from or to pageable memory is
 // done when the call returns.
+//
+// Stream capture (CUDA graphs). While a host thread captures a stream (cudaStreamBeginCapture), the
+// work issued to that stream is recorded, not run, as on a GPU: kernel launches (their arguments
+// copied by value, the configuration checked at once), memsets, copies between device memory and
+// device or pinned memory (the pinned side is read or written at replay), event records, and the
+// library stand-ins, which do not know their stream and follow the calling thread's capture.
+// cudaGraphLaunch replays the nodes in order on the calling thread, each checked as when it runs at
+// once, and a fault names the node. The capturing thread may not wait for or read the captured work,
+// which has not run: cudaStreamSynchronize of the capturing stream (or the legacy stream),
+// cudaEventSynchronize of an event recorded in the capture, a synchronous cudaMemcpy, a copy from or
+// to pageable host memory, cudaFree and cudaFreeHost (they synchronise), issuing work to another
+// stream (the emulation does not fork captures), and cudaGraphLaunch (graphs do not nest) return
+// cudaErrorStreamCaptureUnsupported and invalidate the capture: cudaStreamEndCapture then returns
+// cudaErrorStreamCaptureInvalidated and no graph. Another stream waiting for an event recorded in a
+// capture in progress is refused the same way (on a GPU it would join the capture). cudaMalloc is
+// allowed. Work of other threads on other streams runs as before. The three capture modes behave as
+// cudaStreamCaptureModeThreadLocal (for Relaxed, stricter than a GPU), and a thread captures one
+// stream at a time.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
+
+struct EmulatedStream;  // cudaStream_t (cuda_runtime.h)
 
 namespace engine::cuda::emulation {
 
@@ -73,5 +94,28 @@ void run_queued_copies();
 
 // The runtime's last error, which cudaGetLastError() returns and clears (a failed launch sets it).
 void set_last_error(int status);
+
+// ---- stream capture ----
+// route_work's answer for work to record into the stream's capture.
+constexpr int kRecord = -1;
+// What becomes of work that the calling thread issues to `stream`: cudaSuccess, run it now; kRecord,
+// hand it to record_work(); otherwise the CUDA error to return (made the last error already): the
+// capture refused the work and is invalidated, or was invalidated before.
+int route_work(EmulatedStream* stream);
+// Appends `work` (it returns a CUDA status) to the capture of `stream`, which route_work() answered
+// kRecord for. `what`, `file` and `line` (file may be null) name the node in a fault at replay.
+void record_work(EmulatedStream* stream, const char* what, const char* file, int line, std::function<int()> work);
+// A library stand-in does not know its stream: while the calling thread captures, its call belongs
+// to that capture. Records `work` there and returns true; returns false when the thread does not
+// capture (run it now). Throws when the capture was invalidated, as the library would fail the call.
+bool record_library_call(const char* call, std::function<void()> work);
+
+struct GraphCounters {
+  int64_t graphs_captured = 0;  // successful cudaStreamEndCapture calls
+  int64_t nodes_recorded = 0;
+  int64_t replays = 0;  // cudaGraphLaunch calls that began replaying
+  int64_t nodes_replayed = 0;
+};
+GraphCounters graph_counters();
 
 }  // namespace engine::cuda::emulation

@@ -1,21 +1,37 @@
-// runtime.cpp - the emulated CUDA runtime calls (cuda_runtime.h) and the emulated device's memory
-// and copy queue (device_memory.h). Kernels and memsets run when called; asynchronous copies wait
-// in the queue for the next operation that would follow them on the GPU.
+// runtime.cpp - the emulated CUDA runtime calls (cuda_runtime.h) and the emulated device's memory,
+// copy queue and stream capture (device_memory.h). Kernels and memsets run when called;
+// asynchronous copies wait in the queue for the next operation that would follow them on the GPU;
+// work issued to a capturing stream is recorded and runs when its graph is launched.
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "engine/check.h"
 #include "engine/cuda_emulation/cuda_runtime.h"
 #include "engine/cuda_emulation/device_memory.h"
 
-struct EmulatedStream {};
+namespace engine::cuda::emulation {
+struct Capture;
+// Where an event was last recorded. Shared with the graph nodes that record it, so that a graph
+// replayed after the event was destroyed does not write freed memory.
+struct EventMark {
+  std::atomic<uint64_t> position{0};  // the copies queued before it was recorded (device_memory.h)
+  std::atomic<uint64_t> capture{0};   // the capture that recorded it, or 0 when it was recorded eagerly
+};
+}  // namespace engine::cuda::emulation
+
+struct EmulatedStream {
+  engine::cuda::emulation::Capture* capture = nullptr;  // the capture in progress (under g_capture_mutex)
+};
 struct EmulatedEvent {
-  uint64_t position = 0;  // the copies queued before it was recorded (device_memory.h)
+  std::shared_ptr<engine::cuda::emulation::EventMark> mark = std::make_shared<engine::cuda::emulation::EventMark>();
 };
 
 namespace engine::cuda::emulation {
@@ -123,6 +139,99 @@ cudaError_t record(cudaError_t status) {
 }
 
 }  // namespace
+
+// ---- stream capture ----
+
+// One recorded operation of a graph.
+struct Node {
+  const char* what;  // the kernel's name or the call
+  const char* file;  // where it was issued, or null
+  int line;
+  std::function<int()> run;  // returns a CUDA status; throws engine::Error on a fault
+};
+using Nodes = std::vector<Node>;
+
+struct Capture {
+  EmulatedStream* stream;
+  std::thread::id thread;  // the thread that began it: only it may end it
+  uint64_t id;             // EventMark::capture of the events it records
+  bool invalidated = false;
+  Nodes nodes;
+};
+
+namespace {
+
+std::mutex g_capture_mutex;             // guards the captures, every EmulatedStream::capture and the counters
+std::atomic<int> g_captures_active{0};  // route_work()'s fast answer when nobody captures
+std::map<uint64_t, Capture*> g_captures;  // in progress, by id
+uint64_t g_capture_ids = 0;
+GraphCounters g_graph_counters;
+thread_local Capture* t_capture = nullptr;  // the capture the calling thread began
+
+// The capture refuses a call: it is invalidated, and the call returns (and leaves as last error)
+// cudaErrorStreamCaptureUnsupported. The caller holds g_capture_mutex.
+cudaError_t refuse_locked(Capture* capture) {
+  capture->invalidated = true;
+  return record(cudaErrorStreamCaptureUnsupported);
+}
+
+// For the calls that wait for or read the device: refused while the calling thread captures.
+cudaError_t refuse_if_capturing() {
+  if (t_capture == nullptr) return cudaSuccess;
+  std::lock_guard<std::mutex> lock(g_capture_mutex);
+  return refuse_locked(t_capture);
+}
+
+// The capture in progress with this id, or null (the caller holds g_capture_mutex).
+Capture* capture_in_progress(uint64_t id) {
+  auto it = g_captures.find(id);
+  return it == g_captures.end() ? nullptr : it->second;
+}
+
+}  // namespace
+
+int route_work(EmulatedStream* stream) {
+  if (g_captures_active.load() == 0) return cudaSuccess;
+  std::lock_guard<std::mutex> lock(g_capture_mutex);
+  if (stream != nullptr && stream->capture != nullptr)
+    return stream->capture->invalidated ? record(cudaErrorStreamCaptureInvalidated) : kRecord;
+  // The capturing thread issues work to another stream: on a GPU that work would run at once,
+  // unordered with the captured work, and the engine never does it inside a captured step.
+  if (t_capture != nullptr) return refuse_locked(t_capture);
+  return cudaSuccess;
+}
+
+void record_work(EmulatedStream* stream, const char* what, const char* file, int line, std::function<int()> work) {
+  std::lock_guard<std::mutex> lock(g_capture_mutex);
+  ENGINE_CHECK(stream->capture != nullptr,
+               "CUDA emulation: {} was issued to a capturing stream whose capture ended before it could be "
+               "recorded; a stream's capture is ended by the thread that captures, after the work it issues",
+               what);
+  stream->capture->nodes.push_back({what, file, line, std::move(work)});
+  ++g_graph_counters.nodes_recorded;
+}
+
+bool record_library_call(const char* call, std::function<void()> work) {
+  Capture* capture = t_capture;
+  if (capture == nullptr) return false;
+  std::lock_guard<std::mutex> lock(g_capture_mutex);
+  ENGINE_CHECK(!capture->invalidated,
+               "CUDA emulation: {} was called while this thread captures a stream whose capture an earlier call "
+               "invalidated (cudaErrorStreamCaptureInvalidated; that call returned "
+               "cudaErrorStreamCaptureUnsupported); end the capture and find the refused call",
+               call);
+  capture->nodes.push_back({call, nullptr, 0, [work = std::move(work)] {
+                              work();
+                              return 0;
+                            }});
+  ++g_graph_counters.nodes_recorded;
+  return true;
+}
+
+GraphCounters graph_counters() {
+  std::lock_guard<std::mutex> lock(g_capture_mutex);
+  return g_graph_counters;
+}
 
 void set_last_error(int status) { record(static_cast<cudaError_t>(status)); }
 
@@ -302,6 +411,11 @@ const char* cudaGetErrorName(cudaError_t error) {
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureUnmatched: return "cudaErrorStreamCaptureUnmatched";
+    case cudaErrorStreamCaptureWrongThread: return "cudaErrorStreamCaptureWrongThread";
     default: return "cudaErrorUnknown";
   }
 }
@@ -314,6 +428,12 @@ const char* cudaGetErrorString(cudaError_t error) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureUnmatched: return "the capture was not initiated in this stream";
+    case cudaErrorStreamCaptureWrongThread:
+      return "attempt to terminate a thread-local capture sequence from another thread";
     default: return "unknown error";
   }
 }
@@ -322,8 +442,10 @@ cudaError_t cudaMalloc(void** ptr, size_t nbytes) {
   *ptr = emu::allocate_device(nbytes);
   return *ptr ? cudaSuccess : emu::record(cudaErrorMemoryAllocation);
 }
+// cudaFree and cudaFreeHost synchronise the device: refused while the calling thread captures.
 cudaError_t cudaFree(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
+  if (const cudaError_t refused = emu::refuse_if_capturing()) return refused;
   return emu::free_device(ptr) ? cudaSuccess : emu::record(cudaErrorInvalidValue);
 }
 cudaError_t cudaHostAlloc(void** ptr, size_t nbytes, unsigned) {
@@ -332,6 +454,7 @@ cudaError_t cudaHostAlloc(void** ptr, size_t nbytes, unsigned) {
 }
 cudaError_t cudaFreeHost(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
+  if (const cudaError_t refused = emu::refuse_if_capturing()) return refused;
   return emu::free_pinned(ptr) ? cudaSuccess : emu::record(cudaErrorInvalidValue);
 }
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
@@ -366,43 +489,92 @@ emu::Space check_side(const void* ptr, size_t nbytes, bool device_side, const ch
 
 }  // namespace
 
-// As on a GPU, a copy between device memory and pinned host memory is asynchronous (queued: see
-// device_memory.h); one from or to pageable host memory has completed when the call returns.
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t nbytes, cudaMemcpyKind kind, cudaStream_t) {
-  if (nbytes == 0) return cudaSuccess;
-  emu::run_queued_copies();
-  if (kind == cudaMemcpyDefault) {
-    std::string ignored;
-    const bool dst_device = emu::classify(dst, nbytes, &ignored) == emu::Space::Device;
-    const bool src_device = emu::classify(src, nbytes, &ignored) == emu::Space::Device;
-    kind = dst_device ? (src_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
-                      : (src_device ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
-  }
-  if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDeviceToDevice)
-    return emu::record(cudaErrorInvalidMemcpyDirection);
+namespace {
+
+// cudaMemcpyDefault resolved from where the two sides lie.
+cudaMemcpyKind resolve_kind(void* dst, const void* src, size_t nbytes, cudaMemcpyKind kind) {
+  if (kind != cudaMemcpyDefault) return kind;
+  std::string ignored;
+  const bool dst_device = emu::classify(dst, nbytes, &ignored) == emu::Space::Device;
+  const bool src_device = emu::classify(src, nbytes, &ignored) == emu::Space::Device;
+  return dst_device ? (src_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+                    : (src_device ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
+}
+
+struct CopySpaces {
+  emu::Space dst, src;
+};
+// Checks both sides of a copy of a resolved kind and says where they lie.
+CopySpaces check_copy(void* dst, const void* src, size_t nbytes, cudaMemcpyKind kind) {
   const bool dst_device = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
   const bool src_device = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
-  const emu::Space dst_space = check_side(dst, nbytes, dst_device, "cudaMemcpy", "destination");
-  const emu::Space src_space = check_side(src, nbytes, src_device, "cudaMemcpy", "source");
-  if (kind == cudaMemcpyHostToDevice && src_space == emu::Space::Pinned) {
+  return {check_side(dst, nbytes, dst_device, "cudaMemcpy", "destination"),
+          check_side(src, nbytes, src_device, "cudaMemcpy", "source")};
+}
+
+// The copy, issued now (eagerly, or by a graph's replay): queued when it is between the device and
+// pinned memory, done at once otherwise.
+cudaError_t copy_now(void* dst, const void* src, size_t nbytes, cudaMemcpyKind kind) {
+  emu::run_queued_copies();
+  kind = resolve_kind(dst, src, nbytes, kind);
+  if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDeviceToDevice) return emu::record(cudaErrorInvalidMemcpyDirection);
+  const CopySpaces spaces = check_copy(dst, src, nbytes, kind);
+  if (kind == cudaMemcpyHostToDevice && spaces.src == emu::Space::Pinned) {
     emu::enqueue_copy(dst, src, nbytes, false);
-  } else if (kind == cudaMemcpyDeviceToHost && dst_space == emu::Space::Pinned) {
+  } else if (kind == cudaMemcpyDeviceToHost && spaces.dst == emu::Space::Pinned) {
     emu::enqueue_copy(dst, src, nbytes, true);
   } else {
     std::memmove(dst, src, nbytes);
   }
   return cudaSuccess;
 }
-cudaError_t cudaMemcpy(void* dst, const void* src, size_t nbytes, cudaMemcpyKind kind) {
-  const cudaError_t status = cudaMemcpyAsync(dst, src, nbytes, kind, nullptr);
-  emu::run_queued_copies();
-  return status;
-}
-cudaError_t cudaMemsetAsync(void* ptr, int value, size_t nbytes, cudaStream_t) {
-  if (nbytes == 0) return cudaSuccess;
+
+cudaError_t memset_now(void* ptr, int value, size_t nbytes) {
   emu::run_queued_copies();
   check_side(ptr, nbytes, true, "cudaMemset", "destination");
   std::memset(ptr, value, nbytes);
+  return cudaSuccess;
+}
+
+// The capture of `stream` refuses a call (the caller found it capturing).
+cudaError_t refuse_for(cudaStream_t stream) {
+  std::lock_guard<std::mutex> lock(emu::g_capture_mutex);
+  return stream->capture ? emu::refuse_locked(stream->capture) : emu::record(cudaErrorStreamCaptureUnsupported);
+}
+
+}  // namespace
+
+// As on a GPU, a copy between device memory and pinned host memory is asynchronous (queued: see
+// device_memory.h); one from or to pageable host memory has completed when the call returns. On a
+// capturing stream the copy is recorded (its sides checked now and again at replay); one with a
+// pageable side is refused, since the graph would read or write that memory only at replay.
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t nbytes, cudaMemcpyKind kind, cudaStream_t stream) {
+  if (nbytes == 0) return cudaSuccess;
+  const int route = emu::route_work(stream);
+  if (route == cudaSuccess) return copy_now(dst, src, nbytes, kind);
+  if (route != emu::kRecord) return static_cast<cudaError_t>(route);
+  kind = resolve_kind(dst, src, nbytes, kind);
+  if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDeviceToDevice) return emu::record(cudaErrorInvalidMemcpyDirection);
+  const CopySpaces spaces = check_copy(dst, src, nbytes, kind);
+  if (spaces.dst == emu::Space::Host || spaces.src == emu::Space::Host) return refuse_for(stream);
+  emu::record_work(stream, "cudaMemcpyAsync", nullptr, 0,
+                   [dst, src, nbytes, kind] { return copy_now(dst, src, nbytes, kind); });
+  return cudaSuccess;
+}
+// Synchronous: refused while the calling thread captures.
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t nbytes, cudaMemcpyKind kind) {
+  if (const cudaError_t refused = emu::refuse_if_capturing()) return refused;
+  const cudaError_t status = nbytes == 0 ? cudaSuccess : copy_now(dst, src, nbytes, kind);
+  emu::run_queued_copies();
+  return status;
+}
+cudaError_t cudaMemsetAsync(void* ptr, int value, size_t nbytes, cudaStream_t stream) {
+  if (nbytes == 0) return cudaSuccess;
+  const int route = emu::route_work(stream);
+  if (route == cudaSuccess) return memset_now(ptr, value, nbytes);
+  if (route != emu::kRecord) return static_cast<cudaError_t>(route);
+  check_side(ptr, nbytes, true, "cudaMemset", "destination");
+  emu::record_work(stream, "cudaMemsetAsync", nullptr, 0, [ptr, value, nbytes] { return memset_now(ptr, value, nbytes); });
   return cudaSuccess;
 }
 
@@ -410,7 +582,15 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned) {
   *stream = new EmulatedStream{};
   return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) {
+// Waiting for a capturing stream's work, which has not run, is refused; so is the legacy stream
+// (it waits for every stream) while the calling thread captures.
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  if (stream == nullptr) {
+    if (const cudaError_t refused = emu::refuse_if_capturing()) return refused;
+  } else {
+    std::lock_guard<std::mutex> lock(emu::g_capture_mutex);
+    if (stream->capture) return emu::refuse_locked(stream->capture);
+  }
   emu::run_queued_copies();
   return cudaSuccess;
 }
@@ -422,18 +602,152 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
   delete event;
   return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
+// On a capturing stream the record is a node: the event takes its position when the graph runs.
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (!event) return emu::record(cudaErrorInvalidResourceHandle);
-  event->position = emu::queue_position();
+  const int route = emu::route_work(stream);
+  if (route != cudaSuccess && route != emu::kRecord) return static_cast<cudaError_t>(route);
+  std::shared_ptr<emu::EventMark> mark = event->mark;
+  if (route == cudaSuccess) {
+    mark->position = emu::queue_position();
+    mark->capture = 0;
+    return cudaSuccess;
+  }
+  {
+    std::lock_guard<std::mutex> lock(emu::g_capture_mutex);
+    if (stream->capture) mark->capture = stream->capture->id;
+  }
+  emu::record_work(stream, "cudaEventRecord", nullptr, 0, [mark] {
+    mark->position = emu::queue_position();
+    mark->capture = 0;
+    return 0;
+  });
   return cudaSuccess;
 }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t event, unsigned) {
+// A stream that is not capturing may not wait for an event recorded in a capture in progress: on a
+// GPU it would join the capture (a fork, which the emulation does not follow).
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned) {
   if (!event) return emu::record(cudaErrorInvalidResourceHandle);
+  const int route = emu::route_work(stream);
+  if (route != cudaSuccess && route != emu::kRecord) return static_cast<cudaError_t>(route);
+  std::lock_guard<std::mutex> lock(emu::g_capture_mutex);
+  emu::Capture* recorded_in = emu::capture_in_progress(event->mark->capture);
+  if (recorded_in && (stream == nullptr || stream->capture != recorded_in)) return emu::refuse_locked(recorded_in);
   return cudaSuccess;
 }
-// Waits for what was queued before the event was recorded, not for what came after.
+// Waits for what was queued before the event was recorded, not for what came after. An event
+// recorded in a capture in progress has not happened: waiting for it is refused.
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (!event) return emu::record(cudaErrorInvalidResourceHandle);
-  emu::run_queued_copies_through(event->position);
+  {
+    std::lock_guard<std::mutex> lock(emu::g_capture_mutex);
+    if (emu::Capture* recorded_in = emu::capture_in_progress(event->mark->capture))
+      return emu::refuse_locked(recorded_in);
+  }
+  emu::run_queued_copies_through(event->mark->position);
+  return cudaSuccess;
+}
+
+// ---- stream capture and graphs ----
+
+struct EmulatedGraph {
+  std::shared_ptr<const emu::Nodes> nodes;
+};
+struct EmulatedGraphExec {
+  std::shared_ptr<const emu::Nodes> nodes;  // shared with the graph: instantiating copies nothing
+};
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
+  if (stream == nullptr) return emu::record(cudaErrorStreamCaptureUnsupported);  // the legacy stream, as on a GPU
+  if (mode < cudaStreamCaptureModeGlobal || mode > cudaStreamCaptureModeRelaxed)
+    return emu::record(cudaErrorInvalidValue);
+  std::lock_guard<std::mutex> lock(emu::g_capture_mutex);
+  if (stream->capture) return emu::record(cudaErrorIllegalState);
+  if (emu::t_capture) return emu::refuse_locked(emu::t_capture);  // one capture a thread
+  auto* capture = new emu::Capture{stream, std::this_thread::get_id(), ++emu::g_capture_ids, false, {}};
+  emu::g_captures.emplace(capture->id, capture);
+  stream->capture = capture;
+  emu::t_capture = capture;
+  ++emu::g_captures_active;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+  if (graph == nullptr) return emu::record(cudaErrorInvalidValue);
+  std::unique_ptr<emu::Capture> capture;
+  {
+    std::lock_guard<std::mutex> lock(emu::g_capture_mutex);
+    if (stream == nullptr || stream->capture == nullptr) return emu::record(cudaErrorStreamCaptureUnmatched);
+    if (stream->capture->thread != std::this_thread::get_id()) return emu::record(cudaErrorStreamCaptureWrongThread);
+    capture.reset(stream->capture);
+    stream->capture = nullptr;
+    emu::g_captures.erase(capture->id);
+    emu::t_capture = nullptr;
+    --emu::g_captures_active;
+    if (!capture->invalidated) ++emu::g_graph_counters.graphs_captured;
+  }
+  if (capture->invalidated) {
+    *graph = nullptr;
+    return emu::record(cudaErrorStreamCaptureInvalidated);
+  }
+  *graph = new EmulatedGraph{std::make_shared<const emu::Nodes>(std::move(capture->nodes))};
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status) {
+  if (status == nullptr) return emu::record(cudaErrorInvalidValue);
+  std::lock_guard<std::mutex> lock(emu::g_capture_mutex);
+  const emu::Capture* capture = stream ? stream->capture : nullptr;
+  *status = capture == nullptr       ? cudaStreamCaptureStatusNone
+            : capture->invalidated ? cudaStreamCaptureStatusInvalidated
+                                   : cudaStreamCaptureStatusActive;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags) {
+  if (exec == nullptr || graph == nullptr || flags != 0) return emu::record(cudaErrorInvalidValue);
+  *exec = new EmulatedGraphExec{graph->nodes};
+  return cudaSuccess;
+}
+
+// Replays the graph's nodes in order on the calling thread, each checked as when it ran at once; a
+// fault names the node. Refused while the calling thread captures (graphs do not nest here).
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  if (exec == nullptr) return emu::record(cudaErrorInvalidValue);
+  const int route = emu::route_work(stream);
+  if (route == emu::kRecord) return refuse_for(stream);
+  if (route != cudaSuccess) return static_cast<cudaError_t>(route);
+  {
+    std::lock_guard<std::mutex> lock(emu::g_capture_mutex);
+    ++emu::g_graph_counters.replays;
+  }
+  emu::run_queued_copies();
+  const emu::Nodes& nodes = *exec->nodes;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const emu::Node& node = nodes[i];
+    int status = cudaSuccess;
+    try {
+      status = node.run();
+    } catch (const engine::Error& e) {
+      const std::string origin = node.file ? fmt::format(", captured at {}:{}", node.file, node.line) : "";
+      throw engine::Error(e.file().c_str(), e.line(), e.expression(),
+                          fmt::format("{} [cudaGraphLaunch: node {} of {}, {}{}]", e.message(), i + 1, nodes.size(),
+                                      node.what, origin));
+    }
+    if (status != cudaSuccess) return emu::record(static_cast<cudaError_t>(status));
+    std::lock_guard<std::mutex> lock(emu::g_capture_mutex);
+    ++emu::g_graph_counters.nodes_replayed;
+  }
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  if (exec == nullptr) return emu::record(cudaErrorInvalidValue);
+  delete exec;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  if (graph == nullptr) return emu::record(cudaErrorInvalidValue);
+  delete graph;
   return cudaSuccess;
 }

@@ -465,26 +465,6 @@ void poison_shared(size_t dynamic_bytes) {
   if (dynamic_bytes) std::memset(dynamic_shared_memory(), kUnwrittenByte, dynamic_bytes);
 }
 
-// The launch's configuration against an H100's limits, as the GPU checks it. The static
-// __shared__ memory of a kernel is not known here: ptxas limits it when nvcc compiles the kernel,
-// and the sum of static and dynamic shared memory is not checked.
-int check_configuration(const void* kernel, const unsigned grid[3], const unsigned block[3], size_t dynamic_shared) {
-  const uint64_t threads = uint64_t{block[0]} * block[1] * block[2];
-  if (block[0] == 0 || block[1] == 0 || block[2] == 0 || block[0] > 1024 || block[1] > 1024 || block[2] > 64 ||
-      threads > 1024)
-    return cudaErrorInvalidConfiguration;
-  if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0 || grid[0] > 2147483647u || grid[1] > 65535 || grid[2] > 65535)
-    return cudaErrorInvalidConfiguration;
-  size_t limit = kSharedPerBlock;
-  {
-    std::lock_guard<std::mutex> lock(g_attribute_mutex);
-    auto it = g_max_dynamic_shared.find(kernel);
-    if (it != g_max_dynamic_shared.end()) limit = static_cast<size_t>(it->second);
-  }
-  if (dynamic_shared > limit) return cudaErrorInvalidValue;
-  return cudaSuccess;
-}
-
 }  // namespace
 
 void block_barrier(Site site) {
@@ -512,8 +492,28 @@ Counters counters() {
   return g_counters;
 }
 
-int execute(const char* name, const void* kernel, unsigned grid[3], unsigned block[3], size_t dynamic_shared,
-            const KernelBody& body, const PointerParameters& pointers) {
+// The launch's configuration against an H100's limits, as the GPU checks it. The static
+// __shared__ memory of a kernel is not known here: ptxas limits it when nvcc compiles the kernel,
+// and the sum of static and dynamic shared memory is not checked.
+int check_configuration(const void* kernel, const unsigned grid[3], const unsigned block[3], size_t dynamic_shared) {
+  const uint64_t threads = uint64_t{block[0]} * block[1] * block[2];
+  if (block[0] == 0 || block[1] == 0 || block[2] == 0 || block[0] > 1024 || block[1] > 1024 || block[2] > 64 ||
+      threads > 1024)
+    return cudaErrorInvalidConfiguration;
+  if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0 || grid[0] > 2147483647u || grid[1] > 65535 || grid[2] > 65535)
+    return cudaErrorInvalidConfiguration;
+  size_t limit = kSharedPerBlock;
+  {
+    std::lock_guard<std::mutex> lock(g_attribute_mutex);
+    auto it = g_max_dynamic_shared.find(kernel);
+    if (it != g_max_dynamic_shared.end()) limit = static_cast<size_t>(it->second);
+  }
+  if (dynamic_shared > limit) return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
+
+int execute(const char* name, const void* kernel, const unsigned grid[3], const unsigned block[3],
+            size_t dynamic_shared, const KernelBody& body, const PointerParameters& pointers) {
   ENGINE_CHECK(schedule_seed_state().bad_text.empty(),
                "ENGINE_CUDA_EMULATION_SEED is '{}', not a number: set it to a non-negative integer (0 runs threads "
                "in index order)",

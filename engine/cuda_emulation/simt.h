@@ -25,12 +25,15 @@
 // returns the error and the launch helper reports it.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+
+#include "device_memory.h"  // stream capture
 
 namespace engine::cuda::emulation {
 
@@ -64,13 +67,16 @@ struct PointerParameters {
 };
 // Runs a launch. Returns the configuration error a GPU would report (cudaErrorInvalidConfiguration,
 // cudaErrorInvalidValue, ...) without running anything, or 0; throws engine::Error on a fault.
-int execute(const char* name, const void* kernel, unsigned grid[3], unsigned block[3], size_t dynamic_shared,
-            const KernelBody& body, const PointerParameters& pointers);
+int execute(const char* name, const void* kernel, const unsigned grid[3], const unsigned block[3],
+            size_t dynamic_shared, const KernelBody& body, const PointerParameters& pointers);
+// The configuration error a GPU would report for a launch, or 0 (execute checks it first).
+int check_configuration(const void* kernel, const unsigned grid[3], const unsigned block[3], size_t dynamic_shared);
 
 // The seed of the shuffled schedule; 0 runs blocks and threads in index order.
 void set_schedule_seed(uint64_t seed);
 uint64_t schedule_seed();
-// How many launches and emulated threads ran since the process started (for logs and tests).
+// How many launches and emulated threads ran since the process started (for logs and tests). A
+// captured launch counts when a graph replays it.
 struct Counters {
   int64_t launches = 0;
   int64_t threads = 0;
@@ -78,18 +84,12 @@ struct Counters {
 };
 Counters counters();
 
-// Kernel launch with CUDA's by-value parameter passing: the arguments are converted to the
-// kernel's parameter types once, and every thread calls the kernel with a copy.
-template <typename... Params, typename... Args>
-int launch(const char* name, void (*kernel)(Params...), unsigned grid[3], unsigned block[3], size_t dynamic_shared,
-           Args&&... args) {
-  static_assert(sizeof...(Params) == sizeof...(Args), "a kernel launch passes one argument per parameter");
-  using Tuple = std::tuple<std::decay_t<Params>...>;
-  struct Call {
-    void (*kernel)(Params...);
-    Tuple params;
-  };
-  const Call call{kernel, Tuple(std::forward<Args>(args)...)};
+// Runs `call` (the kernel and its parameters, already converted) as a launch: every thread calls
+// the kernel with a copy of the parameters.
+template <typename Call>
+int execute_call(const char* name, const unsigned grid[3], const unsigned block[3], size_t dynamic_shared,
+                 const Call& call) {
+  using Tuple = decltype(call.params);
   PointerParameters pointers;
   [&]<size_t... I>(std::index_sequence<I...>) {
     (
@@ -103,13 +103,42 @@ int launch(const char* name, void (*kernel)(Params...), unsigned grid[3], unsign
           }
         }(),
         ...);
-  }(std::index_sequence_for<Params...>{});
+  }(std::make_index_sequence<std::tuple_size_v<Tuple>>{});
   const KernelBody body{[](const void* context) {
                           const Call& c = *static_cast<const Call*>(context);
                           std::apply(c.kernel, c.params);
                         },
                         &call};
-  return execute(name, reinterpret_cast<const void*>(kernel), grid, block, dynamic_shared, body, pointers);
+  return execute(name, reinterpret_cast<const void*>(call.kernel), grid, block, dynamic_shared, body, pointers);
+}
+
+// Kernel launch with CUDA's by-value parameter passing: the arguments are converted to the
+// kernel's parameter types once. On a capturing stream the converted arguments are copied into the
+// recorded node, so a value passed at capture is what every replay passes; the configuration is
+// checked at once, so that a bad launch fails at its line.
+template <typename... Params, typename... Args>
+int launch(const char* name, const char* file, int line, EmulatedStream* stream, void (*kernel)(Params...),
+           const unsigned grid[3], const unsigned block[3], size_t dynamic_shared, Args&&... args) {
+  static_assert(sizeof...(Params) == sizeof...(Args), "a kernel launch passes one argument per parameter");
+  using Tuple = std::tuple<std::decay_t<Params>...>;
+  struct Call {
+    void (*kernel)(Params...);
+    Tuple params;
+  };
+  Call call{kernel, Tuple(std::forward<Args>(args)...)};
+  const int route = route_work(stream);
+  if (route == 0) return execute_call(name, grid, block, dynamic_shared, call);
+  if (route != kRecord) return route;
+  const int status = check_configuration(reinterpret_cast<const void*>(kernel), grid, block, dynamic_shared);
+  if (status != 0) {
+    set_last_error(status);
+    return status;
+  }
+  const std::array<unsigned, 3> g{grid[0], grid[1], grid[2]}, b{block[0], block[1], block[2]};
+  record_work(stream, name, file, line, [name, g, b, dynamic_shared, call = std::move(call)] {
+    return execute_call(name, g.data(), b.data(), dynamic_shared, call);
+  });
+  return 0;
 }
 
 template <typename T>
