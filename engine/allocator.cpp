@@ -78,7 +78,7 @@ CachingAllocator::CachingAllocator(std::string name, std::unique_ptr<BackingAllo
 CachingAllocator::~CachingAllocator() {
   // Blocks still handed out belong to tensors that outlive us (static teardown); leave them.
   std::lock_guard<std::mutex> lock(mutex_);
-  for (auto& [key, ptr] : cached_) backing_->deallocate(ptr);
+  for (auto& [key, entry] : cached_) backing_->deallocate(entry.first);
   cached_.clear();
 }
 
@@ -87,15 +87,16 @@ void* CachingAllocator::allocate(size_t nbytes, void* stream) {
   const size_t size = (nbytes + kRounding - 1) / kRounding * kRounding;
   std::lock_guard<std::mutex> lock(mutex_);
   stats_.requests++;
+  const void* pool = capture_pool_ && capture_thread_ == std::this_thread::get_id() ? capture_pool_ : nullptr;
+  Block block{size, stream, pool};
 
-  // Best fit among this stream's free blocks: the smallest that is large enough and less than
-  // twice the request (so a huge block is never spent on a small tensor).
+  // Best fit among the free blocks of this stream (or pool): the smallest that is large enough and
+  // less than twice the request (so a huge block is never spent on a small tensor).
   void* ptr = nullptr;
-  size_t block_size = size;
-  auto it = cached_.lower_bound({stream, size});
-  if (it != cached_.end() && it->first.first == stream && it->first.second < 2 * size) {
-    ptr = it->second;
-    block_size = it->first.second;
+  auto it = cached_.lower_bound({cache_key(block), size});
+  if (it != cached_.end() && it->first.first == cache_key(block) && it->first.second < 2 * size) {
+    ptr = it->second.first;
+    block.size = it->first.second;
     cached_.erase(it);
     stats_.cache_hits++;
   } else {
@@ -111,10 +112,11 @@ void* CachingAllocator::allocate(size_t nbytes, void* stream) {
     stats_.backing_allocations++;
     stats_.reserved_bytes += size;
     stats_.peak_reserved_bytes = std::max(stats_.peak_reserved_bytes, stats_.reserved_bytes);
+    if (pool) backing_->handed_out(ptr, size);  // once, whole: see the header
   }
-  live_.emplace(ptr, Block{block_size, stream});
-  backing_->handed_out(ptr, nbytes);
-  stats_.allocated_bytes += block_size;
+  live_.emplace(ptr, block);
+  if (!pool) backing_->handed_out(ptr, nbytes);
+  stats_.allocated_bytes += block.size;
   stats_.peak_allocated_bytes = std::max(stats_.peak_allocated_bytes, stats_.allocated_bytes);
   return ptr;
 }
@@ -127,9 +129,9 @@ void CachingAllocator::deallocate(void* ptr) {
                "{}: deallocate({}) of a pointer it never handed out (or freed twice)", name_, ptr);
   const Block block = it->second;
   live_.erase(it);
-  backing_->taken_back(ptr);
+  if (!block.pool) backing_->taken_back(ptr);  // a pool's block stays in its graph's use
   stats_.allocated_bytes -= block.size;
-  cached_.emplace(std::make_pair(block.stream, block.size), ptr);
+  cached_.emplace(std::make_pair(cache_key(block), block.size), std::make_pair(ptr, block));
   if (stats_.reserved_bytes - stats_.allocated_bytes > max_cached_bytes_) release_cached_locked();
 }
 
@@ -138,15 +140,58 @@ void CachingAllocator::empty_cache() {
   release_cached_locked();
 }
 
-void CachingAllocator::release_cached_locked() {
-  if (cached_.empty()) return;
-  backing_->synchronize();
-  for (auto& [key, ptr] : cached_) {
-    backing_->deallocate(ptr);
-    stats_.backing_frees++;
-    stats_.reserved_bytes -= key.second;
+void CachingAllocator::begin_private_pool(const void* pool) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ENGINE_CHECK(pool != nullptr && capture_pool_ == nullptr,
+               "{}: begin_private_pool({}) while {} is begun; end the capture that began it first", name_, pool,
+               capture_pool_);
+  pools_.insert(pool);
+  capture_pool_ = pool;
+  capture_thread_ = std::this_thread::get_id();
+}
+
+void CachingAllocator::end_private_pool() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  capture_pool_ = nullptr;
+}
+
+void CachingAllocator::release_private_pool(const void* pool) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (pools_.erase(pool) == 0) return;
+  if (capture_pool_ == pool) capture_pool_ = nullptr;
+  for (auto& [ptr, block] : live_)
+    if (block.pool == pool) block.pool = nullptr;  // taken back through the ordinary path when freed
+  for (auto it = cached_.begin(); it != cached_.end();) {
+    if (it->second.second.pool != pool) {
+      ++it;
+      continue;
+    }
+    auto [ptr, block] = it->second;
+    it = cached_.erase(it);
+    backing_->taken_back(ptr);
+    block.pool = nullptr;
+    cached_.emplace(std::make_pair(cache_key(block), block.size), std::make_pair(ptr, block));
   }
-  cached_.clear();
+}
+
+void CachingAllocator::release_cached_locked() {
+  // Not during a capture: waiting for the device and freeing are refused while a stream captures
+  // (a free from a tensor's destructor would then end the process). An out-of-memory inside a
+  // capture is reported as such.
+  if (capture_pool_) return;
+  bool synchronized = false;
+  for (auto it = cached_.begin(); it != cached_.end();) {
+    if (it->second.second.pool) {  // a graph may still replay into it
+      ++it;
+      continue;
+    }
+    if (!synchronized) backing_->synchronize();
+    synchronized = true;
+    backing_->deallocate(it->second.first);
+    stats_.backing_frees++;
+    stats_.reserved_bytes -= it->first.second;
+    it = cached_.erase(it);
+  }
 }
 
 AllocatorStats CachingAllocator::stats() const {

@@ -17,6 +17,14 @@
 // if that fails too the error names the size asked for and every counter. An optional cap on the
 // cached (free but held) bytes releases the cache whenever a free would exceed it: the host
 // allocator uses one, since images of many sizes would otherwise pile up.
+//
+// Private pools (CUDA graphs, engine/cuda_graph.h). A captured graph replays its kernels on the
+// very addresses they had at capture, long after the tensors of the capture were freed. So while a
+// thread captures, its allocations come from a pool of their own: blocks freed during the capture
+// are reused within it (the replay repeats the same order, so that reuse stays correct), and no
+// block of the pool goes to anyone else, or back to the backing allocator, until the graph is
+// destroyed and the pool released. A pool block is handed out to the backing allocator's hooks at
+// its whole rounded size, once: the graph may use it at any extent it had during the capture.
 #pragma once
 
 #include <cstddef>
@@ -24,7 +32,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -91,8 +101,17 @@ class CachingAllocator {
   void* allocate(size_t nbytes, void* stream);
   // Returns a block to the cache of its stream. The pointer must come from allocate().
   void deallocate(void* ptr);
-  // Gives every cached block back to the backing allocator (after synchronize()).
+  // Gives every cached block back to the backing allocator (after synchronize()); the blocks of
+  // private pools stay, and nothing is given back while a capture is under way.
   void empty_cache();
+
+  // Until end_private_pool(), this thread's allocations come from the private pool `pool` (any
+  // unique address: the graph that owns it). One pool at a time; other threads are not affected.
+  void begin_private_pool(const void* pool);
+  void end_private_pool();
+  // The pool's owner is gone: its free blocks join the ordinary cache of their stream, and its
+  // blocks still handed out will when they are freed.
+  void release_private_pool(const void* pool);
 
   AllocatorStats stats() const;
   void reset_peak();
@@ -104,7 +123,12 @@ class CachingAllocator {
   struct Block {
     size_t size;
     void* stream;
+    const void* pool;  // the private pool it belongs to, or nullptr
   };
+  // The key of the free list a block returns to: its pool's, else its stream's.
+  static void* cache_key(const Block& block) {
+    return block.pool ? const_cast<void*>(block.pool) : block.stream;
+  }
   void release_cached_locked();
   std::string stats_string_locked() const;
 
@@ -112,8 +136,12 @@ class CachingAllocator {
   std::unique_ptr<BackingAllocator> backing_;
   size_t max_cached_bytes_;
   mutable std::mutex mutex_;
-  std::unordered_map<void*, Block> live_;                  // handed out: pointer -> block
-  std::multimap<std::pair<void*, size_t>, void*> cached_;  // free: (stream, size) -> pointer
+  std::unordered_map<void*, Block> live_;  // handed out: pointer -> block
+  // free: (stream or private pool, size) -> (pointer, block)
+  std::multimap<std::pair<void*, size_t>, std::pair<void*, Block>> cached_;
+  std::set<const void*> pools_;         // private pools not yet released
+  const void* capture_pool_ = nullptr;  // the pool of capture_thread_'s allocations, while one is begun
+  std::thread::id capture_thread_;
   AllocatorStats stats_;
 };
 

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "engine/cuda_graph.h"
 #include "ops/batchnorm2d.h"
 #include "ops/elementwise_unary.h"
 #include "ops/linear.h"
@@ -51,6 +52,13 @@ BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum)
   register_buffer("num_batches_tracked", &num_batches_tracked, /*host=*/true);
 }
 
+void BatchNorm2d::count_batch() {
+  ++num_batches_tracked.data<int64_t>()[0];
+  // A captured training step (engine/cuda_graph.h) counts again at each replay; the lambda holds
+  // the counter's storage, so it stays valid as long as the graph.
+  repeat_on_replay([counter = num_batches_tracked]() mutable { ++counter.data<int64_t>()[0]; });
+}
+
 BatchNormOptions BatchNorm2d::options() const {
   BatchNormOptions opt;
   opt.training = is_training();
@@ -64,21 +72,21 @@ BatchNormOptions BatchNorm2d::options() const {
 Tensor BatchNorm2d::forward(const Tensor& x) {
   const BatchNormOptions opt = options();
   Tensor y = batchnorm2d(x, weight, bias, running_mean, running_var, opt);
-  if (opt.training) ++num_batches_tracked.data<int64_t>()[0];
+  if (opt.training) count_batch();
   return y;
 }
 
 Tensor BatchNorm2d::forward_relu(const Tensor& x) {
   const BatchNormOptions opt = options();
   Tensor y = batchnorm2d_relu(x, weight, bias, running_mean, running_var, opt);
-  if (opt.training) ++num_batches_tracked.data<int64_t>()[0];
+  if (opt.training) count_batch();
   return y;
 }
 
 Tensor BatchNorm2d::forward_add_relu(const Tensor& x, const Tensor& residual) {
   const BatchNormOptions opt = options();
   Tensor y = batchnorm2d_add_relu(x, residual, weight, bias, running_mean, running_var, opt);
-  if (opt.training) ++num_batches_tracked.data<int64_t>()[0];
+  if (opt.training) count_batch();
   return y;
 }
 

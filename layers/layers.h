@@ -45,6 +45,7 @@ class BatchNorm2d : public Module {
 
  private:
   BatchNormOptions options() const;
+  void count_batch();  // num_batches_tracked += 1, in a training forward
 };
 
 // Sets the ghost groups of every BatchNorm2d in the tree (see BatchNorm2d).

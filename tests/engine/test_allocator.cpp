@@ -5,6 +5,9 @@
 
 #include <cstdlib>
 #include <map>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "engine/allocator.h"
 #include "engine/tensor.h"
@@ -42,6 +45,107 @@ class FakeBacking final : public BackingAllocator {
 
 void* const kStreamA = reinterpret_cast<void*>(0x1);
 void* const kStreamB = reinterpret_cast<void*>(0x2);
+
+// FakeBacking that also records the hooks the CUDA emulation's memory book hears.
+class HookedBacking final : public BackingAllocator {
+ public:
+  explicit HookedBacking(std::vector<std::string>* events) : events_(events) {}
+  void* allocate(size_t nbytes) override { return std::malloc(nbytes); }
+  void deallocate(void* ptr) override { std::free(ptr); }
+  void synchronize() override {}
+  std::string describe() const override { return ""; }
+  const char* allocate_call() const override { return "malloc"; }
+  const char* free_call() const override { return "free"; }
+  void handed_out(void*, size_t nbytes) override { events_->push_back("out " + std::to_string(nbytes)); }
+  void taken_back(void*) override { events_->push_back("back"); }
+
+ private:
+  std::vector<std::string>* events_;
+};
+
+// A CUDA graph's private pool (engine/cuda_graph.h): what the capture allocates is never handed to
+// anyone else while the graph lives, since every replay writes it again.
+TEST(CachingAllocator, PrivatePoolKeepsItsBlocksUntilReleased) {
+  int syncs = 0;
+  CachingAllocator alloc("fake", std::make_unique<FakeBacking>(1 << 20, &syncs));
+  int graph = 0;  // the pool's owner: any unique address
+  void* before = alloc.allocate(1000, kStreamA);
+  alloc.deallocate(before);  // cached for stream A before the capture
+  alloc.begin_private_pool(&graph);
+  void* in_pool = alloc.allocate(1000, kStreamA);
+  EXPECT_NE(in_pool, before) << "a capture must not draw from the ordinary cache";
+  alloc.deallocate(in_pool);
+  void* reused = alloc.allocate(1000, kStreamA);
+  EXPECT_EQ(reused, in_pool) << "within the capture, freed pool blocks are reused (the replay repeats that order)";
+  alloc.deallocate(reused);
+  alloc.end_private_pool();
+  void* after = alloc.allocate(1000, kStreamA);
+  EXPECT_EQ(after, before) << "after the capture, allocations come from the ordinary cache again";
+  void* another = alloc.allocate(1000, kStreamA);
+  EXPECT_NE(another, in_pool) << "the graph's block went to an ordinary tensor while the graph lives";
+  alloc.empty_cache();
+  EXPECT_EQ(alloc.stats().reserved_bytes, 3 * 1024u) << "empty_cache gave back a block the graph still replays into";
+  alloc.release_private_pool(&graph);
+  alloc.deallocate(after);
+  alloc.deallocate(another);
+  void* later = alloc.allocate(1000, kStreamA);
+  EXPECT_TRUE(later == in_pool || later == before || later == another);
+  alloc.deallocate(later);
+  alloc.empty_cache();
+  EXPECT_EQ(alloc.stats().reserved_bytes, 0u) << "a released pool's blocks are ordinary cache again";
+}
+
+// The pool belongs to the capturing thread: another thread (the data loader) allocates as usual.
+TEST(CachingAllocator, PrivatePoolServesOnlyTheCapturingThread) {
+  int syncs = 0;
+  CachingAllocator alloc("fake", std::make_unique<FakeBacking>(1 << 20, &syncs));
+  int graph = 0;
+  void* cached = alloc.allocate(1000, kStreamA);
+  alloc.deallocate(cached);
+  alloc.begin_private_pool(&graph);
+  void* other_thread = nullptr;
+  std::thread([&] { other_thread = alloc.allocate(1000, kStreamA); }).join();
+  EXPECT_EQ(other_thread, cached) << "another thread's allocation went to the capture's pool";
+  void* mine = alloc.allocate(1000, kStreamA);
+  EXPECT_NE(mine, cached);
+  alloc.end_private_pool();
+  alloc.deallocate(mine);
+  alloc.deallocate(other_thread);
+  alloc.release_private_pool(&graph);
+  EXPECT_THROW(
+      {
+        alloc.begin_private_pool(&graph);
+        alloc.begin_private_pool(&syncs);
+      },
+      Error)
+      << "captures do not nest";
+  alloc.end_private_pool();
+  alloc.release_private_pool(&graph);
+  alloc.release_private_pool(&syncs);
+}
+
+// The memory book of the CUDA emulation hears of a pool block once, at its whole size, and of its
+// return only when the pool is released: between, the graph may use it at any extent it had.
+TEST(CachingAllocator, PrivatePoolBlocksStayHandedOutForTheBook) {
+  std::vector<std::string> events;
+  CachingAllocator alloc("hooked", std::make_unique<HookedBacking>(&events));
+  int graph = 0;
+  alloc.begin_private_pool(&graph);
+  void* p = alloc.allocate(1000, kStreamA);
+  alloc.deallocate(p);
+  void* q = alloc.allocate(600, kStreamA);
+  alloc.end_private_pool();
+  EXPECT_EQ(q, p);
+  EXPECT_EQ(events, std::vector<std::string>{"out 1024"});
+  alloc.release_private_pool(&graph);  // q is still handed out: nothing to say yet
+  EXPECT_EQ(events, std::vector<std::string>{"out 1024"});
+  alloc.deallocate(q);
+  EXPECT_EQ(events, (std::vector<std::string>{"out 1024", "back"}));
+  void* r = alloc.allocate(900, kStreamA);  // an ordinary block now: its request is its extent
+  EXPECT_EQ(r, p);
+  EXPECT_EQ(events, (std::vector<std::string>{"out 1024", "back", "out 900"}));
+  alloc.deallocate(r);
+}
 
 TEST(CachingAllocator, ReusesFreedBlocksOfTheSameStream) {
   int syncs = 0;
