@@ -15,9 +15,11 @@ void random_fill_cpu(void* out, DType dtype, int64_t n, const RandomParams& para
   });
 }
 
-void randperm_cpu(int64_t* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t first_block) {
+void randperm_cpu(int64_t* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t first_block,
+                  const int64_t* stream_offset) {
+  const uint64_t moved = randperm_stream(stream, stream_offset);
   std::vector<std::pair<uint64_t, int64_t>> keyed(n);
-  for (int64_t i = 0; i < n; ++i) keyed[i] = {randperm_key(i, seed, stream, first_block), i};
+  for (int64_t i = 0; i < n; ++i) keyed[i] = {randperm_key(i, seed, moved, first_block), i};
   std::sort(keyed.begin(), keyed.end());  // by key, then by index
   for (int64_t i = 0; i < n; ++i) out[i] = keyed[i].second;
 }
@@ -67,17 +69,38 @@ void bernoulli_(Tensor& t, Generator& gen, double p) {
   fill_random(t, gen, {RandomKind::Bernoulli, 0, 0, 0, p, 0.0}, "bernoulli_");
 }
 
-Tensor randperm(int64_t n, Generator& gen, Device device) {
+namespace {
+
+// Both randperms: stream_offset null (0) or a checked one-element i64 on `device`.
+Tensor randperm_with_offset(int64_t n, Generator& gen, Device device, const int64_t* stream_offset) {
   ENGINE_CHECK(n >= 0, "randperm: expected n >= 0, found {}", n);
   Tensor out = Tensor::empty({n}, DType::i64, device);
   const uint64_t first_block = gen.reserve(static_cast<uint64_t>((n + 1) / 2));
   if (device.is_cpu()) {
-    randperm_cpu(out.data<int64_t>(), n, gen.seed(), gen.stream(), first_block);
+    randperm_cpu(out.data<int64_t>(), n, gen.seed(), gen.stream(), first_block, stream_offset);
   } else {
     ENGINE_DISPATCH_CUDA(device, "randperm",
-                         randperm_cuda(device.index, out.data<int64_t>(), n, gen.seed(), gen.stream(), first_block));
+                         randperm_cuda(device.index, out.data<int64_t>(), n, gen.seed(), gen.stream(), first_block,
+                                       stream_offset));
   }
   return out;
+}
+
+}  // namespace
+
+Tensor randperm(int64_t n, Generator& gen, Device device) { return randperm_with_offset(n, gen, device, nullptr); }
+
+Tensor randperm(int64_t n, Generator& gen, Device device, const Tensor& stream_offset) {
+  check_defined(stream_offset, "randperm", "stream_offset");
+  ENGINE_CHECK(stream_offset.dtype() == DType::i64 && stream_offset.numel() == 1,
+               "randperm: the stream offset must be a one-element i64 tensor, found {}; make it with "
+               "Tensor::zeros({{1}}, DType::i64, device)",
+               stream_offset.str());
+  ENGINE_CHECK(stream_offset.device() == device,
+               "randperm: the stream offset {} must be on the permutation's device {} (the kernel reads it there); "
+               "make it on that device",
+               stream_offset.str(), device.str());
+  return randperm_with_offset(n, gen, device, stream_offset.data<int64_t>());
 }
 
 Tensor inverse_permutation(const Tensor& perm) {

@@ -48,6 +48,13 @@ void normal_(Tensor& t, Generator& gen, double mean = 0.0, double std = 1.0);
 void bernoulli_(Tensor& t, Generator& gen, double p);
 // A random permutation of 0..n-1 as an i64 tensor on `device`.
 Tensor randperm(int64_t n, Generator& gen, Device device = Device::cpu());
+// The same with the stream moved by a value in memory: the permutation that
+// randperm(n, Generator(gen.seed(), gen.stream() + offset), device) gives (stream + offset modulo
+// 2^64), where offset is the value of `stream_offset`, a one-element i64 tensor on `device`. The
+// kernel reads it, the host never does, so a step captured in a CUDA graph draws a new permutation
+// at each replay when the offset (a step counter on the device) changes. gen's counter advances
+// as randperm's does (ceil(n / 2) blocks), whatever the offset.
+Tensor randperm(int64_t n, Generator& gen, Device device, const Tensor& stream_offset);
 // The inverse of a permutation (1-D i64), on its device: inverse[perm[i]] = i. Shuffle BN undoes
 // its randperm with it without reading the permutation back to the host. perm must be a
 // permutation of 0..n-1 (a randperm); it is not checked (that would read it back).
@@ -72,8 +79,12 @@ struct RandomParams {
 };
 void random_fill_cpu(void* out, DType dtype, int64_t n, const RandomParams& params);
 void random_fill_cuda(int device, void* out, DType dtype, int64_t n, const RandomParams& params);
-void randperm_cpu(int64_t* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t first_block);
-void randperm_cuda(int device, int64_t* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t first_block);
+// randperm's stream is stream + *stream_offset (read where the permutation is computed: the host for
+// the CPU, the device for CUDA); stream_offset may be null, meaning 0.
+void randperm_cpu(int64_t* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t first_block,
+                  const int64_t* stream_offset);
+void randperm_cuda(int device, int64_t* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t first_block,
+                   const int64_t* stream_offset);
 void inverse_permutation_cpu(int64_t* inverse, const int64_t* perm, int64_t n);
 void inverse_permutation_cuda(int device, int64_t* inverse, const int64_t* perm, int64_t n);
 // randperm's stable sort of n < 2^31 (key, value) pairs by the whole 64-bit key: CUB's radix sort

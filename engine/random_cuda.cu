@@ -14,10 +14,12 @@ __global__ void random_fill_kernel(T* out, int64_t n, RandomParams params) {
   ENGINE_GRID_STRIDE_LOOP(block, (n + 3) / 4) { random_fill_block(out, n, block, params); }
 }
 
+// stream_offset (null: 0) is read here, when the kernel runs, not by the host at launch.
 __global__ void randperm_keys_kernel(uint64_t* keys, int64_t* indices, int64_t n, uint64_t seed, uint64_t stream,
-                                     uint64_t first_block) {
+                                     uint64_t first_block, const int64_t* stream_offset) {
+  const uint64_t moved = randperm_stream(stream, stream_offset);
   ENGINE_GRID_STRIDE_LOOP(i, n) {
-    keys[i] = randperm_key(i, seed, stream, first_block);
+    keys[i] = randperm_key(i, seed, moved, first_block);
     indices[i] = i;
   }
 }
@@ -38,7 +40,8 @@ void random_fill_cuda(int device, void* out, DType dtype, int64_t n, const Rando
   });
 }
 
-void randperm_cuda(int device, int64_t* out, int64_t n, uint64_t seed, uint64_t stream_id, uint64_t first_block) {
+void randperm_cuda(int device, int64_t* out, int64_t n, uint64_t seed, uint64_t stream_id, uint64_t first_block,
+                   const int64_t* stream_offset) {
   if (n == 0) return;
   ENGINE_CHECK(n < (int64_t{1} << 31), "randperm on CUDA supports n < 2^31, found {}", n);
   cudaStream_t stream = cuda::stream(device);
@@ -46,7 +49,7 @@ void randperm_cuda(int device, int64_t* out, int64_t n, uint64_t seed, uint64_t 
   CudaScratch<uint64_t> keys_in(device, count), keys_out(device, count);
   CudaScratch<int64_t> indices_in(device, count);
   cuda::launch("randperm_keys_kernel", randperm_keys_kernel, cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0,
-      stream, keys_in.ptr, indices_in.ptr, n, seed, stream_id, first_block);
+      stream, keys_in.ptr, indices_in.ptr, n, seed, stream_id, first_block, stream_offset);
   sort_pairs_by_key_cuda(device, keys_in.ptr, keys_out.ptr, indices_in.ptr, out, n);
 }
 

@@ -40,4 +40,10 @@ ENGINE_HD inline uint64_t randperm_key(int64_t i, uint64_t seed, uint64_t stream
   return (static_cast<uint64_t>(w[j]) << 32) | w[j + 1];
 }
 
+// randperm's stream moved by an offset in memory (random.h); a null offset leaves it as it is.
+// Unsigned addition wraps modulo 2^64, as Generator(seed, stream + offset) does on the host.
+ENGINE_HD inline uint64_t randperm_stream(uint64_t stream, const int64_t* stream_offset) {
+  return stream_offset ? stream + static_cast<uint64_t>(*stream_offset) : stream;
+}
+
 }  // namespace engine

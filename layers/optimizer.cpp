@@ -1,9 +1,11 @@
 // optimizer.cpp - see optimizer.h.
 #include "layers/optimizer.h"
 
+#include <cmath>
 #include <map>
 
 #include "engine/check.h"
+#include "engine/cuda_graph.h"
 #include "ops/sgd_step.h"
 
 namespace engine::nn {
@@ -77,7 +79,6 @@ void load_momentum_views(const NamedTensors& mine, const NamedTensors& state, in
 // One LARS segment per named parameter, where it sits in the flat buffer; parameters with one
 // dimension or none (biases, BatchNorm's weight and bias) are excluded (optimizer.h).
 LarsPlan lars_plan(const Module& model) {
-  check_flat(model, "Lars");
   const Tensor& flat = model.flat_parameters();
   std::vector<LarsSegment> segments;
   for (const auto& [name, param] : model.named_parameters())
@@ -87,21 +88,51 @@ LarsPlan lars_plan(const Module& model) {
 
 }  // namespace
 
+// ------------------------------------------------------------------ Optimizer
+
+Optimizer::Optimizer(const Module& model, const char* who) {
+  check_flat(model, who);
+  lr_ = Tensor::zeros({1}, DType::f64, model.flat_parameters().device());
+}
+
+void Optimizer::set_lr(double lr) {
+  ENGINE_CHECK(std::isfinite(lr) && lr >= 0.0,
+               "Optimizer::set_lr: the learning rate must be finite and >= 0, found {}; check the schedule's "
+               "base learning rate and its inputs",
+               lr);
+  // A fill kernel takes the value as its argument: nothing is read from host memory later, so this
+  // may run right before a graph replay that reads lr_.
+  lr_.fill_(lr);
+  lr_set_ = true;
+}
+
+void Optimizer::step(double lr) {
+  set_lr(lr);
+  step();
+}
+
+const Tensor& Optimizer::lr_for_step(const char* who) const {
+  ENGINE_CHECK(lr_set_, "{}::step: no learning rate has been set; call set_lr(lr) first, or step(lr)", who);
+  return lr_;
+}
+
 // ------------------------------------------------------------------ Sgd
 
-Sgd::Sgd(Module& model, SgdConfig config) : model_(model), config_(config) {
-  check_flat(model, "Sgd");
+Sgd::Sgd(Module& model, SgdConfig config) : Optimizer(model, "Sgd"), model_(model), config_(config) {
   momentum_ = flat_zeros_like(model);
 }
 
-void Sgd::step(double lr) {
+void Sgd::step() {
   Tensor params = current_flat_parameters(model_, momentum_, "Sgd");
   SgdStepOptions opt;
-  opt.lr = lr;
   opt.momentum = config_.momentum;
   opt.weight_decay = config_.weight_decay;
-  sgd_step(params, model_.flat_gradients(), momentum_, opt, steps_ == 0);
+  ENGINE_CHECK(steps_ > 0 || !capturing_graph(),
+               "Sgd: the first step initialises the momentum buffer and cannot be captured in a CUDA graph (its "
+               "replays would initialise it again); run one step before the capture");
+  sgd_step(params, model_.flat_gradients(), momentum_, opt, lr_for_step("Sgd"), steps_ == 0);
   ++steps_;
+  repeat_on_replay([this] { ++steps_; });  // a captured step counts at each replay (engine/cuda_graph.h)
 }
 
 NamedTensors Sgd::state_dict() const { return momentum_views(model_, momentum_); }
@@ -113,19 +144,20 @@ void Sgd::load_state_dict(const NamedTensors& state, int64_t steps) {
 
 // ------------------------------------------------------------------ Lars
 
-Lars::Lars(Module& model, LarsConfig config) : model_(model), config_(config), plan_(lars_plan(model)) {
+Lars::Lars(Module& model, LarsConfig config)
+    : Optimizer(model, "Lars"), model_(model), config_(config), plan_(lars_plan(model)) {
   momentum_ = flat_zeros_like(model);
 }
 
-void Lars::step(double lr) {
+void Lars::step() {
   Tensor params = current_flat_parameters(model_, momentum_, "Lars");
   LarsStepOptions opt;
-  opt.lr = lr;
   opt.momentum = config_.momentum;
   opt.weight_decay = config_.weight_decay;
   opt.eta = config_.eta;
-  lars_step(params, model_.flat_gradients(), momentum_, plan_, opt);
+  lars_step(params, model_.flat_gradients(), momentum_, plan_, opt, lr_for_step("Lars"));
   ++steps_;
+  repeat_on_replay([this] { ++steps_; });  // a captured step counts at each replay (engine/cuda_graph.h)
 }
 
 NamedTensors Lars::state_dict() const { return momentum_views(model_, momentum_); }

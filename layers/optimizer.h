@@ -17,6 +17,18 @@
 // ResNet with a projection head these are exactly the BatchNorm weights and biases and the
 // Linear biases, which is what SimCLR excludes by name ('batch_normalization' and 'bias').
 // Convolution and Linear weights are adapted.
+//
+// The learning rate lives in device memory. Each optimizer holds a one-element f64 tensor on the
+// parameters' device that its op reads when the kernel runs (ops/sgd_step.h, ops/lars_step.h), so a
+// training step captured once as a CUDA graph and replayed follows the schedule. A step is then two
+// parts: set_lr(lr), the part that stays OUTSIDE a captured graph (a host check of the value, then
+// one fill kernel that carries the value as its argument, launched afresh before each replay; not
+// a copy from host memory, which would make the host and the stream wait on each other), and
+// step(), the part that may be captured (kernels only, reading the lr tensor). step(lr) does both,
+// for loops that capture nothing.
+// What step() keeps on the host: the step count, advanced again at each replay of a captured step
+// (engine/cuda_graph.h's repeat_on_replay: the graph must not outlive the optimizer), and Sgd's
+// first-step flag, baked into a capture: Sgd refuses to capture its first step.
 #pragma once
 
 #include <cstdint>
@@ -32,10 +44,30 @@ namespace engine::nn {
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
-  virtual void step(double lr) = 0;            // one step from the model's flat gradient buffer
+  // Checks lr (finite, >= 0) on the host and writes it into lr_tensor() with a device fill: the part
+  // of a step outside a captured CUDA graph (see the top of this file).
+  void set_lr(double lr);
+  // One step from the model's flat gradient buffer with the learning rate last given to set_lr
+  // (refused before the first set_lr): the part of a step a CUDA graph may capture.
+  virtual void step() = 0;
+  // set_lr(lr), then step().
+  void step(double lr);
   virtual int64_t steps() const = 0;
   virtual NamedTensors state_dict() const = 0;  // "momentum_buffer.<parameter name>" views
   virtual void load_state_dict(const NamedTensors& state, int64_t steps) = 0;
+  // The learning rate the steps read: one f64 on the parameters' device.
+  const Tensor& lr_tensor() const { return lr_; }
+
+ protected:
+  // `model` must be flat (flatten_parameters()) and on its final device; `who` names the optimizer
+  // in errors.
+  Optimizer(const Module& model, const char* who);
+  // lr_tensor() for a step of `who`, refused while set_lr has never been called.
+  const Tensor& lr_for_step(const char* who) const;
+
+ private:
+  Tensor lr_;
+  bool lr_set_ = false;
 };
 
 struct SgdConfig {
@@ -48,8 +80,9 @@ class Sgd : public Optimizer {
   // `model` must be flat (flatten_parameters()) and on its final device; it must outlive this.
   Sgd(Module& model, SgdConfig config);
 
-  // One step with learning rate `lr` from the gradients in the model's flat gradient buffer.
-  void step(double lr) override;
+  // One step from the gradients in the model's flat gradient buffer (Optimizer::step).
+  using Optimizer::step;
+  void step() override;
   int64_t steps() const override { return steps_; }
   const SgdConfig& config() const { return config_; }
   const Tensor& momentum_buffer() const { return momentum_; }
@@ -80,7 +113,8 @@ class Lars : public Optimizer {
   // One segment per named parameter, excluded when the parameter has one dimension or none.
   Lars(Module& model, LarsConfig config);
 
-  void step(double lr) override;
+  using Optimizer::step;
+  void step() override;
   int64_t steps() const override { return steps_; }
   const LarsConfig& config() const { return config_; }
   const Tensor& momentum_buffer() const { return momentum_; }

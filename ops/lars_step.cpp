@@ -7,6 +7,8 @@
 #include <numeric>
 #include <utility>
 
+#include "ops/sgd_step.h"  // check_learning_rate_tensor
+
 namespace engine {
 
 static_assert(sizeof(LarsChunk) == 3 * sizeof(int64_t) && sizeof(LarsSegmentChunks) == 3 * sizeof(int64_t),
@@ -39,7 +41,6 @@ void check_segments(const std::vector<LarsSegment>& segments, int64_t numel) {
 }
 
 void check_options(const LarsStepOptions& opt) {
-  ENGINE_CHECK(opt.lr >= 0.0, "lars_step: the learning rate must be >= 0, found {}", opt.lr);
   ENGINE_CHECK(opt.momentum >= 0.0, "lars_step: momentum must be >= 0, found {}", opt.momentum);
   ENGINE_CHECK(opt.weight_decay >= 0.0, "lars_step: weight_decay must be >= 0, found {}", opt.weight_decay);
   ENGINE_CHECK(opt.eta >= 0.0, "lars_step: the trust coefficient eta must be >= 0, found {}", opt.eta);
@@ -84,7 +85,7 @@ LarsPlan::LarsPlan(std::vector<LarsSegment> segments, int64_t numel, Device devi
 }
 
 void lars_step(Tensor& params, const Tensor& grads, Tensor& momentum, const LarsPlan& plan,
-               const LarsStepOptions& opt) {
+               const LarsStepOptions& opt, const Tensor& lr) {
   check_defined(params, "lars_step", "params");
   check_defined(grads, "lars_step", "grads");
   check_defined(momentum, "lars_step", "momentum");
@@ -108,6 +109,7 @@ void lars_step(Tensor& params, const Tensor& grads, Tensor& momentum, const Lars
                "lars_step: the plan was made for {}, but the buffers are on {}; make a plan for their device (a "
                "CUDA plan keeps its tables on the GPU)",
                plan.device().str(), params.device().str());
+  check_learning_rate_tensor(lr, params, momentum, "lars_step");
   // The gradient is only read; a copy keeps it from aliasing what the step writes.
   Tensor g = grads.detach().contiguous();
   if (g.storage() == params.storage() || g.storage() == momentum.storage()) g = g.clone();
@@ -116,22 +118,22 @@ void lars_step(Tensor& params, const Tensor& grads, Tensor& momentum, const Lars
   dispatch_float(params.dtype(), "lars_step", [&]<typename T>() {
     if (params.device().is_cpu()) {
       lars_step_cpu<T>(params.data<T>(), momentum.data<T>(), g.data<T>(), plan.chunks().data(), num_chunks,
-                       plan.segment_chunks().data(), num_segments, opt);
+                       plan.segment_chunks().data(), num_segments, opt, lr.data<double>());
     } else {
       ENGINE_DISPATCH_CUDA(
           params.device(), "lars_step",
           lars_step_cuda<T>(params.device().index, params.data<T>(), momentum.data<T>(), g.data<T>(),
                             reinterpret_cast<const LarsChunk*>(plan.device_chunks().data<int64_t>()), num_chunks,
                             reinterpret_cast<const LarsSegmentChunks*>(plan.device_segment_chunks().data<int64_t>()),
-                            num_segments, opt));
+                            num_segments, opt, lr.data<double>()));
     }
   });
 }
 
 void lars_step(Tensor& params, const Tensor& grads, Tensor& momentum, const std::vector<LarsSegment>& segments,
-               const LarsStepOptions& opt) {
+               const LarsStepOptions& opt, const Tensor& lr) {
   check_defined(params, "lars_step", "params");
-  lars_step(params, grads, momentum, LarsPlan(segments, params.numel(), params.device()), opt);
+  lars_step(params, grads, momentum, LarsPlan(segments, params.numel(), params.device()), opt, lr);
 }
 
 }  // namespace engine

@@ -50,7 +50,8 @@
 //   1. lars_norms_kernel: one block per chunk of an adapted segment writes the chunk's sums of
 //      w^2 and g^2 (g with weight decay) in double to a scratch table (2 doubles per chunk);
 //   2. lars_scaled_lr_kernel: one block per segment adds its chunks' partial sums in a fixed order
-//      and writes the segment's lr * trust, rounded to T (lr for an excluded segment);
+//      and writes the segment's lr * trust, rounded to T (lr for an excluded segment), reading lr
+//      from device memory (below);
 //   3. lars_update_kernel: one block per chunk updates v and w with its segment's scaled lr.
 // The CPU reference follows the same three passes over the same chunks (passes 1 and 3 spread
 // over OpenMP threads), so it too is deterministic for any number of threads.
@@ -62,6 +63,10 @@
 // Chunks of 8192 cut ResNet-50's trunk (23.5M elements, 159 tensors) into 2972 chunks: as many
 // blocks of 256 threads for passes 1 and 3 (in pass 1 the 106 of excluded tensors return at
 // once), 32 elements per thread, and at most 288 partial sums for a block of pass 2 to add.
+//
+// The learning rate is read from a one-element f64 in the buffers' memory, not passed by value, as
+// sgd_step's (sgd_step.h): a step captured in a CUDA graph and replayed then follows the schedule
+// written into that element before each replay (nn::Optimizer::set_lr). Pass 2 reads it.
 //
 // No autograd: params and momentum are written in place, as the other optimizer ops. Elements of
 // the buffers outside every segment (the padding of a flat layout) are neither read nor written.
@@ -75,8 +80,8 @@
 
 namespace engine {
 
+// What stays fixed through training; the learning rate is read from memory (see above).
 struct LarsStepOptions {
-  double lr = 0.0;
   double momentum = 0.9;
   double weight_decay = 1e-6;
   double eta = 0.001;
@@ -131,24 +136,29 @@ class LarsPlan {
   Tensor device_chunks_, device_segment_chunks_;
 };
 
-// ---- raw level: the plan's tables (on the host for the CPU, on the device for CUDA) ----
+// ---- raw level: the plan's tables and the learning rate `lr` (one double) on the host for the CPU,
+// on the device for CUDA ----
 template <typename T>
 void lars_step_cpu(T* params, T* momentum, const T* grads, const LarsChunk* chunks, int64_t num_chunks,
-                   const LarsSegmentChunks* segments, int64_t num_segments, const LarsStepOptions& opt);
+                   const LarsSegmentChunks* segments, int64_t num_segments, const LarsStepOptions& opt,
+                   const double* lr);
 template <typename T>
 void lars_step_cuda(int device, T* params, T* momentum, const T* grads, const LarsChunk* chunks, int64_t num_chunks,
-                    const LarsSegmentChunks* segments, int64_t num_segments, const LarsStepOptions& opt);
+                    const LarsSegmentChunks* segments, int64_t num_segments, const LarsStepOptions& opt,
+                    const double* lr);
 
 // ---- Tensor level ----
 // params, grads and momentum: one shape, dtype (f32 or f64) and device, `plan.numel()` elements
 // and the plan's device; params and momentum contiguous and distinct (both are written in place);
-// grads may be strided. momentum holds v (zeros before the first step). lr, momentum,
-// weight_decay and eta must be >= 0.
+// grads may be strided. momentum holds v (zeros before the first step). momentum, weight_decay and
+// eta must be >= 0. lr: a one-element f64 tensor on the buffers' device, in memory of its own; its
+// value must be finite and >= 0, which is not checked here (reading it would make the host wait
+// for the device): nn::Optimizer::set_lr checks it on the host before writing it.
 void lars_step(Tensor& params, const Tensor& grads, Tensor& momentum, const LarsPlan& plan,
-               const LarsStepOptions& opt);
+               const LarsStepOptions& opt, const Tensor& lr);
 // The same with a plan made for this call from `segments` (tests and one-off updates; a training
 // loop keeps its plan).
 void lars_step(Tensor& params, const Tensor& grads, Tensor& momentum, const std::vector<LarsSegment>& segments,
-               const LarsStepOptions& opt);
+               const LarsStepOptions& opt, const Tensor& lr);
 
 }  // namespace engine

@@ -121,7 +121,8 @@ UpdateFn<T> fastest_update_fn() {
 
 template <typename T>
 void lars_step_cpu(T* params, T* momentum, const T* grads, const LarsChunk* chunks, int64_t num_chunks,
-                   const LarsSegmentChunks* segments, int64_t num_segments, const LarsStepOptions& opt) {
+                   const LarsSegmentChunks* segments, int64_t num_segments, const LarsStepOptions& opt,
+                   const double* lr) {
   const LarsScalars<T> s(opt);
   const SumsFn<T> sums = fastest_sums_fn<T>();
   const UpdateFn<T> update = fastest_update_fn<T>();
@@ -142,7 +143,7 @@ void lars_step_cpu(T* params, T* momentum, const T* grads, const LarsChunk* chun
       sum_w2 += partials[2 * c];
       sum_g2 += partials[2 * c + 1];
     }
-    scaled_lr[seg] = static_cast<T>(lars_scaled_lr(sum_w2, sum_g2, segments[seg].adapted != 0, opt.lr, opt.eta));
+    scaled_lr[seg] = static_cast<T>(lars_scaled_lr(sum_w2, sum_g2, segments[seg].adapted != 0, *lr, opt.eta));
   }
 
   // Pass 3: the update, each chunk with its segment's scaled learning rate.
@@ -154,8 +155,8 @@ void lars_step_cpu(T* params, T* momentum, const T* grads, const LarsChunk* chun
 }
 
 template void lars_step_cpu<float>(float*, float*, const float*, const LarsChunk*, int64_t, const LarsSegmentChunks*,
-                                   int64_t, const LarsStepOptions&);
+                                   int64_t, const LarsStepOptions&, const double*);
 template void lars_step_cpu<double>(double*, double*, const double*, const LarsChunk*, int64_t,
-                                    const LarsSegmentChunks*, int64_t, const LarsStepOptions&);
+                                    const LarsSegmentChunks*, int64_t, const LarsStepOptions&, const double*);
 
 }  // namespace engine

@@ -48,12 +48,14 @@ __global__ void __launch_bounds__(cuda::kBlock)
 }
 
 // Pass 2: one block per segment adds its chunks' partial sums (thread t takes chunks t, t + 256,
-// ..., then the block's tree) and writes lr * trust rounded to T.
+// ..., then the block's tree) and writes lr * trust rounded to T; lr is read from device memory
+// when the kernel runs (lars_step.h).
 template <typename T>
 __global__ void __launch_bounds__(cuda::kBlock)
     lars_scaled_lr_kernel(T* scaled_lr, const double* partials, const LarsSegmentChunks* segments,
-                          int64_t num_segments, double lr, double eta) {
+                          int64_t num_segments, const double* lr_in_memory, double eta) {
   __shared__ double scratch[kWarps];
+  const double lr = *lr_in_memory;
   for (int64_t s = blockIdx.x; s < num_segments; s += gridDim.x) {
     const LarsSegmentChunks seg = segments[s];
     double sum_w2 = 0.0, sum_g2 = 0.0;
@@ -92,7 +94,8 @@ __global__ void __launch_bounds__(cuda::kBlock)
 
 template <typename T>
 void lars_step_cuda(int device, T* params, T* momentum, const T* grads, const LarsChunk* chunks, int64_t num_chunks,
-                    const LarsSegmentChunks* segments, int64_t num_segments, const LarsStepOptions& opt) {
+                    const LarsSegmentChunks* segments, int64_t num_segments, const LarsStepOptions& opt,
+                    const double* lr) {
   if (num_chunks == 0) return;
   const LarsScalars<T> s(opt);
   cudaStream_t stream = cuda::stream(device);
@@ -101,14 +104,14 @@ void lars_step_cuda(int device, T* params, T* momentum, const T* grads, const La
   cuda::launch("lars_norms_kernel", lars_norms_kernel<T>, blocks_for(num_chunks), cuda::kBlock, 0, stream,
       partials.ptr, params, grads, chunks, num_chunks, segments, s.weight_decay);
   cuda::launch("lars_scaled_lr_kernel", lars_scaled_lr_kernel<T>, blocks_for(num_segments), cuda::kBlock, 0, stream,
-      scaled_lr.ptr, partials.ptr, segments, num_segments, opt.lr, opt.eta);
+      scaled_lr.ptr, partials.ptr, segments, num_segments, lr, opt.eta);
   cuda::launch("lars_update_kernel", lars_update_kernel<T>, blocks_for(num_chunks), cuda::kBlock, 0, stream,
       params, momentum, grads, scaled_lr.ptr, chunks, num_chunks, segments, s.weight_decay, s.momentum);
 }
 
 template void lars_step_cuda<float>(int, float*, float*, const float*, const LarsChunk*, int64_t,
-                                    const LarsSegmentChunks*, int64_t, const LarsStepOptions&);
+                                    const LarsSegmentChunks*, int64_t, const LarsStepOptions&, const double*);
 template void lars_step_cuda<double>(int, double*, double*, const double*, const LarsChunk*, int64_t,
-                                     const LarsSegmentChunks*, int64_t, const LarsStepOptions&);
+                                     const LarsSegmentChunks*, int64_t, const LarsStepOptions&, const double*);
 
 }  // namespace engine

@@ -17,6 +17,7 @@
 #include "ops/nt_xent.h"
 #include "ops/op_registry.h"
 #include "ops/pooling.h"
+#include "ops/queue_enqueue.h"
 #include "ops/reduce_dim.h"
 #include "ops/saliency_foreground.h"
 #include "ops/saliency_mask.h"

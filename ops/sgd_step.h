@@ -23,6 +23,12 @@
 // The CPU uses std::fma and CUDA __fmaf_rn/__fma_rn (correctly rounded on both), the product
 // buf * mu is rounded on its own on both (-ffp-contract=off, __fmul_rn): CPU and CUDA agree to
 // the bit. No autograd: params and buffer are written in place under NoGradGuard. Types f32, f64.
+//
+// The learning rate is not an argument by value: the kernels read it from a one-element f64 in the
+// parameters' memory (`lr`), so that a step captured once in a CUDA graph and replayed follows the
+// schedule: the caller writes the new value into that element before each replay (nn::Optimizer's
+// set_lr, a fill kernel) and the captured launch, whose arguments are frozen, reads it. Each
+// thread converts it to -lr in T exactly as a host-side scalar would be (round(-lr) once).
 #pragma once
 
 #include <cstdint>
@@ -31,30 +37,41 @@
 
 namespace engine {
 
+// What stays fixed through training; the learning rate, which changes every step, is read from
+// memory (see above).
 struct SgdStepOptions {
-  double lr = 0.015;
   double momentum = 0.9;
   double weight_decay = 1e-4;
   double dampening = 0.0;
   bool nesterov = false;
 };
 
-// ---- raw level: n contiguous elements; momentum_buffer may be null when momentum is 0 ----
+// ---- raw level: n contiguous elements; momentum_buffer may be null when momentum is 0; lr points to
+// one double in the same memory as the buffers (host for the CPU, the device for CUDA) ----
 template <typename T>
 void sgd_step_cpu(T* params, T* momentum_buffer, const T* grads, int64_t n, const SgdStepOptions& opt,
-                  bool first_step);
+                  const double* lr, bool first_step);
 template <typename T>
 void sgd_step_cuda(int device, T* params, T* momentum_buffer, const T* grads, int64_t n, const SgdStepOptions& opt,
-                   bool first_step);
+                   const double* lr, bool first_step);
 
 // ---- Tensor level ----
 // params, grads and momentum_buffer: one shape, dtype (f32 or f64) and device; params and the
 // buffer contiguous and distinct (both are written in place); the buffer may be undefined when
 // opt.momentum is 0. first_step: the buffer holds nothing yet and becomes the gradient (PyTorch
 // creates it at the first step; here it is allocated by the caller, its contents ignored).
-// Options are checked as torch.optim.SGD checks them (lr, momentum, weight_decay >= 0; nesterov
-// needs momentum > 0 and dampening 0).
+// Options are checked as torch.optim.SGD checks them (momentum, weight_decay >= 0; nesterov needs
+// momentum > 0 and dampening 0). lr: a one-element f64 tensor on the parameters' device, in memory
+// of its own (the kernels read it while they write params and buffer). Its value must be finite and
+// >= 0; it is not checked here, since reading it would make the host wait for the device:
+// nn::Optimizer::set_lr checks the value on the host before writing it.
 void sgd_step(Tensor& params, const Tensor& grads, Tensor& momentum_buffer, const SgdStepOptions& opt,
-              bool first_step);
+              const Tensor& lr, bool first_step);
+
+// The boundary check of a learning rate in memory, shared by the optimizer ops (sgd_step,
+// lars_step): `lr` one element of dtype f64 on params' device, not sharing memory with params or
+// (when defined) the buffer the step writes. Its value is not read.
+void check_learning_rate_tensor(const Tensor& lr, const Tensor& params, const Tensor& written_buffer,
+                                const char* op);
 
 }  // namespace engine

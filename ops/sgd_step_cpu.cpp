@@ -13,7 +13,7 @@ namespace {
 // own because this file is compiled with -ffp-contract=off.
 template <typename T>
 inline void sgd_range(T* params, T* momentum_buffer, const T* grads, int64_t begin, int64_t end,
-                      const SgdScalars<T>& scalars) {
+                      const SgdScalars<T>& scalars, T minus_lr) {
   // A local copy: the stores below could alias the referenced struct as far as the compiler
   // knows, which would keep it from hoisting the branches and vectorising the loop.
   const SgdScalars<T> s = scalars;
@@ -24,12 +24,12 @@ inline void sgd_range(T* params, T* momentum_buffer, const T* grads, int64_t beg
       momentum_buffer[i] = buf;
       g = s.nesterov ? std::fma(buf, s.momentum, g) : buf;
     }
-    params[i] = std::fma(g, s.minus_lr, params[i]);
+    params[i] = std::fma(g, minus_lr, params[i]);
   }
 }
 
 template <typename T>
-using RangeFn = void (*)(T*, T*, const T*, int64_t, int64_t, const SgdScalars<T>&);
+using RangeFn = void (*)(T*, T*, const T*, int64_t, int64_t, const SgdScalars<T>&, T);
 
 #if defined(__x86_64__) && defined(__GNUC__)
 // The same loop compiled for CPUs with FMA instructions: std::fma becomes one instruction and the
@@ -38,8 +38,8 @@ using RangeFn = void (*)(T*, T*, const T*, int64_t, int64_t, const SgdScalars<T>
 // portable build cannot assume the instructions, hence the check at run time.
 template <typename T>
 __attribute__((target("fma"))) void sgd_range_fma(T* params, T* momentum_buffer, const T* grads, int64_t begin,
-                                                   int64_t end, const SgdScalars<T>& s) {
-  sgd_range<T>(params, momentum_buffer, grads, begin, end, s);
+                                                   int64_t end, const SgdScalars<T>& s, T minus_lr) {
+  sgd_range<T>(params, momentum_buffer, grads, begin, end, s, minus_lr);
 }
 
 template <typename T>
@@ -58,18 +58,20 @@ RangeFn<T> fastest_range_fn() {
 
 template <typename T>
 void sgd_step_cpu(T* params, T* momentum_buffer, const T* grads, int64_t n, const SgdStepOptions& opt,
-                  bool first_step) {
+                  const double* lr, bool first_step) {
   const SgdScalars<T> s(opt, first_step);
+  const T minus_lr = sgd_minus_lr<T>(*lr);
   const RangeFn<T> range = fastest_range_fn<T>();
   // Chunks for the threads (the FMA copy cannot hold the OpenMP loop itself: the outlined body
   // would lose its target attribute).
   constexpr int64_t kChunk = 1 << 16;
 #pragma omp parallel for schedule(static) if (n > kChunk)
   for (int64_t begin = 0; begin < n; begin += kChunk)
-    range(params, momentum_buffer, grads, begin, std::min(n, begin + kChunk), s);
+    range(params, momentum_buffer, grads, begin, std::min(n, begin + kChunk), s, minus_lr);
 }
 
-template void sgd_step_cpu<float>(float*, float*, const float*, int64_t, const SgdStepOptions&, bool);
-template void sgd_step_cpu<double>(double*, double*, const double*, int64_t, const SgdStepOptions&, bool);
+template void sgd_step_cpu<float>(float*, float*, const float*, int64_t, const SgdStepOptions&, const double*, bool);
+template void sgd_step_cpu<double>(double*, double*, const double*, int64_t, const SgdStepOptions&, const double*,
+                                   bool);
 
 }  // namespace engine

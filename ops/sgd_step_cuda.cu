@@ -9,9 +9,12 @@ namespace engine {
 
 namespace {
 
-
+// lr: the learning rate in device memory, read when the kernel runs (not when it was launched or
+// captured in a graph); every thread loads the same 8 bytes, which the cache serves.
 template <typename T>
-__global__ void sgd_step_kernel(T* params, T* momentum_buffer, const T* grads, int64_t n, SgdScalars<T> s) {
+__global__ void sgd_step_kernel(T* params, T* momentum_buffer, const T* grads, int64_t n, SgdScalars<T> s,
+                                const double* lr) {
+  const T minus_lr = sgd_minus_lr<T>(*lr);
   ENGINE_GRID_STRIDE_LOOP(i, n) {
     const T p = params[i];
     T g = s.decay ? fma_rn(p, s.weight_decay, grads[i]) : grads[i];
@@ -20,7 +23,7 @@ __global__ void sgd_step_kernel(T* params, T* momentum_buffer, const T* grads, i
       momentum_buffer[i] = buf;
       g = s.nesterov ? fma_rn(buf, s.momentum, g) : buf;
     }
-    params[i] = fma_rn(g, s.minus_lr, p);
+    params[i] = fma_rn(g, minus_lr, p);
   }
 }
 
@@ -28,15 +31,17 @@ __global__ void sgd_step_kernel(T* params, T* momentum_buffer, const T* grads, i
 
 template <typename T>
 void sgd_step_cuda(int device, T* params, T* momentum_buffer, const T* grads, int64_t n, const SgdStepOptions& opt,
-                   bool first_step) {
+                   const double* lr, bool first_step) {
   if (n == 0) return;
   const SgdScalars<T> s(opt, first_step);
   cudaStream_t stream = cuda::stream(device);
   cuda::launch("sgd_step_kernel", sgd_step_kernel<T>, cuda::elementwise_grid(n, cuda::kBlock), cuda::kBlock, 0, stream,
-      params, momentum_buffer, grads, n, s);
+      params, momentum_buffer, grads, n, s, lr);
 }
 
-template void sgd_step_cuda<float>(int, float*, float*, const float*, int64_t, const SgdStepOptions&, bool);
-template void sgd_step_cuda<double>(int, double*, double*, const double*, int64_t, const SgdStepOptions&, bool);
+template void sgd_step_cuda<float>(int, float*, float*, const float*, int64_t, const SgdStepOptions&, const double*,
+                                   bool);
+template void sgd_step_cuda<double>(int, double*, double*, const double*, int64_t, const SgdStepOptions&,
+                                    const double*, bool);
 
 }  // namespace engine

@@ -117,8 +117,9 @@ void bench_device(Device device, bool quick) {
   };
   const std::string flat = fmt::format("({},)", n);
   gbps("momentum_update", flat, 3 * param_bytes, [&] { momentum_update(key, query, 0.999); });
-  SgdStepOptions opt;  // MoCo v2's: lr 0.015, momentum 0.9, weight decay 1e-4
-  gbps("sgd_step", flat, 5 * param_bytes, [&] { sgd_step(params, grads, momentum, opt, false); });
+  SgdStepOptions opt;  // MoCo v2's: momentum 0.9, weight decay 1e-4, and its lr 0.015
+  const Tensor sgd_lr = Tensor::full({1}, 0.015, DType::f64, device);
+  gbps("sgd_step", flat, 5 * param_bytes, [&] { sgd_step(params, grads, momentum, opt, sgd_lr, false); });
   {
     const std::vector<Shape> shapes = resnet50_trunk_shapes(quick ? 16 : 64);
     std::vector<LarsSegment> segments;
@@ -130,10 +131,11 @@ void bench_device(Device device, bool quick) {
     const Tensor lars_grads = random_tensor({lars_n}, device, 8, -0.01, 0.01);
     Tensor lars_momentum = random_tensor({lars_n}, device, 9, -0.01, 0.01);
     const LarsPlan plan(segments, lars_n, device);
-    LarsStepOptions lars_opt;  // SimCLR's: momentum 0.9, weight decay 1e-6, eta 0.001
-    lars_opt.lr = 4.8;         // 0.3 x 4096 / 256, its learning rate at batch 4096
+    const LarsStepOptions lars_opt;  // SimCLR's: momentum 0.9, weight decay 1e-6, eta 0.001
+    // 0.3 x 4096 / 256, its learning rate at batch 4096
+    const Tensor lars_lr = Tensor::full({1}, 4.8, DType::f64, device);
     gbps("lars_step", fmt::format("resnet50: {} in {}", values, segments.size()), bytes,
-         [&] { lars_step(lars_params, lars_grads, lars_momentum, plan, lars_opt); });
+         [&] { lars_step(lars_params, lars_grads, lars_momentum, plan, lars_opt, lars_lr); });
   }
   gbps("index_select", shape_str(images.shape()), 2.0 * static_cast<double>(images.numel()) * sizeof(float),
        [&] { index_select(images, index); });

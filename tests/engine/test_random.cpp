@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <string>
 
 #include "engine/philox.h"
 #include "engine/random.h"
@@ -182,6 +183,68 @@ TEST(Random, CudaIsBitIdenticalToCpu) {
     const Tensor pc = randperm(n, gc), pg = randperm(n, gg, Device::cuda());
     EXPECT_EQ(pc.to_vector<int64_t>(), pg.to_vector<int64_t>()) << n;
     EXPECT_EQ(inverse_permutation(pc).to_vector<int64_t>(), inverse_permutation(pg).to_vector<int64_t>()) << n;
+  }
+}
+
+// randperm with the stream moved by a value in memory equals randperm on the explicit stream
+// (gen.stream() + offset), from the same counter, and advances the counter as randperm does.
+void check_offset_randperm(Device device) {
+  for (int64_t offset : {int64_t{0}, int64_t{1}, int64_t{5}, int64_t{1000003}, int64_t{-2}}) {
+    for (int64_t n : {1, 2, 255, 1031}) {
+      Generator moved(41, 7), explicit_stream(41, 7 + static_cast<uint64_t>(offset));
+      moved.set_offset(3);
+      explicit_stream.set_offset(3);
+      const Tensor stream_offset = Tensor::full({1}, static_cast<double>(offset), DType::i64, device);
+      const Tensor p = randperm(n, moved, device, stream_offset);
+      EXPECT_EQ(p.device(), device);
+      EXPECT_EQ(p.to_vector<int64_t>(), randperm(n, explicit_stream, device).to_vector<int64_t>())
+          << device.str() << ", offset " << offset << ", n " << n;
+      EXPECT_EQ(moved.offset(), explicit_stream.offset()) << "the counter advances as randperm's";
+      EXPECT_EQ(moved.stream(), 7u) << "the generator's own stream is unchanged";
+    }
+  }
+}
+
+TEST(Random, RandpermWithAStreamOffsetIsTheRandpermOfTheMovedStream) { check_offset_randperm(Device::cpu()); }
+
+TEST(Random, CudaRandpermWithAStreamOffsetIsTheRandpermOfTheMovedStream) {
+  SKIP_WITHOUT_CUDA();
+  check_offset_randperm(Device::cuda());
+  // And CUDA's equals the CPU's for the same offset.
+  Generator gc(5, 9), gg(5, 9);
+  const Tensor pc = randperm(4097, gc, Device::cpu(), Tensor::full({1}, 12.0, DType::i64));
+  const Tensor pg = randperm(4097, gg, Device::cuda(), Tensor::full({1}, 12.0, DType::i64, Device::cuda()));
+  EXPECT_EQ(pc.to_vector<int64_t>(), pg.to_vector<int64_t>());
+}
+
+TEST(Random, CudaRandpermReadsTheStreamOffsetOnTheDevice) {
+  SKIP_WITHOUT_CUDA();
+  // One offset tensor changed on the device between two draws from the same counter (a captured
+  // step's counter is the same at every replay): different permutations, no host read.
+  Tensor stream_offset = Tensor::zeros({1}, DType::i64, Device::cuda());
+  Generator g(17, 100);
+  const uint64_t reads = host_read_count();
+  const Tensor first = randperm(64, g, Device::cuda(), stream_offset);
+  stream_offset.fill_(1.0);
+  g.set_offset(0);
+  const Tensor second = randperm(64, g, Device::cuda(), stream_offset);
+  EXPECT_EQ(host_read_count(), reads) << "the offset must be read by the kernel, never by the host";
+  Generator next(17, 101);
+  EXPECT_EQ(second.to_vector<int64_t>(), randperm(64, next, Device::cuda()).to_vector<int64_t>());
+  EXPECT_NE(first.to_vector<int64_t>(), second.to_vector<int64_t>());
+}
+
+TEST(Random, RandpermRefusesAStreamOffsetItCannotRead) {
+  Generator g(1);
+  std::string msg = error_of([&] { randperm(4, g, Device::cpu(), Tensor::zeros({1}, DType::i32)); });
+  EXPECT_NE(msg.find("one-element i64"), std::string::npos) << msg;
+  msg = error_of([&] { randperm(4, g, Device::cpu(), Tensor::zeros({2}, DType::i64)); });
+  EXPECT_NE(msg.find("one-element i64"), std::string::npos) << msg;
+  msg = error_of([&] { randperm(4, g, Device::cpu(), Tensor()); });
+  EXPECT_NE(msg.find("stream_offset"), std::string::npos) << msg;
+  if (cuda_device_count() > 0) {
+    msg = error_of([&] { randperm(4, g, Device::cuda(), Tensor::zeros({1}, DType::i64)); });
+    EXPECT_NE(msg.find("permutation's device"), std::string::npos) << msg;
   }
 }
 

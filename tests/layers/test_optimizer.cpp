@@ -7,6 +7,7 @@
 #include <cmath>
 #include <memory>
 #include <sstream>
+#include <string>
 
 #include "engine/autograd.h"
 #include "engine/serialize.h"
@@ -295,6 +296,75 @@ TEST(Lars, RefusesAModelThatIsNotFlat) {
   Linear model(2, 2, gen);
   const std::string what = testing::error_of([&] { Lars(model, {}); });
   EXPECT_NE(what.find("Lars: the model's parameters must be flat"), std::string::npos) << what;
+}
+
+// ------------------------------------------------------------------ the learning rate in memory
+
+TEST(Optimizer, SetLrThenStepIsStepWithTheLearningRate) {
+  // set_lr + step() (a captured step's two parts) against step(lr), over changing rates: the same bits.
+  TinyModel a, b;
+  Sgd sa(a.model, {0.9, 1e-4}), sb(b.model, {0.9, 1e-4});
+  for (int step = 0; step < 3; ++step) {
+    a.set_gradients(1.0 + step);
+    b.set_gradients(1.0 + step);
+    sa.step(0.1 / (1 + step));
+    sb.set_lr(0.1 / (1 + step));
+    EXPECT_EQ(sb.lr_tensor().to_vector<double>(), std::vector<double>{0.1 / (1 + step)});
+    sb.step();
+  }
+  EXPECT_EQ(sb.steps(), 3);
+  EXPECT_TRUE(testing::all_close(b.model.flat_parameters(), a.model.flat_parameters(), 0, 0));
+  EXPECT_TRUE(testing::all_close(sb.momentum_buffer(), sa.momentum_buffer(), 0, 0));
+  // The lr stays until set again: two steps at one rate.
+  a.set_gradients(0.5);
+  b.set_gradients(0.5);
+  sa.step(0.02);
+  sa.step(0.02);
+  sb.set_lr(0.02);
+  sb.step();
+  sb.step();
+  EXPECT_TRUE(testing::all_close(b.model.flat_parameters(), a.model.flat_parameters(), 0, 0));
+}
+
+TEST(Optimizer, SetLrRefusesAValueNoScheduleGivesAndStepNeedsOne) {
+  TinyModel tiny;
+  Sgd sgd(tiny.model, {});
+  std::string what = testing::error_of([&] { sgd.step(); });
+  EXPECT_NE(what.find("no learning rate has been set"), std::string::npos) << what;
+  for (double bad : {-0.5, std::nan(""), HUGE_VAL}) {
+    what = testing::error_of([&] { sgd.set_lr(bad); });
+    EXPECT_NE(what.find("finite and >= 0, found"), std::string::npos) << what;
+  }
+  EXPECT_NE(testing::error_of([&] { sgd.set_lr(-0.5); }).find("-0.5"), std::string::npos);
+  EXPECT_EQ(sgd.steps(), 0) << "nothing was stepped";
+  LarsModel small(DType::f64);
+  Lars lars(small.model, {});
+  what = testing::error_of([&] { lars.step(); });
+  EXPECT_NE(what.find("Lars::step: no learning rate"), std::string::npos) << what;
+  EXPECT_NO_THROW(sgd.set_lr(0.0)) << "a schedule's last rate may be 0";
+}
+
+TEST(Optimizer, CudaSetLrAndStepNeverReadTheHost) {
+  SKIP_WITHOUT_CUDA();
+  // The lr tensor lives with the parameters, set_lr writes it by a fill kernel, and the steps of
+  // both optimizers then run without a read back to the host (what a captured step needs).
+  Generator gen(4);
+  Linear model(3, 2, gen);
+  model.to(Device::cuda());
+  model.flatten_parameters();
+  Tensor grads = model.flat_gradients();
+  grads.fill_(0.25);
+  Sgd sgd(model, {});
+  Lars lars(model, {});
+  EXPECT_EQ(sgd.lr_tensor().device(), Device::cuda());
+  const uint64_t reads = host_read_count();
+  for (Optimizer* optimizer : std::initializer_list<Optimizer*>{&sgd, &lars}) {
+    optimizer->set_lr(0.05);
+    optimizer->step();
+    optimizer->step(0.01);
+  }
+  EXPECT_EQ(host_read_count(), reads);
+  EXPECT_EQ(lars.lr_tensor().to_vector<double>(), std::vector<double>{0.01});
 }
 
 }  // namespace

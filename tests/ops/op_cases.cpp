@@ -225,17 +225,18 @@ std::function<Tensor(const Inputs&)> momentum_update_run(double m) {
   };
 }
 
-// inputs params, grads[, momentum buffer]: `steps` steps (the lr shrinking by 0.005 each), the first
-// a first step when no buffer is given; returns params and buffer stacked as (2, n).
+// inputs params, grads[, momentum buffer]: `steps` steps (lr 0.015, shrinking by 0.005 each: one
+// lr tensor refilled between steps, as nn::Optimizer::set_lr does), the first a first step when no
+// buffer is given; returns params and buffer stacked as (2, n).
 std::function<Tensor(const Inputs&)> sgd_steps_run(SgdStepOptions opt, int steps) {
   return [opt, steps](const Inputs& x) {
     Tensor params = x[0].clone();
     const bool fresh = x.size() < 3;
     Tensor buffer = fresh ? Tensor::zeros(x[0].shape(), x[0].dtype(), x[0].device()) : x[2].clone();
-    SgdStepOptions step_opt = opt;
+    Tensor lr = Tensor::empty({1}, DType::f64, x[0].device());
     for (int s = 0; s < steps; ++s) {
-      sgd_step(params, x[1], buffer, step_opt, fresh && s == 0);
-      step_opt.lr -= 0.005;
+      lr.fill_(0.015 - 0.005 * s);
+      sgd_step(params, x[1], buffer, opt, lr, fresh && s == 0);
     }
     const int64_t n = params.numel();
     Tensor out = Tensor::empty({2, n}, params.dtype(), params.device());
@@ -257,7 +258,10 @@ void lars_step_case(std::vector<OpCase>& cases, const std::string& label, std::v
     Tensor params = x[0].clone();
     Tensor momentum = x.size() < 3 ? Tensor::zeros(x[0].shape(), x[0].dtype(), x[0].device()) : x[2].clone();
     const LarsPlan plan(segments, params.numel(), params.device(), chunk);
-    for (int s = 0; s < steps; ++s) lars_step(params, x[1], momentum, plan, {0.5 + 0.2 * s, 0.9, 1e-2, 0.02});
+    for (int s = 0; s < steps; ++s) {
+      const Tensor lr = Tensor::full({1}, 0.5 + 0.2 * s, DType::f64, params.device());
+      lars_step(params, x[1], momentum, plan, {0.9, 1e-2, 0.02}, lr);
+    }
     const int64_t n = params.numel();
     Tensor out = Tensor::empty({2, n}, params.dtype(), params.device());
     out.slice(0, 0, 1).copy_(params.reshape({1, n}));
@@ -266,6 +270,26 @@ void lars_step_case(std::vector<OpCase>& cases, const std::string& label, std::v
   });
   cases.back().cuda_atol = 1e-6;
   cases.back().cuda_rtol = 1e-6;
+}
+
+// inputs queue (D, K), keys_1 (N, D), keys_2 (N, D): two enqueues from the pointer `start` (a
+// multiple of N; start + N = K makes the second wrap around to column 0), in `dtype` (the
+// conformance test runs f32; f64 is the other type the op takes). Returns the queue's values
+// followed by the final pointer, as one (D K + 1) vector. Copies only: CUDA must match the CPU to
+// the bit.
+void queue_enqueue_case(std::vector<OpCase>& cases, const std::string& label, std::vector<InputSpec> inputs,
+                        int64_t start, DType dtype) {
+  flat_update_case(cases, "queue_enqueue", label, std::move(inputs), [start, dtype](const Inputs& x) {
+    Tensor queue = x[0].to(dtype).clone();
+    Tensor ptr = Tensor::full({1}, static_cast<double>(start), DType::i64, queue.device());
+    queue_enqueue(queue, x[1].to(dtype), ptr);
+    queue_enqueue(queue, x[2].to(dtype), ptr);
+    const int64_t n = queue.numel();
+    Tensor out = Tensor::empty({n + 1}, dtype, queue.device());
+    out.slice(0, 0, n).copy_(queue.reshape({n}));
+    out.slice(0, n, n + 1).copy_(ptr.to(dtype));
+    return out;
+  });
 }
 
 // index_select: input x; the index is built on x's device. Forward copies rows and backward sums
@@ -520,6 +544,16 @@ std::vector<OpCase> all_op_cases() {
   lars_step_case(cases, "default_chunks_buffer_strided_grads_17415",
                  {in({17415}), in({17415}, S, -0.1, 0.1), in({17415}, C, -0.01, 0.01)},
                  {{0, 16390, true}, {16390, 1, false}, {16400, 1015, true}}, LarsPlan::kDefaultChunk, 2);
+
+  // D = 5, K = 12, N = 4: columns 8..11, then 0..3 (the wrap), the pointer ending at 4; the second
+  // keys a transposed view (copied contiguous at the boundary). Then D = 131 (not a multiple of a
+  // block) with N = K = 3: every enqueue rewrites the whole queue and the pointer stays at 0.
+  for (const DType dtype : {DType::f32, DType::f64}) {
+    const std::string type = dtype == DType::f32 ? "_f32" : "_f64";
+    queue_enqueue_case(cases, "wrap_d5_k12_n4" + type, {in({5, 12}), in({4, 5}), in({4, 5}, T)}, 8, dtype);
+    queue_enqueue_case(cases, "whole_queue_d131_k3_n3" + type, {in({131, 3}), in({3, 131}, S), in({3, 131})}, 0,
+                       dtype);
+  }
 
   index_select_case(cases, "permutation_5x3x2x2", in({5, 3, 2, 2}), {3, 0, 4, 1, 2});
   index_select_case(cases, "repeated_index", in({4, 3}), {2, 0, 2});

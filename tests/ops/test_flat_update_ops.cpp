@@ -19,6 +19,9 @@ std::string optimizer_fixture(const std::string& file) {
   return std::string(ENGINE_TEST_FIXTURES) + "/optimizer/" + file;
 }
 
+// A learning rate as the optimizer ops read it: one f64 on the buffers' device.
+Tensor lr_tensor(double lr, Device device = Device::cpu()) { return Tensor::full({1}, lr, DType::f64, device); }
+
 // Row `row` of a 2-D fixture tensor as a 1-D copy.
 Tensor fixture_row(const Tensor& t, int64_t row) { return t.slice(0, row, row + 1).reshape({t.size(1)}).clone(); }
 
@@ -160,10 +163,7 @@ struct SgdRun {
 SgdRun run_sgd(double param, double grad, const std::vector<double>& lrs, SgdStepOptions opt) {
   Tensor p = Tensor::full({1}, param, DType::f64), g = Tensor::full({1}, grad, DType::f64);
   Tensor buf = Tensor::zeros({1}, DType::f64);
-  for (size_t s = 0; s < lrs.size(); ++s) {
-    opt.lr = lrs[s];
-    sgd_step(p, g, buf, opt, s == 0);
-  }
+  for (size_t s = 0; s < lrs.size(); ++s) sgd_step(p, g, buf, opt, lr_tensor(lrs[s]), s == 0);
   return {p.item(), buf.item()};
 }
 
@@ -213,14 +213,14 @@ TEST(SgdStep, NesterovAndDampening) {
 TEST(SgdStep, TheFirstStepIgnoresTheBufferAndLaterStepsReadIt) {
   SgdStepOptions opt;
   opt.weight_decay = 0.0;
-  opt.lr = 0.5;
+  const Tensor lr = lr_tensor(0.5);
   Tensor p = Tensor::full({3}, 1.0, DType::f64), g = Tensor::full({3}, 2.0, DType::f64);
   Tensor buf = Tensor::full({3}, std::nan(""), DType::f64);  // garbage: a fresh buffer's contents
-  sgd_step(p, g, buf, opt, true);
+  sgd_step(p, g, buf, opt, lr, true);
   EXPECT_EQ(buf.to_vector<double>(), std::vector<double>(3, 2.0));
   EXPECT_EQ(p.to_vector<double>(), std::vector<double>(3, 0.0));
   buf.fill_(10.0);
-  sgd_step(p, g, buf, opt, false);  // buf = 0.9 * 10 + 2 = 11, p = 0 - 0.5 * 11
+  sgd_step(p, g, buf, opt, lr, false);  // buf = 0.9 * 10 + 2 = 11, p = 0 - 0.5 * 11
   EXPECT_EQ(buf.to_vector<double>(), std::vector<double>(3, 11.0));
   EXPECT_EQ(p.to_vector<double>(), std::vector<double>(3, -5.5));
 }
@@ -230,9 +230,8 @@ TEST(SgdStep, WithoutMomentumNeedsNoBuffer) {
   SgdStepOptions opt;
   opt.momentum = 0.0;
   opt.weight_decay = 0.5;
-  opt.lr = 0.25;
   Tensor p = Tensor::full({2}, 4.0, DType::f64), g = Tensor::full({2}, 1.0, DType::f64), no_buffer;
-  sgd_step(p, g, no_buffer, opt, true);
+  sgd_step(p, g, no_buffer, opt, lr_tensor(0.25), true);
   EXPECT_EQ(p.to_vector<double>(), std::vector<double>(2, 3.25));
   EXPECT_FALSE(no_buffer.defined());
 }
@@ -243,9 +242,8 @@ TEST(SgdStep, UpdatesEveryElementOfABufferOfManyChunks) {
   const int64_t n = 3 * (1 << 16) + 5;
   SgdStepOptions opt;
   opt.weight_decay = 0.5;
-  opt.lr = 0.25;
   Tensor p = Tensor::full({n}, 4.0), g = Tensor::full({n}, 1.0), buf = Tensor::empty({n});
-  sgd_step(p, g, buf, opt, true);
+  sgd_step(p, g, buf, opt, lr_tensor(0.25), true);
   EXPECT_EQ(p.to_vector<float>(), std::vector<float>(n, 3.25f));
   EXPECT_EQ(buf.to_vector<float>(), std::vector<float>(n, 3.0f));
 }
@@ -272,8 +270,7 @@ TEST(SgdStep, MatchesPyTorchToTheBit) {
     Tensor params = f.at("params0").clone();
     Tensor buffer = Tensor::empty(params.shape());
     for (size_t step = 0; step < lrs.size(); ++step) {
-      opt.lr = lrs[step];
-      sgd_step(params, fixture_row(f.at("grads"), step), buffer, opt, step == 0);
+      sgd_step(params, fixture_row(f.at("grads"), step), buffer, opt, lr_tensor(lrs[step]), step == 0);
       EXPECT_TRUE(same_bits(params, fixture_row(f.at(s.name + ".params"), step)))
           << s.name << ": params after step " << step + 1;
       EXPECT_TRUE(same_bits(buffer, fixture_row(f.at(s.name + ".momentum_buffer"), step)))
@@ -284,32 +281,70 @@ TEST(SgdStep, MatchesPyTorchToTheBit) {
 
 TEST(SgdStep, RefusesWhatTorchOptimSgdRefusesAndWhatItCannotWrite) {
   Tensor p = Tensor::zeros({5}), g = Tensor::zeros({5}), buf = Tensor::zeros({5});
+  const Tensor lr = lr_tensor(0.1);
   SgdStepOptions opt;
   SgdStepOptions bad = opt;
-  bad.lr = -0.1;
-  EXPECT_THROW(sgd_step(p, g, buf, bad, true), Error) << "negative lr";
+  bad.momentum = -0.1;
+  EXPECT_THROW(sgd_step(p, g, buf, bad, lr, true), Error) << "negative momentum";
   bad = opt;
   bad.nesterov = true;
   bad.dampening = 0.1;
-  EXPECT_THROW(sgd_step(p, g, buf, bad, true), Error) << "nesterov with dampening";
+  EXPECT_THROW(sgd_step(p, g, buf, bad, lr, true), Error) << "nesterov with dampening";
   bad = opt;
   bad.nesterov = true;
   bad.momentum = 0.0;
-  EXPECT_THROW(sgd_step(p, g, buf, bad, true), Error) << "nesterov without momentum";
+  EXPECT_THROW(sgd_step(p, g, buf, bad, lr, true), Error) << "nesterov without momentum";
   Tensor no_buffer;
-  EXPECT_THROW(sgd_step(p, g, no_buffer, opt, true), Error) << "momentum without a buffer";
-  EXPECT_THROW(sgd_step(p, Tensor::zeros({4}), buf, opt, true), Error) << "gradient shape";
+  EXPECT_THROW(sgd_step(p, g, no_buffer, opt, lr, true), Error) << "momentum without a buffer";
+  EXPECT_THROW(sgd_step(p, Tensor::zeros({4}), buf, opt, lr, true), Error) << "gradient shape";
   Tensor buf64 = Tensor::zeros({5}, DType::f64);
-  EXPECT_THROW(sgd_step(p, g, buf64, opt, true), Error) << "buffer dtype";
-  EXPECT_THROW(sgd_step(p, g, p, opt, true), Error) << "buffer aliasing the parameters";
+  EXPECT_THROW(sgd_step(p, g, buf64, opt, lr, true), Error) << "buffer dtype";
+  EXPECT_THROW(sgd_step(p, g, p, opt, lr, true), Error) << "buffer aliasing the parameters";
   Tensor strided = Tensor::zeros({10}).slice(0, 0, 10, 2);
-  EXPECT_THROW(sgd_step(strided, g, buf, opt, true), Error) << "parameters not contiguous";
-  EXPECT_NO_THROW(sgd_step(p, Tensor::zeros({10}).slice(0, 0, 10, 2), buf, opt, true)) << "a strided gradient is read";
+  EXPECT_THROW(sgd_step(strided, g, buf, opt, lr, true), Error) << "parameters not contiguous";
+  EXPECT_NO_THROW(sgd_step(p, Tensor::zeros({10}).slice(0, 0, 10, 2), buf, opt, lr, true))
+      << "a strided gradient is read";
   Tensor leaf = Tensor::zeros({5});
   leaf.requires_grad_(true);
-  EXPECT_THROW(sgd_step(leaf, g, buf, opt, true), Error) << "parameters requiring grad with grad mode on";
+  EXPECT_THROW(sgd_step(leaf, g, buf, opt, lr, true), Error) << "parameters requiring grad with grad mode on";
   NoGradGuard no_grad;
-  EXPECT_NO_THROW(sgd_step(leaf, g, buf, opt, true));
+  EXPECT_NO_THROW(sgd_step(leaf, g, buf, opt, lr, true));
+}
+
+TEST(SgdStep, RefusesALearningRateTensorItCannotRead) {
+  Tensor p = Tensor::zeros({5}), g = Tensor::zeros({5}), buf = Tensor::zeros({5});
+  const SgdStepOptions opt;
+  std::string msg = error_of([&] { sgd_step(p, g, buf, opt, Tensor::full({1}, 0.1), true); });
+  EXPECT_NE(msg.find("one-element f64"), std::string::npos) << msg;
+  msg = error_of([&] { sgd_step(p, g, buf, opt, Tensor::full({2}, 0.1, DType::f64), true); });
+  EXPECT_NE(msg.find("one-element f64"), std::string::npos) << msg;
+  msg = error_of([&] { sgd_step(p, g, buf, opt, Tensor(), true); });
+  EXPECT_NE(msg.find("lr"), std::string::npos) << msg;
+  Tensor p64 = Tensor::zeros({5}, DType::f64), buf64 = Tensor::zeros({5}, DType::f64);
+  msg = error_of([&] { sgd_step(p64, Tensor::zeros({5}, DType::f64), buf64, opt, buf64.slice(0, 2, 3), true); });
+  EXPECT_NE(msg.find("shares its memory"), std::string::npos) << msg;
+  if (cuda_device_count() > 0) {
+    msg = error_of([&] { sgd_step(p, g, buf, opt, lr_tensor(0.1, Device::cuda()), true); });
+    EXPECT_NE(msg.find("parameters' device"), std::string::npos) << msg;
+  }
+}
+
+TEST(SgdStep, ReadsTheLearningRateWhenItRunsWithoutAHostRead) {
+  // One lr tensor, refilled between steps as nn::Optimizer::set_lr does before a graph replay: each
+  // step uses the value in memory when it runs, and no step reads anything back to the host.
+  for (Device device : {Device::cpu(), Device::cuda()}) {
+    if (device.is_cuda() && cuda_device_count() == 0) continue;
+    SgdStepOptions opt;
+    opt.weight_decay = 0.0;
+    Tensor p = Tensor::full({4}, 1.0, DType::f64, device), g = Tensor::full({4}, 1.0, DType::f64, device);
+    Tensor buf = Tensor::zeros({4}, DType::f64, device), lr = lr_tensor(0.1, device);
+    const uint64_t reads = host_read_count();
+    sgd_step(p, g, buf, opt, lr, true);  // buf = 1, p = 0.9
+    lr.fill_(0.05);
+    sgd_step(p, g, buf, opt, lr, false);  // buf = 1.9, p = 0.805
+    EXPECT_EQ(host_read_count(), reads) << device.str();
+    EXPECT_NEAR(p.to_vector<double>()[3], 0.805, 1e-15) << device.str();
+  }
 }
 
 TEST(SgdStep, CudaMatchesCpuToTheBitOnALargeBuffer) {
@@ -320,9 +355,9 @@ TEST(SgdStep, CudaMatchesCpuToTheBitOnALargeBuffer) {
   Tensor p_gpu = p.to(Device::cuda()), g_gpu = g.to(Device::cuda()), buf_gpu = buf.to(Device::cuda());
   SgdStepOptions opt;
   for (int s = 0; s < 3; ++s) {
-    opt.lr = 0.015 - 0.004 * s;
-    sgd_step(p, g, buf, opt, s == 0);
-    sgd_step(p_gpu, g_gpu, buf_gpu, opt, s == 0);
+    const double lr = 0.015 - 0.004 * s;
+    sgd_step(p, g, buf, opt, lr_tensor(lr), s == 0);
+    sgd_step(p_gpu, g_gpu, buf_gpu, opt, lr_tensor(lr, Device::cuda()), s == 0);
   }
   EXPECT_TRUE(same_bits(p_gpu, p));
   EXPECT_TRUE(same_bits(buf_gpu, buf));

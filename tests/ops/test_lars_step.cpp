@@ -20,6 +20,9 @@ namespace {
 
 std::string lars_fixture() { return std::string(ENGINE_TEST_FIXTURES) + "/optimizer/lars_steps.safetensors"; }
 
+// A learning rate as lars_step reads it: one f64 on the buffers' device.
+Tensor lr_tensor(double lr, Device device = Device::cpu()) { return Tensor::full({1}, lr, DType::f64, device); }
+
 // Row `row` of a 2-D fixture tensor as a 1-D copy.
 Tensor fixture_row(const Tensor& t, int64_t row) { return t.slice(0, row, row + 1).reshape({t.size(1)}).clone(); }
 
@@ -96,8 +99,8 @@ TEST(LarsStep, MatchesThePyTorchFixture) {
       Tensor momentum = Tensor::zeros(params.shape(), dtype);
       const LarsPlan plan(segments, params.numel(), Device::cpu());
       for (size_t step = 0; step < lrs.size(); ++step) {
-        LarsStepOptions opt{lrs[step], s.momentum, s.weight_decay, s.eta};
-        lars_step(params, fixture_row(f.at("grads"), step).to(dtype), momentum, plan, opt);
+        const LarsStepOptions opt{s.momentum, s.weight_decay, s.eta};
+        lars_step(params, fixture_row(f.at("grads"), step).to(dtype), momentum, plan, opt, lr_tensor(lrs[step]));
         EXPECT_TRUE(segments_close(params, fixture_row(f.at(key + ".params"), step), segments, 16))
             << key << ": params after step " << step + 1;
         EXPECT_TRUE(segments_close(momentum, fixture_row(f.at(key + ".momentum"), step), segments, 16))
@@ -120,12 +123,12 @@ TEST(LarsStep, OneAdaptedSegmentByHand) {
   Tensor w = Tensor::from_vector<double>({3.0, 4.0}, {2}), grad = Tensor::from_vector<double>({0.5, -0.4}, {2});
   Tensor v = Tensor::zeros({2}, DType::f64);
   const std::vector<LarsSegment> one = {{0, 2, true}};
-  lars_step(w, grad, v, one, {0.2, 0.9, 0.1, 0.1});
+  lars_step(w, grad, v, one, {0.9, 0.1, 0.1}, lr_tensor(0.2));
   EXPECT_NEAR(v.to_vector<double>()[0], 0.1, 1e-16);
   EXPECT_EQ(v.to_vector<double>()[1], 0.0);
   EXPECT_NEAR(w.to_vector<double>()[0], 2.9, 1e-15);
   EXPECT_EQ(w.to_vector<double>()[1], 4.0);
-  lars_step(w, grad, v, one, {0.4, 0.9, 0.1, 0.1});
+  lars_step(w, grad, v, one, {0.9, 0.1, 0.1}, lr_tensor(0.4));
   const double v0 = 0.09 + 0.04 * std::sqrt(24.41);
   EXPECT_NEAR(v.to_vector<double>()[0], v0, 1e-15);
   EXPECT_NEAR(v.to_vector<double>()[1], 0.0, 1e-17);
@@ -144,11 +147,12 @@ TEST(LarsStep, ZeroNormsGiveTrustOne) {
   Tensor grad = Tensor::from_vector<double>({1, 2, 0, 0, 0, 0}, {6});
   Tensor v = Tensor::zeros({6}, DType::f64);
   const std::vector<LarsSegment> segments = {{0, 2, true}, {2, 2, true}, {4, 2, true}};
-  const LarsStepOptions opt{0.1, 0.9, 0.0, 0.5};
-  lars_step(w, grad, v, segments, opt);
+  const LarsStepOptions opt{0.9, 0.0, 0.5};
+  const Tensor lr = lr_tensor(0.1);
+  lars_step(w, grad, v, segments, opt, lr);
   EXPECT_EQ(v.to_vector<double>(), (std::vector<double>{0.1, 0.2, 0, 0, 0, 0}));
   EXPECT_EQ(w.to_vector<double>(), (std::vector<double>{-0.1, -0.2, 1, 1, 0, 0}));
-  lars_step(w, Tensor::zeros({6}, DType::f64), v, segments, opt);
+  lars_step(w, Tensor::zeros({6}, DType::f64), v, segments, opt, lr);
   const std::vector<double> v2 = v.to_vector<double>(), w2 = w.to_vector<double>();
   EXPECT_NEAR(v2[0], 0.09, 1e-16);
   EXPECT_NEAR(v2[1], 0.18, 1e-16);
@@ -167,7 +171,7 @@ TEST(LarsStep, ExcludedSegmentsAreMomentumSgdWithoutWeightDecay) {
   const double lrs[] = {0.5, 0.25, 1.0};
   for (int step = 0; step < 3; ++step) {
     const Tensor grad = make_input({{n}}, 10 + step, DType::f64, Device::cpu());
-    lars_step(w, grad, v, excluded, {lrs[step], 0.9, 0.5, 3.0});
+    lars_step(w, grad, v, excluded, {0.9, 0.5, 3.0}, lr_tensor(lrs[step]));
     const std::vector<double> g = grad.to_vector<double>();
     for (int64_t i = 0; i < n; ++i) {
       v_ref[i] = std::fma(g[i], lrs[step], v_ref[i] * 0.9);
@@ -182,7 +186,7 @@ TEST(LarsStep, ElementsOutsideEverySegmentAreNotTouched) {
   // Segments [2, 5) and [9, 10) of 12 elements; the rest stays as it was, in params and momentum.
   Tensor w = Tensor::full({12}, 3.0), grad = Tensor::full({12}, std::nan("")), v = Tensor::full({12}, -1.0);
   for (int64_t i : {2, 3, 4, 9}) grad.slice(0, i, i + 1).fill_(0.5);
-  lars_step(w, grad, v, {{2, 3, true}, {9, 1, false}}, {0.1, 0.9, 1e-4, 0.01});
+  lars_step(w, grad, v, {{2, 3, true}, {9, 1, false}}, {0.9, 1e-4, 0.01}, lr_tensor(0.1));
   const std::vector<float> wv = w.to_vector<float>(), vv = v.to_vector<float>();
   for (int64_t i : {0, 1, 5, 6, 7, 8, 10, 11}) {
     EXPECT_EQ(wv[i], 3.0f) << i;
@@ -198,11 +202,12 @@ TEST(LarsStep, TheChunkSizeOnlyChangesTheNormsSummationOrder) {
   const std::vector<LarsSegment> segments = {{0, 517, true}, {517, 3, false}, {528, 301, true}, {829, 171, true}};
   const Tensor w0 = make_input({{n}}, 2, DType::f64, Device::cpu());
   const Tensor grad = make_input({{n}, -0.1, 0.1}, 3, DType::f64, Device::cpu());
-  const LarsStepOptions opt{0.5, 0.9, 1e-3, 0.02};
+  const LarsStepOptions opt{0.9, 1e-3, 0.02};
+  const Tensor lr = lr_tensor(0.5);
   auto run = [&](int64_t chunk) {
     Tensor w = w0.clone(), v = Tensor::zeros({n}, DType::f64);
     const LarsPlan plan(segments, n, Device::cpu(), chunk);
-    for (int step = 0; step < 3; ++step) lars_step(w, grad, v, plan, opt);
+    for (int step = 0; step < 3; ++step) lars_step(w, grad, v, plan, opt, lr);
     return w;
   };
   const Tensor reference = run(LarsPlan::kDefaultChunk);
@@ -237,31 +242,62 @@ TEST(LarsStep, RefusesBadSegmentsWithTheirPlaces) {
 TEST(LarsStep, RefusesWhatItCannotUpdate) {
   Tensor p = Tensor::zeros({6}), g = Tensor::zeros({6}), v = Tensor::zeros({6});
   const std::vector<LarsSegment> segments = {{0, 6, true}};
-  const LarsStepOptions opt{0.1, 0.9, 1e-6, 0.001};
-  for (auto [field, name] : {std::pair{&LarsStepOptions::lr, "learning rate"}, {&LarsStepOptions::momentum, "momentum"},
+  const LarsStepOptions opt{0.9, 1e-6, 0.001};
+  const Tensor lr = lr_tensor(0.1);
+  for (auto [field, name] : {std::pair{&LarsStepOptions::momentum, "momentum"},
                              {&LarsStepOptions::weight_decay, "weight_decay"}, {&LarsStepOptions::eta, "eta"}}) {
     LarsStepOptions bad = opt;
     bad.*field = -0.5;
-    const std::string msg = error_of([&] { lars_step(p, g, v, segments, bad); });
+    const std::string msg = error_of([&] { lars_step(p, g, v, segments, bad, lr); });
     EXPECT_NE(msg.find(name), std::string::npos) << msg;
     EXPECT_NE(msg.find("-0.5"), std::string::npos) << msg;
   }
-  EXPECT_THROW(lars_step(p, Tensor::zeros({5}), v, {{0, 5, true}}, opt), Error) << "gradient shape";
+  EXPECT_THROW(lars_step(p, Tensor::zeros({5}), v, {{0, 5, true}}, opt, lr), Error) << "gradient shape";
   Tensor v64 = Tensor::zeros({6}, DType::f64);
-  EXPECT_THROW(lars_step(p, g, v64, segments, opt), Error) << "momentum dtype";
+  EXPECT_THROW(lars_step(p, g, v64, segments, opt, lr), Error) << "momentum dtype";
   Tensor pi = Tensor::zeros({6}, DType::i32), vi = Tensor::zeros({6}, DType::i32);
-  EXPECT_THROW(lars_step(pi, Tensor::zeros({6}, DType::i32), vi, segments, opt), Error) << "integer dtype";
-  EXPECT_THROW(lars_step(p, g, p, segments, opt), Error) << "momentum aliasing the parameters";
+  EXPECT_THROW(lars_step(pi, Tensor::zeros({6}, DType::i32), vi, segments, opt, lr), Error) << "integer dtype";
+  EXPECT_THROW(lars_step(p, g, p, segments, opt, lr), Error) << "momentum aliasing the parameters";
   Tensor strided = Tensor::zeros({12}).slice(0, 0, 12, 2);
-  EXPECT_THROW(lars_step(strided, g, v, segments, opt), Error) << "parameters not contiguous";
-  EXPECT_NO_THROW(lars_step(p, Tensor::zeros({12}).slice(0, 0, 12, 2), v, segments, opt)) << "a strided gradient";
-  const std::string msg = error_of([&] { lars_step(p, g, v, LarsPlan(segments, 8, Device::cpu()), opt); });
+  EXPECT_THROW(lars_step(strided, g, v, segments, opt, lr), Error) << "parameters not contiguous";
+  EXPECT_NO_THROW(lars_step(p, Tensor::zeros({12}).slice(0, 0, 12, 2), v, segments, opt, lr)) << "a strided gradient";
+  std::string msg = error_of([&] { lars_step(p, g, v, LarsPlan(segments, 8, Device::cpu()), opt, lr); });
   EXPECT_NE(msg.find("made for buffers of 8 elements"), std::string::npos) << msg;
+  msg = error_of([&] { lars_step(p, g, v, segments, opt, Tensor::full({1}, 0.1)); });
+  EXPECT_NE(msg.find("one-element f64"), std::string::npos) << "an f32 learning rate: " << msg;
+  msg = error_of([&] { lars_step(p, g, v, segments, opt, Tensor::full({3}, 0.1, DType::f64)); });
+  EXPECT_NE(msg.find("one-element f64"), std::string::npos) << "three learning rates: " << msg;
   Tensor leaf = Tensor::zeros({6});
   leaf.requires_grad_(true);
-  EXPECT_THROW(lars_step(leaf, g, v, segments, opt), Error) << "parameters requiring grad with grad mode on";
+  EXPECT_THROW(lars_step(leaf, g, v, segments, opt, lr), Error) << "parameters requiring grad with grad mode on";
   NoGradGuard no_grad;
-  EXPECT_NO_THROW(lars_step(leaf, g, v, segments, opt));
+  EXPECT_NO_THROW(lars_step(leaf, g, v, segments, opt, lr));
+}
+
+TEST(LarsStep, ReadsTheLearningRateWhenItRunsWithoutAHostRead) {
+  // One lr tensor refilled between steps (as nn::Optimizer::set_lr before a graph replay) gives
+  // what a fresh tensor of each value gives, and no step reads anything back to the host.
+  const std::vector<LarsSegment> segments = {{0, 5, true}, {5, 2, false}, {8, 9, true}};
+  const Tensor w0 = make_input({{17}}, 4, DType::f64, Device::cpu());
+  const Tensor grad = make_input({{17}, -0.1, 0.1}, 5, DType::f64, Device::cpu());
+  const LarsStepOptions opt{0.9, 1e-3, 0.02};
+  for (Device device : {Device::cpu(), Device::cuda()}) {
+    if (device.is_cuda() && cuda_device_count() == 0) continue;
+    const LarsPlan plan(segments, 17, device);
+    Tensor w = w0.to(device).clone(), v = Tensor::zeros({17}, DType::f64, device), lr = lr_tensor(0.5, device);
+    Tensor w_ref = w.clone(), v_ref = v.clone();
+    const Tensor g = grad.to(device);
+    const uint64_t reads = host_read_count();
+    for (double value : {0.5, 0.2, 0.0}) {
+      lr.fill_(value);
+      lars_step(w, g, v, plan, opt, lr);
+      lars_step(w_ref, g, v_ref, plan, opt, lr_tensor(value, device));
+    }
+    EXPECT_EQ(host_read_count(), reads) << device.str();
+    EXPECT_EQ(w.to_vector<double>(), w_ref.to_vector<double>()) << device.str();
+    EXPECT_EQ(v.to_vector<double>(), v_ref.to_vector<double>()) << device.str();
+    EXPECT_NE(w.to_vector<double>(), w0.to_vector<double>()) << device.str();
+  }
 }
 
 // ------------------------------------------------------------------ CUDA
@@ -292,7 +328,8 @@ void check_cuda_against_cpu(const FlatLayout& l, DType dtype, int steps, int64_t
   auto run = [&](Device device) {
     Tensor w = w0.to(device).clone(), v = v0.to(device).clone();
     const LarsPlan plan(l.segments, l.numel, device, chunk);
-    for (int s = 0; s < steps; ++s) lars_step(w, grads[s].to(device), v, plan, {0.3 + 0.2 * s, 0.9, 1e-4, 0.001});
+    for (int s = 0; s < steps; ++s)
+      lars_step(w, grads[s].to(device), v, plan, {0.9, 1e-4, 0.001}, lr_tensor(0.3 + 0.2 * s, device));
     return std::pair{w.to(Device::cpu()), v.to(Device::cpu())};
   };
   const auto [w_cpu, v_cpu] = run(Device::cpu());
@@ -317,7 +354,8 @@ TEST(LarsStep, CudaMatchesCpuOnASmallModel) {
 TEST(LarsStep, RefusesAPlanOfAnotherDevice) {
   SKIP_WITHOUT_CUDA();
   Tensor p = Tensor::zeros({6}, DType::f32, Device::cuda()), g = p.clone(), v = p.clone();
-  const std::string msg = error_of([&] { lars_step(p, g, v, LarsPlan({{0, 6, true}}, 6, Device::cpu()), {}); });
+  const std::string msg =
+      error_of([&] { lars_step(p, g, v, LarsPlan({{0, 6, true}}, 6, Device::cpu()), {}, lr_tensor(0.1, Device::cuda())); });
   EXPECT_NE(msg.find("the plan was made for cpu"), std::string::npos) << msg;
 }
 
