@@ -32,7 +32,8 @@
 #   3. first run         moco demo; the quickstart's pretraining at its own scale (first-run.log)
 #   4. MoCo step         bench_moco_step and its PyTorch twin, fp32; then SimCLR: bench_simclr_step
 #                        and bench_nt_xent with their twins, fp32; then the MoCo step in bf16 (the
-#                        twin in autocast bf16 + channels_last) and tf32, as time allows (moco-step.log)
+#                        twin in autocast bf16 + channels_last) and tf32, as time allows (moco-step.log);
+#                        the engine's plain step runs as a CUDA graph (--cuda-graphs auto)
 #   5. ResNet ops        bench_resnet_ops and its PyTorch twin, fp32 (resnet-ops.log)
 #   6. sanitizer         compute-sanitizer memcheck over test_ops and test_engine's CUDA cases
 #                        without the real-size cases and the deliberate out-of-memory (sanitizer.log)
@@ -518,7 +519,7 @@ for precision in fp32 bf16 tf32; do
   plain_ms=$(field_before "$engine_out" 'plain MoCo v2' ms/step)
   hp_ms=$(field_before "$engine_out" 'hp + 1 hard neg' ms/step)
   if [ -n "$plain_ms" ]; then
-    key "plain $plain_ms ms/step $(field_before "$engine_out" 'plain MoCo v2' img/s) img/s$(grep 'plain MoCo v2' "$engine_out" | grep -o ' peak [0-9]* MiB' | head -1); hp+1 neg ${hp_ms:-?} ms/step"
+    key "plain $plain_ms ms/step $(field_before "$engine_out" 'plain MoCo v2' img/s) img/s$(grep 'plain MoCo v2' "$engine_out" | grep -o ' peak [0-9]* MiB' | head -1)$(grep 'plain MoCo v2' "$engine_out" | grep -o ' cuda graph' | head -1); hp+1 neg ${hp_ms:-?} ms/step"
   elif [ "$engine_status" = pass ]; then
     key "no step time: $(grep -v '^\s*$' "$engine_out" | tail -1 | cut -c1-80) (see moco-step.log)"
   fi

@@ -135,6 +135,7 @@ void run_pretrain(PretrainArgs& a) {
   }
   c.device = rank_device(a.shared.device, world);
   c.precision = engine::parse_precision(a.shared.device.precision);
+  c.cuda_graphs = engine::ssl::parse_cuda_graphs(a.shared.cuda_graphs);
   c.world = &device_collectives(c.device, a.shared.processes);
   c.before_step = fault_injection(world.rank());
   c.args_json = args_json(a, c.device.str());

@@ -51,6 +51,7 @@ void run_supervised(SupervisedArgs& a) {
   c.supervised.bn_groups = a.shared.bn_groups;
   c.device = rank_device(a.shared.device, world);
   c.precision = engine::parse_precision(a.shared.device.precision);
+  c.cuda_graphs = engine::ssl::parse_cuda_graphs(a.shared.cuda_graphs);
   c.world = &device_collectives(c.device, a.shared.processes);
   c.args_json = args_json(a, c.device.str());
   const engine::ssl::PretrainResult r = engine::ssl::pretrain(c);

@@ -50,6 +50,11 @@ void add_training_flags(CLI::App* cmd, engine::ssl::PretrainConfig& c, TrainingF
       ->check(CLI::Range(1, 1 << 30));
   add_device_flags(cmd, flags.device);
   add_process_flags(cmd, flags.processes);
+  cmd->add_option("--cuda-graphs", flags.cuda_graphs,
+                  "capture the training step once as a CUDA graph and replay it (one launch a step instead of "
+                  "hundreds): auto where it can be (one process on a GPU, --strategy none), on (refuse elsewhere), off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   cmd->add_option("--max-steps", c.max_steps, "stop after this many optimizer steps in all (0: no limit)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
@@ -84,6 +89,7 @@ std::string training_args_json(const engine::ssl::PretrainConfig& c, const Train
                                        {"fast_decode", c.fast_decode},
                                        {"device", device},
                                        {"precision", flags.device.precision},
+                                       {"cuda_graphs", flags.cuda_graphs},
                                        {"max_steps", c.max_steps},
                                        {"save_freq_steps", c.save_freq_steps},
                                        {"resume", c.resume},

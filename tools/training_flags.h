@@ -22,6 +22,7 @@ namespace moco_cli {
 
 struct TrainingFlags {
   std::string arch = "resnet50";
+  std::string cuda_graphs = "auto";  // ssl/run/step_graph.h
   bool small_stem = false;
   int64_t width = 64;
   int64_t bn_groups = 1;

@@ -9,7 +9,10 @@
 // batch 32, K = 4096 (minutes on a small CPU instead of hours).
 //
 //   bench_moco_step [--device cpu|cuda|all] [--quick] [--precision fp32|tf32|bf16] [--batch N]
-// On a GPU each line ends with the peak of allocated memory during the timed steps.
+//                   [--cuda-graphs auto|on|off]
+// On a GPU each line ends with the peak of allocated memory during the timed steps. The plain step
+// runs as a CUDA graph on a GPU unless --cuda-graphs off (ssl/run/step_graph.h: as the trainer
+// runs it); the masked step is not captured.
 #include <fmt/format.h>
 
 #include "bench/ops/bench_timing.h"
@@ -17,6 +20,7 @@
 #include "engine/random.h"
 #include "layers/optimizer.h"
 #include "ssl/methods/moco.h"
+#include "ssl/run/step_graph.h"
 
 using namespace engine;
 
@@ -30,6 +34,7 @@ struct StepCase {
 
 // --batch N: the global batch instead of the case's (the bf16 goal is stated at 256).
 int64_t g_batch_override = 0;
+ssl::CudaGraphs g_cuda_graphs = ssl::CudaGraphs::Auto;
 
 StepCase step_case(bool quick, bool gpu) {
   StepCase c;
@@ -64,30 +69,40 @@ void bench_step(Device device, Precision precision, const StepCase& c, const ssl
   normal_(key, gen);
   query = query.to(device);
   key = key.to(device);
-  Generator shuffle(2);
-  double loss = 0;
+  const bool graphs = ssl::use_cuda_graphs(
+      g_cuda_graphs, ssl::why_step_cannot_be_captured(device, 1, masking != nullptr), "bench_moco_step");
+  ssl::StepGraph step_graph(device, graphs);
+  Tensor step_number = Tensor::zeros({1}, DType::i64, device);  // (1) i64: what the shuffle BN reads
+  sgd.set_lr(0.015);
+  Tensor last_loss;  // read once the timing is over: a read each step would wait for the device
   int64_t step_index = 0;
   auto step = [&] {
-    ssl::ContrastiveOutput out = masking ? moco.forward_masked(query, key, *masking, step_index++, shuffle)
-                                  : moco.forward(query, key, Tensor(), shuffle);
-    moco.encoder_q().zero_grad();
-    out.loss.backward();
-    sgd.step(0.015);
-    loss = out.loss.item();
+    step_number.fill_(static_cast<double>(step_index));
+    const Tensor step_loss = step_graph.run({query, key}, [&](const std::vector<Tensor>& views) {
+      ssl::ContrastiveOutput out = moco.train_forward({views, Tensor(), step_number}, masking, step_index, nullptr);
+      moco.encoder_q().zero_grad();
+      out.loss.backward();
+      sgd.step();
+      return std::vector<Tensor>{out.loss.detach()};
+    }).front();
+    ++step_index;
+    last_loss = step_loss;
   };
   // Peak memory of the steps alone (model, queue, batch and activations): the allocator's peak of
   // allocated bytes, the figure PyTorch's max_memory_allocated() gives its twin.
   if (device.is_cuda()) cuda_allocator(device.index).reset_peak();
   const double seconds = bench::median_seconds_per_call(device, c.repeats, step);
+  const double loss = last_loss.item();
   const std::string peak =
       device.is_cuda()
           ? fmt::format("  peak {:.0f} MiB", cuda_allocator(device.index).stats().peak_allocated_bytes / 1048576.0)
           : std::string();
   fmt::print("{:<6} {:<9} {}{} {:>4}px batch {:>3} ({} groups) K {:>5} {:<26}: {:8.1f} ms/step {:8.1f} img/s  (loss "
-             "{:.3f}){}\n",
+             "{:.3f}){}{}\n",
              device.str(), c.moco.arch, c.moco.small_stem ? "small-stem " : "", c.moco.mlp ? "mlp" : "", c.size,
              c.batch, c.moco.bn_groups, c.moco.queue_size, masking ? "hp + 1 hard neg (momentum)" : "plain MoCo v2",
-             1e3 * seconds, static_cast<double>(c.batch) / seconds, loss, peak);
+             1e3 * seconds, static_cast<double>(c.batch) / seconds, loss, peak,
+             step_graph.captured() ? "  cuda graph" : "");
 }
 
 void bench_device(Device device, bool quick, Precision precision) {
@@ -104,11 +119,13 @@ void bench_device(Device device, bool quick, Precision precision) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // The shared command line plus --batch N.
+  // The shared command line plus --batch N and --cuda-graphs auto|on|off.
   std::vector<char*> shared_args = {argv[0]};
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--batch" && i + 1 < argc) {
       g_batch_override = std::stoll(argv[++i]);
+    } else if (std::string(argv[i]) == "--cuda-graphs" && i + 1 < argc) {
+      g_cuda_graphs = ssl::parse_cuda_graphs(argv[++i]);
     } else {
       shared_args.push_back(argv[i]);
     }

@@ -53,7 +53,7 @@ void bench_step(Device device, Precision precision, const StepCase& c, const ssl
   double loss = 0;
   int64_t step_index = 0;
   auto step = [&] {
-    ssl::ContrastiveOutput out = simclr.train_forward({{view1, view2}, Tensor()}, masking, step_index++, nullptr);
+    ssl::ContrastiveOutput out = simclr.train_forward({{view1, view2}, Tensor(), Tensor()}, masking, step_index++, nullptr);
     simclr.encoder().zero_grad();
     out.loss.backward();
     lars.step(0.3);

@@ -49,6 +49,10 @@ const char* online_encoder_description(Method method);
 struct TrainingBatch {
   std::vector<Tensor> views;  // views_per_image() normalised views, each (N, 3, H, W)
   Tensor labels;              // (N) i64 on the views' device: each image's class; read by supervised only
+  // (1) i64 on the views' device: the step's number as the device reads it (MoCo's shuffle BN draws
+  // from it), so that a captured step (--cuda-graphs) draws anew at each replay. Undefined: the
+  // method makes it from train_forward's `step`.
+  Tensor step_number;
 };
 
 // What one training forward leaves on the device (a step never waits to read it).

@@ -11,6 +11,7 @@
 #include "ops/infonce.h"
 #include "ops/l2_normalize.h"
 #include "ops/momentum_update.h"
+#include "ops/queue_enqueue.h"
 #include "ssl/masking/saliency.h"
 
 namespace engine::ssl {
@@ -70,6 +71,7 @@ MoCo::MoCo(const MocoConfig& config, uint64_t seed, Device device, Collectives& 
   Generator gen(seed, kQueueStream);
   normal_(queue, gen);
   queue_ = l2_normalize(queue).transpose(0, 1).contiguous().to(device);  // (D, K)
+  queue_ptr_ = Tensor::zeros({1}, DType::i64, device);
 }
 
 Tensor MoCo::encode_query(const Tensor& images) {
@@ -82,14 +84,15 @@ void MoCo::momentum_update_key_encoder() {
   momentum_update(key, encoder_q_->flat_parameters(), config_.momentum);
 }
 
-Tensor MoCo::encode_keys(const Tensor& images, Generator& shuffle, Tensor* saliency) {
+Tensor MoCo::encode_keys(const Tensor& images, ShuffleStream& shuffle, Tensor* saliency) {
   NoGradGuard no_grad;
   const int64_t N = images.size(0), W = world_.world_size(), first = world_.rank() * N;
   // Shuffle BN: a random permutation spreads the images of the global batch (every rank's, in rank
   // order) over the groups; undo it on the keys. Both are made on the images' device (the same
   // bits on the CPU, a GPU and every rank), so nothing crosses to or from the host.
   const Tensor all = world_.all_gather(images.contiguous());                 // (W N, 3, H, W)
-  const Tensor perm = randperm(W * N, shuffle, images.device());              // (W N,)
+  const Tensor perm = shuffle.step.defined() ? randperm(W * N, shuffle.gen, images.device(), shuffle.step)
+                                              : randperm(W * N, shuffle.gen, images.device());  // (W N,)
   const Tensor inverse = inverse_permutation(perm);                           // (W N,)
   const Tensor shuffled = index_select(all, perm.slice(0, first, first + N), IndexCheck::Trusted);  // (N, 3, H, W)
   const Tensor features = encoder_k_->feature_map(shuffled);                 // (N, F, G, G), shuffled order
@@ -99,7 +102,7 @@ Tensor MoCo::encode_keys(const Tensor& images, Generator& shuffle, Tensor* salie
   return index_select(world_.all_gather(keys), mine, IndexCheck::Trusted);  // (N, D)
 }
 
-Tensor MoCo::encode_hard_negatives(const Tensor& hard, Generator& shuffle) {
+Tensor MoCo::encode_hard_negatives(const Tensor& hard, ShuffleStream& shuffle) {
   NoGradGuard no_grad;
   ENGINE_CHECK(hard.dim() == 5, "MoCo: hard negatives must be (N, n_h, 3, H, W), found {}", hard.str());
   const int64_t N = hard.size(0), n_h = hard.size(1), D = config_.dim;
@@ -133,11 +136,12 @@ void MoCo::dequeue_and_enqueue(const Tensor& keys) {
   ENGINE_CHECK(keys.dim() == 2 && keys.size(1) == config_.dim, "MoCo: keys must be (N, {}), found {}", config_.dim,
                keys.str());
   ENGINE_CHECK(K % N == 0, "MoCo: the queue length --moco-k {} must be a multiple of the global batch size {}", K, N);
-  queue_.slice(1, queue_ptr_, queue_ptr_ + N).copy_(keys.transpose(0, 1));  // columns [ptr, ptr + N)
-  queue_ptr_ = (queue_ptr_ + N) % K;
+  // Columns [ptr, ptr + N) take the keys and ptr moves on, both on the device: the pointer is
+  // read there, so a captured step (--cuda-graphs) enqueues where the queue stands at each replay.
+  queue_enqueue(queue_, keys, queue_ptr_);
 }
 
-ContrastiveOutput MoCo::forward(const Tensor& query, const Tensor& key, const Tensor& hard, Generator& shuffle) {
+ContrastiveOutput MoCo::forward(const Tensor& query, const Tensor& key, const Tensor& hard, ShuffleStream& shuffle) {
   check_view_pair(query, key, config_.bn_groups);
   const Tensor q = encode_query(query);  // (N, D), recorded for backward
   momentum_update_key_encoder();
@@ -147,7 +151,7 @@ ContrastiveOutput MoCo::forward(const Tensor& query, const Tensor& key, const Te
 }
 
 ContrastiveOutput MoCo::forward_masked(const Tensor& query_view, const Tensor& key_view,
-                                const SaliencyGuidedMasking& masking, int64_t step, Generator& shuffle,
+                                const SaliencyGuidedMasking& masking, int64_t step, ShuffleStream& shuffle,
                                 MaskedBatch* record) {
   check_view_pair(query_view, key_view, config_.bn_groups);
   const Tensor query_input = masking.encoder_input(query_view);  // (N, 3, H, W), high-passed under hp
@@ -170,7 +174,12 @@ ContrastiveOutput MoCo::train_forward(const TrainingBatch& batch, const Saliency
   check_batch_views(batch, views_per_image(), "MoCo");
   const Tensor& query = batch.views[0];  // (N, 3, H, W)
   const Tensor& key = batch.views[1];    // (N, 3, H, W)
-  Generator shuffle(seed_, kShuffleBnStreamBase + static_cast<uint64_t>(step));
+  // The shuffle-BN stream of (seed, step), the step added on the device (a captured step's number
+  // changes at every replay).
+  ShuffleStream shuffle{Generator(seed_, kShuffleBnStreamBase),
+                        batch.step_number.defined()
+                            ? batch.step_number
+                            : Tensor::full({1}, static_cast<double>(step), DType::i64, query.device())};
   if (masking) return forward_masked(query, key, *masking, step, shuffle, record);
   return forward(query, key, Tensor(), shuffle);
 }
@@ -202,7 +211,7 @@ NamedTensors MoCo::state_dict() const {
   for (const auto& [name, t] : encoder_q_->state_dict()) out.emplace_back("encoder_q." + name, t);
   for (const auto& [name, t] : encoder_k_->state_dict()) out.emplace_back("encoder_k." + name, t);
   out.emplace_back("queue", queue_);
-  out.emplace_back("queue_ptr", Tensor::from_vector(std::vector<int64_t>{queue_ptr_}, {1}));
+  out.emplace_back("queue_ptr", queue_ptr_);
   return out;
 }
 
@@ -225,7 +234,7 @@ void MoCo::load_state_dict(const NamedTensors& state) {
   encoder_q_->load_state_dict(strip_prefix(state, "encoder_q."));
   encoder_k_->load_state_dict(strip_prefix(state, "encoder_k."));
   queue_.copy_(queue);
-  queue_ptr_ = ptr;
+  queue_ptr_.fill_(static_cast<double>(ptr));
 }
 
 }  // namespace engine::ssl

@@ -58,6 +58,13 @@ struct MocoConfig {
 // The shuffle-BN stream of a step: randomness that is a function of (seed, step) only.
 inline constexpr uint64_t kShuffleBnStreamBase = 0x5342'0000'0000'0000ull;  // "SB"
 
+// Where shuffle BN draws its permutations: Philox stream `gen`, moved by the value of `step` on
+// the device (the step's number: a captured step, --cuda-graphs, draws anew at each replay).
+struct ShuffleStream {
+  Generator gen;
+  Tensor step;  // (1) i64 on the images' device; undefined: no offset
+};
+
 class MoCo : public ContrastiveMethod {
  public:
   // f_q from `seed` (torchvision's initialisation), f_k a copy of it, the queue from N(0, 1) with
@@ -68,7 +75,7 @@ class MoCo : public ContrastiveMethod {
   // One training forward: query and key (N, 3, H, W), hard (N, n_h, 3, H, W) or undefined for
   // none. Performs the momentum update and the enqueue, as the reference's forward does.
   // `shuffle` draws the shuffle-BN permutations.
-  ContrastiveOutput forward(const Tensor& query, const Tensor& key, const Tensor& hard, Generator& shuffle);
+  ContrastiveOutput forward(const Tensor& query, const Tensor& key, const Tensor& hard, ShuffleStream& shuffle);
 
   // The paper's step (METHOD.md section 1): the momentum update, the keys (whose layer4 map is the k
   // view's saliency for the momentum source), then the masked query and hard-negative views
@@ -76,7 +83,7 @@ class MoCo : public ContrastiveMethod {
   // `key_view` are the normalised views; the masks are those of step `step`. `record`, if given,
   // receives what the encoders saw.
   ContrastiveOutput forward_masked(const Tensor& query_view, const Tensor& key_view, const SaliencyGuidedMasking& masking,
-                            int64_t step, Generator& shuffle, MaskedBatch* record = nullptr);
+                            int64_t step, ShuffleStream& shuffle, MaskedBatch* record = nullptr);
 
   // The seam (ssl/methods/method.h): forward or forward_masked on the batch's two views (the query
   // view first; the labels are not read) with the shuffle-BN stream of (seed, step).
@@ -96,8 +103,8 @@ class MoCo : public ContrastiveMethod {
   void momentum_update_key_encoder();
   // (N, D) unit rows, no gradient; `saliency`, if given, receives the channel-summed layer4 map
   // of each image (N, G, G), in the images' order. Shuffle BN over every rank's images.
-  Tensor encode_keys(const Tensor& images, Generator& shuffle, Tensor* saliency = nullptr);
-  Tensor encode_hard_negatives(const Tensor& hard, Generator& shuffle);  // (N, n_h, D), no gradient
+  Tensor encode_keys(const Tensor& images, ShuffleStream& shuffle, Tensor* saliency = nullptr);
+  Tensor encode_hard_negatives(const Tensor& hard, ShuffleStream& shuffle);  // (N, n_h, D), no gradient
   // The loss over [q.k | q.queue | alpha q.t] / T (t may be undefined), then the enqueue of k.
   ContrastiveOutput contrast(const Tensor& q, const Tensor& k, const Tensor& t);
   void dequeue_and_enqueue(const Tensor& keys);                 // keys (W N, D): every rank's
@@ -105,7 +112,7 @@ class MoCo : public ContrastiveMethod {
   nn::ResNet& encoder_q() { return *encoder_q_; }
   nn::ResNet& encoder_k() { return *encoder_k_; }
   const Tensor& queue() const { return queue_; }  // (D, K): column j is a negative key
-  int64_t queue_ptr() const { return queue_ptr_; }
+  int64_t queue_ptr() const { return static_cast<int64_t>(queue_ptr_.item()); }  // reads the device
   const MocoConfig& config() const { return config_; }
   Device device() const { return device_; }
 
@@ -121,8 +128,8 @@ class MoCo : public ContrastiveMethod {
   Device device_;
   Collectives& world_;
   std::shared_ptr<nn::ResNet> encoder_q_, encoder_k_;
-  Tensor queue_;          // (D, K)
-  int64_t queue_ptr_ = 0;
+  Tensor queue_;      // (D, K)
+  Tensor queue_ptr_;  // (1) i64 on the device: the next column to write
 };
 
 // The encoders' shape: arch, stem, width, dim and head of `config`.

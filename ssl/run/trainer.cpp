@@ -98,6 +98,10 @@ class Trainer {
   // Trains the rest of `epoch`; false when --max-steps stopped it.
   bool train_epoch(int64_t epoch);
   void train_step(data::Batch& batch, double lr, Meter& epoch_meter, Meter& window);
+  // The device work of a step: forward, backward, the optimizer step; returns its DeviceSums row
+  // (5,) f64. What a CUDA graph captures (step_graph.h), so it reads the step's number and the
+  // learning rate from the device.
+  Tensor step_on_device(const TrainingBatch& views, const data::Batch& batch);
   // Reads what the pending steps left on the device into both meters; stops the run when the
   // loss was not finite. Called at print steps and before every checkpoint.
   void read_device_sums(double lr, Meter& epoch_meter, Meter& window);
@@ -132,6 +136,10 @@ class Trainer {
   DeviceSums pending_;
   bool ran_a_step_ = false;
   uint64_t host_reads_at_last_read_ = 0;  // host_read_count() after the last read of DeviceSums
+  Tensor step_number_;  // (1) i64 on the device: position_.step, written before each step
+  int64_t step_rows_ = 0;  // the rows of the loss of the last step that ran on the host
+  // Last, so it goes first: its graph replays into the method's and the optimizer's memory.
+  std::unique_ptr<StepGraph> step_graph_;
 };
 
 int64_t bn_groups_of(const PretrainConfig& c) {
@@ -146,6 +154,9 @@ int64_t bn_groups_of(const PretrainConfig& c) {
 void Trainer::check_flags() const {
   ENGINE_CHECK(c_.batch_size >= 1, "{}: -b must be at least 1, found {}", command_, c_.batch_size);
   const int64_t W = world_.world_size();
+  // --cuda-graphs on where the step cannot be captured is refused before anything is built.
+  use_cuda_graphs(c_.cuda_graphs, why_step_cannot_be_captured(c_.device, W, c_.strategy != MaskStrategy::None),
+                  command_);
   ENGINE_CHECK(c_.batch_size % W == 0,
                "{}: -b {} is the global batch (as main_moco.py's), shared by {} processes, and does not divide "
                "by {}: use a multiple of {} (for example {})",
@@ -286,6 +297,12 @@ void Trainer::build() {
     optimizer_ = std::make_unique<nn::Sgd>(method_->online_encoder(), nn::SgdConfig{c_.momentum, c_.weight_decay});
   if (world_.world_size() > 1)
     gradients_ = std::make_unique<nn::DataParallelGradients>(method_->online_encoder(), world_);
+  const std::string no_graphs = why_step_cannot_be_captured(c_.device, world_.world_size(), masking_ != nullptr);
+  const bool graphs = use_cuda_graphs(c_.cuda_graphs, no_graphs, command_);
+  if (c_.device.is_cuda() && c_.cuda_graphs == CudaGraphs::Auto && !graphs)
+    log_info("{}: each step is launched kernel by kernel, without a CUDA graph: {}", command_, no_graphs);
+  step_graph_ = std::make_unique<StepGraph>(c_.device, graphs);
+  step_number_ = Tensor::zeros({1}, DType::i64, c_.device);
   schedule_.base_lr = c_.lr;
   schedule_.epochs = c_.epochs;
   schedule_.milestones = c_.schedule;
@@ -316,10 +333,7 @@ void Trainer::save(const std::string& path) {
   result_.last_checkpoint = path;
 }
 
-void Trainer::train_step(data::Batch& batch, double lr, Meter& epoch_meter, Meter& window) {
-  const auto start = Clock::now();
-  if (c_.before_step) c_.before_step(position_.step, batch);
-  const TrainingBatch views{batch.views, batch.labels};  // views_per_image() x (N, 3, H, W), labels (N)
+Tensor Trainer::step_on_device(const TrainingBatch& views, const data::Batch& batch) {
   ContrastiveOutput out;
   Tensor values = Tensor::zeros({5}, DType::f64, c_.device);  // this step's DeviceSums row
   if (masking_) {
@@ -335,11 +349,33 @@ void Trainer::train_step(data::Batch& batch, double lr, Meter& epoch_meter, Mete
   method_->online_encoder().zero_grad();
   out.loss.backward();
   if (gradients_) gradients_->finish();  // the mean over the ranks
-  optimizer_->step(lr);
-  if (!ran_a_step_) pending_.first_loss = values.slice(0, 0, 1);
+  optimizer_->step();
+  step_rows_ = out.rows;
+  return values;
+}
+
+void Trainer::train_step(data::Batch& batch, double lr, Meter& epoch_meter, Meter& window) {
+  const auto start = Clock::now();
+  if (c_.before_step) c_.before_step(position_.step, batch);
+  // What changes from step to step goes to the device first, outside any captured graph.
+  optimizer_->set_lr(lr);
+  step_number_.fill_(static_cast<double>(position_.step));
+  std::vector<Tensor> inputs = batch.views;  // views_per_image() x (N, 3, H, W), then labels (N)
+  if (batch.labels.defined()) inputs.push_back(batch.labels);
+  const size_t view_count = batch.views.size();
+  // The outputs of a replay are the graph's own: `values` is copied before the next step.
+  const Tensor values = step_graph_->run(inputs, [&](const std::vector<Tensor>& in) {
+    TrainingBatch views{{in.begin(), in.begin() + static_cast<std::ptrdiff_t>(view_count)}, Tensor(), step_number_};
+    if (in.size() > view_count) views.labels = in[view_count];
+    return std::vector<Tensor>{step_on_device(views, batch)};
+  }).front();
+  if (step_graph_->replays() == 1 && result_.graph_replays == 0)
+    log_info("{}: step {} was captured as a CUDA graph; the steps after it replay it", command_, position_.step);
+  result_.graph_replays = step_graph_->replays();
+  if (!ran_a_step_) pending_.first_loss = values.slice(0, 0, 1).clone();
   ran_a_step_ = true;
   if (!pending_.sums.defined()) {
-    pending_.sums = values;
+    pending_.sums = values.clone();
     pending_.first_step = position_.step;
     pending_.first_batch = batch.index;
   } else {
@@ -347,7 +383,7 @@ void Trainer::train_step(data::Batch& batch, double lr, Meter& epoch_meter, Mete
   }
   pending_.sums.slice(0, 4, 5).copy_(values.slice(0, 0, 1));  // the last loss, not summed
   ++pending_.steps;
-  pending_.rows += out.rows;
+  pending_.rows += step_rows_;
   ++position_.step;
   position_.batch = batch.index + 1;
   const double seconds = seconds_between(start, Clock::now()) + batch.wait_seconds;

@@ -45,6 +45,7 @@
 #include "engine/collectives.h"
 #include "engine/device.h"
 #include "engine/precision.h"
+#include "ssl/run/step_graph.h"
 #include "ssl/masking/masking.h"
 #include "ssl/methods/moco.h"
 #include "ssl/methods/simclr.h"
@@ -95,6 +96,8 @@ struct PretrainConfig {
   // --precision: bf16 gives the encoders bf16 activations (engine/precision.h); the math mode of
   // the GEMMs is set on the device by the command (use_precision).
   Precision precision = Precision::fp32;
+  // --cuda-graphs (ssl/run/step_graph.h): capture the step once and replay it, where it can be.
+  CudaGraphs cuda_graphs = CudaGraphs::Auto;
   std::string args_json;  // the flags as given, for args.json and the checkpoints
   // The kNN monitor (ssl/eval/knn.h): every this many epochs (0: never), the online encoder's features of
   // knn_data's train/ (the memory bank) and val/ (the queries), logged as knn_top1.
@@ -118,6 +121,7 @@ struct PretrainResult {
   // Supervised: the classifier's accuracy (%) on DATA/val at the end of the run; -1 when not measured
   // (another method, no val/, or nothing left to train).
   double val_top1 = -1, val_top5 = -1;
+  int64_t graph_replays = 0;  // steps run as a replay of the captured step (--cuda-graphs)
 };
 
 // Runs (or resumes) training; throws engine::Error with a clear message on bad input.

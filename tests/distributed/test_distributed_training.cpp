@@ -61,7 +61,7 @@ double mean_over_ranks(const Tensor& loss) {
 // One training step of `method` as the trainer takes it.
 double step(ContrastiveMethod& method, nn::Optimizer& sgd, nn::DataParallelGradients* gradients, const Tensor& q,
             const Tensor& k, const SaliencyGuidedMasking* masking, int64_t s) {
-  ContrastiveOutput out = method.train_forward({{q, k}, Tensor()}, masking, s, nullptr);  // q, k (N, 3, H, W)
+  ContrastiveOutput out = method.train_forward({{q, k}, Tensor(), Tensor()}, masking, s, nullptr);  // q, k (N, 3, H, W)
   method.online_encoder().zero_grad();
   out.loss.backward();
   if (gradients) gradients->finish();
@@ -104,7 +104,7 @@ void expect_ranks_take_the_one_process_steps(Config config, bool masked, const c
   for (int64_t s = 0; s < steps; ++s) {
     const Tensor q = global_view(s, 0, side).to(device), k = global_view(s, 1, side).to(device);
     const double expected = step(single, single_sgd, nullptr, q, k, single_masking.get(), s);
-    const TrainingBatch mine{{my_slice(q), my_slice(k)}, Tensor()};  // this rank's (N, 3, H, W) of each view
+    const TrainingBatch mine{{my_slice(q), my_slice(k)}, Tensor(), Tensor()};  // this rank's (N, 3, H, W) of each view
     ContrastiveOutput out = ranks.train_forward(mine, ranks_masking.get(), s, nullptr);
     ranks.online_encoder().zero_grad();
     out.loss.backward();

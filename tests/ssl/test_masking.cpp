@@ -76,7 +76,7 @@ TEST(Masking, TheKeyForwardHandsOverEachImagesLayer4MapInTheImagesOrder) {
   c.bn_groups = 1;
   MoCo moco(c, 4, Device::cpu());
   const Tensor k = views(6, 2);
-  Generator shuffle(9);
+  ShuffleStream shuffle{Generator(9), Tensor()};
   Tensor saliency;
   moco.encode_keys(k, shuffle, &saliency);
   NoGradGuard no_grad;
@@ -153,7 +153,7 @@ TEST(Masking, MaskedForwardIsItsStepsInOrder) {
   MoCo a(small_config(), 8, Device::cpu()), b(small_config(), 8, Device::cpu());
   const SaliencyGuidedMasking masking(masking_config(MaskStrategy::Hp, 1), Device::cpu());
   const Tensor q = views(8, 16), k = views(8, 17);
-  Generator shuffle_a(30), shuffle_b(30);
+  ShuffleStream shuffle_a{Generator(30), Tensor()}, shuffle_b{Generator(30), Tensor()};
   MaskedBatch record;
   const ContrastiveOutput out = a.forward_masked(q, k, masking, 5, shuffle_a, &record);
 

@@ -63,7 +63,7 @@ TEST(MoCo, InitialLossIsLogOfTheLogitCountWhenTheTemperatureIsLarge) {
   MocoConfig c = tiny_config();
   c.temperature = 1e4;
   MoCo moco(c, 2, Device::cpu());
-  Generator shuffle(3);
+  ShuffleStream shuffle{Generator(3), Tensor()};
   const ContrastiveOutput plain = moco.forward(images(8, 10), images(8, 11), Tensor(), shuffle);
   EXPECT_NEAR(plain.loss.item(), std::log(1.0 + 32), 1e-3);
   EXPECT_EQ(plain.rows, 8);
@@ -96,7 +96,7 @@ TEST(MoCo, EnqueueWritesTheKeysAsColumnsAndWrapsThePointer) {
 TEST(MoCo, ForwardUsesThePreviousQueueThenEnqueuesItsKeys) {
   MoCo moco(tiny_config(), 5, Device::cpu());
   const Tensor before = moco.queue().clone();
-  Generator shuffle(6);
+  ShuffleStream shuffle{Generator(6), Tensor()};
   moco.forward(images(8, 30), images(8, 31), Tensor(), shuffle);
   EXPECT_EQ(moco.queue_ptr(), 8);
   // Columns 8-31 untouched, 0-7 replaced by unit keys.
@@ -109,7 +109,7 @@ TEST(MoCo, OnlyTheQueryEncoderReceivesGradientsAndTheKeyEncoderFollowsByMomentum
   c.momentum = 0.9;
   MoCo moco(c, 7, Device::cpu());
   nn::Sgd sgd(moco.encoder_q(), {});
-  Generator shuffle(8);
+  ShuffleStream shuffle{Generator(8), Tensor()};
   for (int step = 0; step < 2; ++step) {
     const Tensor q_before = moco.encoder_q().flat_parameters().clone();
     const Tensor k_before = moco.encoder_k().flat_parameters().clone();
@@ -132,7 +132,8 @@ TEST(MoCo, OnlyTheQueryEncoderReceivesGradientsAndTheKeyEncoderFollowsByMomentum
 TEST(MoCo, ShuffleBnEncodesEachKeyInTheGroupItWasShuffledInto) {
   MoCo moco(tiny_config(), 9, Device::cpu());
   const Tensor x = images(8, 60);
-  Generator shuffle(11, 3), replay(11, 3);
+  ShuffleStream shuffle{Generator(11, 3), Tensor()};
+  Generator replay(11, 3);
   const Tensor keys = moco.encode_keys(x, shuffle);  // (8, D)
   // Replay the permutation; encode each group of 4 shuffled images by itself.
   const std::vector<int64_t> perm = randperm(8, replay).to_vector<int64_t>();
@@ -153,7 +154,7 @@ TEST(MoCo, ReferenceQuirksShareOneHardNegativePerGroupEncodedAlone) {
   c.reference_quirks = true;
   MoCo moco(c, 12, Device::cpu());
   const Tensor hard = images(8, 70).view({8, 1, 3, 16, 16});
-  Generator shuffle(13);
+  ShuffleStream shuffle{Generator(13), Tensor()};
   const Tensor t = moco.encode_hard_negatives(hard, shuffle);  // (8, 1, D)
   ASSERT_EQ(t.shape(), (Shape{8, 1, 8}));
   nn::set_ghost_batchnorm(moco.encoder_k(), 1, GhostRunningStats::FirstGroup);
@@ -169,7 +170,7 @@ TEST(MoCo, ReferenceQuirksShareOneHardNegativePerGroupEncodedAlone) {
 TEST(MoCo, CleanHardNegativesAreEachImagesOwn) {
   MoCo moco(tiny_config(), 14, Device::cpu());
   const Tensor hard = images(8, 80).view({8, 1, 3, 16, 16});
-  Generator shuffle(15);
+  ShuffleStream shuffle{Generator(15), Tensor()};
   const Tensor t = moco.encode_hard_negatives(hard, shuffle);
   // Rows differ from image to image (their own views), unlike the quirk's shared vector.
   EXPECT_FALSE(all_close(t.slice(0, 0, 1), t.slice(0, 1, 2), 1e-3, 0));
@@ -178,7 +179,7 @@ TEST(MoCo, CleanHardNegativesAreEachImagesOwn) {
 
 TEST(MoCo, StateRoundTripsAndRefusesAnotherShape) {
   MoCo a(tiny_config(), 16, Device::cpu()), b(tiny_config(), 17, Device::cpu());
-  Generator shuffle(18);
+  ShuffleStream shuffle{Generator(18), Tensor()};
   a.forward(images(8, 90), images(8, 91), Tensor(), shuffle);
   b.load_state_dict(a.state_dict());
   EXPECT_TRUE(all_close(b.encoder_q().flat_parameters(), a.encoder_q().flat_parameters(), 0, 0));
@@ -203,7 +204,7 @@ TEST(MoCo, StateRoundTripsAndRefusesAnotherShape) {
 void check_cuda_step_matches_cpu(const MocoConfig& config, int64_t n, int64_t side, bool masked) {
   MoCo cpu(config, 20, Device::cpu()), gpu(config, 20, Device::cuda());
   const Tensor q = images(n, 100, side), k = images(n, 101, side);
-  Generator s1(21), s2(21);
+  ShuffleStream s1{Generator(21), Tensor()}, s2{Generator(21), Tensor()};
   ContrastiveOutput a, b;
   if (masked) {
     MaskingConfig mc;

@@ -94,7 +94,7 @@ TEST(Supervised, TheClassifierIsTheResNetWithATorchvisionFcAndItsLossIsCrossEntr
 
   const Tensor x = images(4, 2);
   const Tensor labels = Tensor::from_vector(std::vector<int64_t>{0, 2, 1, 2}, {4});
-  const ContrastiveOutput out = model.train_forward({{x}, labels}, nullptr, 0, nullptr);
+  const ContrastiveOutput out = model.train_forward({{x}, labels, Tensor()}, nullptr, 0, nullptr);
   EXPECT_EQ(out.rows, 4);
   // The same logits through a twin give the same loss by cross_entropy alone.
   Supervised twin(tiny_config(), 1, Device::cpu());
@@ -169,10 +169,10 @@ TEST(Supervised, RefusesAMaskingOneClassAndABatchWithoutItsView) {
   mc.saliency.kind = SaliencySourceKind::Online;
   const SaliencyGuidedMasking masking(mc, Device::cpu());
   const Tensor labels = Tensor::from_vector(std::vector<int64_t>{0, 1}, {2});
-  EXPECT_NE(error_of([&] { model.train_forward({{images(2, 1)}, labels}, &masking, 0, nullptr); })
+  EXPECT_NE(error_of([&] { model.train_forward({{images(2, 1)}, labels, Tensor()}, &masking, 0, nullptr); })
                 .find("masking and hard negatives belong to the contrastive methods' step"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { model.train_forward({{images(2, 1), images(2, 2)}, labels}, nullptr, 0, nullptr); })
+  EXPECT_NE(error_of([&] { model.train_forward({{images(2, 1), images(2, 2)}, labels, Tensor()}, nullptr, 0, nullptr); })
                 .find("supervised: a training batch must carry 1 view(s) of each image, found 2"),
             std::string::npos);
   EXPECT_NE(error_of([&] { Supervised(tiny_config(1), 1, Device::cpu()); }).find("at least 2 classes, found 1"),
@@ -322,7 +322,7 @@ TEST_F(SupervisedTrainerTest, ItsCheckpointIsEvaluatedLikeAPretrainingOne) {
   nn::Sgd sgd(trained.online_encoder(), {0.9, 1e-4});
   for (int64_t step = 0; step < 2; ++step) {
     const Tensor labels = Tensor::from_vector(std::vector<int64_t>{0, 1, 2, 1}, {4});
-    const ContrastiveOutput out = trained.train_forward({{images(4, 10 + step)}, labels}, nullptr, step, nullptr);
+    const ContrastiveOutput out = trained.train_forward({{images(4, 10 + step)}, labels, Tensor()}, nullptr, step, nullptr);
     trained.online_encoder().zero_grad();
     out.loss.backward();
     sgd.step(0.1);
