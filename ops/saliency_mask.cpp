@@ -7,6 +7,20 @@
 
 namespace engine {
 
+namespace {
+
+// A defined stream offset must be what the kernels read, one i64 (saliency_mask checks its device).
+// Its value is never read here, so a CUDA offset costs no host read.
+void check_stream_offset(const Tensor& offset) {
+  if (!offset.defined()) return;
+  ENGINE_CHECK(offset.dtype() == DType::i64 && offset.numel() == 1,
+               "saliency_mask: expected the stream offset to be a one-element i64 tensor, found {}; make it with "
+               "Tensor::zeros({{1}}, DType::i64, x.device()) (or leave it undefined for no offset)",
+               offset.str());
+}
+
+}  // namespace
+
 SaliencyMaskParams saliency_mask_params(int64_t N, int64_t H, int64_t W, int64_t grid, const SaliencyMaskOptions& options) {
   SaliencyMaskParams p;
   p.N = N;
@@ -19,6 +33,9 @@ SaliencyMaskParams saliency_mask_params(int64_t N, int64_t H, int64_t W, int64_t
   p.quirks = options.reference_quirks;
   p.seed = options.seed;
   p.stream = options.stream;
+  check_stream_offset(options.stream_offset);
+  p.stream_offset = options.stream_offset.defined() ? options.stream_offset.data<int64_t>() : nullptr;
+  p.stream_offset_scale = options.stream_offset_scale;
   p.images_per_group = options.images_per_group;
   p.first_image = options.first_image;
   return p;
@@ -46,6 +63,11 @@ SaliencyMaskResult saliency_mask(const Tensor& x, const Tensor& foreground, cons
                "saliency_mask: x {} requires grad, but masking has no backward; detach x or run under NoGradGuard",
                x.str());
   const Device device = x.device();
+  check_stream_offset(options.stream_offset);
+  ENGINE_CHECK(!options.stream_offset.defined() || options.stream_offset.device() == device,
+               "saliency_mask: expected the stream offset on the views' device {} (the masks are made there and read "
+               "it there), found {}; make it on that device",
+               device.str(), options.stream_offset.str());
   const Tensor xc = x.detach().contiguous();
   const Tensor fg = foreground.to(device).contiguous();
 

@@ -19,6 +19,13 @@
 // and blur, the same values on the CPU and on CUDA, bit for bit (mean's fill is a mean computed by
 // each backend's reduction, equal to a few ulps).
 //
+// The stream may be moved by a value in memory: with `stream_offset` (a one-element i64 tensor on
+// x's device) the call uses the streams from stream + stream_offset_scale * offset (modulo 2^64)
+// on, and masks exactly as the call with `stream` set to that value and no offset. The offset is
+// read where the masks are made (the CPU loop on the host, the CUDA kernel on the device), never by
+// the host for a CUDA call, so a training step captured in a CUDA graph masks differently at each
+// replay when the offset (the step counter, on the device) changes.
+//
 // reference_quirks selects the published code's O3 (a negative N_BG masks all BG cells but
 // |N_BG|), O4 (a one-cell list is skipped), O5 (cap test at 0.56) and O6 (shared noise); the
 // defaults are the clean rules of METHOD.md section 11.
@@ -46,6 +53,11 @@ struct SaliencyMaskOptions {
   MaskMode mode = MaskMode::Positive;
   uint64_t seed = 0;
   uint64_t stream = 0;            // the call uses streams stream .. stream + kSaliencyMaskStreams - 1
+  // Moves `stream` by stream_offset_scale * (the tensor's value) (see the header comment):
+  // undefined means 0; defined, a one-element i64 tensor on x's device, which must stay alive and
+  // unchanged until the call's kernel has run.
+  Tensor stream_offset;
+  uint64_t stream_offset_scale = 1;
   int64_t images_per_group = 0;   // virtual GPU size for the shared noise of O6 (0: the whole batch)
   // The batch's first image in the batch its draws come from: a rank's slice of the global batch
   // (rank r of N images each: r N) masks as those images would in one process.
@@ -54,7 +66,10 @@ struct SaliencyMaskOptions {
 };
 
 // The kernels' parameters for views (N, 3, H, W) on a grid x grid map (what saliency_mask passes;
-// tests use it to replay the plan of an image).
+// tests use it to replay the plan of an image). A defined options.stream_offset is passed as a
+// pointer to its element, not read: the plan functions read it, so host code can replay the plan
+// only of an offset on the CPU (for a CUDA offset, replay with `stream` set to the effective
+// value). The tensor is checked as saliency_mask checks it, except for its device.
 SaliencyMaskParams saliency_mask_params(int64_t N, int64_t H, int64_t W, int64_t grid, const SaliencyMaskOptions& options);
 
 struct SaliencyMaskResult {

@@ -9,7 +9,9 @@
 namespace engine {
 
 void saliency_mask_cpu(float* out, uint8_t* cells, uint8_t* focal, const float* x, const uint8_t* foreground,
-                       const float* fill, const SaliencyMaskParams& p) {
+                       const float* fill, const SaliencyMaskParams& params) {
+  // The stream offset, a CPU value here, read once for the whole batch.
+  const SaliencyMaskParams p = mask_params_resolved(params);
   ENGINE_CHECK(p.grid >= 1 && p.grid <= kSaliencyMaskMaxGrid && p.C >= 1,
                "saliency_mask_cpu: expected a 1 to {} cell grid and at least one channel, found {} and {}",
                kSaliencyMaskMaxGrid, p.grid, p.C);

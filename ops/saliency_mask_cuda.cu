@@ -17,7 +17,10 @@ constexpr int kBlocksPerImage = 16;  // enough blocks to fill the GPU at a batch
 constexpr int64_t kMaxGridY = 65535;  // CUDA's limit on gridDim.y
 
 __global__ void saliency_mask_kernel(float* out, uint8_t* cells, uint8_t* focal, const float* x,
-                                     const uint8_t* foreground, const float* fill, SaliencyMaskParams p) {
+                                     const uint8_t* foreground, const float* fill, SaliencyMaskParams params) {
+  // The stream offset is read here, when the kernel runs (a graph replay sees its current value),
+  // once per thread rather than once per pixel.
+  const SaliencyMaskParams p = mask_params_resolved(params);
   __shared__ uint8_t fg[kMaxCells];
   __shared__ uint8_t masks[kMaxChannels * kMaxCells];
   __shared__ uint32_t keys[kMaxChannels * kMaxCells];

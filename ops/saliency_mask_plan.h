@@ -2,7 +2,8 @@
 // stream, shared by the CPU reference and the CUDA kernel (host and device code), so both draw the
 // same masks bit for bit. The contract is in saliency_mask.h; the method is METHOD.md section 5.
 //
-// Random layout. A call with (seed, stream) uses five consecutive Philox streams:
+// Random layout. A call uses five consecutive Philox streams of `seed` from its first stream on,
+// `stream` below: p.stream moved by the offset in memory, if any (mask_first_stream).
 // Image n of a call is image first_image + n of the batch its draws come from (a rank's slice of the
 // global batch draws as those images would in one process); below, n is that index.
 //   stream      the plan: image n owns the blocks [n * B, (n + 1) * B), B = plan_blocks(C, grid); its
@@ -31,13 +32,19 @@ enum class MaskMode : uint8_t { Positive, Negative };  // pos (the query), neg (
 constexpr int kSaliencyMaskMaxGrid = 16;  // cells per side the kernels take (224 px at stride 32: 7)
 constexpr int kSaliencyMaskStreams = 5;   // Philox streams one call uses, from `stream` on
 
-// Everything the kernels need, by value.
+// Everything the kernels need, by value, except the stream offset: a step captured in a CUDA graph
+// replays the launch with these values as they were at capture, so what changes per step (the
+// stream) must come from memory the kernel reads.
 struct SaliencyMaskParams {
   int64_t N = 0, C = 3, H = 0, W = 0, grid = 0;
   MaskFill fill = MaskFill::Noise;
   MaskMode mode = MaskMode::Positive;
   bool quirks = false;            // O3, O4, O5, O6 as the published code
   uint64_t seed = 0, stream = 0;
+  // The first stream is stream + stream_offset_scale * *stream_offset (modulo 2^64); the offset is
+  // read where the masks are made (the host for the CPU loop, the device for the kernel); null: 0.
+  const int64_t* stream_offset = nullptr;
+  uint64_t stream_offset_scale = 1;
   int64_t images_per_group = 0;   // O6: the noise patches are shared by this many images
   int64_t first_image = 0;        // the index of image 0 in the batch the draws come from
   bool fill_is_mean = false;      // fill holds (N, C) means instead of (N, C, H, W) pixels
@@ -69,10 +76,27 @@ ENGINE_HD inline int64_t max_cell_side(int64_t extent, int64_t grid) { return (e
 
 ENGINE_HD inline int64_t plan_blocks(int64_t channels, int64_t grid) { return 2 + (channels * grid * grid + 3) / 4; }
 
+// The call's first stream, the only place the offset is read: unsigned arithmetic wraps modulo
+// 2^64, so a negative offset moves the stream back.
+ENGINE_HD inline uint64_t mask_first_stream(const SaliencyMaskParams& p) {
+  return p.stream_offset ? p.stream + p.stream_offset_scale * static_cast<uint64_t>(*p.stream_offset) : p.stream;
+}
+
+// The same parameters with the offset folded into `stream` (and the pointer cleared): each backend
+// resolves once, before its loop over pixels, so the functions below, which call
+// mask_first_stream, read the offset once per image or thread instead of once per pixel.
+ENGINE_HD inline SaliencyMaskParams mask_params_resolved(const SaliencyMaskParams& p) {
+  SaliencyMaskParams resolved = p;
+  resolved.stream = mask_first_stream(p);
+  resolved.stream_offset = nullptr;
+  return resolved;
+}
+
 ENGINE_HD inline uint32_t plan_word(const SaliencyMaskParams& p, int64_t n, int64_t word) {
   uint32_t w[4];
   const int64_t image = p.first_image + n;
-  philox::block_words(p.seed, p.stream, static_cast<uint64_t>(image * plan_blocks(p.C, p.grid) + word / 4), w);
+  philox::block_words(p.seed, mask_first_stream(p), static_cast<uint64_t>(image * plan_blocks(p.C, p.grid) + word / 4),
+                      w);
   return w[word % 4];
 }
 
@@ -238,14 +262,15 @@ ENGINE_HD inline NoiseAddress mask_noise_address(const SaliencyMaskParams& p, co
                                                  int64_t c, int64_t cell_r, int64_t cell_c, int64_t y, int64_t x) {
   const bool shared = p.quirks && !(plan.focal && p.mode == MaskMode::Positive);
   const int64_t image = p.first_image + n;
-  if (!shared) return {p.stream + 1, ((image * p.C + c) * p.H + y) * p.W + x};
+  const uint64_t first = mask_first_stream(p);
+  if (!shared) return {first + 1, ((image * p.C + c) * p.H + y) * p.W + x};
   const int64_t group = p.images_per_group > 0 ? image / p.images_per_group : 0;
   if (plan.focal) {  // neg: the focal block
-    return {p.stream + 4, ((group * p.C + c) * plan.box_h + (y - plan.top)) * plan.box_w + (x - plan.left)};
+    return {first + 4, ((group * p.C + c) * plan.box_h + (y - plan.top)) * plan.box_w + (x - plan.left)};
   }
   const int64_t ph = max_cell_side(p.H, p.grid), pw = max_cell_side(p.W, p.grid);
   const int64_t dy = y - cell_start(cell_r, p.H, p.grid), dx = x - cell_start(cell_c, p.W, p.grid);
-  return {p.stream + (plan.channelwise ? 3 : 2), ((group * p.C + c) * ph + dy) * pw + dx};
+  return {first + (plan.channelwise ? 3 : 2), ((group * p.C + c) * ph + dy) * pw + dx};
 }
 
 // The noise value for a standard normal z: s z, s = 0.18 (pos) or 0.14 (neg), rounded to float.

@@ -322,10 +322,13 @@ void gaussian_filter_case(std::vector<OpCase>& cases, const std::string& op, con
 // saliency_mask (input x): masking has no backward, so forward only. The foreground pattern
 // is fixed (a diagonal band of background); the masks and the noise are drawn from the same
 // Philox words by the same functions on both backends, so hp and blur agree to the bit; mean's
-// fill is each backend's own channel mean, so a few f32 ulps are allowed there.
+// fill is each backend's own channel mean, so a few f32 ulps are allowed there. With a stream
+// offset, the offset is a tensor on the input's device, moving the stream by 16 per unit as the
+// masking's steps do: the kernel reads it on the device, the CPU loop on the host.
 void saliency_mask_case(std::vector<OpCase>& cases, const std::string& label, InputSpec x, int64_t grid,
-                        MaskFill fill, MaskMode mode, bool quirks) {
-  OpCase c{"saliency_mask", label, {std::move(x)}, [grid, fill, mode, quirks](const Inputs& t) {
+                        MaskFill fill, MaskMode mode, bool quirks,
+                        std::optional<int64_t> stream_offset = std::nullopt) {
+  OpCase c{"saliency_mask", label, {std::move(x)}, [grid, fill, mode, quirks, stream_offset](const Inputs& t) {
              const int64_t N = t[0].size(0);
              std::vector<uint8_t> fg(static_cast<size_t>(N * grid * grid));
              for (size_t i = 0; i < fg.size(); ++i) fg[i] = (i % 5) != 0;
@@ -336,6 +339,10 @@ void saliency_mask_case(std::vector<OpCase>& cases, const std::string& label, In
              o.stream = 100;
              o.images_per_group = 2;
              o.reference_quirks = quirks;
+             if (stream_offset) {
+               o.stream_offset = Tensor::from_vector<int64_t>({*stream_offset}, {1}).to(t[0].device());
+               o.stream_offset_scale = 16;
+             }
              const Tensor blurred = fill == MaskFill::Blur ? gaussian_blur(t[0], 5, 2.0) : Tensor();
              return saliency_mask(t[0], Tensor::from_vector(fg, {N, grid, grid}), blurred, o).masked;
            }};
@@ -573,6 +580,10 @@ std::vector<OpCase> all_op_cases() {
                      MaskMode::Positive, false);
   saliency_mask_case(cases, "mean_neg_strided_4x3x16x16", in({4, 3, 16, 16}, S), 4, MaskFill::Mean,
                      MaskMode::Negative, false);
+  saliency_mask_case(cases, "hp_pos_stream_offset3_scale16_5x3x28x28", in({5, 3, 28, 28}), 7, MaskFill::Noise,
+                     MaskMode::Positive, false, 3);
+  saliency_mask_case(cases, "blur_neg_quirks_stream_offset_large_4x3x20x20", in({4, 3, 20, 20}), 5, MaskFill::Blur,
+                     MaskMode::Negative, true, int64_t{1} << 40);
   saliency_foreground_case(cases, "threshold_300x7x7", in({300, 7, 7}), ForegroundRule::Threshold);
   saliency_foreground_case(cases, "row_sorted_quirk_5x4x4", in({5, 4, 4}), ForegroundRule::RowSortedQuirk);
   saliency_foreground_case(cases, "threshold_strided_6x2x2", in({6, 2, 2}, S), ForegroundRule::Threshold);

@@ -6,8 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <map>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "engine/check.h"
 #include "ops/ops.h"
@@ -343,6 +346,155 @@ TEST(SaliencyMask, SameSeedAndStreamGiveTheSameMasksAndAnotherStreamOthers) {
   EXPECT_EQ(a.masked.to_vector<float>(), b.masked.to_vector<float>());
   EXPECT_EQ(a.cells.to_vector<uint8_t>(), b.cells.to_vector<uint8_t>());
   EXPECT_NE(a.masked.to_vector<float>(), c.masked.to_vector<float>());
+}
+
+// ---- the stream moved by an offset in memory ----
+
+// A one-element i64 offset on `device`, built from the exact integer (a double would round the
+// large ones).
+Tensor offset_tensor(int64_t value, Device device) { return Tensor::from_vector<int64_t>({value}, {1}).to(device); }
+
+// The offsets and scales the calls below move the stream by: the masking's 16 streams a step, the
+// first step, a large step whose scaled offset wraps past 2^64, and a negative offset.
+struct StreamMove {
+  int64_t offset;
+  uint64_t scale;
+};
+const std::vector<StreamMove> kMoves = {{3, 16}, {0, 16}, {1'000'003, 16}, {INT64_MAX - 5, 16}, {-2, 1}};
+
+// Every strategy and mode (and hp with the shared-noise streams of O6): the call with the offset
+// on `device` masks, to the bit, as the call with the explicit stream stream + scale * offset; and
+// a nonzero move masks otherwise than the unmoved stream, so an offset the op ignored would fail.
+void check_offset_is_the_explicit_stream(Device device) {
+  const int64_t N = 8, H = 28, W = 28, grid = 7;
+  const uint64_t stream = 40;
+  const Tensor x = views(N, H, W, 6).to(device);
+  const Tensor fg = random_foreground(N, grid, 6).to(device);
+  const Tensor blurred = gaussian_blur(x, 5, 2.0);
+  std::vector<MaskSetup> setups;
+  for (MaskFill fill : {MaskFill::Noise, MaskFill::Blur, MaskFill::Mean})
+    for (MaskMode mode : {MaskMode::Positive, MaskMode::Negative}) setups.push_back({fill, mode, false});
+  setups.push_back({MaskFill::Noise, MaskMode::Negative, true});
+  for (const MaskSetup& s : setups)
+    for (const StreamMove& move : kMoves) {
+      const Tensor fill_views = s.fill == MaskFill::Blur ? blurred : Tensor();
+      SaliencyMaskOptions moved = options_of(s, 12, stream, 4);
+      moved.stream_offset = offset_tensor(move.offset, device);
+      moved.stream_offset_scale = move.scale;
+      const uint64_t effective = stream + move.scale * static_cast<uint64_t>(move.offset);
+      const SaliencyMaskResult a = saliency_mask(x, fg, fill_views, moved);
+      const SaliencyMaskResult b = saliency_mask(x, fg, fill_views, options_of(s, 12, effective, 4));
+      const std::string where = fmt::format("{} on {}, offset {} scale {}", describe(s), device.str(), move.offset,
+                                            move.scale);
+      EXPECT_EQ(a.masked.to(Device::cpu()).to_vector<float>(), b.masked.to(Device::cpu()).to_vector<float>()) << where;
+      EXPECT_EQ(a.cells.to(Device::cpu()).to_vector<uint8_t>(), b.cells.to(Device::cpu()).to_vector<uint8_t>())
+          << where;
+      EXPECT_EQ(a.focal.to(Device::cpu()).to_vector<uint8_t>(), b.focal.to(Device::cpu()).to_vector<uint8_t>())
+          << where;
+      if (effective != stream) {
+        const SaliencyMaskResult unmoved = saliency_mask(x, fg, fill_views, options_of(s, 12, stream, 4));
+        EXPECT_NE(a.cells.to(Device::cpu()).to_vector<uint8_t>(), unmoved.cells.to(Device::cpu()).to_vector<uint8_t>())
+            << where << ": the offset moved nothing";
+      }
+    }
+}
+
+TEST(SaliencyMask, AStreamOffsetMasksAsTheExplicitStream) { check_offset_is_the_explicit_stream(Device::cpu()); }
+
+TEST(SaliencyMask, CudaAStreamOffsetMasksAsTheExplicitStream) {
+  SKIP_WITHOUT_CUDA();
+  check_offset_is_the_explicit_stream(Device::cuda(0));
+}
+
+TEST(SaliencyMask, TheParamsOfACpuOffsetReplayTheMovedPlan) {
+  // saliency_mask_params passes the offset's pointer, and the plan functions read it: a host replay
+  // of the plan with a CPU offset is the plan of the moved stream, which check_batch holds the op's
+  // output to.
+  const int64_t N = 16, H = 28, W = 28, grid = 7;
+  const MaskSetup s{MaskFill::Noise, MaskMode::Positive, true};
+  const Tensor x = views(N, H, W, 3);
+  const Tensor fg = random_foreground(N, grid, 3);
+  SaliencyMaskOptions o = options_of(s, 4, 100, 4);
+  o.stream_offset = offset_tensor(7, Device::cpu());
+  o.stream_offset_scale = 16;
+  const SaliencyMaskResult r = saliency_mask(x, fg, Tensor(), o);
+  const SaliencyMaskParams moved = saliency_mask_params(N, H, W, grid, o);
+  check_batch(s, x, fg, Tensor(), r, moved);
+  const SaliencyMaskParams explicit_stream = params_of(s, N, H, W, grid, 4, 100 + 16 * 7, 4);
+  EXPECT_EQ(mask_first_stream(moved), 100u + 16u * 7u);
+  const std::vector<uint8_t> f = fg.to_vector<uint8_t>();
+  for (int64_t n = 0; n < N; ++n) {
+    const MaskImagePlan a = mask_image_plan(moved, n, f.data() + n * 49);
+    const MaskImagePlan b = mask_image_plan(explicit_stream, n, f.data() + n * 49);
+    EXPECT_EQ(a.ratio, b.ratio) << "image " << n;
+    EXPECT_EQ(a.focal, b.focal) << "image " << n;
+    EXPECT_EQ(a.channelwise, b.channelwise) << "image " << n;
+    EXPECT_EQ(cell_key(moved, a, n, 2, 30), cell_key(explicit_stream, b, n, 2, 30)) << "image " << n;
+  }
+  // Changing the value in place moves the next call, with the same options.
+  o.stream_offset.fill_(8.0);
+  const SaliencyMaskResult next = saliency_mask(x, fg, Tensor(), o);
+  const SaliencyMaskResult expected = saliency_mask(x, fg, Tensor(), options_of(s, 4, 100 + 16 * 8, 4));
+  EXPECT_EQ(next.masked.to_vector<float>(), expected.masked.to_vector<float>());
+  EXPECT_NE(next.masked.to_vector<float>(), r.masked.to_vector<float>());
+}
+
+TEST(SaliencyMask, CudaReadsTheStreamOffsetOnTheDevice) {
+  SKIP_WITHOUT_CUDA();
+  // One offset tensor, changed on the device between two calls with the same options (a captured
+  // step replays the same launch): different masks, each the explicit stream's, and no host read.
+  const Device gpu = Device::cuda(0);
+  const int64_t N = 8, H = 28, W = 28, grid = 7;
+  const MaskSetup s{MaskFill::Noise, MaskMode::Positive, false};
+  const Tensor x = views(N, H, W, 5).to(gpu);
+  const Tensor fg = random_foreground(N, grid, 5).to(gpu);
+  SaliencyMaskOptions o = options_of(s, 9, 1000, 0);
+  o.stream_offset = Tensor::zeros({1}, DType::i64, gpu);
+  o.stream_offset_scale = 16;
+  const uint64_t reads = host_read_count();
+  const SaliencyMaskResult first = saliency_mask(x, fg, Tensor(), o);
+  o.stream_offset.fill_(3.0);
+  const SaliencyMaskResult second = saliency_mask(x, fg, Tensor(), o);
+  EXPECT_EQ(host_read_count(), reads) << "the offset must be read by the kernel, never by the host";
+  const SaliencyMaskResult at_0 = saliency_mask(x, fg, Tensor(), options_of(s, 9, 1000, 0));
+  const SaliencyMaskResult at_3 = saliency_mask(x, fg, Tensor(), options_of(s, 9, 1000 + 16 * 3, 0));
+  EXPECT_EQ(first.masked.to(Device::cpu()).to_vector<float>(), at_0.masked.to(Device::cpu()).to_vector<float>());
+  EXPECT_EQ(second.masked.to(Device::cpu()).to_vector<float>(), at_3.masked.to(Device::cpu()).to_vector<float>());
+  EXPECT_EQ(second.cells.to(Device::cpu()).to_vector<uint8_t>(), at_3.cells.to(Device::cpu()).to_vector<uint8_t>());
+  EXPECT_EQ(second.focal.to(Device::cpu()).to_vector<uint8_t>(), at_3.focal.to(Device::cpu()).to_vector<uint8_t>());
+  EXPECT_NE(first.masked.to(Device::cpu()).to_vector<float>(), second.masked.to(Device::cpu()).to_vector<float>());
+  // And the CPU, with the same offset on the host, draws the same masks.
+  SaliencyMaskOptions on_cpu = o;
+  on_cpu.stream_offset = offset_tensor(3, Device::cpu());
+  const SaliencyMaskResult cpu = saliency_mask(x.to(Device::cpu()), fg.to(Device::cpu()), Tensor(), on_cpu);
+  EXPECT_EQ(cpu.masked.to_vector<float>(), second.masked.to(Device::cpu()).to_vector<float>());
+  EXPECT_EQ(cpu.cells.to_vector<uint8_t>(), second.cells.to(Device::cpu()).to_vector<uint8_t>());
+}
+
+TEST(SaliencyMask, AStreamOffsetItCannotReadIsRefused) {
+  const Tensor x = views(2, 28, 28, 1);
+  const Tensor fg = random_foreground(2, 7, 1);
+  const auto refusal = [&](const Tensor& offset, const Tensor& views_in, const Tensor& fg_in) {
+    SaliencyMaskOptions o;
+    o.stream_offset = offset;
+    return error_of([&] { saliency_mask(views_in, fg_in, Tensor(), o); });
+  };
+  for (const Tensor& bad : {Tensor::zeros({1}, DType::i32), Tensor::zeros({1}, DType::f32),
+                            Tensor::zeros({2}, DType::i64), Tensor::zeros({0}, DType::i64)}) {
+    const std::string msg = refusal(bad, x, fg);
+    EXPECT_NE(msg.find("expected the stream offset to be a one-element i64 tensor"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(bad.str()), std::string::npos) << "the message names what it found: " << msg;
+    SaliencyMaskOptions o;
+    o.stream_offset = bad;
+    EXPECT_THROW(saliency_mask_params(2, 28, 28, 7, o), Error);
+  }
+  if (cuda_device_count() > 0) {
+    const Device gpu = Device::cuda(0);
+    std::string msg = refusal(Tensor::zeros({1}, DType::i64), x.to(gpu), fg.to(gpu));
+    EXPECT_NE(msg.find("on the views' device cuda"), std::string::npos) << msg;
+    msg = refusal(Tensor::zeros({1}, DType::i64, gpu), x, fg);
+    EXPECT_NE(msg.find("on the views' device cpu"), std::string::npos) << msg;
+  }
 }
 
 TEST(SaliencyMask, BadInputIsRefusedWithAMessage) {
