@@ -106,9 +106,12 @@ void* CachingAllocator::allocate(size_t nbytes, void* stream) {
       ptr = backing_->allocate(size);
     }
     ENGINE_CHECK(ptr != nullptr,
-                 "out of memory: asked for {} ({} bytes) and {} could not provide it after "
-                 "releasing its cache. {}. {}. Reduce the batch size (-b) or the image size",
-                 format_bytes(nbytes), nbytes, name_, stats_string_locked(), backing_->describe());
+                 "out of memory: asked for {} ({} bytes) and {} could not provide it {}. {}. {}. Reduce the batch "
+                 "size (-b) or the image size{}",
+                 format_bytes(nbytes), nbytes, name_,
+                 capture_pool_ ? "while a CUDA graph is being captured (its pool cannot use the cache)"
+                               : "after releasing its cache",
+                 stats_string_locked(), backing_->describe(), capture_pool_ ? ", or run with --cuda-graphs off" : "");
     stats_.backing_allocations++;
     stats_.reserved_bytes += size;
     stats_.peak_reserved_bytes = std::max(stats_.peak_reserved_bytes, stats_.reserved_bytes);
@@ -177,7 +180,7 @@ void CachingAllocator::release_private_pool(const void* pool) {
 void CachingAllocator::release_cached_locked() {
   // Not during a capture: waiting for the device and freeing are refused while a stream captures
   // (a free from a tensor's destructor would then end the process). An out-of-memory inside a
-  // capture is reported as such.
+  // capture says so (allocate's message).
   if (capture_pool_) return;
   bool synchronized = false;
   for (auto it = cached_.begin(); it != cached_.end();) {

@@ -106,7 +106,8 @@ class CachingAllocator {
   void empty_cache();
 
   // Until end_private_pool(), this thread's allocations come from the private pool `pool` (any
-  // unique address: the graph that owns it). One pool at a time; other threads are not affected.
+  // unique address: the graph that owns it). Other threads allocate as before, but one pool is
+  // begun at a time, in the whole process (captures do not nest or overlap).
   void begin_private_pool(const void* pool);
   void end_private_pool();
   // The pool's owner is gone: its free blocks join the ordinary cache of their stream, and its

@@ -46,8 +46,6 @@ class CudaGraph {
   // The first run after capture() passes false: the capture itself did the host side once.
   void replay(bool repeat_host_effects = true);
   bool captured() const { return exec_ != nullptr; }
-  // Host effects and device operations recorded: for logs and tests.
-  size_t host_effects() const { return effects_.size(); }
 
  private:
   Device device_;

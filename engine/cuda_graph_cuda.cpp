@@ -30,10 +30,14 @@ void CudaGraph::capture(const std::function<void()>& body) {
                "not nest");
   const cudaStream_t stream = cuda::stream(device_.index);
   CachingAllocator& allocator = cuda_allocator(device_.index);
-  // Work queued before the capture is not part of it; tensors freed before it go to the ordinary
-  // cache, which the capture does not draw from.
-  CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  // The capture draws every block afresh from its own pool: the blocks the eager steps left cached
+  // go back to the device first, or the capture could need twice a step's memory. (Work queued
+  // before the capture is not part of it.)
+  allocator.empty_cache();
   allocator.begin_private_pool(this);
+  const cudaError_t began = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+  if (began != cudaSuccess) allocator.end_private_pool();
+  CUDA_CHECK(began);
   detail::t_capture_effects = &effects_;
   auto end_capture = [&](cudaGraph_t* graph) {
     detail::t_capture_effects = nullptr;

@@ -1,6 +1,6 @@
 // queue_enqueue.h - MoCo's dequeue-and-enqueue (METHOD.md section 6.2): the step's N keys replace
 // the oldest N columns of the (D, K) queue, and the queue's pointer moves past them:
-//     queue[:, ptr + j] = keys[j, :]      for j in [0, N)
+//     queue[:, (ptr + j) mod K] = keys[j, :]      for j in [0, N)
 //     ptr = (ptr + N) mod K
 // the reference's `queue[:, ptr:ptr + N] = keys.T; ptr = (ptr + N) % K`.
 //
@@ -8,9 +8,11 @@
 // the host: a training step captured once as a CUDA graph then enqueues where the queue stands at
 // each replay, and a step never waits for the device. The host checks shapes, dtypes and devices
 // and that N divides K, but cannot check the pointer's value without reading it back, so the
-// contract is the caller's: ptr is a multiple of N in [0, K). Starting at 0 (MoCo's queue) with K a
-// multiple of N keeps it so. Nothing clamps a pointer outside that range: columns past the end of
-// the queue would be written (the kernel would write out of bounds on CUDA).
+// contract is the caller's: ptr is in [0, K), and a multiple of N for the reference's semantics.
+// Starting at 0 (MoCo's queue) with K a multiple of N keeps it so. The columns are taken modulo K,
+// so a pointer that is not a multiple of N (a checkpoint of another batch size) wraps around the
+// queue's end instead of writing past a row; one outside [0, K) is the caller's error (MoCo's
+// load_state_dict refuses it).
 //
 // Values are copied, not computed: CPU and CUDA give the same bits. The queue is a buffer with no
 // gradient (like momentum_update's key): no autograd, and the Tensor level refuses keys that

@@ -9,7 +9,7 @@ void queue_enqueue_cpu(T* queue, const T* keys, int64_t* ptr, int64_t D, int64_t
   const int64_t p = *ptr;
   // Row d of the queue takes column d of the keys: contiguous writes of N values per row.
   for (int64_t d = 0; d < D; ++d)
-    for (int64_t j = 0; j < N; ++j) queue[d * K + p + j] = keys[j * D + d];
+    for (int64_t j = 0; j < N; ++j) queue[d * K + (p + j) % K] = keys[j * D + d];
   *ptr = (p + N) % K;
 }
 

@@ -15,7 +15,7 @@ __global__ void queue_write_kernel(T* queue, const T* keys, const int64_t* ptr, 
   const int64_t p = *ptr;
   ENGINE_GRID_STRIDE_LOOP(e, D * N) {
     const int64_t d = e / N, j = e % N;
-    queue[d * K + p + j] = keys[j * D + d];
+    queue[d * K + (p + j) % K] = keys[j * D + d];
   }
 }
 

@@ -52,7 +52,8 @@ void add_training_flags(CLI::App* cmd, engine::ssl::PretrainConfig& c, TrainingF
   add_process_flags(cmd, flags.processes);
   cmd->add_option("--cuda-graphs", flags.cuda_graphs,
                   "capture the training step once as a CUDA graph and replay it (one launch a step instead of "
-                  "hundreds): auto where it can be (one process on a GPU, --strategy none), on (refuse elsewhere), off")
+                  "hundreds): auto where it can be (one process on a GPU; not --reference-quirks with hard "
+                  "negatives), on (refuse elsewhere), off")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "on", "off"}));
   cmd->add_option("--max-steps", c.max_steps, "stop after this many optimizer steps in all (0: no limit)")

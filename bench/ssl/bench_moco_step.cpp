@@ -10,9 +10,9 @@
 //
 //   bench_moco_step [--device cpu|cuda|all] [--quick] [--precision fp32|tf32|bf16] [--batch N]
 //                   [--cuda-graphs auto|on|off]
-// On a GPU each line ends with the peak of allocated memory during the timed steps. The plain step
-// runs as a CUDA graph on a GPU unless --cuda-graphs off (ssl/run/step_graph.h: as the trainer
-// runs it); the masked step is not captured.
+// On a GPU each line ends with the peak of allocated memory during the timed steps. Both steps run
+// as a CUDA graph on a GPU unless --cuda-graphs off (ssl/run/step_graph.h: as the trainer runs
+// them).
 #include <fmt/format.h>
 
 #include "bench/ops/bench_timing.h"
@@ -70,7 +70,8 @@ void bench_step(Device device, Precision precision, const StepCase& c, const ssl
   query = query.to(device);
   key = key.to(device);
   const bool graphs = ssl::use_cuda_graphs(
-      g_cuda_graphs, ssl::why_step_cannot_be_captured(device, 1, masking != nullptr), "bench_moco_step");
+      g_cuda_graphs, ssl::why_step_cannot_be_captured(device, 1, /*host_indexed_hard_negatives=*/false),
+      "bench_moco_step");
   ssl::StepGraph step_graph(device, graphs);
   Tensor step_number = Tensor::zeros({1}, DType::i64, device);  // (1) i64: what the shuffle BN reads
   sgd.set_lr(0.015);

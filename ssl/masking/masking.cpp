@@ -127,7 +127,7 @@ Tensor SaliencyGuidedMasking::foreground_of(const Tensor& maps, int64_t N, int64
 
 MaskedBatch SaliencyGuidedMasking::mask(const Tensor& query_view, const Tensor& key_view, const Tensor& query_input,
                                         const Tensor& key_input, const Tensor& key_saliency, nn::ResNet& saliency_encoder,
-                                        int64_t step) const {
+                                        int64_t step, const Tensor& step_number) const {
   NoGradGuard no_grad;
   ENGINE_CHECK(config_.strategy != MaskStrategy::None, "masking: called with --strategy none");
   const int64_t N = query_view.size(0), side = query_view.size(2), n_h = config_.num_nonsem;
@@ -153,7 +153,12 @@ MaskedBatch SaliencyGuidedMasking::mask(const Tensor& query_view, const Tensor& 
 
   // The query: pos mode with q's foreground; blur fills from the strongly blurred q.
   options.mode = MaskMode::Positive;
-  options.stream = kMaskStreamBase + 16 * static_cast<uint64_t>(step);
+  // The streams of step s start at kMaskStreamBase + 16 s, s read on the device.
+  options.stream = kMaskStreamBase;
+  options.stream_offset = step_number.defined()
+                              ? step_number
+                              : Tensor::full({1}, static_cast<double>(step), DType::i64, query_input.device());
+  options.stream_offset_scale = kMaskStreamsPerStep;
   options.images_per_group = N / config_.bn_groups;
   options.first_image = config_.rank * N;
   const Tensor query_blurred = options.fill == MaskFill::Blur ? gaussian_blur(query_view, kStrongBlurTaps, kStrongBlurSigma)

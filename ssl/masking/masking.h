@@ -67,6 +67,7 @@ struct MaskingConfig {
 };
 
 inline constexpr uint64_t kMaskStreamBase = 0x4D41'0000'0000'0000ull;  // "MA"
+inline constexpr uint64_t kMaskStreamsPerStep = 16;  // the query's and the hard negatives' streams of one step
 
 // The encoders' inputs for one batch and how they were made (what `moco batch` writes).
 struct MaskedBatch {
@@ -103,10 +104,12 @@ class SaliencyGuidedMasking {
   // key_input: encoder_input of them; key_saliency: (N, G, G) from the key forward (momentum
   // source; if undefined it is computed with saliency_encoder); saliency_encoder: the method's
   // own encoder for the momentum and online sources (MoCo's f_k, SimCLR's encoder), whose
-  // no-grad forwards give the q map (and the k map when not given).
+  // no-grad forwards give the q map (and the k map when not given). The masks are those of step
+  // `step`; step_number, if given, is that number in a (1) i64 tensor on the views' device, which
+  // the masking kernels read (a captured step, --cuda-graphs, draws anew at each replay).
   MaskedBatch mask(const Tensor& query_view, const Tensor& key_view, const Tensor& query_input,
                    const Tensor& key_input, const Tensor& key_saliency, nn::ResNet& saliency_encoder,
-                   int64_t step) const;
+                   int64_t step, const Tensor& step_number = Tensor()) const;
 
  private:
   // The saliency maps (N, G, G) of one view: `view` for the localizer, `input` for f_k.

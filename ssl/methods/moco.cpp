@@ -161,7 +161,8 @@ ContrastiveOutput MoCo::forward_masked(const Tensor& query_view, const Tensor& k
   momentum_update_key_encoder();
   Tensor key_saliency;                                                                        // (N, G, G)
   const Tensor k = encode_keys(key_input, shuffle, masking.wants_key_saliency() ? &key_saliency : nullptr);  // (N, D)
-  MaskedBatch masked = masking.mask(query_view, key_view, query_input, key_input, key_saliency, *encoder_k_, step);
+  MaskedBatch masked =
+      masking.mask(query_view, key_view, query_input, key_input, key_saliency, *encoder_k_, step, shuffle.step);
   const Tensor q = encode_query(masked.query);                                                // (N, D), recorded
   const Tensor t = masked.hard_negative.defined() ? encode_hard_negatives(masked.hard_negative, shuffle)
                                                   : Tensor();                                 // (N, n_h, D)

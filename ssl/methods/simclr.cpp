@@ -7,6 +7,7 @@
 
 #include "engine/autograd.h"
 #include "engine/check.h"
+#include "engine/cuda_graph.h"
 #include "layers/data_parallel.h"
 #include "layers/layers.h"
 #include "ops/index_select.h"
@@ -32,9 +33,20 @@ class KeepRunningStatistics {
  public:
   explicit KeepRunningStatistics(nn::Module& net) {
     for (auto& [name, buffer] : net.named_buffers()) saved_.emplace_back(buffer, buffer.clone());
+    // In a captured step (--cuda-graphs) the device buffers are saved and restored by the graph's
+    // copies; the host ones (BatchNorm's num_batches_tracked) by the host effects each replay
+    // repeats (engine/cuda_graph.h), in this order: save, the forwards' counts, restore.
+    repeat_on_replay([saved = saved_]() mutable {
+      for (auto& [buffer, copy] : saved)
+        if (buffer.device().is_cpu()) copy.copy_(buffer);
+    });
   }
   ~KeepRunningStatistics() {
     for (auto& [buffer, copy] : saved_) buffer.copy_(copy);
+    repeat_on_replay([saved = saved_]() mutable {
+      for (auto& [buffer, copy] : saved)
+        if (buffer.device().is_cpu()) buffer.copy_(copy);
+    });
   }
   KeepRunningStatistics(const KeepRunningStatistics&) = delete;
   KeepRunningStatistics& operator=(const KeepRunningStatistics&) = delete;
@@ -88,18 +100,16 @@ Tensor SimCLR::encode_views(const Tensor& a, const Tensor& b) {
   // Group g holds a's and then b's images g*b .. (g+1)*b - 1, so each group normalises both views of
   // its images together; the rows come back to NT-Xent's order (all a, then all b) afterwards.
   Tensor grouped = Tensor::empty({2 * N, a.size(1), a.size(2), a.size(3)}, a.dtype(), a.device());  // (2N, 3, H, W)
-  std::vector<int64_t> order(static_cast<size_t>(2 * N));  // NT-Xent row -> row of `grouped`
   for (int64_t g = 0; g < G; ++g) {
     const int64_t first = g * per_group, at = 2 * first;
     grouped.slice(0, at, at + per_group).copy_(a.slice(0, first, first + per_group));
     grouped.slice(0, at + per_group, at + 2 * per_group).copy_(b.slice(0, first, first + per_group));
-    for (int64_t i = 0; i < per_group; ++i) {
-      order[static_cast<size_t>(first + i)] = at + i;
-      order[static_cast<size_t>(N + first + i)] = at + per_group + i;
-    }
   }
-  const Tensor z = l2_normalize(encoder_->forward(grouped));  // (2N, D), grouped order
-  return index_select(z, Tensor::from_vector(order, {2 * N}));  // (2N, D)
+  const Tensor z = l2_normalize(encoder_->forward(grouped));  // (2N, D), grouped order: [group][view][image]
+  // Back to NT-Xent's order [view][group][image] by a transpose, with no index list from the host
+  // (a captured step, --cuda-graphs, copies nothing from it).
+  const int64_t D = z.size(1);
+  return z.view({G, 2, per_group, D}).transpose(0, 1).contiguous().view({2 * N, D});  // (2N, D)
 }
 
 Tensor SimCLR::encode_hard_negatives(const Tensor& hard) {
@@ -132,7 +142,7 @@ ContrastiveOutput SimCLR::forward(const Tensor& view1, const Tensor& view2) {
 }
 
 ContrastiveOutput SimCLR::forward_masked(const Tensor& view1, const Tensor& view2, const SaliencyGuidedMasking& masking,
-                                         int64_t step, MaskedBatch* record) {
+                                         int64_t step, MaskedBatch* record, const Tensor& step_number) {
   check_views(view1, view2, config_.bn_groups);
   const Tensor input1 = masking.encoder_input(view1);  // (N, 3, H, W), high-passed under hp
   const Tensor input2 = masking.encoder_input(view2);  // (N, 3, H, W)
@@ -141,7 +151,7 @@ ContrastiveOutput SimCLR::forward_masked(const Tensor& view1, const Tensor& view
     // The maps of both views from the encoder as it is now (two no-grad forwards; none for the
     // pretrained and none sources), then the masked view 1 and the hard-negative views.
     KeepRunningStatistics keep(*encoder_);
-    masked = masking.mask(view1, view2, input1, input2, Tensor(), *encoder_, step);
+    masked = masking.mask(view1, view2, input1, input2, Tensor(), *encoder_, step, step_number);
   }
   const Tensor z = encode_views(masked.query, input2);  // (2N, D), recorded
   const Tensor t = masked.hard_negative.defined() ? encode_hard_negatives(masked.hard_negative) : Tensor();  // (N, n_h, D)
@@ -154,7 +164,7 @@ ContrastiveOutput SimCLR::train_forward(const TrainingBatch& batch, const Salien
   check_batch_views(batch, views_per_image(), "SimCLR");
   const Tensor& view1 = batch.views[0];  // (N, 3, H, W)
   const Tensor& view2 = batch.views[1];  // (N, 3, H, W)
-  if (masking) return forward_masked(view1, view2, *masking, step, record);
+  if (masking) return forward_masked(view1, view2, *masking, step, record, batch.step_number);
   return forward(view1, view2);
 }
 

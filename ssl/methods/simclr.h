@@ -62,9 +62,10 @@ class SimCLR : public ContrastiveMethod {
   // Plain SimCLR: view1, view2 (N, 3, H, W).
   ContrastiveOutput forward(const Tensor& view1, const Tensor& view2);
   // The paper's step on the normalised views: saliency, the masked view 1 and the hard negatives
-  // from `masking`, then the loss. `record`, if given, receives what the encoder saw.
+  // from `masking` (the masks of step `step`, read from step_number on the device when given:
+  // SaliencyGuidedMasking::mask), then the loss. `record`, if given, receives what the encoder saw.
   ContrastiveOutput forward_masked(const Tensor& view1, const Tensor& view2, const SaliencyGuidedMasking& masking,
-                                   int64_t step, MaskedBatch* record = nullptr);
+                                   int64_t step, MaskedBatch* record = nullptr, const Tensor& step_number = Tensor());
 
   // The steps, public so tests can call them one by one.
   // (2N, D) unit rows, recorded: rows 0..N-1 are a's images, rows N..2N-1 b's.

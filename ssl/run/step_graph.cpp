@@ -21,10 +21,12 @@ const char* cuda_graphs_name(CudaGraphs mode) {
   return "?";
 }
 
-std::string why_step_cannot_be_captured(Device device, int64_t world_size, bool masking) {
+std::string why_step_cannot_be_captured(Device device, int64_t world_size, bool host_indexed_hard_negatives) {
   if (!device.is_cuda()) return "CUDA graphs need a GPU (--device cuda)";
   if (world_size > 1) return "the step of many processes is not captured (its all-reduce and gathers run outside)";
-  if (masking) return "the masked step is not captured (the masking plans its draws on the host every step)";
+  if (host_indexed_hard_negatives)
+    return "the published code's hard negatives (--reference-quirks with --num-nonsem > 0) are picked by index lists "
+           "made on the host every step";
   return "";
 }
 
@@ -52,8 +54,8 @@ bool StepGraph::matches_capture(const std::vector<Tensor>& inputs) const {
   return true;
 }
 
-std::vector<Tensor> StepGraph::run(const std::vector<Tensor>& inputs, const Body& body) {
-  if (!enabled_ || eager_steps_ < warmup_steps_) {
+std::vector<Tensor> StepGraph::run(const std::vector<Tensor>& inputs, const Body& body, bool eager) {
+  if (!enabled_ || eager || eager_steps_ < warmup_steps_) {
     ++eager_steps_;
     return body(inputs);
   }
@@ -71,7 +73,14 @@ std::vector<Tensor> StepGraph::run(const std::vector<Tensor>& inputs, const Body
   static_inputs_.clear();
   for (const Tensor& input : inputs) static_inputs_.push_back(input.clone());
   graph_ = std::make_unique<CudaGraph>(device_);
-  graph_->capture([&] { static_outputs_ = body(static_inputs_); });
+  try {
+    graph_->capture([&] { static_outputs_ = body(static_inputs_); });
+  } catch (const Error& e) {
+    graph_.reset();
+    ENGINE_THROW("capturing the training step as a CUDA graph (--cuda-graphs) failed: {}. Something in the step "
+                 "waits for the device or copies from host memory; run with --cuda-graphs off, and report it",
+                 e.what());
+  }
   graph_->replay(/*repeat_host_effects=*/false);  // the capture ran this step's host side
   ++replays_;
   return static_outputs_;

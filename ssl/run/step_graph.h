@@ -7,8 +7,8 @@
 // copies of its inputs and replayed; from then on each step copies its inputs (the batch) into
 // those copies and replays. What changes from step to step must be in device memory that the step
 // reads (the learning rate: Optimizer::set_lr; the step number for shuffle BN: TrainingBatch's
-// step_number; MoCo's queue pointer), written before run(). A step whose inputs have another
-// shape than the captured one runs eagerly.
+// step_number, which MoCo's shuffle BN and the masking read; MoCo's queue pointer), written before
+// run(). A step whose inputs have another shape than the captured one runs eagerly.
 #pragma once
 
 #include <functional>
@@ -21,16 +21,17 @@
 
 namespace engine::ssl {
 
-// --cuda-graphs: auto (where the step can be captured: one process on a GPU, no masking), on
+// --cuda-graphs: auto (where the step can be captured: see why_step_cannot_be_captured), on
 // (refuse to run where it cannot), off.
 enum class CudaGraphs { Auto, On, Off };
 CudaGraphs parse_cuda_graphs(const std::string& text);
 const char* cuda_graphs_name(CudaGraphs mode);
 
-// Why a training step with these settings cannot be captured, or "" when it can. Masking reads
-// host values each step (the plan of its draws) and writes the epoch's picture; many processes
-// all-reduce through MPI's host copies or NCCL calls that this capture does not join.
-std::string why_step_cannot_be_captured(Device device, int64_t world_size, bool masking);
+// Why a training step with these settings cannot be captured, or "" when it can: many processes
+// all-reduce and gather through MPI's host copies or NCCL calls that this capture does not join;
+// the published code's hard negatives (--reference-quirks with hard negatives) pick their images
+// with index lists made on the host every step.
+std::string why_step_cannot_be_captured(Device device, int64_t world_size, bool host_indexed_hard_negatives);
 // Whether to capture: `mode` against the reason above (empty: it can). On refuses with the reason.
 bool use_cuda_graphs(CudaGraphs mode, const std::string& reason, const char* command);
 
@@ -42,10 +43,11 @@ class StepGraph {
   // Disabled, run() calls the body every time.
   StepGraph(Device device, bool enabled, int64_t warmup_steps = 2);
 
-  // One step: the body eagerly (warm-up, disabled, another shape), or captured and replayed. The
-  // outputs of a replay are the graph's own tensors, overwritten by the next replay: copy what
-  // must be kept longer than one step.
-  std::vector<Tensor> run(const std::vector<Tensor>& inputs, const Body& body);
+  // One step: the body eagerly (warm-up, disabled, another shape, or `eager`: a step that reads
+  // from the device, such as the masked step drawing the epoch's picture), or captured and
+  // replayed. The outputs of a replay are the graph's own tensors, overwritten by the next replay:
+  // copy what must be kept longer than one step.
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs, const Body& body, bool eager = false);
 
   bool enabled() const { return enabled_; }
   bool captured() const { return graph_ && graph_->captured(); }

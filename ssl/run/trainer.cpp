@@ -116,6 +116,11 @@ class Trainer {
             world_.world_size() * method_->bn_groups(), world_.world_size()};
   }
   void write_masking_picture(int64_t epoch, const data::Batch& batch, const MaskedBatch& masked);
+  // MoCo's published hard negatives (O7): index lists made on the host each step, so no CUDA graph.
+  bool host_indexed_hard_negatives() const {
+    return c_.method == Method::MocoV2 && c_.moco.reference_quirks && c_.strategy != MaskStrategy::None &&
+           c_.num_nonsem > 0;
+  }
   std::string checkpoint_path(const std::string& name) const { return run_dir_->checkpoint(name).string(); }
 
   PretrainConfig c_;
@@ -155,7 +160,7 @@ void Trainer::check_flags() const {
   ENGINE_CHECK(c_.batch_size >= 1, "{}: -b must be at least 1, found {}", command_, c_.batch_size);
   const int64_t W = world_.world_size();
   // --cuda-graphs on where the step cannot be captured is refused before anything is built.
-  use_cuda_graphs(c_.cuda_graphs, why_step_cannot_be_captured(c_.device, W, c_.strategy != MaskStrategy::None),
+  use_cuda_graphs(c_.cuda_graphs, why_step_cannot_be_captured(c_.device, W, host_indexed_hard_negatives()),
                   command_);
   ENGINE_CHECK(c_.batch_size % W == 0,
                "{}: -b {} is the global batch (as main_moco.py's), shared by {} processes, and does not divide "
@@ -297,7 +302,7 @@ void Trainer::build() {
     optimizer_ = std::make_unique<nn::Sgd>(method_->online_encoder(), nn::SgdConfig{c_.momentum, c_.weight_decay});
   if (world_.world_size() > 1)
     gradients_ = std::make_unique<nn::DataParallelGradients>(method_->online_encoder(), world_);
-  const std::string no_graphs = why_step_cannot_be_captured(c_.device, world_.world_size(), masking_ != nullptr);
+  const std::string no_graphs = why_step_cannot_be_captured(c_.device, world_.world_size(), host_indexed_hard_negatives());
   const bool graphs = use_cuda_graphs(c_.cuda_graphs, no_graphs, command_);
   if (c_.device.is_cuda() && c_.cuda_graphs == CudaGraphs::Auto && !graphs)
     log_info("{}: each step is launched kernel by kernel, without a CUDA graph: {}", command_, no_graphs);
@@ -350,7 +355,7 @@ Tensor Trainer::step_on_device(const TrainingBatch& views, const data::Batch& ba
   out.loss.backward();
   if (gradients_) gradients_->finish();  // the mean over the ranks
   optimizer_->step();
-  step_rows_ = out.rows;
+  step_rows_ = out.rows;  // set at capture only when graphed: it depends on the batch's shape alone
   return values;
 }
 
@@ -364,11 +369,18 @@ void Trainer::train_step(data::Batch& batch, double lr, Meter& epoch_meter, Mete
   if (batch.labels.defined()) inputs.push_back(batch.labels);
   const size_t view_count = batch.views.size();
   // The outputs of a replay are the graph's own: `values` is copied before the next step.
-  const Tensor values = step_graph_->run(inputs, [&](const std::vector<Tensor>& in) {
-    TrainingBatch views{{in.begin(), in.begin() + static_cast<std::ptrdiff_t>(view_count)}, Tensor(), step_number_};
-    if (in.size() > view_count) views.labels = in[view_count];
-    return std::vector<Tensor>{step_on_device(views, batch)};
-  }).front();
+  // The masked step draws the first batch of each epoch into a picture: that step reads from the
+  // device, so it runs eagerly.
+  const bool draws_picture = masking_ && batch.index == 0;
+  const Tensor values = step_graph_->run(
+      inputs,
+      [&](const std::vector<Tensor>& in) {
+        TrainingBatch views{
+            {in.begin(), in.begin() + static_cast<std::ptrdiff_t>(view_count)}, Tensor(), step_number_};
+        if (in.size() > view_count) views.labels = in[view_count];
+        return std::vector<Tensor>{step_on_device(views, batch)};
+      },
+      draws_picture).front();
   if (step_graph_->replays() == 1 && result_.graph_replays == 0)
     log_info("{}: step {} was captured as a CUDA graph; the steps after it replay it", command_, position_.step);
   result_.graph_replays = step_graph_->replays();

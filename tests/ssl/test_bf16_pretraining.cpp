@@ -17,13 +17,13 @@
 #include <cmath>
 #include <filesystem>
 
-#include "data/synth.h"
 #include "engine/log.h"
 #include "engine/metrics_log.h"
 #include "engine/serialize.h"
 #include "ssl/run/trainer.h"
 #include "tests/common/temp_dir.h"
 #include "tests/common/test_helpers.h"
+#include "tests/ssl/plain_synth.h"
 
 namespace engine::ssl {
 namespace {
@@ -38,20 +38,6 @@ constexpr int64_t kSteps = 20, kWindow = 10, kEarly = 10;
 constexpr int64_t kSteps = 200, kWindow = 40, kEarly = 10;
 #endif
 constexpr double kEarlyTolerance = 0.01, kWindowTolerance = 0.015;
-
-// 4 classes of `per_class` training images at 40 pixels on plain backgrounds (the quickstart's
-// easy variant), in root/synth.
-void write_synth(const fs::path& root, int per_class) {
-  data::SynthOptions o;
-  o.classes = 4;
-  o.train_per_class = per_class;
-  o.val_per_class = 1;
-  o.size = 40;
-  o.clutter = 0;
-  o.plain_background = true;
-  o.threads = 1;
-  data::write_synth_dataset((root / "synth").string(), o);
-}
 
 // The quickstart's recipe (scripts/quickstart.sh) at a smaller scale: ResNet-18 at width 8 with
 // the small stem, 32 pixels, batches of 32 in 4 BatchNorm groups, the MLP head, T 0.2, m 0.99 and
@@ -104,7 +90,7 @@ std::vector<double> window_means(const std::vector<double>& losses) {
 
 TEST(Bf16Pretraining, CpuBf16LossTracksTheF32RunAndCheckpointsHoldF32Weights) {
   testing::TempDir dir("bf16_pretraining");
-  write_synth(dir.path(), 32);
+  testing::write_plain_synth(dir.path(), 32);
 
   const PretrainConfig f32 = config(dir.path(), "f32", Precision::fp32);
   const PretrainConfig bf16 = config(dir.path(), "bf16", Precision::bf16);
@@ -140,7 +126,7 @@ TEST(Bf16Pretraining, CpuBf16LossTracksTheF32RunAndCheckpointsHoldF32Weights) {
 // follows the interrupted run bit for bit.
 TEST(Bf16Pretraining, ResumingInAnotherPrecisionContinuesAndSaysSo) {
   testing::TempDir dir("bf16_resume");
-  write_synth(dir.path(), 8);
+  testing::write_plain_synth(dir.path(), 8);
   PretrainConfig bf16 = config(dir.path(), "run", Precision::bf16);
   bf16.args_json = R"({"precision": "bf16"})";  // as the command line records it
   bf16.batch_size = 16;
@@ -170,7 +156,7 @@ TEST(Bf16Pretraining, ResumingInAnotherPrecisionContinuesAndSaysSo) {
 TEST(Bf16Pretraining, CudaBf16StepsFollowTheCpuBf16RunAndReadNothing) {
   SKIP_WITHOUT_CUDA();
   testing::TempDir dir("bf16_pretraining_cuda");
-  write_synth(dir.path(), 8);
+  testing::write_plain_synth(dir.path(), 8);
   PretrainConfig cpu = config(dir.path(), "cpu", Precision::bf16);
   cpu.epochs = 2;  // 32 images in batches of 16: 4 steps
   cpu.batch_size = 16;
